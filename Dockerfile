@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+#
+# Weir server image.
+#
+#   docker build -t weir-server:0.1.0 .
+#   docker run --rm -p 8080:8080 -v weir-data:/var/lib/weir weir-server:0.1.0
+#
+# The workspace links Debian's RocksDB 7.8 (librocksdb-dev) instead of
+# compiling RocksDB from C++; .cargo/config.toml points the build at it, so
+# builder and runtime must both be Debian bookworm, on x86_64 (the library
+# paths in .cargo/config.toml are x86_64-linux-gnu).
+
+FROM rust:1-bookworm AS builder
+# clang + libclang-dev: bindgen for librocksdb-sys; librocksdb-dev: the
+# RocksDB headers and library the workspace links (pulls libsnappy-dev etc.).
+# Versions come from the pinned Debian release (bookworm), not pinned here.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends clang libclang-dev librocksdb-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# Cache mounts keep the crate registry and target dir between builds; the
+# binary is copied out of the (unexported) target cache in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release -p weir-server --locked \
+ && install -D -m 0755 target/release/weir-server /out/weir-server
+
+FROM debian:bookworm-slim
+# librocksdb7.8: the shared RocksDB the binary links (with its snappy, lz4,
+# zstd, bz2, zlib and gflags dependencies); ca-certificates for outbound TLS.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends librocksdb7.8 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 weir \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home \
+      --home-dir /var/lib/weir --shell /usr/sbin/nologin weir \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/weir
+COPY --from=builder /out/weir-server /usr/local/bin/weir-server
+
+# Environment variables override a config file (WEIR_CONFIG) and are
+# overridden by flags; the Helm chart sets the same two values explicitly.
+ENV WEIR_LISTEN=0.0.0.0:8080 \
+    WEIR_DATA_DIR=/var/lib/weir
+VOLUME ["/var/lib/weir"]
+WORKDIR /var/lib/weir
+EXPOSE 8080
+USER 10001:10001
+# SIGTERM starts a graceful shutdown (in-flight requests, final flush; up to
+# WEIR_SHUTDOWN_TIMEOUT_MS, default 30 s): give `docker stop` -t 40 or more.
+STOPSIGNAL SIGTERM
+# No HEALTHCHECK: the slim image has no HTTP client, and Kubernetes uses its
+# own probes (GET /healthz, GET /readyz on port 8080; see helm/weir).
+ENTRYPOINT ["/usr/local/bin/weir-server"]

@@ -1,0 +1,57 @@
+# Weir — build, run and test. `make run` and `make test` work on a fresh
+# Debian/Ubuntu machine with only Rust installed: they install what is
+# missing first (`make deps`, idempotent).
+
+SHELL := /bin/bash
+# Keep build output outside the clone so CI runs can reuse it; a machine
+# without the cache simply builds from scratch.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/weir-target
+export CARGO_TARGET_DIR
+
+APT_PACKAGES := clang libclang-dev librocksdb-dev prometheus
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps run build test lint unit blackbox dashboards helm openapi bench fmt
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+
+build: deps
+	cargo build --release -p weir-server -p weir-client
+
+run: build
+	$(CARGO_TARGET_DIR)/release/weir-server --listen 127.0.0.1:8080 --data-dir ./weir-data
+
+fmt:
+	cargo fmt --all
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+# Unit tests, then the black-box suite against real server processes.
+unit: deps
+	cargo build -p weir-server -p weir-client
+	cargo test --workspace
+
+dashboards:
+	bash scripts/check-dashboards.sh
+
+helm:
+	bash scripts/check-helm.sh
+
+test: lint unit dashboards helm
+
+# Regenerate openapi/openapi.json from the code.
+openapi:
+	WEIR_UPDATE_OPENAPI=1 cargo test -p weir-server committed_spec_is_current
+
+bench: build
+	@echo "start a server (make run) in another terminal, then:"
+	@echo "$(CARGO_TARGET_DIR)/release/weir bench produce --batch 1000 --concurrency 16"

@@ -1,0 +1,351 @@
+//! Subscription configuration, statistics and the pull/ack/nack/extend/seek
+//! requests.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::message::Message;
+
+/// How a subscription consumes its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Competing consumers, per-message leases and acks.
+    Queue,
+    /// Ordered per partition, partitions leased to one consumer, cumulative acks.
+    Stream,
+}
+
+/// Ordering guarantee of a queue subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Any message may be delivered while others are in flight.
+    #[default]
+    None,
+    /// At most one message per key in flight, each key in offset order.
+    Key,
+}
+
+/// A timestamp position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AtTimestamp {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// Where a new subscription starts: `"earliest"`, `"latest"` or `{"timestamp": T}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Start {
+    /// `"earliest"` or `"latest"`.
+    Named(StartName),
+    /// The first message at or after a timestamp.
+    Timestamp(AtTimestamp),
+}
+
+/// Named start positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StartName {
+    /// The oldest stored message.
+    Earliest,
+    /// Only messages produced after the operation.
+    Latest,
+}
+
+/// Exponential backoff between deliveries of a failed message:
+/// `min(max_ms, initial_ms * multiplier^(attempt-1))`, then ± `jitter` share.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// Delay after the first failure.
+    pub initial_ms: u64,
+    /// Upper bound of the delay.
+    pub max_ms: u64,
+    /// Growth factor per attempt, at least 1 (1 = fixed delay).
+    pub multiplier: f64,
+    /// Random share of the delay added or removed, 0..=1.
+    pub jitter: f64,
+}
+
+/// Retry policy of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Deliveries before the message is dead-lettered; `null` = forever.
+    pub max_attempts: Option<u32>,
+    /// Delay between deliveries.
+    pub backoff: Backoff,
+}
+
+/// Body of `PUT /v1/topics/{topic}/subscriptions/{sub}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"mode": "queue", "start": "earliest", "ack_timeout_ms": 30000, "retry": {"max_attempts": 5, "backoff": {"initial_ms": 1000, "max_ms": 60000, "multiplier": 2.0, "jitter": 0.1}}, "ordering": "none"}))]
+pub struct SubscriptionSpec {
+    /// `queue` (default) or `stream`; cannot change after creation.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Start position, used at creation only (default `latest`).
+    #[serde(default)]
+    pub start: Option<Start>,
+    /// Lease length in milliseconds (default 30000).
+    #[serde(default)]
+    pub ack_timeout_ms: Option<u64>,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
+    /// Dead-letter topic; default `<topic>.<sub>.dlq`. Explicit `null`
+    /// disables dead-lettering.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub dead_letter_topic: Option<Option<String>>,
+    /// Queue mode ordering.
+    #[serde(default)]
+    pub ordering: Option<Ordering>,
+}
+
+/// The effective configuration of a subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SubscriptionConfig {
+    /// Delivery mode.
+    pub mode: Mode,
+    /// Lease length in milliseconds.
+    pub ack_timeout_ms: u64,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Dead-letter topic, if any.
+    pub dead_letter_topic: Option<String>,
+    /// Queue mode ordering.
+    pub ordering: Ordering,
+}
+
+/// Per-partition position of a subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PartitionCursor {
+    /// Partition number.
+    pub partition: u32,
+    /// Every offset below this is settled (acked or dead-lettered).
+    pub cursor: u64,
+    /// Next offset to be written in the partition.
+    pub high_offset: u64,
+    /// Consumer owning the partition (stream mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+}
+
+/// Statistics of a subscription, computed when asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SubscriptionStats {
+    /// Messages not yet settled (includes in flight and delayed).
+    pub backlog: u64,
+    /// Messages leased to consumers now.
+    pub in_flight: u64,
+    /// Messages waiting for a delivery time or retry backoff.
+    pub delayed: u64,
+    /// Age of the oldest unsettled message, in milliseconds (0 when none).
+    pub oldest_unacked_age_ms: u64,
+    /// Messages dead-lettered by this subscription, in total.
+    pub dead_lettered: u64,
+    /// Unacked messages removed by retention before delivery, in total.
+    pub expired_by_retention: u64,
+    /// Per-partition cursors.
+    pub partitions: Vec<PartitionCursor>,
+}
+
+/// A subscription with configuration and stats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SubscriptionInfo {
+    /// Topic name.
+    pub topic: String,
+    /// Subscription name.
+    pub name: String,
+    /// Effective configuration.
+    pub config: SubscriptionConfig,
+    /// Statistics.
+    pub stats: SubscriptionStats,
+}
+
+/// Response of the subscription list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SubscriptionList {
+    /// Subscriptions of the topic, ordered by name.
+    pub subscriptions: Vec<SubscriptionInfo>,
+}
+
+/// Body of `POST .../pull`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequest {
+    /// Most messages to lease (1..=1000, default 10).
+    #[serde(default)]
+    pub max_messages: Option<u32>,
+    /// Long poll: wait up to this long for a first message (max 60000).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+    /// Consumer name; required to own partitions in stream mode.
+    #[serde(default)]
+    pub consumer: Option<String>,
+}
+
+/// A leased message.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReceivedMessage {
+    /// The message.
+    #[serde(flatten)]
+    pub message: Message,
+    /// Opaque id to ack, nack or extend this delivery.
+    pub ack_id: String,
+    /// Delivery attempt, from 1.
+    pub attempt: u32,
+}
+
+/// Response of a pull.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PullResponse {
+    /// Leased messages.
+    pub messages: Vec<ReceivedMessage>,
+}
+
+/// Body of `POST .../ack`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// Ack ids from pulls.
+    pub ack_ids: Vec<String>,
+}
+
+/// Response of ack, nack and extend.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AckResponse {
+    /// How many deliveries were settled (ack), released (nack) or renewed (extend).
+    #[serde(alias = "nacked", alias = "extended")]
+    pub acked: u64,
+    /// Ack ids that match no current delivery (expired, superseded or already settled).
+    pub unknown: Vec<String>,
+}
+
+/// Body of `POST .../nack`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NackRequest {
+    /// Ack ids from pulls.
+    pub ack_ids: Vec<String>,
+    /// Why processing failed; kept as the dead-letter reason.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Redeliver after this delay instead of the retry backoff.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// `false`: permanent failure, dead-letter at once.
+    #[serde(default)]
+    pub retry: Option<bool>,
+}
+
+/// Body of `POST .../extend`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    /// Ack ids from pulls.
+    pub ack_ids: Vec<String>,
+    /// New lease length from now; default the subscription's `ack_timeout_ms`.
+    #[serde(default)]
+    pub ack_timeout_ms: Option<u64>,
+}
+
+/// Explicit per-partition offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AtOffsets {
+    /// Partition number (as a string key) → offset.
+    pub offsets: BTreeMap<String, u64>,
+}
+
+/// A seek target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SeekTarget {
+    /// `"earliest"` or `"latest"`.
+    Named(StartName),
+    /// First message at or after a timestamp, per partition.
+    Timestamp(AtTimestamp),
+    /// Explicit offsets per partition; partitions not named are unchanged.
+    Offsets(AtOffsets),
+}
+
+/// Body of `POST .../seek`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeekRequest {
+    /// Where to move the subscription.
+    pub to: SeekTarget,
+}
+
+/// Body of `POST .../dead-letters/redrive`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    /// Most dead letters to redrive; `null` = all.
+    #[serde(default)]
+    pub max_messages: Option<u64>,
+}
+
+/// Response of a redrive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RedriveResponse {
+    /// Dead letters made deliverable again.
+    pub redriven: u64,
+}
+
+/// Distinguishes an absent field from an explicit `null`.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Option<String>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(deserializer).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_topic_null_differs_from_absent() {
+        let absent: SubscriptionSpec = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.dead_letter_topic, None);
+        let null: SubscriptionSpec =
+            serde_json::from_str(r#"{"dead_letter_topic": null}"#).unwrap();
+        assert_eq!(null.dead_letter_topic, Some(None));
+        let named: SubscriptionSpec =
+            serde_json::from_str(r#"{"dead_letter_topic": "d"}"#).unwrap();
+        assert_eq!(named.dead_letter_topic, Some(Some("d".into())));
+    }
+
+    #[test]
+    fn start_and_seek_forms_parse() {
+        let s: Start = serde_json::from_str(r#""earliest""#).unwrap();
+        assert_eq!(s, Start::Named(StartName::Earliest));
+        let s: Start = serde_json::from_str(r#"{"timestamp": 5}"#).unwrap();
+        assert_eq!(s, Start::Timestamp(AtTimestamp { timestamp: 5 }));
+        let t: SeekRequest = serde_json::from_str(r#"{"to":{"offsets":{"0":10}}}"#).unwrap();
+        assert!(matches!(t.to, SeekTarget::Offsets(_)));
+        assert!(serde_json::from_str::<Start>(r#""middle""#).is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! Topic configuration and description.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Retention limits of a topic. A limit of `null` means unlimited; when
+/// several are set, the first one reached removes the oldest messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Remove messages older than this many milliseconds.
+    #[serde(default)]
+    pub max_age_ms: Option<u64>,
+    /// Keep at most this many bytes of stored messages per partition.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// Keep at most this many messages per partition.
+    #[serde(default)]
+    pub max_messages: Option<u64>,
+}
+
+/// Body of `PUT /v1/topics/{topic}`: every field optional. On creation the
+/// missing fields take their defaults; on update they keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"partitions": 3, "retention": {"max_age_ms": 604800000}, "max_message_bytes": 1048576, "dedupe_window_ms": 120000}))]
+pub struct TopicSpec {
+    /// Number of partitions (1..=1024). May grow, never shrink.
+    #[serde(default)]
+    pub partitions: Option<u32>,
+    /// Retention limits; replaces the whole retention object when given.
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    /// Largest accepted message (value + key + headers), in bytes.
+    #[serde(default)]
+    pub max_message_bytes: Option<u32>,
+    /// How long an idempotency `id` is remembered, in milliseconds.
+    #[serde(default)]
+    pub dedupe_window_ms: Option<u64>,
+}
+
+/// The effective configuration of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TopicConfig {
+    /// Number of partitions.
+    pub partitions: u32,
+    /// Retention limits.
+    pub retention: Retention,
+    /// Largest accepted message, in bytes.
+    pub max_message_bytes: u32,
+    /// Idempotency window, in milliseconds.
+    pub dedupe_window_ms: u64,
+}
+
+/// One partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PartitionInfo {
+    /// Partition number, from 0.
+    pub partition: u32,
+    /// Oldest offset still stored (retention moves it up).
+    pub low_offset: u64,
+    /// Next offset to be written.
+    pub high_offset: u64,
+    /// Messages stored (`high_offset - low_offset`).
+    pub messages: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+}
+
+/// A topic with its configuration and partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub name: String,
+    /// Effective configuration.
+    pub config: TopicConfig,
+    /// Partitions with their offsets and sizes.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// Response of `GET /v1/topics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TopicList {
+    /// Every topic, ordered by name.
+    pub topics: Vec<TopicInfo>,
+}

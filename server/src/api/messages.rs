@@ -1,0 +1,197 @@
+//! Produce (JSON, NDJSON, raw bytes) and stateless replay of a partition.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use base64::Engine;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use weir_protocol::{ErrorCode, ProduceMessage, ProduceRequest, ProduceResponse, ReadResponse};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{media_type, parse_json, read_body, ApiPath, ApiQuery};
+use super::openapi::{Errors, TAG_MESSAGES};
+use super::AppState;
+use crate::broker::clock::now_ms;
+use crate::broker::read::{ReadFrom, MAX_READ_LIMIT, MAX_WAIT_MS};
+
+/// Produce messages to a topic.
+///
+/// Answers only once every message of the batch is durable. Accepts
+/// `application/json` (`{"messages": [...]}`), `application/x-ndjson` (one
+/// message object per line) and `application/octet-stream` (one message
+/// whose value is the raw body; key in `Weir-Key`, headers in
+/// `Weir-Header-<name>`).
+#[utoipa::path(
+    post, path = "/v1/topics/{topic}/messages", tag = TAG_MESSAGES,
+    params(("topic" = String, Path, description = "Topic name")),
+    request_body(content(
+        (ProduceRequest = "application/json", example = json!({"messages": [{"key": "customer-7", "value": {"order": 1}}, {"value_b64": "AAEC", "partition": 0}, {"value": "x", "id": "order-1-created", "delay_ms": 60000}]})),
+        (String = "application/x-ndjson"),
+        (Vec<u8> = "application/octet-stream"),
+    )),
+    responses(
+        (status = 200, description = "Every message is durable; results in request order", body = ProduceResponse,
+         example = json!({"results": [{"partition": 0, "offset": 42, "duplicate": false}]})),
+        Errors,
+    )
+)]
+pub async fn produce(
+    State(state): State<AppState>,
+    ApiPath(topic): ApiPath<String>,
+    request: Request,
+) -> ApiResult<Json<ProduceResponse>> {
+    // Resolve the topic first so an unknown topic is a 404 whatever the body.
+    state.broker.topic(&topic)?;
+    let headers = request.headers().clone();
+    let media = media_type(&headers);
+    let body = read_body(request, &state).await?;
+    let messages = match media.as_deref() {
+        Some("application/json") => parse_json::<ProduceRequest>(&body)?.messages,
+        Some("application/x-ndjson") => parse_ndjson(&body)?,
+        Some("application/octet-stream") => vec![raw_message(&headers, &body)?],
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "use `application/json`, `application/x-ndjson` or `application/octet-stream`",
+            ))
+        }
+    };
+    let results = state.broker.produce(&topic, messages, now_ms()).await?;
+    Ok(Json(ProduceResponse { results }))
+}
+
+fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<ProduceMessage>> {
+    body.split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|(i, line)| {
+            serde_json::from_slice(line).map_err(|e| {
+                ApiError::invalid(
+                    format!("line {}", i + 1),
+                    format!("invalid JSON message on line {}: {e}", i + 1),
+                )
+            })
+        })
+        .collect()
+}
+
+fn raw_message(headers: &HeaderMap, body: &[u8]) -> ApiResult<ProduceMessage> {
+    let text = |name: &str| -> ApiResult<Option<String>> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str().map(str::to_owned).map_err(|_| {
+                    ApiError::invalid(name, format!("header `{name}` must be visible ASCII"))
+                })
+            })
+            .transpose()
+    };
+    let mut message_headers = BTreeMap::new();
+    for (name, value) in headers {
+        if let Some(h) = name.as_str().strip_prefix("weir-header-") {
+            let v = value.to_str().map_err(|_| {
+                ApiError::invalid(
+                    name.as_str(),
+                    format!("header `{name}` must be visible ASCII"),
+                )
+            })?;
+            message_headers.insert(h.to_owned(), v.to_owned());
+        }
+    }
+    let parse_u64 = |name: &str| -> ApiResult<Option<u64>> {
+        text(name)?
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::invalid(
+                        name,
+                        format!("header `{name}` must be a non-negative integer"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let partition = parse_u64("weir-partition")?
+        .map(|p| {
+            u32::try_from(p)
+                .map_err(|_| ApiError::invalid("weir-partition", "partition out of range"))
+        })
+        .transpose()?;
+    Ok(ProduceMessage {
+        key: text("weir-key")?,
+        value: None,
+        value_b64: Some(base64::engine::general_purpose::STANDARD.encode(body)),
+        headers: (!message_headers.is_empty()).then_some(message_headers),
+        partition,
+        id: text("weir-id")?,
+        delay_ms: parse_u64("weir-delay-ms")?,
+        deliver_at: None,
+    })
+}
+
+/// Query of a partition read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    /// First offset to read (default: the oldest stored).
+    offset: Option<u64>,
+    /// Read from the first message at or after this timestamp instead.
+    timestamp: Option<u64>,
+    /// Most messages to return (1..=10000, default 100).
+    limit: Option<u32>,
+    /// Long poll: wait up to this many milliseconds for a message (max 60000).
+    wait_ms: Option<u64>,
+}
+
+/// Read a partition from an offset or a timestamp (stateless replay).
+///
+/// An offset below `low_offset` (removed by retention) starts at
+/// `low_offset`. With `wait_ms`, an empty read waits until a message arrives.
+#[utoipa::path(
+    get, path = "/v1/topics/{topic}/partitions/{partition}/messages", tag = TAG_MESSAGES,
+    params(
+        ("topic" = String, Path, description = "Topic name"),
+        ("partition" = u32, Path, description = "Partition number"),
+        ReadQuery,
+    ),
+    responses((status = 200, description = "Messages in offset order", body = ReadResponse), Errors)
+)]
+pub async fn read(
+    State(state): State<AppState>,
+    ApiPath((topic, partition)): ApiPath<(String, u32)>,
+    ApiQuery(query): ApiQuery<ReadQuery>,
+) -> ApiResult<Json<ReadResponse>> {
+    let from = match (query.offset, query.timestamp) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "offset",
+                "give `offset` or `timestamp`, not both",
+            ))
+        }
+        (Some(o), None) => ReadFrom::Offset(o),
+        (None, Some(t)) => ReadFrom::Timestamp(t),
+        (None, None) => ReadFrom::Offset(0),
+    };
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_READ_LIMIT {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("`limit` must be between 1 and {MAX_READ_LIMIT}"),
+        ));
+    }
+    let wait_ms = query.wait_ms.unwrap_or(0);
+    if wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::invalid(
+            "wait_ms",
+            format!("`wait_ms` must be at most {MAX_WAIT_MS}"),
+        ));
+    }
+    let response = state
+        .broker
+        .read(&topic, partition, from, limit, wait_ms)
+        .await?;
+    Ok(Json(response))
+}

@@ -1,0 +1,194 @@
+//! The HTTP API: axum routes, one resource per file, problem+json errors,
+//! metrics and request-id middleware, and the OpenAPI document built from
+//! the same declarations as the routes. Knows HTTP, not RocksDB.
+
+pub mod error;
+pub mod extract;
+mod messages;
+pub mod openapi;
+mod ops;
+mod topics;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use weir_protocol::ErrorCode;
+
+use crate::broker::Broker;
+use crate::metrics::METRICS;
+use error::ApiError;
+use openapi::ApiDoc;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub broker: Arc<Broker>,
+    pub shutting_down: Arc<AtomicBool>,
+    pub max_request_bytes: usize,
+}
+
+impl AppState {
+    /// Why the server is not ready, or `None` when it is.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            Some("shutting_down")
+        } else if !self.broker.store().is_writable() {
+            Some("store_not_writable")
+        } else {
+            None
+        }
+    }
+
+    /// Computes the state gauges at scrape time so they never drift.
+    pub fn refresh_gauges(&self) {
+        let m = &*METRICS;
+        m.ready.set(i64::from(self.not_ready_reason().is_none()));
+        m.topic_messages.reset();
+        m.topic_bytes.reset();
+        for topic in self.broker.all_topics() {
+            let name = topic.name();
+            let (mut messages, mut bytes) = (0u64, 0u64);
+            for p in topic.partitions() {
+                messages += p.committed().saturating_sub(p.low());
+                bytes += p.bytes();
+            }
+            m.topic_messages
+                .with_label_values(&[&name])
+                .set(clamp(messages));
+            m.topic_bytes.with_label_values(&[&name]).set(clamp(bytes));
+        }
+        let store = self.broker.store();
+        m.storage_live_data
+            .set(clamp(store.int_property("rocksdb.estimate-live-data-size")));
+        m.storage_pending_compaction.set(clamp(
+            store.int_property("rocksdb.estimate-pending-compaction-bytes"),
+        ));
+        m.storage_write_stopped
+            .set(clamp(store.db_property("rocksdb.is-write-stopped")));
+        m.storage_delayed_write_rate.set(clamp(
+            store.db_property("rocksdb.actual-delayed-write-rate"),
+        ));
+        if let Ok(stat) = rustix::fs::statvfs(store.path()) {
+            m.storage_disk_total
+                .set(clamp(stat.f_blocks.saturating_mul(stat.f_frsize)));
+            m.storage_disk_free
+                .set(clamp(stat.f_bavail.saturating_mul(stat.f_frsize)));
+        }
+    }
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The `/v1` routes and their OpenAPI paths, from the same declarations.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(topics::list_topics))
+        .routes(routes!(
+            topics::put_topic,
+            topics::get_topic,
+            topics::delete_topic
+        ))
+        .routes(routes!(messages::produce))
+        .routes(routes!(messages::read))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+}
+
+/// The OpenAPI document of the server.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// Builds the full application router.
+pub fn router(state: AppState) -> Router {
+    let (routes, spec) = api_routes().split_for_parts();
+    let request_id = HeaderName::from_static("x-request-id");
+    routes
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn(track_metrics))
+        .layer(DefaultBodyLimit::max(state.max_request_bytes))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, CounterRequestId::default()))
+        .with_state(state)
+}
+
+/// Process-unique request ids: a random-per-process prefix and a counter.
+#[derive(Clone, Default)]
+struct CounterRequestId {
+    next: Arc<AtomicU64>,
+}
+
+impl MakeRequestId for CounterRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = crate::broker::clock::now_ms();
+        HeaderValue::from_str(&format!("{start:x}-{n:x}"))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+async fn track_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let class = match response.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    METRICS
+        .http_requests
+        .with_label_values(&[&route, &method, class])
+        .inc();
+    METRICS
+        .http_duration
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found(State(_): State<AppState>) -> impl IntoResponse {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
+}

@@ -1,0 +1,293 @@
+//! The broker: topics, produce, replay and (in `subscription/`) the
+//! delivery state machines. Pure domain: no axum, no RocksDB (the store's
+//! domain API only), time passed in where decisions depend on it.
+
+pub mod clock;
+pub mod error;
+pub mod partitioner;
+pub mod produce;
+pub mod read;
+pub mod retention;
+pub mod topic;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use weir_protocol::{
+    names::is_valid_name, PartitionInfo, ProduceMessage, ProduceResult, ReadResponse, TopicInfo,
+    TopicSpec,
+};
+
+pub use error::{BrokerError, Result};
+use read::ReadFrom;
+use topic::{apply_spec, Topic};
+
+use crate::metrics::METRICS;
+use crate::storage::{PartitionMeta, Store, TopicRecord, WriteSet, COUNTER_TOPIC};
+
+/// Whether a PUT created or updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// The broker: the registry of topics over one store.
+pub struct Broker {
+    store: Arc<Store>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serializes topic and subscription configuration changes.
+    admin: tokio::sync::Mutex<AdminState>,
+}
+
+struct AdminState {
+    next_topic_id: u32,
+}
+
+impl Broker {
+    /// Rebuilds the broker from what the store recovered.
+    pub fn open(store: Arc<Store>) -> Result<Arc<Broker>> {
+        let recovered = store.recover()?;
+        let mut topics = HashMap::new();
+        for (record, metas) in recovered.topics {
+            let mut metas = metas;
+            // A partition record is written with the topic; fill any gap
+            // defensively so `partitions` always matches the config.
+            for p in 0..record.config.partitions {
+                if !metas.iter().any(|m| m.partition == p) {
+                    metas.push(PartitionMeta {
+                        partition: p,
+                        ..PartitionMeta::default()
+                    });
+                }
+            }
+            let name = record.name.clone();
+            topics.insert(name, Arc::new(Topic::new(record, &metas)));
+        }
+        Ok(Arc::new(Broker {
+            store,
+            topics: RwLock::new(topics),
+            admin: tokio::sync::Mutex::new(AdminState {
+                next_topic_id: recovered.next_topic_id,
+            }),
+        }))
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
+        match self.topics.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
+        match self.topics.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Every topic, for background tasks and metrics.
+    pub fn all_topics(&self) -> Vec<Arc<Topic>> {
+        self.topics_read().values().cloned().collect()
+    }
+
+    /// Looks a topic up by name (validating the name first).
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        check_name("topic", name)?;
+        self.topics_read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned()))
+    }
+
+    /// Creates a topic or updates its mutable settings.
+    pub async fn put_topic(&self, name: &str, spec: &TopicSpec, now: u64) -> Result<Upsert> {
+        check_name("topic", name)?;
+        let mut admin = self.admin.lock().await;
+        let existing = self.topics_read().get(name).cloned();
+        match existing {
+            Some(topic) => {
+                let mut record = topic.record();
+                let config = apply_spec(spec, Some(&record.config))?;
+                if config == record.config {
+                    return Ok(Upsert::Unchanged);
+                }
+                let old_partitions = record.config.partitions;
+                record.config = config;
+                let mut set = WriteSet::new();
+                set.put_topic(&record);
+                for p in old_partitions..record.config.partitions {
+                    set.put_partition(
+                        record.id,
+                        p,
+                        &PartitionMeta {
+                            partition: p,
+                            ..PartitionMeta::default()
+                        },
+                    );
+                }
+                self.store.commit(set).await?;
+                topic.grow(record.config.partitions);
+                topic.set_record(record);
+                Ok(Upsert::Updated)
+            }
+            None => {
+                let config = apply_spec(spec, None)?;
+                let id = admin.next_topic_id;
+                if id == u32::MAX {
+                    return Err(BrokerError::Conflict("topic ids exhausted".into()));
+                }
+                let record = TopicRecord {
+                    id,
+                    name: name.to_owned(),
+                    config,
+                    created_at: now,
+                };
+                let metas: Vec<PartitionMeta> = (0..record.config.partitions)
+                    .map(|p| PartitionMeta {
+                        partition: p,
+                        ..PartitionMeta::default()
+                    })
+                    .collect();
+                let mut set = WriteSet::new();
+                set.put_topic(&record);
+                set.put_counter(COUNTER_TOPIC, id + 1);
+                for m in &metas {
+                    set.put_partition(id, m.partition, m);
+                }
+                self.store.commit(set).await?;
+                admin.next_topic_id = id + 1;
+                self.topics_write()
+                    .insert(name.to_owned(), Arc::new(Topic::new(record, &metas)));
+                Ok(Upsert::Created)
+            }
+        }
+    }
+
+    /// Deletes a topic with its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let topic = self.topic(name)?;
+        let _admin = self.admin.lock().await;
+        let mut set = WriteSet::new();
+        set.delete_topic(&topic.record());
+        self.store.commit(set).await?;
+        self.topics_write().remove(name);
+        topic.mark_deleted();
+        for label in [&METRICS.messages_produced, &METRICS.bytes_produced] {
+            let _ = label.remove_label_values(&[name]);
+        }
+        Ok(())
+    }
+
+    /// Describes a topic.
+    pub fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        Ok(describe(&*self.topic(name)?))
+    }
+
+    /// Describes every topic, ordered by name.
+    pub fn list_topics(&self) -> Vec<TopicInfo> {
+        let mut topics: Vec<TopicInfo> = self.all_topics().iter().map(|t| describe(t)).collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    /// Appends a batch of messages; answers once they are durable.
+    pub async fn produce(
+        &self,
+        name: &str,
+        messages: Vec<ProduceMessage>,
+        now: u64,
+    ) -> Result<Vec<ProduceResult>> {
+        let topic = self.topic(name)?;
+        let count = messages.len();
+        let prepared = produce::prepare(messages, &topic.record().config, now)?;
+        let bytes: u64 = prepared
+            .iter()
+            .map(|p| p.message.encoded_len() as u64)
+            .sum();
+        let results = produce::produce(self.store.clone(), topic, prepared, now).await?;
+        let appended = results.iter().filter(|r| !r.duplicate).count() as u64;
+        METRICS.produce_batch_messages.observe(count as f64);
+        METRICS
+            .messages_produced
+            .with_label_values(&[name])
+            .inc_by(appended);
+        METRICS
+            .bytes_produced
+            .with_label_values(&[name])
+            .inc_by(bytes);
+        Ok(results)
+    }
+
+    /// Reads a partition from an offset or timestamp.
+    pub async fn read(
+        &self,
+        name: &str,
+        partition: u32,
+        from: ReadFrom,
+        limit: u32,
+        wait_ms: u64,
+    ) -> Result<ReadResponse> {
+        let topic = self.topic(name)?;
+        read::read(&self.store, &topic, partition, from, limit, wait_ms).await
+    }
+
+    /// Runs one retention pass over every topic.
+    pub async fn enforce_retention(&self, now: u64) -> Result<u64> {
+        let mut removed = 0;
+        for topic in self.all_topics() {
+            let store = self.store.clone();
+            removed += tokio::task::spawn_blocking(move || retention::enforce(&store, &topic, now))
+                .await??;
+        }
+        Ok(removed)
+    }
+
+    /// Wakes every long poll so shutdown does not wait for them.
+    pub fn wake_all(&self) {
+        for topic in self.all_topics() {
+            topic.close();
+        }
+    }
+}
+
+fn describe(topic: &Topic) -> TopicInfo {
+    let record = topic.record();
+    let partitions = topic
+        .partitions()
+        .iter()
+        .map(|p| {
+            let low = p.low();
+            let high = p.committed();
+            PartitionInfo {
+                partition: p.id,
+                low_offset: low,
+                high_offset: high,
+                messages: high.saturating_sub(low),
+                bytes: p.bytes(),
+            }
+        })
+        .collect();
+    TopicInfo {
+        name: record.name,
+        config: record.config,
+        partitions,
+    }
+}
+
+pub fn check_name(what: &'static str, name: &str) -> Result<()> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(BrokerError::InvalidName {
+            what,
+            name: name.chars().take(240).collect(),
+        })
+    }
+}

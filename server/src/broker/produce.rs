@@ -1,0 +1,409 @@
+//! The produce path: validate a batch, assign partitions and offsets under
+//! the topic's produce lock, resolve idempotency ids, and commit everything
+//! as one atomic write. A rejected batch appends nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use weir_protocol::{ProduceMessage, ProduceResult, TopicConfig};
+
+use super::error::{BrokerError, Result};
+use super::partitioner::partition_for_key;
+use super::topic::Topic;
+use crate::storage::{record, DedupeEntry, NewMessage, PartitionMeta, Store, WriteSet};
+
+/// Longest accepted idempotency id, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest accepted delay: one year.
+pub const MAX_DELAY_MS: u64 = 365 * 24 * 3600 * 1000;
+/// Most messages in one produce request.
+pub const MAX_BATCH_MESSAGES: usize = 100_000;
+
+/// A validated message, ready to be placed.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub partition: Option<u32>,
+    pub id: Option<String>,
+    pub message: NewMessage,
+}
+
+/// Validates and converts a produce batch. `now` is the request time.
+pub fn prepare(
+    messages: Vec<ProduceMessage>,
+    config: &TopicConfig,
+    now: u64,
+) -> Result<Vec<Prepared>> {
+    if messages.is_empty() {
+        return Err(BrokerError::invalid(
+            "messages",
+            "`messages` must not be empty",
+        ));
+    }
+    if messages.len() > MAX_BATCH_MESSAGES {
+        return Err(BrokerError::invalid(
+            "messages",
+            format!("at most {MAX_BATCH_MESSAGES} messages per request"),
+        ));
+    }
+    messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| prepare_one(i, m, config, now))
+        .collect()
+}
+
+fn prepare_one(i: usize, m: ProduceMessage, config: &TopicConfig, now: u64) -> Result<Prepared> {
+    let field = |name: &str| format!("messages[{i}].{name}");
+    let (json, payload) = match (m.value, m.value_b64) {
+        (Some(v), None) => (true, v.get().as_bytes().to_vec()),
+        (None, Some(b64)) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|e| {
+                    BrokerError::invalid(
+                        field("value_b64"),
+                        format!("`value_b64` of message {i} is not valid base64: {e}"),
+                    )
+                })?;
+            (false, bytes)
+        }
+        (Some(_), Some(_)) => {
+            return Err(BrokerError::invalid(
+                field("value"),
+                format!("message {i} has both `value` and `value_b64`; give one"),
+            ))
+        }
+        (None, None) => {
+            return Err(BrokerError::invalid(
+                field("value"),
+                format!("message {i} needs `value` or `value_b64`"),
+            ))
+        }
+    };
+    let headers: Vec<(String, String)> = m.headers.unwrap_or_default().into_iter().collect();
+    for (name, _) in &headers {
+        if name.is_empty() || name.len() > u16::MAX as usize {
+            return Err(BrokerError::invalid(
+                field("headers"),
+                format!("message {i} has an empty or oversized header name"),
+            ));
+        }
+        if name.to_ascii_lowercase().starts_with("weir-") {
+            return Err(BrokerError::invalid(
+                field("headers"),
+                format!("header `{name}` of message {i}: names starting with `weir-` are reserved"),
+            ));
+        }
+    }
+    if headers.len() > u16::MAX as usize {
+        return Err(BrokerError::invalid(field("headers"), "too many headers"));
+    }
+    let deliver_at = match (m.delay_ms, m.deliver_at) {
+        (Some(_), Some(_)) => {
+            return Err(BrokerError::invalid(
+                field("delay_ms"),
+                format!("message {i} has both `delay_ms` and `deliver_at`; give one"),
+            ))
+        }
+        (Some(d), None) if d > MAX_DELAY_MS => {
+            return Err(BrokerError::invalid(
+                field("delay_ms"),
+                format!("`delay_ms` of message {i} exceeds one year ({MAX_DELAY_MS} ms)"),
+            ))
+        }
+        (Some(0), None) | (None, None) => 0,
+        (Some(d), None) => now + d,
+        (None, Some(t)) if t > now.saturating_add(MAX_DELAY_MS) => {
+            return Err(BrokerError::invalid(
+                field("deliver_at"),
+                format!("`deliver_at` of message {i} is more than one year ahead"),
+            ))
+        }
+        (None, Some(t)) => t,
+    };
+    if let Some(id) = &m.id {
+        if id.is_empty() || id.len() > MAX_ID_BYTES {
+            return Err(BrokerError::invalid(
+                field("id"),
+                format!("`id` of message {i} must be 1 to {MAX_ID_BYTES} bytes"),
+            ));
+        }
+    }
+    if let Some(p) = m.partition {
+        if p >= config.partitions {
+            return Err(BrokerError::invalid(
+                field("partition"),
+                format!(
+                    "message {i} names partition {p}; the topic has {}",
+                    config.partitions
+                ),
+            ));
+        }
+    }
+    let message = NewMessage {
+        key: m.key,
+        headers,
+        json,
+        payload,
+        deliver_at,
+    };
+    let size = message.encoded_len();
+    if size > config.max_message_bytes as usize {
+        return Err(BrokerError::MessageTooLarge {
+            index: i,
+            size,
+            limit: config.max_message_bytes,
+        });
+    }
+    Ok(Prepared {
+        partition: m.partition,
+        id: m.id,
+        message,
+    })
+}
+
+/// Per-partition range appended by one request.
+struct Appended {
+    partition: u32,
+    first: u64,
+    end: u64,
+    bytes: u64,
+}
+
+/// Places and commits a prepared batch. Returns results in request order.
+pub async fn produce(
+    store: Arc<Store>,
+    topic: Arc<Topic>,
+    batch: Vec<Prepared>,
+    now: u64,
+) -> Result<Vec<ProduceResult>> {
+    let placing_topic = topic.clone();
+    let placing_store = store.clone();
+    let (results, appended, ids, receiver) =
+        tokio::task::spawn_blocking(move || place(&placing_store, &placing_topic, batch, now))
+            .await??;
+    let outcome = receiver.await.map_err(|_| BrokerError::ShuttingDown)?;
+    let partitions = topic.partitions();
+    {
+        let mut state = topic.lock_produce();
+        for id in &ids {
+            state.pending_ids.remove(id);
+        }
+        if outcome.is_err() {
+            // Give the offsets back when nobody appended after us, so a
+            // failed write (stall) leaves no gap; otherwise the gap stays
+            // (offsets are never reused) and readers skip it.
+            for a in &appended {
+                if let Some(head) = state.heads.get_mut(a.partition as usize) {
+                    if head.next_offset == a.end {
+                        head.next_offset = a.first;
+                        head.bytes = head.bytes.saturating_sub(a.bytes);
+                    }
+                }
+            }
+        }
+    }
+    match outcome {
+        Ok(()) => {
+            for a in &appended {
+                if let Some(p) = partitions.get(a.partition as usize) {
+                    p.add_bytes(a.bytes);
+                    p.publish(a.end);
+                }
+            }
+            Ok(results)
+        }
+        Err(crate::storage::StorageError::Stalled) => Err(BrokerError::Unavailable),
+        Err(crate::storage::StorageError::Closed) => Err(BrokerError::ShuttingDown),
+        Err(e) => Err(e.into()),
+    }
+}
+
+type Placed = (
+    Vec<ProduceResult>,
+    Vec<Appended>,
+    Vec<String>,
+    tokio::sync::oneshot::Receiver<crate::storage::Result<()>>,
+);
+
+/// Runs on a blocking thread: dedupe look-ups read the store.
+fn place(store: &Store, topic: &Topic, batch: Vec<Prepared>, now: u64) -> Result<Placed> {
+    let record = topic.record();
+    let topic_id = record.id;
+    let partitions = record.config.partitions;
+    let window = record.config.dedupe_window_ms;
+    let mut state = topic.lock_produce();
+    if topic.is_deleted() {
+        return Err(BrokerError::TopicNotFound(record.name));
+    }
+    let mut set = WriteSet::new();
+    let mut results = Vec::with_capacity(batch.len());
+    let mut appended: HashMap<u32, Appended> = HashMap::new();
+    let mut batch_ids: HashMap<String, (u32, u64)> = HashMap::new();
+    let mut new_ids = Vec::new();
+    for prepared in batch {
+        if let Some(id) = &prepared.id {
+            let seen = match batch_ids.get(id).or_else(|| state.pending_ids.get(id)) {
+                Some(&found) => Some(found),
+                None if window > 0 => store
+                    .get_dedupe(topic_id, id)?
+                    .filter(|e| e.expires_at > now)
+                    .map(|e| (e.partition, e.offset)),
+                None => None,
+            };
+            if let Some((partition, offset)) = seen {
+                results.push(ProduceResult {
+                    partition,
+                    offset,
+                    duplicate: true,
+                });
+                continue;
+            }
+        }
+        let partition = match (prepared.partition, &prepared.message.key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => {
+                state.round_robin = state.round_robin.wrapping_add(1);
+                state.round_robin % partitions
+            }
+        };
+        let Some(head) = state.heads.get_mut(partition as usize) else {
+            return Err(BrokerError::invalid(
+                "partition",
+                format!("no partition {partition}"),
+            ));
+        };
+        let offset = head.next_offset;
+        // Timestamps never go backwards within a partition, so the time
+        // index is exact and "first message at or after T" is one seek.
+        let timestamp = now.max(head.last_timestamp);
+        if timestamp != head.last_timestamp || offset == head.low {
+            set.index_timestamp(topic_id, partition, timestamp, offset);
+        }
+        let encoded = record::encode(&prepared.message, timestamp);
+        let size = encoded.len() as u64;
+        set.append_message(topic_id, partition, offset, encoded);
+        head.next_offset += 1;
+        head.bytes += size;
+        head.last_timestamp = timestamp;
+        let a = appended.entry(partition).or_insert(Appended {
+            partition,
+            first: offset,
+            end: offset,
+            bytes: 0,
+        });
+        a.end = offset + 1;
+        a.bytes += size;
+        if let Some(id) = prepared.id {
+            if window > 0 {
+                set.put_dedupe(
+                    topic_id,
+                    &id,
+                    DedupeEntry {
+                        partition,
+                        offset,
+                        expires_at: now + window,
+                    },
+                );
+            }
+            batch_ids.insert(id.clone(), (partition, offset));
+            new_ids.push(id);
+        }
+        results.push(ProduceResult {
+            partition,
+            offset,
+            duplicate: false,
+        });
+    }
+    for a in appended.values() {
+        let head = state.heads[a.partition as usize];
+        set.put_partition(
+            topic_id,
+            a.partition,
+            &PartitionMeta {
+                partition: a.partition,
+                low: head.low,
+                high: head.next_offset,
+                bytes: head.bytes,
+                last_timestamp: head.last_timestamp,
+            },
+        );
+    }
+    for (id, at) in batch_ids {
+        state.pending_ids.insert(id, at);
+    }
+    // Submitted while holding the lock: commit order is offset order. An
+    // all-duplicate batch still goes through the writer (an empty set) so
+    // its answer waits until the original is durable.
+    let receiver = store.submit_blocking(set)?;
+    Ok((results, appended.into_values().collect(), new_ids, receiver))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::topic::apply_spec;
+    use weir_protocol::TopicSpec;
+
+    fn config() -> TopicConfig {
+        let mut c = apply_spec(&TopicSpec::default(), None).unwrap();
+        c.partitions = 2;
+        c.max_message_bytes = 100;
+        c
+    }
+
+    fn msg(json: &str) -> ProduceMessage {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn rejects_bad_messages_with_field() {
+        let c = config();
+        let cases = [
+            (r#"{}"#, "messages[0].value"),
+            (r#"{"value": 1, "value_b64": "AA=="}"#, "messages[0].value"),
+            (r#"{"value_b64": "***"}"#, "messages[0].value_b64"),
+            (r#"{"value": 1, "partition": 2}"#, "messages[0].partition"),
+            (
+                r#"{"value": 1, "headers": {"weir-x": "1"}}"#,
+                "messages[0].headers",
+            ),
+            (
+                r#"{"value": 1, "delay_ms": 1, "deliver_at": 5}"#,
+                "messages[0].delay_ms",
+            ),
+            (r#"{"value": 1, "id": ""}"#, "messages[0].id"),
+        ];
+        for (json, want) in cases {
+            match prepare(vec![msg(json)], &c, 1000) {
+                Err(BrokerError::Invalid { field, .. }) => assert_eq!(field, want, "{json}"),
+                other => panic!("{json}: {other:?}"),
+            }
+        }
+        assert!(prepare(vec![], &c, 0).is_err());
+    }
+
+    #[test]
+    fn enforces_message_size() {
+        let big = format!(r#"{{"value": "{}"}}"#, "x".repeat(200));
+        assert!(matches!(
+            prepare(vec![msg(&big)], &config(), 0),
+            Err(BrokerError::MessageTooLarge { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn converts_delay_and_bytes() {
+        let p = prepare(
+            vec![msg(r#"{"value_b64": "AAEC", "delay_ms": 500}"#)],
+            &config(),
+            1000,
+        )
+        .unwrap();
+        assert_eq!(p[0].message.payload, vec![0, 1, 2]);
+        assert!(!p[0].message.json);
+        assert_eq!(p[0].message.deliver_at, 1500);
+    }
+}

@@ -1,0 +1,60 @@
+//! `weir-server`: parse the configuration, set up logging, bind, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use weir_server::config::{Args, Config, DEFAULT_CONFIG};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{DEFAULT_CONFIG}");
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::resolve(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weir-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    weir_server::telemetry::init(config.log_format, &config.log_level);
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %config.listen, error = %e, "cannot bind");
+            return ExitCode::FAILURE;
+        }
+    };
+    match weir_server::server::run(listener, config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "weir-server failed");
+            eprintln!("weir-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,394 @@
+//! Every metric the server exports, declared once with its help text.
+//!
+//! Counters and histograms are updated where events happen; gauges that
+//! describe state (backlog, lag, storage sizes) are computed at scrape time
+//! from the broker and the store, so they never drift (`gather`). Names are
+//! an API: dashboards and alerts in `dashboards/` use exactly these.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// All metrics of the process.
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub messages_produced: IntCounterVec,
+    pub bytes_produced: IntCounterVec,
+    pub produce_batch_messages: Histogram,
+    pub commit_batch_operations: Histogram,
+    pub commit_sync_duration: Histogram,
+    pub wal_syncs: IntCounter,
+    pub retention_deleted: IntCounterVec,
+    pub deliveries: IntCounterVec,
+    pub acks: IntCounterVec,
+    pub nacks: IntCounterVec,
+    pub redeliveries: IntCounterVec,
+    pub dead_lettered: IntCounterVec,
+    pub websocket_connections: IntGaugeVec,
+    pub websocket_slow_disconnects: IntCounter,
+    // Scrape-time gauges.
+    pub topic_messages: IntGaugeVec,
+    pub topic_bytes: IntGaugeVec,
+    pub sub_backlog: IntGaugeVec,
+    pub sub_in_flight: IntGaugeVec,
+    pub sub_delayed: IntGaugeVec,
+    pub sub_oldest_unacked_age: prometheus::GaugeVec,
+    pub sub_lag_messages: IntGaugeVec,
+    pub sub_lag_seconds: prometheus::GaugeVec,
+    pub storage_live_data: IntGauge,
+    pub storage_pending_compaction: IntGauge,
+    pub storage_write_stopped: IntGauge,
+    pub storage_delayed_write_rate: IntGauge,
+    pub storage_disk_total: IntGauge,
+    pub storage_disk_free: IntGauge,
+    pub ready: IntGauge,
+    pub build_info: IntGaugeVec,
+}
+
+const TOPIC_SUB: &[&str] = &["topic", "subscription"];
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let m = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric `{name}`: {e}"));
+    register(r, Box::new(m.clone()));
+    m
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let m = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric `{name}`: {e}"));
+    register(r, Box::new(m.clone()));
+    m
+}
+
+fn fgauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
+    let m = prometheus::GaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric `{name}`: {e}"));
+    register(r, Box::new(m.clone()));
+    m
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let m = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric `{name}`: {e}"));
+    register(r, Box::new(m.clone()));
+    m
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let m = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric `{name}`: {e}"));
+    register(r, Box::new(m.clone()));
+    m
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let m = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| panic!("metric `{name}`: {e}"));
+    register(r, Box::new(m.clone()));
+    m
+}
+
+fn register(r: &Registry, m: Box<dyn prometheus::core::Collector>) {
+    // Names are static and unique: a failure is a programming error caught
+    // by the first test that touches metrics.
+    #[allow(clippy::panic)]
+    if let Err(e) = r.register(m) {
+        panic!("metric registration: {e}");
+    }
+}
+
+fn size_buckets() -> Vec<f64> {
+    vec![
+        1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
+    ]
+}
+
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0, 30.0, 60.0,
+    ]
+}
+
+/// The process-wide metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        register(
+            &r,
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        );
+        let m = Metrics {
+            http_requests: counter_vec(
+                &r,
+                "weir_http_requests_total",
+                "HTTP requests answered, by matched route, method and status class.",
+                &["route", "method", "status_class"],
+            ),
+            http_duration: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "weir_http_request_duration_seconds",
+                        "HTTP request latency by matched route and method.",
+                    )
+                    .buckets(latency_buckets()),
+                    &["route", "method"],
+                )
+                .unwrap_or_else(|e| panic!("metric: {e}"));
+                register(&r, Box::new(h.clone()));
+                h
+            },
+            messages_produced: counter_vec(
+                &r,
+                "weir_messages_produced_total",
+                "Messages appended, by topic.",
+                &["topic"],
+            ),
+            bytes_produced: counter_vec(
+                &r,
+                "weir_bytes_produced_total",
+                "Stored bytes appended, by topic.",
+                &["topic"],
+            ),
+            produce_batch_messages: histogram(
+                &r,
+                "weir_produce_batch_messages",
+                "Messages per produce request.",
+                size_buckets(),
+            ),
+            commit_batch_operations: histogram(
+                &r,
+                "weir_commit_batch_operations",
+                "Requests (write sets) merged into one group-commit write batch.",
+                size_buckets(),
+            ),
+            commit_sync_duration: histogram(
+                &r,
+                "weir_commit_sync_duration_seconds",
+                "Duration of one group-commit write including the WAL sync.",
+                latency_buckets(),
+            ),
+            wal_syncs: counter(&r, "weir_wal_syncs_total", "WAL syncs (fsync) performed."),
+            retention_deleted: counter_vec(
+                &r,
+                "weir_retention_deleted_messages_total",
+                "Messages removed by retention, by topic.",
+                &["topic"],
+            ),
+            deliveries: counter_vec(
+                &r,
+                "weir_subscription_deliveries_total",
+                "Messages delivered (leased) to consumers, including redeliveries.",
+                TOPIC_SUB,
+            ),
+            acks: counter_vec(
+                &r,
+                "weir_subscription_acks_total",
+                "Messages acked.",
+                TOPIC_SUB,
+            ),
+            nacks: counter_vec(
+                &r,
+                "weir_subscription_nacks_total",
+                "Messages nacked.",
+                TOPIC_SUB,
+            ),
+            redeliveries: counter_vec(
+                &r,
+                "weir_subscription_redeliveries_total",
+                "Messages scheduled for redelivery, by reason (nack, lease_expired, disconnect).",
+                &["topic", "subscription", "reason"],
+            ),
+            dead_lettered: counter_vec(
+                &r,
+                "weir_subscription_dead_lettered_total",
+                "Messages moved to the dead-letter topic.",
+                TOPIC_SUB,
+            ),
+            websocket_connections: gauge_vec(
+                &r,
+                "weir_websocket_connections",
+                "Open WebSocket connections by kind (subscribe, tail, publish).",
+                &["kind"],
+            ),
+            websocket_slow_disconnects: counter(
+                &r,
+                "weir_websocket_slow_consumer_disconnects_total",
+                "WebSocket connections closed because the client did not keep up.",
+            ),
+            topic_messages: gauge_vec(
+                &r,
+                "weir_topic_messages",
+                "Messages stored, by topic.",
+                &["topic"],
+            ),
+            topic_bytes: gauge_vec(
+                &r,
+                "weir_topic_bytes",
+                "Bytes stored, by topic.",
+                &["topic"],
+            ),
+            sub_backlog: gauge_vec(
+                &r,
+                "weir_subscription_backlog_messages",
+                "Messages not yet settled by the subscription.",
+                TOPIC_SUB,
+            ),
+            sub_in_flight: gauge_vec(
+                &r,
+                "weir_subscription_in_flight_messages",
+                "Messages leased to consumers.",
+                TOPIC_SUB,
+            ),
+            sub_delayed: gauge_vec(
+                &r,
+                "weir_subscription_delayed_messages",
+                "Messages waiting for a delivery time or a retry backoff.",
+                TOPIC_SUB,
+            ),
+            sub_oldest_unacked_age: fgauge_vec(
+                &r,
+                "weir_subscription_oldest_unacked_age_seconds",
+                "Age of the oldest unsettled message.",
+                TOPIC_SUB,
+            ),
+            sub_lag_messages: gauge_vec(
+                &r,
+                "weir_subscription_lag_messages",
+                "Messages produced but not yet delivered to the subscription.",
+                TOPIC_SUB,
+            ),
+            sub_lag_seconds: fgauge_vec(
+                &r,
+                "weir_subscription_lag_seconds",
+                "Age of the oldest message not yet delivered.",
+                TOPIC_SUB,
+            ),
+            storage_live_data: gauge(
+                &r,
+                "weir_storage_live_data_bytes",
+                "RocksDB estimate of live data size.",
+            ),
+            storage_pending_compaction: gauge(
+                &r,
+                "weir_storage_pending_compaction_bytes",
+                "RocksDB estimate of bytes compaction still has to rewrite.",
+            ),
+            storage_write_stopped: gauge(
+                &r,
+                "weir_storage_write_stopped",
+                "1 when RocksDB stops writes (stall), else 0.",
+            ),
+            storage_delayed_write_rate: gauge(
+                &r,
+                "weir_storage_delayed_write_rate_bytes",
+                "RocksDB delayed write rate in bytes/s (0 when not slowed down).",
+            ),
+            storage_disk_total: gauge(
+                &r,
+                "weir_storage_disk_total_bytes",
+                "Size of the filesystem holding the data directory.",
+            ),
+            storage_disk_free: gauge(
+                &r,
+                "weir_storage_disk_free_bytes",
+                "Free bytes on the filesystem holding the data directory.",
+            ),
+            ready: gauge(&r, "weir_ready", "1 when the store accepts writes, else 0."),
+            build_info: gauge_vec(
+                &r,
+                "weir_build_info",
+                "Build information; the value is always 1.",
+                &["version"],
+            ),
+            registry: r,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        m
+    }
+
+    /// Encodes every metric in the text exposition format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// `dashboards/metric-names.txt` (what dashboards and alerts may use,
+    /// checked by `scripts/check-dashboards.sh`) must list exactly what the
+    /// server declares.
+    #[test]
+    fn dashboard_metric_list_matches_declared_metrics() {
+        let m = &*METRICS;
+        // Vec metrics only appear in `gather` once a child exists.
+        let two = ["a", "b"];
+        for v in [
+            &m.messages_produced,
+            &m.bytes_produced,
+            &m.retention_deleted,
+        ] {
+            v.with_label_values(&["t"]);
+        }
+        for v in [&m.deliveries, &m.acks, &m.nacks, &m.dead_lettered] {
+            v.with_label_values(&two);
+        }
+        m.redeliveries.with_label_values(&["a", "b", "nack"]);
+        m.http_requests.with_label_values(&["r", "GET", "2xx"]);
+        m.http_duration.with_label_values(&["r", "GET"]);
+        m.websocket_connections.with_label_values(&["tail"]);
+        m.topic_messages.with_label_values(&["t"]);
+        m.topic_bytes.with_label_values(&["t"]);
+        for v in [
+            &m.sub_backlog,
+            &m.sub_in_flight,
+            &m.sub_delayed,
+            &m.sub_lag_messages,
+        ] {
+            v.with_label_values(&two);
+        }
+        m.sub_oldest_unacked_age.with_label_values(&two);
+        m.sub_lag_seconds.with_label_values(&two);
+        let declared: BTreeSet<String> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../dashboards/metric-names.txt"
+        );
+        let text = std::fs::read_to_string(path).expect("dashboards/metric-names.txt");
+        let listed: BTreeSet<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect();
+        let missing: Vec<_> = listed.difference(&declared).collect();
+        assert!(missing.is_empty(), "listed but not exposed: {missing:?}");
+        let unlisted: Vec<_> = declared
+            .difference(&listed)
+            .filter(|n| !n.starts_with("process_"))
+            .collect();
+        assert!(unlisted.is_empty(), "exposed but not listed: {unlisted:?}");
+    }
+}

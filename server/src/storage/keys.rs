@@ -1,0 +1,196 @@
+//! Every column family and key layout of the store, in one place.
+//!
+//! | column family | key | value |
+//! | --- | --- | --- |
+//! | `messages`   | topic u32 · partition u32 · offset u64 | message record (`record.rs`) |
+//! | `time_index` | topic u32 · partition u32 · timestamp u64 | first offset with that timestamp, u64 |
+//! | `dedupe`     | topic u32 · idempotency id bytes | expires u64 · partition u32 · offset u64 |
+//! | `sub_state`  | subscription u32 · kind u8 · partition u32 [· offset u64] | see `sub_state.rs` |
+//! | `meta`       | tag byte · … | topic / partition / subscription records, id counters |
+//!
+//! Integers are big-endian so that byte order is numeric order: iterating a
+//! partition's key range walks the log in offset order.
+
+/// Column family names.
+pub const CF_MESSAGES: &str = "messages";
+pub const CF_TIME_INDEX: &str = "time_index";
+pub const CF_DEDUPE: &str = "dedupe";
+pub const CF_SUB_STATE: &str = "sub_state";
+pub const CF_META: &str = "meta";
+/// All column families, for opening the database.
+pub const ALL_CFS: [&str; 5] = [CF_MESSAGES, CF_TIME_INDEX, CF_DEDUPE, CF_SUB_STATE, CF_META];
+
+/// `meta` tags.
+const META_TOPIC: u8 = b'T';
+const META_PARTITION: u8 = b'P';
+const META_SUBSCRIPTION: u8 = b'S';
+const META_COUNTER: u8 = b'C';
+
+/// `sub_state` kinds.
+pub const SUB_CURSOR: u8 = 0;
+pub const SUB_ENTRY: u8 = 1;
+
+/// Key of one message, or of one time-index entry (same shape).
+pub fn partition_key(topic: u32, partition: u32, position: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..4].copy_from_slice(&topic.to_be_bytes());
+    key[4..8].copy_from_slice(&partition.to_be_bytes());
+    key[8..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// Decodes the position (offset or timestamp) of a `partition_key`.
+pub fn partition_key_position(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(8..16)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// First key of everything a topic owns in `messages`, `time_index`, `dedupe`.
+pub fn topic_start(topic: u32) -> Vec<u8> {
+    topic.to_be_bytes().to_vec()
+}
+
+/// Key just past everything a topic owns.
+pub fn topic_end(topic: u32) -> Vec<u8> {
+    // Topic ids never reach u32::MAX (allocation refuses it), so +1 cannot wrap.
+    topic.saturating_add(1).to_be_bytes().to_vec()
+}
+
+/// Key of an idempotency id.
+pub fn dedupe_key(topic: u32, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + id.len());
+    key.extend_from_slice(&topic.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+pub fn meta_topic_key(name: &str) -> Vec<u8> {
+    let mut key = vec![META_TOPIC];
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+pub fn meta_topic_prefix() -> Vec<u8> {
+    vec![META_TOPIC]
+}
+
+pub fn meta_partition_key(topic: u32, partition: u32) -> Vec<u8> {
+    let mut key = vec![META_PARTITION];
+    key.extend_from_slice(&topic.to_be_bytes());
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+pub fn meta_partition_prefix(topic: u32) -> Vec<u8> {
+    let mut key = vec![META_PARTITION];
+    key.extend_from_slice(&topic.to_be_bytes());
+    key
+}
+
+pub fn meta_subscription_key(topic: u32, name: &str) -> Vec<u8> {
+    let mut key = meta_subscription_prefix(topic);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+pub fn meta_subscription_prefix(topic: u32) -> Vec<u8> {
+    let mut key = vec![META_SUBSCRIPTION];
+    key.extend_from_slice(&topic.to_be_bytes());
+    key
+}
+
+pub fn meta_counter_key(name: &str) -> Vec<u8> {
+    let mut key = vec![META_COUNTER];
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// Key of a subscription's per-partition record (`kind` = cursor or entry).
+pub fn sub_key(sub: u32, kind: u8, partition: u32, offset: u64) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[..4].copy_from_slice(&sub.to_be_bytes());
+    key[4] = kind;
+    key[5..9].copy_from_slice(&partition.to_be_bytes());
+    key[9..].copy_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// Decodes `(kind, partition, offset)` from a `sub_key`.
+pub fn decode_sub_key(key: &[u8]) -> Option<(u8, u32, u64)> {
+    let kind = *key.get(4)?;
+    let partition = u32::from_be_bytes(key.get(5..9)?.try_into().ok()?);
+    let offset = u64::from_be_bytes(key.get(9..17)?.try_into().ok()?);
+    Some((kind, partition, offset))
+}
+
+pub fn sub_start(sub: u32) -> Vec<u8> {
+    sub.to_be_bytes().to_vec()
+}
+
+pub fn sub_end(sub: u32) -> Vec<u8> {
+    sub.saturating_add(1).to_be_bytes().to_vec()
+}
+
+/// The smallest key strictly greater than every key starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xFF: no finite upper bound; callers only pass short tagged prefixes.
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn partition_key_round_trips(t in any::<u32>(), p in any::<u32>(), o in any::<u64>()) {
+            let key = partition_key(t, p, o);
+            prop_assert_eq!(partition_key_position(&key), Some(o));
+        }
+
+        #[test]
+        fn partition_key_order_is_numeric_order(
+            a in (any::<u32>(), any::<u32>(), any::<u64>()),
+            b in (any::<u32>(), any::<u32>(), any::<u64>()),
+        ) {
+            let ka = partition_key(a.0, a.1, a.2);
+            let kb = partition_key(b.0, b.1, b.2);
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+        }
+
+        #[test]
+        fn sub_key_round_trips_and_orders(
+            s in any::<u32>(), k in 0u8..2, p in any::<u32>(), o in any::<u64>(), o2 in any::<u64>()
+        ) {
+            let key = sub_key(s, k, p, o);
+            prop_assert_eq!(decode_sub_key(&key), Some((k, p, o)));
+            prop_assert_eq!(key.cmp(&sub_key(s, k, p, o2)), o.cmp(&o2));
+        }
+
+        #[test]
+        fn topic_range_contains_its_keys(t in 0u32..u32::MAX, p in any::<u32>(), o in any::<u64>()) {
+            let key = partition_key(t, p, o);
+            prop_assert!(key.as_slice() >= topic_start(t).as_slice());
+            prop_assert!(key.as_slice() < topic_end(t).as_slice());
+            let d = dedupe_key(t, "some-id");
+            prop_assert!(d.as_slice() < topic_end(t).as_slice());
+        }
+    }
+
+    #[test]
+    fn prefix_end_bounds_prefix() {
+        assert_eq!(prefix_end(b"T"), b"U".to_vec());
+        assert_eq!(prefix_end(&[1, 0xFF]), vec![2]);
+        let p = meta_subscription_prefix(7);
+        let k = meta_subscription_key(7, "zzz");
+        assert!(k.as_slice() < prefix_end(&p).as_slice());
+    }
+}

@@ -1,0 +1,688 @@
+//! The store: the only module that names RocksDB.
+//!
+//! Its API speaks the domain — append messages, read a partition from an
+//! offset, save a topic, a cursor — not iterators and column families, so
+//! the broker never depends on how bytes are laid out (see `keys.rs`).
+//! Writes are collected in a [`WriteSet`] and committed through the
+//! group-commit writer (`writer.rs`); reads are synchronous and must be
+//! called from blocking contexts (`spawn_blocking`).
+
+pub mod keys;
+mod meta;
+pub mod record;
+mod sub_state;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Direction,
+    IteratorMode, Options, ReadOptions, WriteBatch, DB,
+};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+pub use meta::{PartitionMeta, SubscriptionRecord, TopicRecord};
+pub use record::{NewMessage, StoredMessage};
+pub use sub_state::{EntryState, SubEntry};
+pub use writer::WriterStats;
+
+use keys::*;
+
+/// When the write-ahead log is synced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncMode {
+    /// Before every answer (group-committed). Nothing acknowledged is lost.
+    Always,
+    /// Every period; a power loss loses up to one period of acknowledged writes.
+    Interval(Duration),
+    /// Left to the OS; survives a process crash, not a power loss.
+    Never,
+}
+
+/// Store tuning.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub fsync: FsyncMode,
+    /// Memtable budget across column families, in bytes.
+    pub write_buffer_bytes: usize,
+    /// Block cache for reads, in bytes.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            fsync: FsyncMode::Always,
+            write_buffer_bytes: 256 << 20,
+            block_cache_bytes: 128 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("cannot open the store at `{path}`: {detail}")]
+    Open { path: String, detail: String },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store read failed: {0}")]
+    Read(String),
+    #[error("write stalled by compaction backlog")]
+    Stalled,
+    #[error("store write failed; the store is read-only")]
+    WriteFailed,
+    #[error("store is closed")]
+    Closed,
+}
+
+impl From<rocksdb::Error> for StorageError {
+    fn from(e: rocksdb::Error) -> Self {
+        if e.kind() == rocksdb::ErrorKind::Corruption {
+            StorageError::Corrupt(e.into_string())
+        } else {
+            StorageError::Read(e.into_string())
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// One write operation, with owned bytes.
+enum Op {
+    Put(&'static str, Vec<u8>, Vec<u8>),
+    Delete(&'static str, Vec<u8>),
+    DeleteRange(&'static str, Vec<u8>, Vec<u8>),
+}
+
+/// Changes that become durable together, atomically, in one commit.
+#[derive(Default)]
+pub struct WriteSet {
+    ops: Vec<Op>,
+}
+
+impl WriteSet {
+    pub fn new() -> Self {
+        WriteSet::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    fn put(&mut self, cf: &'static str, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+        self.ops.push(Op::Put(cf, key.into(), value));
+    }
+
+    fn delete(&mut self, cf: &'static str, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(cf, key.into()));
+    }
+
+    fn delete_range(&mut self, cf: &'static str, from: Vec<u8>, to: Vec<u8>) {
+        self.ops.push(Op::DeleteRange(cf, from, to));
+    }
+
+    /// Appends an encoded message record at `offset`.
+    pub fn append_message(&mut self, topic: u32, partition: u32, offset: u64, record: Vec<u8>) {
+        self.put(CF_MESSAGES, partition_key(topic, partition, offset), record);
+    }
+
+    /// Records that `offset` is the first message stamped `timestamp`.
+    pub fn index_timestamp(&mut self, topic: u32, partition: u32, timestamp: u64, offset: u64) {
+        self.put(
+            CF_TIME_INDEX,
+            partition_key(topic, partition, timestamp),
+            offset.to_be_bytes().to_vec(),
+        );
+    }
+
+    /// Removes messages `[from, to)` and time-index entries older than
+    /// `before_timestamp` of one partition (retention).
+    pub fn truncate_partition(
+        &mut self,
+        topic: u32,
+        partition: u32,
+        from: u64,
+        to: u64,
+        before_timestamp: u64,
+    ) {
+        self.delete_range(
+            CF_MESSAGES,
+            partition_key(topic, partition, from).to_vec(),
+            partition_key(topic, partition, to).to_vec(),
+        );
+        self.delete_range(
+            CF_TIME_INDEX,
+            partition_key(topic, partition, 0).to_vec(),
+            partition_key(topic, partition, before_timestamp).to_vec(),
+        );
+    }
+
+    /// Remembers an idempotency id until `expires_at`.
+    pub fn put_dedupe(&mut self, topic: u32, id: &str, entry: DedupeEntry) {
+        let mut value = Vec::with_capacity(20);
+        value.extend_from_slice(&entry.expires_at.to_be_bytes());
+        value.extend_from_slice(&entry.partition.to_be_bytes());
+        value.extend_from_slice(&entry.offset.to_be_bytes());
+        self.put(CF_DEDUPE, dedupe_key(topic, id), value);
+    }
+
+    pub fn delete_dedupe_key(&mut self, raw_key: Vec<u8>) {
+        self.delete(CF_DEDUPE, raw_key);
+    }
+
+    pub fn put_topic(&mut self, topic: &TopicRecord) {
+        self.put(
+            CF_META,
+            meta_topic_key(&topic.name),
+            meta::encode_json(topic),
+        );
+    }
+
+    pub fn put_partition(&mut self, topic: u32, partition: u32, meta: &PartitionMeta) {
+        self.put(CF_META, meta_partition_key(topic, partition), meta.encode());
+    }
+
+    pub fn put_counter(&mut self, name: &str, value: u32) {
+        self.put(
+            CF_META,
+            meta_counter_key(name),
+            value.to_be_bytes().to_vec(),
+        );
+    }
+
+    /// Deletes a topic's configuration, data, indexes and dedupe ids.
+    pub fn delete_topic(&mut self, topic: &TopicRecord) {
+        self.delete(CF_META, meta_topic_key(&topic.name));
+        let prefix = meta_partition_prefix(topic.id);
+        let end = prefix_end(&prefix);
+        self.delete_range(CF_META, prefix, end);
+        let prefix = meta_subscription_prefix(topic.id);
+        let end = prefix_end(&prefix);
+        self.delete_range(CF_META, prefix, end);
+        for cf in [CF_MESSAGES, CF_TIME_INDEX, CF_DEDUPE] {
+            self.delete_range(cf, topic_start(topic.id), topic_end(topic.id));
+        }
+    }
+
+    pub fn put_subscription(&mut self, sub: &SubscriptionRecord) {
+        self.put(
+            CF_META,
+            meta_subscription_key(sub.topic_id, &sub.name),
+            meta::encode_json(sub),
+        );
+    }
+
+    /// Deletes a subscription's configuration and all its state.
+    pub fn delete_subscription(&mut self, sub: &SubscriptionRecord) {
+        self.delete(CF_META, meta_subscription_key(sub.topic_id, &sub.name));
+        self.delete_range(CF_SUB_STATE, sub_start(sub.id), sub_end(sub.id));
+    }
+
+    /// Sets the per-partition cursor (ack floor) of a subscription.
+    pub fn put_sub_cursor(&mut self, sub: u32, partition: u32, cursor: u64) {
+        self.put(
+            CF_SUB_STATE,
+            sub_key(sub, SUB_CURSOR, partition, 0),
+            cursor.to_be_bytes().to_vec(),
+        );
+    }
+
+    /// Saves the state of one message of a subscription above its cursor.
+    pub fn put_sub_entry(&mut self, sub: u32, partition: u32, offset: u64, entry: &SubEntry) {
+        self.put(
+            CF_SUB_STATE,
+            sub_key(sub, SUB_ENTRY, partition, offset),
+            entry.encode(),
+        );
+    }
+
+    pub fn delete_sub_entry(&mut self, sub: u32, partition: u32, offset: u64) {
+        self.delete(CF_SUB_STATE, sub_key(sub, SUB_ENTRY, partition, offset));
+    }
+
+    /// Deletes a subscription's entries of one partition below `offset`.
+    pub fn delete_sub_entries_below(&mut self, sub: u32, partition: u32, offset: u64) {
+        self.delete_range(
+            CF_SUB_STATE,
+            sub_key(sub, SUB_ENTRY, partition, 0).to_vec(),
+            sub_key(sub, SUB_ENTRY, partition, offset).to_vec(),
+        );
+    }
+
+    /// Returns the bytes this set adds to the batch.
+    fn apply(self, db: &DB, batch: &mut WriteBatch) -> usize {
+        let mut bytes = 0;
+        for op in self.ops {
+            // Every CF in `ALL_CFS` is created at open, so a handle is always
+            // found; skipping defensively keeps the writer panic-free.
+            let cf_name = match &op {
+                Op::Put(cf, ..) | Op::Delete(cf, _) | Op::DeleteRange(cf, ..) => *cf,
+            };
+            let Some(cf) = db.cf_handle(cf_name) else {
+                tracing::error!(cf = cf_name, "missing column family");
+                continue;
+            };
+            match op {
+                Op::Put(_, k, v) => {
+                    bytes += k.len() + v.len();
+                    batch.put_cf(cf, k, v);
+                }
+                Op::Delete(_, k) => {
+                    bytes += k.len();
+                    batch.delete_cf(cf, k);
+                }
+                Op::DeleteRange(_, from, to) => {
+                    bytes += from.len() + to.len();
+                    batch.delete_range_cf(cf, from, to);
+                }
+            }
+        }
+        bytes
+    }
+}
+
+/// A remembered idempotency id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupeEntry {
+    pub partition: u32,
+    pub offset: u64,
+    pub expires_at: u64,
+}
+
+impl DedupeEntry {
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(DedupeEntry {
+            expires_at: u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?),
+            partition: u32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?),
+            offset: u64::from_be_bytes(bytes.get(12..20)?.try_into().ok()?),
+        })
+    }
+}
+
+/// Everything `open` recovered about topics and subscriptions.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub topics: Vec<(TopicRecord, Vec<PartitionMeta>)>,
+    pub subscriptions: Vec<SubscriptionRecord>,
+    pub next_topic_id: u32,
+    pub next_subscription_id: u32,
+}
+
+/// The RocksDB store.
+pub struct Store {
+    db: Arc<DB>,
+    path: PathBuf,
+    tx: mpsc::Sender<writer::Request>,
+    stats: Arc<WriterStats>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop_interval: Arc<AtomicBool>,
+}
+
+pub const COUNTER_TOPIC: &str = "topic";
+pub const COUNTER_SUBSCRIPTION: &str = "subscription";
+
+impl Store {
+    /// Opens (or creates) the store at `path`, refusing to start on
+    /// corruption rather than silently dropping data.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Arc<Store>> {
+        let open_err = |detail: String| StorageError::Open {
+            path: path.display().to_string(),
+            detail,
+        };
+        std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        // Tolerates only the torn last record a crash leaves; real corruption
+        // refuses to open instead of dropping the record and all after it.
+        db_opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+        db_opts.set_paranoid_checks(true);
+        db_opts.increase_parallelism(2);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_atomic_flush(true);
+        db_opts.set_max_total_wal_size(512 << 20);
+        db_opts.set_db_write_buffer_size(options.write_buffer_bytes);
+        db_opts.set_level_compaction_dynamic_level_bytes(true);
+        db_opts.set_bytes_per_sync(1 << 20);
+
+        let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes)
+            .map_err(|e| open_err(e.to_string()))?;
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut cf_opts = Options::default();
+            let mut block = BlockBasedOptions::default();
+            block.set_block_cache(&cache);
+            block.set_bloom_filter(10.0, false);
+            cf_opts.set_block_based_table_factory(&block);
+            cf_opts.set_level_compaction_dynamic_level_bytes(true);
+            if *name == CF_MESSAGES {
+                cf_opts.set_compression_type(DBCompressionType::Lz4);
+                cf_opts.set_write_buffer_size(64 << 20);
+            }
+            ColumnFamilyDescriptor::new(*name, cf_opts)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| {
+            open_err(format!(
+                "{e} (if this reports corruption, the data directory is damaged: \
+                 restore it from a backup or move it aside; Weir will not guess)"
+            ))
+        })?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel(8192);
+        let stats = Arc::new(WriterStats::default());
+        let stop_interval = Arc::new(AtomicBool::new(false));
+        let mut threads = vec![writer::spawn(db.clone(), options.fsync, stats.clone(), rx)
+            .map_err(|e| open_err(e.to_string()))?];
+        if let FsyncMode::Interval(period) = options.fsync {
+            threads.push(
+                writer::spawn_interval_sync(
+                    db.clone(),
+                    period,
+                    stats.clone(),
+                    stop_interval.clone(),
+                )
+                .map_err(|e| open_err(e.to_string()))?,
+            );
+        }
+        Ok(Arc::new(Store {
+            db,
+            path: path.to_path_buf(),
+            tx,
+            stats,
+            threads: Mutex::new(threads),
+            stop_interval,
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Whether the store accepts writes.
+    pub fn is_writable(&self) -> bool {
+        !self.stats.failed.load(Ordering::SeqCst) && !self.tx.is_closed()
+    }
+
+    /// Commits a write set durably (per the fsync mode) and atomically.
+    pub async fn commit(&self, set: WriteSet) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(writer::Request::Commit(set, reply))
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Queues a write set from a blocking context and returns the receiver
+    /// of its result. Callers that must fix the commit order (offsets are
+    /// assigned under a lock) submit while holding that lock.
+    pub fn submit_blocking(&self, set: WriteSet) -> Result<oneshot::Receiver<Result<()>>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(writer::Request::Commit(set, reply))
+            .map_err(|_| StorageError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Stops the writer after it has committed everything queued, syncs the
+    /// WAL and joins the store's threads.
+    pub async fn shutdown(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(writer::Request::Stop(done)).await.is_ok() {
+            let _ = rx.await;
+        }
+        self.stop_interval.store(true, Ordering::Relaxed);
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError::Read(format!("missing column family `{name}`")))
+    }
+
+    /// Loads every topic, partition and subscription record (startup).
+    pub fn recover(&self) -> Result<Recovered> {
+        let meta_cf = self.cf(CF_META)?;
+        let mut out = Recovered {
+            next_topic_id: 1,
+            next_subscription_id: 1,
+            ..Recovered::default()
+        };
+        for (name, slot) in [
+            (COUNTER_TOPIC, &mut out.next_topic_id),
+            (COUNTER_SUBSCRIPTION, &mut out.next_subscription_id),
+        ] {
+            if let Some(v) = self.db.get_cf(meta_cf, meta_counter_key(name))? {
+                let bytes: [u8; 4] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt(format!("counter `{name}`")))?;
+                *slot = u32::from_be_bytes(bytes);
+            }
+        }
+        for (_, value) in self.scan_prefix(CF_META, &meta_topic_prefix())? {
+            let topic: TopicRecord = meta::decode_json(&value)?;
+            let mut partitions = Vec::new();
+            for (key, value) in self.scan_prefix(CF_META, &meta_partition_prefix(topic.id))? {
+                let meta = PartitionMeta::decode(&value)
+                    .ok_or_else(|| StorageError::Corrupt(format!("partition record {key:?}")))?;
+                partitions.push(meta);
+            }
+            for (_, value) in self.scan_prefix(CF_META, &meta_subscription_prefix(topic.id))? {
+                out.subscriptions.push(meta::decode_json(&value)?);
+            }
+            out.topics.push((topic, partitions));
+        }
+        Ok(out)
+    }
+
+    fn scan_prefix(&self, cf: &'static str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(prefix_end(prefix));
+        let iter = self.db.iterator_cf_opt(
+            self.cf(cf)?,
+            opts,
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Reads messages of a partition from `from` (inclusive) to `end`
+    /// (exclusive), at most `max_count` and about `max_bytes` (always at
+    /// least one message when there is one). Verifies every checksum.
+    pub fn read_messages(
+        &self,
+        topic: u32,
+        partition: u32,
+        from: u64,
+        end: u64,
+        max_count: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<StoredMessage>> {
+        let mut out = Vec::new();
+        if from >= end || max_count == 0 {
+            return Ok(out);
+        }
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(partition_key(topic, partition, end).to_vec());
+        let start = partition_key(topic, partition, from);
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_MESSAGES)?, opts);
+        iter.seek(start);
+        let mut bytes = 0u64;
+        while iter.valid() && out.len() < max_count {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            let offset = partition_key_position(key)
+                .ok_or_else(|| StorageError::Corrupt("message key".into()))?;
+            let message = record::decode(offset, value).map_err(|e| {
+                tracing::error!(topic, partition, offset, error = %e, "corrupt message record");
+                StorageError::Corrupt(format!("message at offset {offset}: {e}"))
+            })?;
+            bytes += message.stored_bytes;
+            out.push(message);
+            if bytes >= max_bytes {
+                break;
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    /// Sum of stored bytes and the last timestamp of messages `[from, to)`,
+    /// reading at most `max_count` (retention). Returns (bytes, count read,
+    /// next offset after the last read).
+    pub fn scan_sizes(
+        &self,
+        topic: u32,
+        partition: u32,
+        from: u64,
+        to: u64,
+        mut keep_going: impl FnMut(u64, u64, u64) -> bool,
+    ) -> Result<()> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(partition_key(topic, partition, to).to_vec());
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_MESSAGES)?, opts);
+        iter.seek(partition_key(topic, partition, from));
+        while iter.valid() {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            let offset = partition_key_position(key)
+                .ok_or_else(|| StorageError::Corrupt("message key".into()))?;
+            let ts = record::peek_timestamp(value)
+                .ok_or_else(|| StorageError::Corrupt(format!("message at offset {offset}")))?;
+            if !keep_going(offset, value.len() as u64, ts) {
+                break;
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(())
+    }
+
+    /// The first offset whose timestamp is at or after `timestamp`, if any.
+    pub fn offset_for_timestamp(
+        &self,
+        topic: u32,
+        partition: u32,
+        timestamp: u64,
+    ) -> Result<Option<u64>> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(partition_key(topic, partition + 1, 0).to_vec());
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_TIME_INDEX)?, opts);
+        iter.seek(partition_key(topic, partition, timestamp));
+        if iter.valid() {
+            if let Some(v) = iter.value() {
+                let bytes: [u8; 8] = v
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("time index entry".into()))?;
+                return Ok(Some(u64::from_be_bytes(bytes)));
+            }
+        }
+        iter.status()?;
+        Ok(None)
+    }
+
+    /// Looks up an idempotency id.
+    pub fn get_dedupe(&self, topic: u32, id: &str) -> Result<Option<DedupeEntry>> {
+        let cf = self.cf(CF_DEDUPE)?;
+        match self.db.get_pinned_cf(cf, dedupe_key(topic, id))? {
+            Some(v) => DedupeEntry::decode(&v)
+                .map(Some)
+                .ok_or_else(|| StorageError::Corrupt("dedupe entry".into())),
+            None => Ok(None),
+        }
+    }
+
+    /// Keys of a topic's dedupe ids that expired before `now`, at most `limit`.
+    pub fn expired_dedupe_keys(&self, topic: u32, now: u64, limit: usize) -> Result<Vec<Vec<u8>>> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(topic_end(topic));
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_DEDUPE)?,
+            opts,
+            IteratorMode::From(&topic_start(topic), Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            if DedupeEntry::decode(&v).is_some_and(|e| e.expires_at < now) {
+                out.push(k.to_vec());
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads a subscription's cursors and entries.
+    pub fn load_sub_state(&self, sub: u32) -> Result<sub_state::LoadedSubState> {
+        let mut loaded = sub_state::LoadedSubState::default();
+        for (key, value) in self.scan_prefix(CF_SUB_STATE, &sub_start(sub))? {
+            let (kind, partition, offset) =
+                decode_sub_key(&key).ok_or_else(|| StorageError::Corrupt("sub key".into()))?;
+            match kind {
+                SUB_CURSOR => {
+                    let bytes: [u8; 8] = value
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| StorageError::Corrupt("sub cursor".into()))?;
+                    loaded.cursors.push((partition, u64::from_be_bytes(bytes)));
+                }
+                SUB_ENTRY => {
+                    let entry = SubEntry::decode(&value)
+                        .ok_or_else(|| StorageError::Corrupt("sub entry".into()))?;
+                    loaded.entries.push((partition, offset, entry));
+                }
+                _ => return Err(StorageError::Corrupt(format!("sub state kind {kind}"))),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// RocksDB integer property summed over column families (metrics).
+    pub fn int_property(&self, name: &str) -> u64 {
+        ALL_CFS
+            .iter()
+            .filter_map(|cf| self.db.cf_handle(cf))
+            .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
+            .sum()
+    }
+
+    /// RocksDB DB-wide integer property (metrics).
+    pub fn db_property(&self, name: &str) -> u64 {
+        self.db.property_int_value(name).ok().flatten().unwrap_or(0)
+    }
+}
+
+pub use sub_state::LoadedSubState;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,24 @@
+//! Black-box tests of `weir-server`: each test starts the real binary on
+//! `127.0.0.1:0` over a temporary data directory (see `blackbox/harness.rs`)
+//! and talks to it only over HTTP, as a user would.
+//!
+//! Build the server first: `cargo build -p weir-server && cargo test -p weir-tests`
+//! (or point `WEIR_SERVER_BIN` at a binary).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "blackbox/harness.rs"]
+mod harness;
+
+#[path = "blackbox/durability.rs"]
+mod durability;
+#[path = "blackbox/errors.rs"]
+mod errors;
+#[path = "blackbox/idempotency.rs"]
+mod idempotency;
+#[path = "blackbox/produce_read.rs"]
+mod produce_read;
+#[path = "blackbox/retention.rs"]
+mod retention;
+#[path = "blackbox/topics.rs"]
+mod topics;
