@@ -11,6 +11,7 @@ pub mod keys;
 mod meta;
 pub mod record;
 mod sub_state;
+mod write_set;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Direction,
-    IteratorMode, Options, ReadOptions, WriteBatch, DB,
+    IteratorMode, Options, ReadOptions, DB,
 };
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use meta::{PartitionMeta, SubscriptionRecord, TopicRecord};
 pub use record::{NewMessage, StoredMessage};
 pub use sub_state::{EntryState, SubEntry};
+pub use write_set::WriteSet;
 pub use writer::WriterStats;
 
 use keys::*;
@@ -92,200 +94,6 @@ impl From<rocksdb::Error> for StorageError {
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;
-
-/// One write operation, with owned bytes.
-enum Op {
-    Put(&'static str, Vec<u8>, Vec<u8>),
-    Delete(&'static str, Vec<u8>),
-    DeleteRange(&'static str, Vec<u8>, Vec<u8>),
-}
-
-/// Changes that become durable together, atomically, in one commit.
-#[derive(Default)]
-pub struct WriteSet {
-    ops: Vec<Op>,
-}
-
-impl WriteSet {
-    pub fn new() -> Self {
-        WriteSet::default()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
-    fn put(&mut self, cf: &'static str, key: impl Into<Vec<u8>>, value: Vec<u8>) {
-        self.ops.push(Op::Put(cf, key.into(), value));
-    }
-
-    fn delete(&mut self, cf: &'static str, key: impl Into<Vec<u8>>) {
-        self.ops.push(Op::Delete(cf, key.into()));
-    }
-
-    fn delete_range(&mut self, cf: &'static str, from: Vec<u8>, to: Vec<u8>) {
-        self.ops.push(Op::DeleteRange(cf, from, to));
-    }
-
-    /// Appends an encoded message record at `offset`.
-    pub fn append_message(&mut self, topic: u32, partition: u32, offset: u64, record: Vec<u8>) {
-        self.put(CF_MESSAGES, partition_key(topic, partition, offset), record);
-    }
-
-    /// Records that `offset` is the first message stamped `timestamp`.
-    pub fn index_timestamp(&mut self, topic: u32, partition: u32, timestamp: u64, offset: u64) {
-        self.put(
-            CF_TIME_INDEX,
-            partition_key(topic, partition, timestamp),
-            offset.to_be_bytes().to_vec(),
-        );
-    }
-
-    /// Removes messages `[from, to)` and time-index entries older than
-    /// `before_timestamp` of one partition (retention).
-    pub fn truncate_partition(
-        &mut self,
-        topic: u32,
-        partition: u32,
-        from: u64,
-        to: u64,
-        before_timestamp: u64,
-    ) {
-        self.delete_range(
-            CF_MESSAGES,
-            partition_key(topic, partition, from).to_vec(),
-            partition_key(topic, partition, to).to_vec(),
-        );
-        self.delete_range(
-            CF_TIME_INDEX,
-            partition_key(topic, partition, 0).to_vec(),
-            partition_key(topic, partition, before_timestamp).to_vec(),
-        );
-    }
-
-    /// Remembers an idempotency id until `expires_at`.
-    pub fn put_dedupe(&mut self, topic: u32, id: &str, entry: DedupeEntry) {
-        let mut value = Vec::with_capacity(20);
-        value.extend_from_slice(&entry.expires_at.to_be_bytes());
-        value.extend_from_slice(&entry.partition.to_be_bytes());
-        value.extend_from_slice(&entry.offset.to_be_bytes());
-        self.put(CF_DEDUPE, dedupe_key(topic, id), value);
-    }
-
-    pub fn delete_dedupe_key(&mut self, raw_key: Vec<u8>) {
-        self.delete(CF_DEDUPE, raw_key);
-    }
-
-    pub fn put_topic(&mut self, topic: &TopicRecord) {
-        self.put(
-            CF_META,
-            meta_topic_key(&topic.name),
-            meta::encode_json(topic),
-        );
-    }
-
-    pub fn put_partition(&mut self, topic: u32, partition: u32, meta: &PartitionMeta) {
-        self.put(CF_META, meta_partition_key(topic, partition), meta.encode());
-    }
-
-    pub fn put_counter(&mut self, name: &str, value: u32) {
-        self.put(
-            CF_META,
-            meta_counter_key(name),
-            value.to_be_bytes().to_vec(),
-        );
-    }
-
-    /// Deletes a topic's configuration, data, indexes and dedupe ids.
-    pub fn delete_topic(&mut self, topic: &TopicRecord) {
-        self.delete(CF_META, meta_topic_key(&topic.name));
-        let prefix = meta_partition_prefix(topic.id);
-        let end = prefix_end(&prefix);
-        self.delete_range(CF_META, prefix, end);
-        let prefix = meta_subscription_prefix(topic.id);
-        let end = prefix_end(&prefix);
-        self.delete_range(CF_META, prefix, end);
-        for cf in [CF_MESSAGES, CF_TIME_INDEX, CF_DEDUPE] {
-            self.delete_range(cf, topic_start(topic.id), topic_end(topic.id));
-        }
-    }
-
-    pub fn put_subscription(&mut self, sub: &SubscriptionRecord) {
-        self.put(
-            CF_META,
-            meta_subscription_key(sub.topic_id, &sub.name),
-            meta::encode_json(sub),
-        );
-    }
-
-    /// Deletes a subscription's configuration and all its state.
-    pub fn delete_subscription(&mut self, sub: &SubscriptionRecord) {
-        self.delete(CF_META, meta_subscription_key(sub.topic_id, &sub.name));
-        self.delete_range(CF_SUB_STATE, sub_start(sub.id), sub_end(sub.id));
-    }
-
-    /// Sets the per-partition cursor (ack floor) of a subscription.
-    pub fn put_sub_cursor(&mut self, sub: u32, partition: u32, cursor: u64) {
-        self.put(
-            CF_SUB_STATE,
-            sub_key(sub, SUB_CURSOR, partition, 0),
-            cursor.to_be_bytes().to_vec(),
-        );
-    }
-
-    /// Saves the state of one message of a subscription above its cursor.
-    pub fn put_sub_entry(&mut self, sub: u32, partition: u32, offset: u64, entry: &SubEntry) {
-        self.put(
-            CF_SUB_STATE,
-            sub_key(sub, SUB_ENTRY, partition, offset),
-            entry.encode(),
-        );
-    }
-
-    pub fn delete_sub_entry(&mut self, sub: u32, partition: u32, offset: u64) {
-        self.delete(CF_SUB_STATE, sub_key(sub, SUB_ENTRY, partition, offset));
-    }
-
-    /// Deletes a subscription's entries of one partition below `offset`.
-    pub fn delete_sub_entries_below(&mut self, sub: u32, partition: u32, offset: u64) {
-        self.delete_range(
-            CF_SUB_STATE,
-            sub_key(sub, SUB_ENTRY, partition, 0).to_vec(),
-            sub_key(sub, SUB_ENTRY, partition, offset).to_vec(),
-        );
-    }
-
-    /// Returns the bytes this set adds to the batch.
-    fn apply(self, db: &DB, batch: &mut WriteBatch) -> usize {
-        let mut bytes = 0;
-        for op in self.ops {
-            // Every CF in `ALL_CFS` is created at open, so a handle is always
-            // found; skipping defensively keeps the writer panic-free.
-            let cf_name = match &op {
-                Op::Put(cf, ..) | Op::Delete(cf, _) | Op::DeleteRange(cf, ..) => *cf,
-            };
-            let Some(cf) = db.cf_handle(cf_name) else {
-                tracing::error!(cf = cf_name, "missing column family");
-                continue;
-            };
-            match op {
-                Op::Put(_, k, v) => {
-                    bytes += k.len() + v.len();
-                    batch.put_cf(cf, k, v);
-                }
-                Op::Delete(_, k) => {
-                    bytes += k.len();
-                    batch.delete_cf(cf, k);
-                }
-                Op::DeleteRange(_, from, to) => {
-                    bytes += from.len() + to.len();
-                    batch.delete_range_cf(cf, from, to);
-                }
-            }
-        }
-        bytes
-    }
-}
 
 /// A remembered idempotency id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -554,9 +362,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Sum of stored bytes and the last timestamp of messages `[from, to)`,
-    /// reading at most `max_count` (retention). Returns (bytes, count read,
-    /// next offset after the last read).
+    /// Walks messages `[from, to)` in offset order, calling
+    /// `keep_going(offset, stored_bytes, timestamp)` until it returns false
+    /// (retention). Reads only sizes and timestamps, not payloads.
     pub fn scan_sizes(
         &self,
         topic: u32,

@@ -139,7 +139,7 @@ async fn produce(
     let produced = Arc::new(AtomicU64::new(0));
     let requests = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let histogram = Arc::new(Mutex::new(new_histogram()));
+    let histogram = Arc::new(Mutex::new(new_histogram()?));
     let budget = Arc::new(AtomicU64::new(if duration.is_some() {
         u64::MAX
     } else {
@@ -159,7 +159,7 @@ async fn produce(
             topic.to_owned(),
         );
         tasks.push(tokio::spawn(async move {
-            let mut local = new_histogram();
+            let mut local = new_histogram()?;
             let result = loop {
                 if stop.load(Ordering::Relaxed) {
                     break Ok(());
@@ -233,10 +233,10 @@ async fn produce(
     let seconds = started.elapsed().as_secs_f64();
     let messages = produced.load(Ordering::Relaxed);
     let syncs = wal_syncs(client).await.saturating_sub(syncs_before);
-    let h = histogram
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|_| new_histogram());
+    let h = match histogram.lock() {
+        Ok(h) => h.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
     Ok(BenchReport {
         workload: "produce",
         messages,
@@ -253,10 +253,10 @@ async fn produce(
     })
 }
 
-fn new_histogram() -> Histogram<u64> {
-    // 1 µs .. 60 s at 3 significant digits; the bounds are constants.
+fn new_histogram() -> Result<Histogram<u64>, Error> {
+    // 1 µs .. 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3)
-        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+        .map_err(|e| Error::Url(format!("histogram setup failed: {e}")))
 }
 
 fn latency(h: &Histogram<u64>) -> Latency {
