@@ -244,3 +244,41 @@ async fn concurrent_commits_share_syncs() {
         Err(StorageError::Closed)
     ));
 }
+
+#[tokio::test]
+async fn store_refuses_to_open_on_corruption_in_the_middle_of_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path()).await;
+        // Many small commits: many WAL records after the one we damage.
+        for n in 0..200 {
+            let mut set = WriteSet::new();
+            set.append_message(1, 0, n, message(n));
+            store.commit(set).await.unwrap();
+        }
+        store.shutdown().await;
+    }
+    let wal = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a WAL file");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    assert!(bytes.len() > 4096, "WAL too small: {}", bytes.len());
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 64] {
+        *b ^= 0xA5;
+    }
+    std::fs::write(&wal, bytes).unwrap();
+    match Store::open(dir.path(), &StoreOptions::default()) {
+        Err(StorageError::Open { detail, .. }) => {
+            assert!(
+                detail.contains("Corruption") || detail.contains("orrupt"),
+                "{detail}"
+            );
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a store with a damaged WAL middle opened (data silently dropped)"),
+    }
+}
