@@ -18,6 +18,9 @@ pub enum Error {
     /// The server URL is invalid.
     #[error("invalid server URL `{0}`")]
     Url(String),
+    /// A local failure outside the API: bad CLI input, an unreadable file.
+    #[error("{0}")]
+    Local(String),
 }
 
 impl Error {

@@ -219,7 +219,7 @@ async fn produce(
                 first_error.get_or_insert(e);
             }
             Err(e) => {
-                first_error.get_or_insert(Error::Url(format!("bench task failed: {e}")));
+                first_error.get_or_insert(Error::Local(format!("bench task failed: {e}")));
             }
         }
     }
@@ -256,7 +256,7 @@ async fn produce(
 fn new_histogram() -> Result<Histogram<u64>, Error> {
     // 1 µs .. 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3)
-        .map_err(|e| Error::Url(format!("histogram setup failed: {e}")))
+        .map_err(|e| Error::Local(format!("histogram setup failed: {e}")))
 }
 
 fn latency(h: &Histogram<u64>) -> Latency {

@@ -163,13 +163,13 @@ async fn run(command: Command, client: &Client, printer: &Printer) -> Result<(),
                 } else {
                     Box::new(std::io::BufReader::new(
                         std::fs::File::open(&path)
-                            .map_err(|e| Error::Url(format!("cannot open `{path}`: {e}")))?,
+                            .map_err(|e| Error::Local(format!("cannot open `{path}`: {e}")))?,
                     ))
                 };
                 let mut pending = Vec::new();
                 let mut sent = 0usize;
                 for line in reader.lines() {
-                    let line = line.map_err(|e| Error::Url(format!("read failed: {e}")))?;
+                    let line = line.map_err(|e| Error::Local(format!("read failed: {e}")))?;
                     if line.trim().is_empty() {
                         continue;
                     }
@@ -209,7 +209,7 @@ fn parse_headers(raw: &[String]) -> Result<std::collections::BTreeMap<String, St
         .map(|h| {
             h.split_once('=')
                 .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                .ok_or_else(|| Error::Url(format!("header `{h}` must be name=value")))
+                .ok_or_else(|| Error::Local(format!("header `{h}` must be name=value")))
         })
         .collect()
 }
