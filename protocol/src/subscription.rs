@@ -101,7 +101,11 @@ pub struct SubscriptionSpec {
     pub retry: Option<RetryPolicy>,
     /// Dead-letter topic; default `<topic>.<sub>.dlq`. Explicit `null`
     /// disables dead-lettering.
-    #[serde(default, with = "double_option")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub dead_letter_topic: Option<Option<String>>,
     /// Queue mode ordering.
@@ -193,7 +197,12 @@ pub struct PullRequest {
 }
 
 /// A leased message.
+///
+/// Serialized flat (the message's fields next to `ack_id` and `attempt`);
+/// deserialized through [`FlatReceived`] because serde cannot buffer a raw
+/// JSON `value` inside a flattened struct.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(from = "FlatReceived")]
 pub struct ReceivedMessage {
     /// The message.
     #[serde(flatten)]
@@ -202,6 +211,43 @@ pub struct ReceivedMessage {
     pub ack_id: String,
     /// Delivery attempt, from 1.
     pub attempt: u32,
+}
+
+/// The wire form of a [`ReceivedMessage`], field by field.
+#[derive(Deserialize)]
+struct FlatReceived {
+    topic: String,
+    partition: u32,
+    offset: u64,
+    timestamp: u64,
+    key: Option<String>,
+    #[serde(default)]
+    value: Option<Box<serde_json::value::RawValue>>,
+    #[serde(default)]
+    value_b64: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    ack_id: String,
+    attempt: u32,
+}
+
+impl From<FlatReceived> for ReceivedMessage {
+    fn from(f: FlatReceived) -> Self {
+        ReceivedMessage {
+            message: Message {
+                topic: f.topic,
+                partition: f.partition,
+                offset: f.offset,
+                timestamp: f.timestamp,
+                key: f.key,
+                value: f.value,
+                value_b64: f.value_b64,
+                headers: f.headers,
+            },
+            ack_id: f.ack_id,
+            attempt: f.attempt,
+        }
+    }
 }
 
 /// Response of a pull.
@@ -336,6 +382,30 @@ mod tests {
         let named: SubscriptionSpec =
             serde_json::from_str(r#"{"dead_letter_topic": "d"}"#).unwrap();
         assert_eq!(named.dead_letter_topic, Some(Some("d".into())));
+    }
+
+    #[test]
+    fn absent_dead_letter_topic_stays_absent_on_the_wire() {
+        let text = serde_json::to_string(&SubscriptionSpec::default()).unwrap();
+        assert!(!text.contains("dead_letter_topic"), "{text}");
+        let back: SubscriptionSpec = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.dead_letter_topic, None);
+        let none = SubscriptionSpec {
+            dead_letter_topic: Some(None),
+            ..SubscriptionSpec::default()
+        };
+        let back: SubscriptionSpec =
+            serde_json::from_str(&serde_json::to_string(&none).unwrap()).unwrap();
+        assert_eq!(back.dead_letter_topic, Some(None));
+    }
+
+    #[test]
+    fn received_message_round_trips_with_a_json_value() {
+        let text = r#"{"topic":"t","partition":1,"offset":2,"timestamp":3,"key":null,"value":{"a":[1,2]},"headers":{"h":"v"},"ack_id":"x","attempt":2}"#;
+        let m: ReceivedMessage = serde_json::from_str(text).unwrap();
+        assert_eq!(m.message.value.as_ref().unwrap().get(), r#"{"a":[1,2]}"#);
+        assert_eq!(m.attempt, 2);
+        assert_eq!(serde_json::to_string(&m).unwrap(), text);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 #[path = "blackbox/harness.rs"]
 mod harness;
 
+#[path = "blackbox/dead_letters.rs"]
+mod dead_letters;
 #[path = "blackbox/durability.rs"]
 mod durability;
 #[path = "blackbox/errors.rs"]
@@ -20,5 +22,9 @@ mod idempotency;
 mod produce_read;
 #[path = "blackbox/retention.rs"]
 mod retention;
+#[path = "blackbox/subs_helpers.rs"]
+mod subs_helpers;
+#[path = "blackbox/subscriptions.rs"]
+mod subscriptions;
 #[path = "blackbox/topics.rs"]
 mod topics;

@@ -7,6 +7,7 @@ pub mod extract;
 mod messages;
 pub mod openapi;
 mod ops;
+mod subscriptions;
 mod topics;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -105,6 +106,18 @@ fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(messages::produce))
         .routes(routes!(messages::read))
+        .routes(routes!(subscriptions::list_subscriptions))
+        .routes(routes!(
+            subscriptions::put_subscription,
+            subscriptions::get_subscription,
+            subscriptions::delete_subscription
+        ))
+        .routes(routes!(subscriptions::pull))
+        .routes(routes!(subscriptions::ack))
+        .routes(routes!(subscriptions::nack))
+        .routes(routes!(subscriptions::extend))
+        .routes(routes!(subscriptions::seek))
+        .routes(routes!(subscriptions::redrive))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

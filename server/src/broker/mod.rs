@@ -8,14 +8,15 @@ pub mod partitioner;
 pub mod produce;
 pub mod read;
 pub mod retention;
+pub mod subscription;
 pub mod topic;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use weir_protocol::{
-    names::is_valid_name, PartitionInfo, ProduceMessage, ProduceResult, ReadResponse, TopicInfo,
-    TopicSpec,
+    names::is_valid_name, PartitionInfo, ProduceMessage, ProduceResult, ReadResponse, Start,
+    StartName, SubscriptionSpec, TopicInfo, TopicSpec,
 };
 
 pub use error::{BrokerError, Result};
@@ -23,7 +24,12 @@ use read::ReadFrom;
 use topic::{apply_spec, Topic};
 
 use crate::metrics::METRICS;
-use crate::storage::{PartitionMeta, Store, TopicRecord, WriteSet, COUNTER_TOPIC};
+use crate::storage::{
+    PartitionMeta, Store, SubscriptionRecord, TopicRecord, WriteSet, COUNTER_SUBSCRIPTION,
+    COUNTER_TOPIC,
+};
+use subscription::state::State;
+use subscription::Subscription;
 
 /// Whether a PUT created or updated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,13 +49,17 @@ pub struct Broker {
 
 struct AdminState {
     next_topic_id: u32,
+    next_subscription_id: u32,
 }
 
 impl Broker {
-    /// Rebuilds the broker from what the store recovered.
+    /// Rebuilds the broker from what the store recovered, and starts each
+    /// subscription's timer task (call from within the Tokio runtime).
     pub fn open(store: Arc<Store>) -> Result<Arc<Broker>> {
         let recovered = store.recover()?;
+        let now = clock::now_ms();
         let mut topics = HashMap::new();
+        let mut by_id = HashMap::new();
         for (record, metas) in recovered.topics {
             let mut metas = metas;
             // A partition record is written with the topic; fill any gap
@@ -63,15 +73,44 @@ impl Broker {
                 }
             }
             let name = record.name.clone();
-            topics.insert(name, Arc::new(Topic::new(record, &metas)));
+            let id = record.id;
+            let topic = Arc::new(Topic::new(record, &metas));
+            by_id.insert(id, topic.clone());
+            topics.insert(name, topic);
         }
-        Ok(Arc::new(Broker {
+        let mut subs = Vec::new();
+        for record in recovered.subscriptions {
+            let Some(topic) = by_id.get(&record.topic_id) else {
+                tracing::warn!(subscription = %record.name, "subscription of a missing topic ignored");
+                continue;
+            };
+            let loaded = store.load_sub_state(record.id)?;
+            let dead = store.count_sub_dead_letters(record.id)?;
+            let state = State::load(
+                record.id,
+                record.config.clone(),
+                topic.partitions().len() as u32,
+                loaded,
+                dead,
+                now,
+            );
+            let name = record.name.clone();
+            let sub = Subscription::new(record, topic.clone(), store.clone(), state);
+            topic.subscriptions_mut().insert(name, sub.clone());
+            subs.push(sub);
+        }
+        let broker = Arc::new(Broker {
             store,
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(AdminState {
                 next_topic_id: recovered.next_topic_id,
+                next_subscription_id: recovered.next_subscription_id,
             }),
-        }))
+        });
+        for sub in subs {
+            tokio::spawn(sub.run_timers(Arc::downgrade(&broker)));
+        }
+        Ok(broker)
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -170,18 +209,147 @@ impl Broker {
         }
     }
 
-    /// Deletes a topic with its data.
+    /// Deletes a topic with its data and its subscriptions.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let topic = self.topic(name)?;
         let _admin = self.admin.lock().await;
         let mut set = WriteSet::new();
         set.delete_topic(&topic.record());
+        for sub in topic.subscription_list() {
+            set.delete_sub_state(sub.id());
+            sub.forget_metrics();
+        }
         self.store.commit(set).await?;
         self.topics_write().remove(name);
         topic.mark_deleted();
         for label in [&METRICS.messages_produced, &METRICS.bytes_produced] {
             let _ = label.remove_label_values(&[name]);
         }
+        Ok(())
+    }
+
+    /// Looks a topic up, creating it with `spec` when missing (dead-letter
+    /// topics are created on demand).
+    pub async fn topic_or_create(
+        &self,
+        name: &str,
+        spec: &TopicSpec,
+        now: u64,
+    ) -> Result<Arc<Topic>> {
+        if let Ok(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        self.put_topic(name, spec, now).await?;
+        self.topic(name)
+    }
+
+    /// Looks a subscription up by topic and name.
+    pub fn subscription(&self, topic: &str, name: &str) -> Result<Arc<Subscription>> {
+        let t = self.topic(topic)?;
+        check_name("subscription", name)?;
+        t.subscription(name)
+            .ok_or_else(|| BrokerError::SubscriptionNotFound {
+                topic: topic.to_owned(),
+                sub: name.to_owned(),
+            })
+    }
+
+    /// Creates a subscription or updates its mutable settings.
+    pub async fn put_subscription(
+        self: &Arc<Self>,
+        topic_name: &str,
+        name: &str,
+        spec: &SubscriptionSpec,
+        now: u64,
+    ) -> Result<Upsert> {
+        let topic = self.topic(topic_name)?;
+        check_name("subscription", name)?;
+        let mut admin = self.admin.lock().await;
+        if let Some(sub) = topic.subscription(name) {
+            let mut record = sub.record();
+            let config =
+                subscription::config::apply_spec(topic_name, name, spec, Some(&record.config))?;
+            if config == record.config {
+                return Ok(Upsert::Unchanged);
+            }
+            record.config = config;
+            let mut set = WriteSet::new();
+            set.put_subscription(&record);
+            self.store.commit(set).await?;
+            sub.set_record(record).await;
+            return Ok(Upsert::Updated);
+        }
+        let config = subscription::config::apply_spec(topic_name, name, spec, None)?;
+        let id = admin.next_subscription_id;
+        if id == u32::MAX {
+            return Err(BrokerError::Conflict("subscription ids exhausted".into()));
+        }
+        let cursors = self
+            .start_cursors(
+                &topic,
+                spec.start.unwrap_or(Start::Named(StartName::Latest)),
+            )
+            .await?;
+        let record = SubscriptionRecord {
+            id,
+            topic_id: topic.id(),
+            name: name.to_owned(),
+            config: config.clone(),
+            created_at: now,
+        };
+        let mut set = WriteSet::new();
+        set.put_subscription(&record);
+        set.put_counter(COUNTER_SUBSCRIPTION, id + 1);
+        // A fresh id has no state; clear defensively anyway.
+        set.delete_sub_state(id);
+        for (p, c) in cursors.iter().enumerate() {
+            set.put_sub_cursor(id, p as u32, *c);
+        }
+        self.store.commit(set).await?;
+        admin.next_subscription_id = id + 1;
+        if topic.is_deleted() {
+            return Err(BrokerError::TopicNotFound(topic_name.to_owned()));
+        }
+        let state = State::new(id, config, &cursors);
+        let sub = Subscription::new(record, topic.clone(), self.store.clone(), state);
+        topic
+            .subscriptions_mut()
+            .insert(name.to_owned(), sub.clone());
+        tokio::spawn(sub.run_timers(Arc::downgrade(self)));
+        Ok(Upsert::Created)
+    }
+
+    async fn start_cursors(&self, topic: &Topic, start: Start) -> Result<Vec<u64>> {
+        let mut cursors = Vec::new();
+        for p in topic.partitions() {
+            let c = match start {
+                Start::Named(StartName::Earliest) => p.low(),
+                Start::Named(StartName::Latest) => p.committed(),
+                Start::Timestamp(at) => {
+                    read::resolve_start(
+                        &self.store,
+                        topic.id(),
+                        &p,
+                        ReadFrom::Timestamp(at.timestamp),
+                    )
+                    .await?
+                }
+            };
+            cursors.push(c);
+        }
+        Ok(cursors)
+    }
+
+    /// Deletes a subscription and all its state.
+    pub async fn delete_subscription(&self, topic: &str, name: &str) -> Result<()> {
+        let sub = self.subscription(topic, name)?;
+        let _admin = self.admin.lock().await;
+        let mut set = WriteSet::new();
+        set.delete_subscription(&sub.record());
+        self.store.commit(set).await?;
+        sub.topic().subscriptions_mut().remove(name);
+        sub.mark_deleted();
+        sub.forget_metrics();
         Ok(())
     }
 

@@ -178,11 +178,24 @@ pub async fn produce(
     batch: Vec<Prepared>,
     now: u64,
 ) -> Result<Vec<ProduceResult>> {
+    produce_with(store, topic, batch, now, WriteSet::new()).await
+}
+
+/// Like [`produce`], committing `extra` changes atomically with the batch
+/// (a dead-letter copy and the settling of its original).
+pub async fn produce_with(
+    store: Arc<Store>,
+    topic: Arc<Topic>,
+    batch: Vec<Prepared>,
+    now: u64,
+    extra: WriteSet,
+) -> Result<Vec<ProduceResult>> {
     let placing_topic = topic.clone();
     let placing_store = store.clone();
-    let (results, appended, ids, receiver) =
-        tokio::task::spawn_blocking(move || place(&placing_store, &placing_topic, batch, now))
-            .await??;
+    let (results, appended, ids, receiver) = tokio::task::spawn_blocking(move || {
+        place(&placing_store, &placing_topic, batch, now, extra)
+    })
+    .await??;
     let outcome = receiver.await.map_err(|_| BrokerError::ShuttingDown)?;
     let partitions = topic.partitions();
     {
@@ -212,6 +225,9 @@ pub async fn produce(
                     p.publish(a.end);
                 }
             }
+            if !appended.is_empty() {
+                topic.notify_produced();
+            }
             Ok(results)
         }
         Err(crate::storage::StorageError::Stalled) => Err(BrokerError::Unavailable),
@@ -228,7 +244,13 @@ type Placed = (
 );
 
 /// Runs on a blocking thread: dedupe look-ups read the store.
-fn place(store: &Store, topic: &Topic, batch: Vec<Prepared>, now: u64) -> Result<Placed> {
+fn place(
+    store: &Store,
+    topic: &Topic,
+    batch: Vec<Prepared>,
+    now: u64,
+    extra: WriteSet,
+) -> Result<Placed> {
     let record = topic.record();
     let topic_id = record.id;
     let partitions = record.config.partitions;
@@ -337,6 +359,7 @@ fn place(store: &Store, topic: &Topic, batch: Vec<Prepared>, now: u64) -> Result
     // Submitted while holding the lock: commit order is offset order. An
     // all-duplicate batch still goes through the writer (an empty set) so
     // its answer waits until the original is durable.
+    set.append(extra);
     let receiver = store.submit_blocking(set)?;
     Ok((results, appended.into_values().collect(), new_ids, receiver))
 }

@@ -4,7 +4,7 @@
 //! A partition's offsets are assigned under the topic's produce lock and
 //! become visible to readers through `committed` only once durable.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use weir_protocol::{Retention, TopicConfig, TopicSpec};
 
 use super::error::{BrokerError, Result};
+use super::subscription::Subscription;
 use crate::storage::{PartitionMeta, TopicRecord};
 
 pub const DEFAULT_PARTITIONS: u32 = 1;
@@ -174,6 +175,11 @@ pub struct Topic {
     deleted: AtomicBool,
     /// Set at shutdown: long polls return at once.
     closing: AtomicBool,
+    /// Bumped when any partition gains durable messages, or the topic is
+    /// closed or deleted: wakes subscription long polls.
+    changes: watch::Sender<u64>,
+    /// Subscriptions of the topic, by name.
+    pub subscriptions: RwLock<BTreeMap<String, Arc<Subscription>>>,
 }
 
 impl Topic {
@@ -199,6 +205,42 @@ impl Topic {
             }),
             deleted: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            changes: watch::Sender::new(0),
+            subscriptions: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// Wakes subscription waiters: new durable messages (or close/delete).
+    pub fn notify_produced(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever `notify_produced` runs.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The topic's subscriptions, ordered by name.
+    pub fn subscription_list(&self) -> Vec<Arc<Subscription>> {
+        match self.subscriptions.read() {
+            Ok(s) => s.values().cloned().collect(),
+            Err(p) => p.into_inner().values().cloned().collect(),
+        }
+    }
+
+    pub fn subscription(&self, name: &str) -> Option<Arc<Subscription>> {
+        match self.subscriptions.read() {
+            Ok(s) => s.get(name).cloned(),
+            Err(p) => p.into_inner().get(name).cloned(),
+        }
+    }
+
+    pub fn subscriptions_mut(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Subscription>>> {
+        match self.subscriptions.write() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
         }
     }
 
@@ -271,6 +313,10 @@ impl Topic {
         for p in self.partitions() {
             p.wake_all();
         }
+        for s in self.subscription_list() {
+            s.mark_deleted();
+        }
+        self.notify_produced();
     }
 
     /// Ends every long poll on this topic (shutdown).
@@ -279,6 +325,7 @@ impl Topic {
         for p in self.partitions() {
             p.wake_all();
         }
+        self.notify_produced();
     }
 
     pub fn is_closing(&self) -> bool {

@@ -29,6 +29,8 @@ const META_COUNTER: u8 = b'C';
 /// `sub_state` kinds.
 pub const SUB_CURSOR: u8 = 0;
 pub const SUB_ENTRY: u8 = 1;
+/// A dead letter of the subscription, kept for redrive.
+pub const SUB_DEAD: u8 = 2;
 
 /// Key of one message, or of one time-index entry (same shape).
 pub fn partition_key(topic: u32, partition: u32, position: u64) -> [u8; 16] {
@@ -121,6 +123,13 @@ pub fn decode_sub_key(key: &[u8]) -> Option<(u8, u32, u64)> {
     let partition = u32::from_be_bytes(key.get(5..9)?.try_into().ok()?);
     let offset = u64::from_be_bytes(key.get(9..17)?.try_into().ok()?);
     Some((kind, partition, offset))
+}
+
+/// Prefix of one kind of a subscription's records.
+pub fn sub_kind_prefix(sub: u32, kind: u8) -> Vec<u8> {
+    let mut key = sub.to_be_bytes().to_vec();
+    key.push(kind);
+    key
 }
 
 pub fn sub_start(sub: u32) -> Vec<u8> {

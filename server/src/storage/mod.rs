@@ -230,6 +230,18 @@ impl Store {
         rx.await.map_err(|_| StorageError::Closed)?
     }
 
+    /// Queues a write set and returns the receiver of its result without
+    /// waiting for it: callers that must fix the commit order enqueue while
+    /// holding their lock and await the result after releasing it.
+    pub async fn enqueue(&self, set: WriteSet) -> Result<oneshot::Receiver<Result<()>>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(writer::Request::Commit(set, reply))
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        Ok(rx)
+    }
+
     /// Queues a write set from a blocking context and returns the receiver
     /// of its result. Callers that must fix the commit order (offsets are
     /// assigned under a lock) submit while holding that lock.
@@ -450,10 +462,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Loads a subscription's cursors and entries.
+    /// Loads a subscription's cursors and entries (not its dead letters).
     pub fn load_sub_state(&self, sub: u32) -> Result<sub_state::LoadedSubState> {
         let mut loaded = sub_state::LoadedSubState::default();
-        for (key, value) in self.scan_prefix(CF_SUB_STATE, &sub_start(sub))? {
+        let mut records = self.scan_prefix(CF_SUB_STATE, &sub_kind_prefix(sub, SUB_CURSOR))?;
+        records.extend(self.scan_prefix(CF_SUB_STATE, &sub_kind_prefix(sub, SUB_ENTRY))?);
+        for (key, value) in records {
             let (kind, partition, offset) =
                 decode_sub_key(&key).ok_or_else(|| StorageError::Corrupt("sub key".into()))?;
             match kind {
@@ -473,6 +487,70 @@ impl Store {
             }
         }
         Ok(loaded)
+    }
+
+    /// Up to `limit` dead letters of a subscription, in (partition, offset)
+    /// order: `(partition, offset, record)`.
+    pub fn sub_dead_letters(&self, sub: u32, limit: usize) -> Result<Vec<(u32, u64, SubEntry)>> {
+        let prefix = sub_kind_prefix(sub, SUB_DEAD);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(prefix_end(&prefix));
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_SUB_STATE)?, opts);
+        iter.seek(&prefix);
+        let mut out = Vec::new();
+        while iter.valid() && out.len() < limit {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            let (_, partition, offset) =
+                decode_sub_key(key).ok_or_else(|| StorageError::Corrupt("sub key".into()))?;
+            let entry = SubEntry::decode(value)
+                .ok_or_else(|| StorageError::Corrupt("dead letter record".into()))?;
+            out.push((partition, offset, entry));
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    /// How many dead letters a subscription has (startup).
+    pub fn count_sub_dead_letters(&self, sub: u32) -> Result<u64> {
+        let prefix = sub_kind_prefix(sub, SUB_DEAD);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(prefix_end(&prefix));
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_SUB_STATE)?, opts);
+        iter.seek(&prefix);
+        let mut n = 0;
+        while iter.valid() {
+            n += 1;
+            iter.next();
+        }
+        iter.status()?;
+        Ok(n)
+    }
+
+    /// Reads the messages at the given offsets of a partition (missing ones
+    /// are skipped: removed by retention).
+    pub fn read_at(
+        &self,
+        topic: u32,
+        partition: u32,
+        offsets: &[u64],
+    ) -> Result<Vec<StoredMessage>> {
+        let cf = self.cf(CF_MESSAGES)?;
+        let mut out = Vec::with_capacity(offsets.len());
+        for &offset in offsets {
+            if let Some(value) = self
+                .db
+                .get_pinned_cf(cf, partition_key(topic, partition, offset))?
+            {
+                let message = record::decode(offset, &value).map_err(|e| {
+                    StorageError::Corrupt(format!("message at offset {offset}: {e}"))
+                })?;
+                out.push(message);
+            }
+        }
+        Ok(out)
     }
 
     /// RocksDB integer property summed over column families (metrics).

@@ -29,6 +29,11 @@ impl WriteSet {
         self.ops.is_empty()
     }
 
+    /// Appends every change of `other` (applied after this set's).
+    pub fn append(&mut self, other: WriteSet) {
+        self.ops.extend(other.ops);
+    }
+
     fn put(&mut self, cf: &'static str, key: impl Into<Vec<u8>>, value: Vec<u8>) {
         self.ops.push(Op::Put(cf, key.into(), value));
     }
@@ -135,7 +140,12 @@ impl WriteSet {
     /// Deletes a subscription's configuration and all its state.
     pub fn delete_subscription(&mut self, sub: &SubscriptionRecord) {
         self.delete(CF_META, meta_subscription_key(sub.topic_id, &sub.name));
-        self.delete_range(CF_SUB_STATE, sub_start(sub.id), sub_end(sub.id));
+        self.delete_sub_state(sub.id);
+    }
+
+    /// Deletes all state (cursors, entries, dead letters) of a subscription id.
+    pub fn delete_sub_state(&mut self, sub: u32) {
+        self.delete_range(CF_SUB_STATE, sub_start(sub), sub_end(sub));
     }
 
     /// Sets the per-partition cursor (ack floor) of a subscription.
@@ -160,13 +170,32 @@ impl WriteSet {
         self.delete(CF_SUB_STATE, sub_key(sub, SUB_ENTRY, partition, offset));
     }
 
-    /// Deletes a subscription's entries of one partition below `offset`.
-    pub fn delete_sub_entries_below(&mut self, sub: u32, partition: u32, offset: u64) {
+    /// Deletes a subscription's entries of one partition in `[from, to)`.
+    pub fn delete_sub_entries(&mut self, sub: u32, partition: u32, from: u64, to: u64) {
         self.delete_range(
             CF_SUB_STATE,
-            sub_key(sub, SUB_ENTRY, partition, 0).to_vec(),
-            sub_key(sub, SUB_ENTRY, partition, offset).to_vec(),
+            sub_key(sub, SUB_ENTRY, partition, from).to_vec(),
+            sub_key(sub, SUB_ENTRY, partition, to).to_vec(),
         );
+    }
+
+    /// Deletes every entry of one partition of a subscription (seek).
+    pub fn delete_sub_partition_entries(&mut self, sub: u32, partition: u32) {
+        self.delete_sub_entries(sub, partition, 0, u64::MAX);
+        self.delete(CF_SUB_STATE, sub_key(sub, SUB_ENTRY, partition, u64::MAX));
+    }
+
+    /// Records a dead letter of a subscription (kept for redrive).
+    pub fn put_sub_dead(&mut self, sub: u32, partition: u32, offset: u64, entry: &SubEntry) {
+        self.put(
+            CF_SUB_STATE,
+            sub_key(sub, SUB_DEAD, partition, offset),
+            entry.encode(),
+        );
+    }
+
+    pub fn delete_sub_dead(&mut self, sub: u32, partition: u32, offset: u64) {
+        self.delete(CF_SUB_STATE, sub_key(sub, SUB_DEAD, partition, offset));
     }
 
     /// Returns the bytes this set adds to the batch.

@@ -1,0 +1,266 @@
+//! Subscription resource: create/update, describe, list, delete, and the
+//! consumption operations (pull, ack, nack, extend, seek, redrive).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use weir_protocol::{
+    AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, PullResponse, RedriveRequest,
+    RedriveResponse, SeekRequest, SubscriptionInfo, SubscriptionList, SubscriptionSpec,
+};
+
+use super::error::ApiResult;
+use super::extract::{ApiJson, ApiPath};
+use super::openapi::{Errors, TAG_SUBSCRIPTIONS};
+use super::AppState;
+use crate::broker::clock::now_ms;
+use crate::broker::subscription::pull::check_pull;
+use crate::broker::subscription::settle::Settle;
+use crate::broker::subscription::PullParams;
+use crate::broker::{check_name, Upsert};
+
+/// Create a subscription, or update its mutable settings.
+///
+/// Creation answers 201, an update 200. `mode` cannot change (409);
+/// `start` applies at creation only. Every field is optional: queue mode,
+/// start at `latest`, 30 s leases, 5 attempts with exponential backoff
+/// (1 s to 60 s, ×2, 10% jitter), dead letters to `<topic>.<sub>.dlq`.
+#[utoipa::path(
+    put, path = "/v1/topics/{topic}/subscriptions/{sub}", tag = TAG_SUBSCRIPTIONS,
+    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    request_body(content = SubscriptionSpec, description = "Every field optional"),
+    responses(
+        (status = 201, description = "Subscription created", body = SubscriptionInfo),
+        (status = 200, description = "Subscription updated or unchanged", body = SubscriptionInfo),
+        Errors,
+    )
+)]
+pub async fn put_subscription(
+    State(state): State<AppState>,
+    ApiPath((topic, sub)): ApiPath<(String, String)>,
+    ApiJson(spec): ApiJson<SubscriptionSpec>,
+) -> ApiResult<(StatusCode, Json<SubscriptionInfo>)> {
+    let outcome = state
+        .broker
+        .put_subscription(&topic, &sub, &spec, now_ms())
+        .await?;
+    let status = match outcome {
+        Upsert::Created => StatusCode::CREATED,
+        Upsert::Updated | Upsert::Unchanged => StatusCode::OK,
+    };
+    let info = state.broker.subscription(&topic, &sub)?.info().await?;
+    Ok((status, Json(info)))
+}
+
+/// Describe a subscription: configuration and statistics.
+#[utoipa::path(
+    get, path = "/v1/topics/{topic}/subscriptions/{sub}", tag = TAG_SUBSCRIPTIONS,
+    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    responses((status = 200, description = "The subscription", body = SubscriptionInfo), Errors)
+)]
+pub async fn get_subscription(
+    State(state): State<AppState>,
+    ApiPath((topic, sub)): ApiPath<(String, String)>,
+) -> ApiResult<Json<SubscriptionInfo>> {
+    Ok(Json(state.broker.subscription(&topic, &sub)?.info().await?))
+}
+
+/// Delete a subscription and its state (the topic's data stays).
+#[utoipa::path(
+    delete, path = "/v1/topics/{topic}/subscriptions/{sub}", tag = TAG_SUBSCRIPTIONS,
+    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    responses((status = 204, description = "Deleted"), Errors)
+)]
+pub async fn delete_subscription(
+    State(state): State<AppState>,
+    ApiPath((topic, sub)): ApiPath<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.broker.delete_subscription(&topic, &sub).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// List a topic's subscriptions with their statistics.
+#[utoipa::path(
+    get, path = "/v1/topics/{topic}/subscriptions", tag = TAG_SUBSCRIPTIONS,
+    params(("topic" = String, Path, description = "Topic name")),
+    responses((status = 200, description = "Subscriptions ordered by name", body = SubscriptionList), Errors)
+)]
+pub async fn list_subscriptions(
+    State(state): State<AppState>,
+    ApiPath(topic): ApiPath<String>,
+) -> ApiResult<Json<SubscriptionList>> {
+    let t = state.broker.topic(&topic)?;
+    let mut subscriptions = Vec::new();
+    for sub in t.subscription_list() {
+        subscriptions.push(sub.info().await?);
+    }
+    Ok(Json(SubscriptionList { subscriptions }))
+}
+
+/// Lease messages.
+///
+/// Returns up to `max_messages` (1..=1000, default 10) leased messages,
+/// each with an opaque `ack_id` and its delivery `attempt`. With `wait_ms`
+/// (at most 60000) the call long-polls until at least one message is
+/// available. Queue mode: messages are leased individually for
+/// `ack_timeout_ms`. Stream mode: the `consumer` is assigned a fair share of
+/// the partitions (kept while it keeps pulling) and gets their messages in
+/// offset order.
+#[utoipa::path(
+    post, path = "/v1/topics/{topic}/subscriptions/{sub}/pull", tag = TAG_SUBSCRIPTIONS,
+    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    request_body(content = PullRequest, example = json!({"max_messages": 10, "wait_ms": 5000, "consumer": "worker-3"})),
+    responses(
+        (status = 200, description = "Leased messages (possibly none)", body = PullResponse,
+         example = json!({"messages": [{"topic": "orders", "partition": 0, "offset": 42, "timestamp": 1764300000000u64, "key": "customer-7", "value": {"order": 1}, "headers": {}, "ack_id": "AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd", "attempt": 1}]})),
+        Errors,
+    )
+)]
+pub async fn pull(
+    State(state): State<AppState>,
+    ApiPath((topic, sub)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<PullRequest>,
+) -> ApiResult<Json<PullResponse>> {
+    let subscription = state.broker.subscription(&topic, &sub)?;
+    let (max_messages, wait_ms) = check_pull(request.max_messages, request.wait_ms)?;
+    if let Some(consumer) = &request.consumer {
+        check_name("consumer", consumer)?;
+    }
+    let messages = subscription
+        .pull(PullParams {
+            max_messages,
+            wait_ms,
+            consumer: request.consumer,
+            holder: None,
+        })
+        .await?;
+    Ok(Json(PullResponse { messages }))
+}
+
+/// Acknowledge deliveries.
+///
+/// Queue mode settles each message; stream mode commits the partition's
+/// cursor past the acked offset (cumulative). Answered once durable. Ack
+/// ids of expired, superseded or already settled deliveries are listed in
+/// `unknown` and change nothing.
+#[utoipa::path(
+    post, path = "/v1/topics/{topic}/subscriptions/{sub}/ack", tag = TAG_SUBSCRIPTIONS,
+    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    request_body(content = AckRequest, example = json!({"ack_ids": ["AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd"]})),
+    responses(
+        (status = 200, description = "Acked", body = AckResponse, example = json!({"acked": 1, "unknown": []})),
+        Errors,
+    )
+)]
+pub async fn ack(
+    State(state): State<AppState>,
+    ApiPath((topic, sub)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<AckRequest>,
+) -> ApiResult<Json<AckResponse>> {
+    let subscription = state.broker.subscription(&topic, &sub)?;
+    Ok(Json(
+        subscription.settle(&request.ack_ids, Settle::Ack).await?,
+    ))
+}
+
+/// Negatively acknowledge deliveries.
+///
+/// The message is redelivered after the retry backoff (or `delay_ms`); once
+/// `max_attempts` deliveries failed — or at once with `"retry": false` — it
+/// is copied to the dead-letter topic with its `reason`. Stream mode: the
+/// partition rewinds to the nacked message (offsets before it are
+/// committed) and waits for the backoff, keeping order. The response counts
+/// the released deliveries in `acked`.
+#[utoipa::path(
+    post, path = "/v1/topics/{topic}/subscriptions/{sub}/nack", tag = TAG_SUBSCRIPTIONS,
+    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    request_body(content = NackRequest, example = json!({"ack_ids": ["AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd"], "reason": "payment service timeout", "delay_ms": null})),
+    responses((status = 200, description = "Released for redelivery or dead-lettered", body = AckResponse), Errors)
+)]
+pub async fn nack(
+    State(state): State<AppState>,
+    ApiPath((topic, sub)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<NackRequest>,
+) -> ApiResult<Json<AckResponse>> {
+    let subscription = state.broker.subscription(&topic, &sub)?;
+    let what = Settle::Nack {
+        reason: request.reason,
+        delay_ms: request.delay_ms,
+        retry: request.retry.unwrap_or(true),
+    };
+    Ok(Json(subscription.settle(&request.ack_ids, what).await?))
+}
+
+/// Extend leases.
+///
+/// Renews each lease for `ack_timeout_ms` from now (default: the
+/// subscription's). The response counts renewed leases in `acked`.
+#[utoipa::path(
+    post, path = "/v1/topics/{topic}/subscriptions/{sub}/extend", tag = TAG_SUBSCRIPTIONS,
+    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    request_body(content = ExtendRequest, example = json!({"ack_ids": ["AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd"], "ack_timeout_ms": 60000})),
+    responses((status = 200, description = "Leases renewed", body = AckResponse), Errors)
+)]
+pub async fn extend(
+    State(state): State<AppState>,
+    ApiPath((topic, sub)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<ExtendRequest>,
+) -> ApiResult<Json<AckResponse>> {
+    let subscription = state.broker.subscription(&topic, &sub)?;
+    let what = Settle::Extend {
+        lease_ms: request.ack_timeout_ms,
+    };
+    Ok(Json(subscription.settle(&request.ack_ids, what).await?))
+}
+
+/// Move the subscription's cursors.
+///
+/// `"earliest"`, `"latest"`, `{"timestamp": T}` (first message at or after
+/// T, per partition) or `{"offsets": {"0": 10}}` (named partitions only;
+/// offsets are clamped to the stored range). Every lease, retry and ack
+/// above or below the new cursor is forgotten: messages from the cursor on
+/// are delivered again. Answers with the subscription once durable.
+#[utoipa::path(
+    post, path = "/v1/topics/{topic}/subscriptions/{sub}/seek", tag = TAG_SUBSCRIPTIONS,
+    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    request_body(content = SeekRequest, example = json!({"to": {"offsets": {"0": 10, "1": 5}}})),
+    responses((status = 200, description = "Moved", body = SubscriptionInfo), Errors)
+)]
+pub async fn seek(
+    State(state): State<AppState>,
+    ApiPath((topic, sub)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<SeekRequest>,
+) -> ApiResult<Json<SubscriptionInfo>> {
+    let subscription = state.broker.subscription(&topic, &sub)?;
+    subscription.seek(&request.to).await?;
+    Ok(Json(subscription.info().await?))
+}
+
+/// Redrive dead letters.
+///
+/// Makes this subscription's dead-lettered messages deliverable to it
+/// again (attempts reset, other subscriptions unaffected), at most
+/// `max_messages` (default all). The dead-letter topic keeps its copies; a
+/// second redrive does not redeliver the same dead letters.
+#[utoipa::path(
+    post, path = "/v1/topics/{topic}/subscriptions/{sub}/dead-letters/redrive", tag = TAG_SUBSCRIPTIONS,
+    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    request_body(content = RedriveRequest, example = json!({"max_messages": null})),
+    responses((status = 200, description = "Redriven", body = RedriveResponse, example = json!({"redriven": 3})), Errors)
+)]
+pub async fn redrive(
+    State(state): State<AppState>,
+    ApiPath((topic, sub)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<RedriveRequest>,
+) -> ApiResult<Json<RedriveResponse>> {
+    let subscription = state.broker.subscription(&topic, &sub)?;
+    if request.max_messages == Some(0) {
+        return Err(crate::broker::BrokerError::invalid(
+            "max_messages",
+            "`max_messages` must be positive or null (all)",
+        )
+        .into());
+    }
+    let redriven = subscription.redrive(request.max_messages).await?;
+    Ok(Json(RedriveResponse { redriven }))
+}

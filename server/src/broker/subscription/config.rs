@@ -1,0 +1,221 @@
+//! Subscription configuration rules: defaults, limits, and what may change
+//! after creation.
+
+use weir_protocol::{Backoff, Mode, Ordering, RetryPolicy, SubscriptionConfig, SubscriptionSpec};
+
+use super::backoff::MAX_BACKOFF_MS;
+use crate::broker::check_name;
+use crate::broker::error::{BrokerError, Result};
+
+pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 30_000;
+pub const MIN_ACK_TIMEOUT_MS: u64 = 10;
+pub const MAX_ACK_TIMEOUT_MS: u64 = 12 * 3600 * 1000;
+pub const MAX_MULTIPLIER: f64 = 1000.0;
+
+pub fn default_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: Some(5),
+        backoff: Backoff {
+            initial_ms: 1000,
+            max_ms: 60_000,
+            multiplier: 2.0,
+            jitter: 0.1,
+        },
+    }
+}
+
+/// The default dead-letter topic name, `<topic>.<sub>.dlq`.
+pub fn default_dead_letter_topic(topic: &str, sub: &str) -> String {
+    format!("{topic}.{sub}.dlq")
+}
+
+/// The configuration a spec yields on creation (`current = None`) or update.
+pub fn apply_spec(
+    topic: &str,
+    sub: &str,
+    spec: &SubscriptionSpec,
+    current: Option<&SubscriptionConfig>,
+) -> Result<SubscriptionConfig> {
+    let mut config = current.cloned().unwrap_or(SubscriptionConfig {
+        mode: Mode::Queue,
+        ack_timeout_ms: DEFAULT_ACK_TIMEOUT_MS,
+        retry: default_retry(),
+        dead_letter_topic: Some(default_dead_letter_topic(topic, sub)),
+        ordering: Ordering::None,
+    });
+    if let Some(mode) = spec.mode {
+        if current.is_some_and(|c| c.mode != mode) {
+            return Err(BrokerError::Conflict(format!(
+                "subscription `{sub}` is in {:?} mode; the mode cannot change (delete and recreate it)",
+                config.mode
+            ).to_lowercase()));
+        }
+        config.mode = mode;
+    }
+    if let Some(t) = spec.ack_timeout_ms {
+        if !(MIN_ACK_TIMEOUT_MS..=MAX_ACK_TIMEOUT_MS).contains(&t) {
+            return Err(BrokerError::invalid(
+                "ack_timeout_ms",
+                format!("`ack_timeout_ms` must be between {MIN_ACK_TIMEOUT_MS} and {MAX_ACK_TIMEOUT_MS}"),
+            ));
+        }
+        config.ack_timeout_ms = t;
+    }
+    if let Some(retry) = &spec.retry {
+        check_retry(retry)?;
+        config.retry = *retry;
+    }
+    if let Some(dlq) = &spec.dead_letter_topic {
+        config.dead_letter_topic = dlq.clone();
+    }
+    if let Some(dlq) = &config.dead_letter_topic {
+        if check_name("dead-letter topic", dlq).is_err() {
+            return Err(BrokerError::invalid(
+                "dead_letter_topic",
+                format!("`dead_letter_topic` `{}` is not a valid topic name (names match ^[A-Za-z0-9][A-Za-z0-9._-]{{0,199}}$); name one explicitly", dlq.chars().take(240).collect::<String>()),
+            ));
+        }
+        if dlq == topic {
+            return Err(BrokerError::invalid(
+                "dead_letter_topic",
+                "`dead_letter_topic` must differ from the subscription's own topic",
+            ));
+        }
+    }
+    if let Some(ordering) = spec.ordering {
+        if ordering == Ordering::Key && config.mode == Mode::Stream {
+            return Err(BrokerError::invalid(
+                "ordering",
+                "`ordering: \"key\"` applies to queue mode; stream mode is ordered per partition already",
+            ));
+        }
+        config.ordering = ordering;
+    }
+    Ok(config)
+}
+
+/// Validates a retry policy, naming the offending field.
+pub fn check_retry(retry: &RetryPolicy) -> Result<()> {
+    let b = &retry.backoff;
+    if retry.max_attempts == Some(0) {
+        return Err(BrokerError::invalid(
+            "retry.max_attempts",
+            "`retry.max_attempts` must be at least 1, or null for unlimited",
+        ));
+    }
+    if b.max_ms > MAX_BACKOFF_MS {
+        return Err(BrokerError::invalid(
+            "retry.backoff.max_ms",
+            format!("`retry.backoff.max_ms` must be at most {MAX_BACKOFF_MS} (30 days)"),
+        ));
+    }
+    if b.max_ms < b.initial_ms {
+        return Err(BrokerError::invalid(
+            "retry.backoff.max_ms",
+            "`retry.backoff.max_ms` must be at least `retry.backoff.initial_ms`",
+        ));
+    }
+    if !b.multiplier.is_finite() || !(1.0..=MAX_MULTIPLIER).contains(&b.multiplier) {
+        return Err(BrokerError::invalid(
+            "retry.backoff.multiplier",
+            format!("`retry.backoff.multiplier` must be between 1 and {MAX_MULTIPLIER}"),
+        ));
+    }
+    if !b.jitter.is_finite() || !(0.0..=1.0).contains(&b.jitter) {
+        return Err(BrokerError::invalid(
+            "retry.backoff.jitter",
+            "`retry.backoff.jitter` must be between 0 and 1",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> SubscriptionSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = apply_spec("orders", "billing", &spec("{}"), None).unwrap();
+        assert_eq!(c.mode, Mode::Queue);
+        assert_eq!(c.ack_timeout_ms, DEFAULT_ACK_TIMEOUT_MS);
+        assert_eq!(c.dead_letter_topic.as_deref(), Some("orders.billing.dlq"));
+        let none =
+            apply_spec("orders", "b", &spec(r#"{"dead_letter_topic": null}"#), None).unwrap();
+        assert_eq!(none.dead_letter_topic, None);
+    }
+
+    #[test]
+    fn mode_cannot_change() {
+        let c = apply_spec("t", "s", &spec(r#"{"mode": "stream"}"#), None).unwrap();
+        let err = apply_spec("t", "s", &spec(r#"{"mode": "queue"}"#), Some(&c)).unwrap_err();
+        assert!(matches!(err, BrokerError::Conflict(_)));
+        assert!(apply_spec(
+            "t",
+            "s",
+            &spec(r#"{"mode": "stream", "ack_timeout_ms": 500}"#),
+            Some(&c)
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn retry_fields_are_named() {
+        let cases = [
+            (
+                r#"{"max_attempts": 0, "backoff": {"initial_ms": 1, "max_ms": 2, "multiplier": 2, "jitter": 0}}"#,
+                "retry.max_attempts",
+            ),
+            (
+                r#"{"max_attempts": 3, "backoff": {"initial_ms": 10, "max_ms": 2, "multiplier": 2, "jitter": 0}}"#,
+                "retry.backoff.max_ms",
+            ),
+            (
+                r#"{"max_attempts": 3, "backoff": {"initial_ms": 1, "max_ms": 2, "multiplier": 0.5, "jitter": 0}}"#,
+                "retry.backoff.multiplier",
+            ),
+            (
+                r#"{"max_attempts": 3, "backoff": {"initial_ms": 1, "max_ms": 2, "multiplier": 2, "jitter": 1.5}}"#,
+                "retry.backoff.jitter",
+            ),
+            (
+                r#"{"max_attempts": 3, "backoff": {"initial_ms": 1, "max_ms": 2, "multiplier": 2, "jitter": -0.1}}"#,
+                "retry.backoff.jitter",
+            ),
+        ];
+        for (retry, field) in cases {
+            let s = spec(&format!(r#"{{"retry": {retry}}}"#));
+            match apply_spec("t", "s", &s, None) {
+                Err(BrokerError::Invalid { field: f, .. }) => assert_eq!(f, field, "{retry}"),
+                other => panic!("{retry}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn dead_letter_topic_rules() {
+        let same = spec(r#"{"dead_letter_topic": "t"}"#);
+        assert!(
+            matches!(apply_spec("t", "s", &same, None), Err(BrokerError::Invalid { field, .. }) if field == "dead_letter_topic")
+        );
+        let long_topic = "a".repeat(195);
+        assert!(apply_spec(&long_topic, "sub", &spec("{}"), None).is_err());
+        assert!(apply_spec(
+            &long_topic,
+            "sub",
+            &spec(r#"{"dead_letter_topic": "dlq"}"#),
+            None
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn key_ordering_is_queue_only() {
+        let s = spec(r#"{"mode": "stream", "ordering": "key"}"#);
+        assert!(apply_spec("t", "s", &s, None).is_err());
+    }
+}

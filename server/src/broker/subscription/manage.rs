@@ -1,0 +1,184 @@
+//! Stats, seek and redrive of one subscription.
+
+use weir_protocol::{PartitionCursor, SeekTarget, StartName, SubscriptionInfo, SubscriptionStats};
+
+use super::{committed, Subscription};
+use crate::broker::clock::now_ms;
+use crate::broker::error::{BrokerError, Result};
+
+/// Dead letters redriven per commit.
+const REDRIVE_BATCH: usize = 10_000;
+
+/// Stats plus what the metrics need.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub stats: SubscriptionStats,
+    /// Age of the oldest undelivered-or-unsettled message, in ms.
+    pub lag_ms: u64,
+}
+
+impl Subscription {
+    /// Configuration and statistics.
+    pub async fn info(&self) -> Result<SubscriptionInfo> {
+        let snapshot = self.snapshot().await?;
+        let record = self.record();
+        Ok(SubscriptionInfo {
+            topic: self.topic.name(),
+            name: record.name,
+            config: record.config,
+            stats: snapshot.stats,
+        })
+    }
+
+    /// Statistics computed now from the state and the log.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let now = now_ms();
+        let partitions = self.topic.partitions();
+        let highs: Vec<u64> = partitions.iter().map(|p| p.committed()).collect();
+        let (mut state, changes) = self.lock(now).await;
+        let view = state.stats(&highs, now);
+        let rx = self.enqueue(&mut state, changes).await?;
+        drop(state);
+        committed(rx).await?;
+        let topic_id = self.topic.id();
+        let firsts: Vec<(u32, u64)> = view
+            .first_unsettled
+            .iter()
+            .enumerate()
+            .filter_map(|(p, o)| o.map(|o| (p as u32, o)))
+            .collect();
+        let store = self.store.clone();
+        let high_of = highs.clone();
+        let oldest = tokio::task::spawn_blocking(move || -> Result<Option<u64>> {
+            let mut oldest: Option<u64> = None;
+            for (p, o) in firsts {
+                let end = high_of.get(p as usize).copied().unwrap_or(o + 1).max(o + 1);
+                let found = store.read_messages(topic_id, p, o, end, 1, 1)?;
+                if let Some(m) = found.first() {
+                    oldest = Some(oldest.map_or(m.timestamp, |t| t.min(m.timestamp)));
+                }
+            }
+            Ok(oldest)
+        })
+        .await??;
+        let age = oldest.map_or(0, |t| now.saturating_sub(t));
+        let stats = SubscriptionStats {
+            backlog: view.backlog,
+            in_flight: view.in_flight,
+            delayed: view.delayed,
+            oldest_unacked_age_ms: age,
+            dead_lettered: view.dead_lettered,
+            expired_by_retention: view.expired_by_retention,
+            partitions: view
+                .cursors
+                .iter()
+                .enumerate()
+                .map(|(p, &cursor)| PartitionCursor {
+                    partition: p as u32,
+                    cursor,
+                    high_offset: highs.get(p).copied().unwrap_or(cursor),
+                    consumer: view.owners.get(p).cloned().flatten(),
+                })
+                .collect(),
+        };
+        Ok(Snapshot { stats, lag_ms: age })
+    }
+
+    /// Moves the subscription's cursors; answers once durable.
+    pub async fn seek(&self, target: &SeekTarget) -> Result<()> {
+        let partitions = self.topic.partitions();
+        let topic_id = self.topic.id();
+        let mut targets: Vec<(u32, u64)> = Vec::new();
+        match target {
+            SeekTarget::Named(StartName::Earliest) => {
+                targets.extend(partitions.iter().map(|p| (p.id, p.low())));
+            }
+            SeekTarget::Named(StartName::Latest) => {
+                targets.extend(partitions.iter().map(|p| (p.id, p.committed())));
+            }
+            SeekTarget::Timestamp(at) => {
+                for p in &partitions {
+                    let store = self.store.clone();
+                    let (pid, ts) = (p.id, at.timestamp);
+                    let found = tokio::task::spawn_blocking(move || {
+                        store.offset_for_timestamp(topic_id, pid, ts)
+                    })
+                    .await??;
+                    let offset = found.unwrap_or_else(|| p.committed());
+                    targets.push((p.id, offset.clamp(p.low(), p.committed().max(p.low()))));
+                }
+            }
+            SeekTarget::Offsets(at) => {
+                if at.offsets.is_empty() {
+                    return Err(BrokerError::invalid(
+                        "to.offsets",
+                        "`to.offsets` must name at least one partition",
+                    ));
+                }
+                for (key, &offset) in &at.offsets {
+                    let p = key
+                        .parse::<u32>()
+                        .ok()
+                        .and_then(|p| partitions.get(p as usize))
+                        .ok_or_else(|| {
+                            BrokerError::invalid(
+                                "to.offsets",
+                                format!(
+                                    "`to.offsets` key `{}` is not a partition of this topic (0..{})",
+                                    key.chars().take(32).collect::<String>(),
+                                    partitions.len()
+                                ),
+                            )
+                        })?;
+                    targets.push((p.id, offset.clamp(p.low(), p.committed().max(p.low()))));
+                }
+            }
+        }
+        let now = now_ms();
+        let (mut state, mut changes) = self.lock(now).await;
+        for (p, offset) in targets {
+            changes.extend(state.seek(p, offset, now));
+        }
+        let rx = self.enqueue(&mut state, changes).await?;
+        drop(state);
+        committed(rx).await?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Makes up to `max` dead letters deliverable again to this
+    /// subscription; answers once durable with how many were redriven.
+    pub async fn redrive(&self, max: Option<u64>) -> Result<u64> {
+        let mut remaining = max.unwrap_or(u64::MAX);
+        let mut total = 0;
+        let sub_id = self.id();
+        // Each round deletes every dead letter it reads, so it ends.
+        while remaining > 0 {
+            let limit = remaining.min(REDRIVE_BATCH as u64) as usize;
+            let store = self.store.clone();
+            let dead = tokio::task::spawn_blocking(move || store.sub_dead_letters(sub_id, limit))
+                .await??;
+            if dead.is_empty() {
+                break;
+            }
+            let read = dead.len();
+            let offsets: Vec<(u32, u64)> = dead.iter().map(|(p, o, _)| (*p, *o)).collect();
+            let now = now_ms();
+            let (mut state, mut changes) = self.lock(now).await;
+            let (redrive_changes, n) = state.redrive(&offsets);
+            changes.extend(redrive_changes);
+            let rx = self.enqueue(&mut state, changes).await?;
+            drop(state);
+            committed(rx).await?;
+            total += n;
+            remaining = remaining.saturating_sub(read as u64);
+            if read < limit {
+                break;
+            }
+        }
+        if total > 0 {
+            self.wake();
+        }
+        Ok(total)
+    }
+}

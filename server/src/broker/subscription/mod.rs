@@ -1,0 +1,260 @@
+//! Subscriptions: named, durable readers of one topic (DESIGN.md). The
+//! delivery rules live in the pure state machine (`state/`); this module
+//! wires it to the log and the store: it reads the ranges the state plans,
+//! commits the changes it reports through the group commit — in the order
+//! the state made them, by enqueueing under the state lock — and wakes
+//! long polls.
+
+pub mod ack_id;
+pub mod backoff;
+pub mod config;
+pub mod dead_letter;
+mod manage;
+pub mod pull;
+pub mod settle;
+pub mod state;
+mod timers;
+
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{oneshot, watch, Mutex, MutexGuard, Notify};
+
+use self::state::{Change, Events, State};
+use super::error::{BrokerError, Result};
+use super::topic::Topic;
+use crate::metrics::METRICS;
+use crate::storage::{StorageError, Store, SubscriptionRecord, WriteSet};
+
+pub use pull::PullParams;
+
+/// Most messages one pull returns.
+pub const MAX_PULL_MESSAGES: u32 = 1000;
+/// Default messages per pull.
+pub const DEFAULT_PULL_MESSAGES: u32 = 10;
+/// Most ack ids in one ack, nack or extend request.
+pub const MAX_ACK_IDS: usize = 10_000;
+/// Longest nack reason kept, in bytes.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// One subscription: its record, its state machine and its waiters.
+pub struct Subscription {
+    record: RwLock<SubscriptionRecord>,
+    topic: Arc<Topic>,
+    store: Arc<Store>,
+    /// The state; also orders commits (changes are enqueued under it).
+    state: Mutex<State>,
+    /// Serializes scans of the log so two pulls never read the same range.
+    scan: Mutex<()>,
+    /// Bumped on every change that may make messages deliverable.
+    changed: watch::Sender<u64>,
+    /// Wakes the timer task (new deadlines, jobs).
+    timer_wake: Notify,
+    deleted: AtomicBool,
+}
+
+impl Subscription {
+    pub(super) fn new(
+        record: SubscriptionRecord,
+        topic: Arc<Topic>,
+        store: Arc<Store>,
+        state: State,
+    ) -> Arc<Self> {
+        Arc::new(Subscription {
+            record: RwLock::new(record),
+            topic,
+            store,
+            state: Mutex::new(state),
+            scan: Mutex::new(()),
+            changed: watch::Sender::new(0),
+            timer_wake: Notify::new(),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    pub fn record(&self) -> SubscriptionRecord {
+        match self.record.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.record().id
+    }
+
+    pub fn name(&self) -> String {
+        self.record().name
+    }
+
+    pub fn topic(&self) -> &Arc<Topic> {
+        &self.topic
+    }
+
+    pub(super) async fn set_record(&self, record: SubscriptionRecord) {
+        self.state.lock().await.set_config(record.config.clone());
+        match self.record.write() {
+            Ok(mut r) => *r = record,
+            Err(p) => *p.into_inner() = record,
+        }
+        self.wake();
+    }
+
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, AtomicOrdering::SeqCst);
+        self.wake();
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(AtomicOrdering::SeqCst)
+    }
+
+    fn gone(&self) -> BrokerError {
+        if self.topic.is_deleted() {
+            BrokerError::TopicNotFound(self.topic.name())
+        } else {
+            BrokerError::SubscriptionNotFound {
+                topic: self.topic.name(),
+                sub: self.name(),
+            }
+        }
+    }
+
+    /// Wakes long polls and the timer task.
+    fn wake(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        self.timer_wake.notify_one();
+    }
+
+    /// Locks the state, first catching up with the topic: new partitions,
+    /// retention below the floor, timers due.
+    async fn lock(&self, now: u64) -> (MutexGuard<'_, State>, Vec<Change>) {
+        let mut state = self.state.lock().await;
+        let partitions = self.topic.partitions();
+        state.ensure_partitions(partitions.len() as u32);
+        let mut changes = state.tick(now);
+        for p in &partitions {
+            if p.low() > state.floor(p.id) {
+                changes.extend(state.sync_low(p.id, p.low(), now));
+            }
+        }
+        (state, changes)
+    }
+
+    /// Enqueues `changes` for commit while the state lock is held (so the
+    /// store sees them in the order the state made them) and records the
+    /// state's events in the metrics. Await the receiver after unlocking.
+    async fn enqueue(
+        &self,
+        state: &mut State,
+        changes: Vec<Change>,
+    ) -> Result<Option<oneshot::Receiver<std::result::Result<(), StorageError>>>> {
+        self.flush_events(state.take_events());
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let set = to_write_set(state.subscription, changes);
+        Ok(Some(self.store.enqueue(set).await.map_err(map_storage)?))
+    }
+
+    fn flush_events(&self, e: Events) {
+        if e == Events::default() {
+            return;
+        }
+        let topic = self.topic.name();
+        let sub = self.name();
+        let labels = [topic.as_str(), sub.as_str()];
+        let m = &*METRICS;
+        for (counter, n) in [
+            (&m.deliveries, e.deliveries),
+            (&m.acks, e.acks),
+            (&m.nacks, e.nacks),
+            (&m.dead_lettered, e.dead_lettered),
+        ] {
+            if n > 0 {
+                counter.with_label_values(&labels).inc_by(n);
+            }
+        }
+        for (reason, n) in [
+            ("nack", e.redeliveries_nack),
+            ("lease_expired", e.redeliveries_expired),
+            ("disconnect", e.redeliveries_disconnect),
+        ] {
+            if n > 0 {
+                m.redeliveries
+                    .with_label_values(&[topic.as_str(), sub.as_str(), reason])
+                    .inc_by(n);
+            }
+        }
+    }
+
+    /// Removes this subscription's metric series (on delete).
+    pub fn forget_metrics(&self) {
+        let topic = self.topic.name();
+        let sub = self.name();
+        let m = &*METRICS;
+        for c in [&m.deliveries, &m.acks, &m.nacks, &m.dead_lettered] {
+            let _ = c.remove_label_values(&[&topic, &sub]);
+        }
+        for reason in ["nack", "lease_expired", "disconnect"] {
+            let _ = m.redeliveries.remove_label_values(&[&topic, &sub, reason]);
+        }
+    }
+}
+
+/// Waits for a commit receiver.
+async fn committed(
+    rx: Option<oneshot::Receiver<std::result::Result<(), StorageError>>>,
+) -> Result<()> {
+    match rx {
+        None => Ok(()),
+        Some(rx) => match rx.await {
+            Ok(result) => result.map_err(map_storage),
+            Err(_) => Err(BrokerError::ShuttingDown),
+        },
+    }
+}
+
+pub(super) fn map_storage(e: StorageError) -> BrokerError {
+    match e {
+        StorageError::Stalled => BrokerError::Unavailable,
+        StorageError::Closed => BrokerError::ShuttingDown,
+        e => BrokerError::Storage(e),
+    }
+}
+
+/// Translates state changes into store writes.
+pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
+    let mut set = WriteSet::new();
+    for change in changes {
+        match change {
+            Change::Entry {
+                partition,
+                offset,
+                entry,
+            } => set.put_sub_entry(sub, partition, offset, &entry),
+            Change::DeleteEntry { partition, offset } => {
+                set.delete_sub_entry(sub, partition, offset)
+            }
+            Change::Cursor {
+                partition,
+                from,
+                to,
+            } => {
+                set.delete_sub_entries(sub, partition, from, to);
+                set.put_sub_cursor(sub, partition, to);
+            }
+            Change::Reset { partition, cursor } => {
+                set.delete_sub_partition_entries(sub, partition);
+                set.put_sub_cursor(sub, partition, cursor);
+            }
+            Change::Dead {
+                partition,
+                offset,
+                entry,
+            } => set.put_sub_dead(sub, partition, offset, &entry),
+            Change::Undead { partition, offset } => set.delete_sub_dead(sub, partition, offset),
+        }
+    }
+    set
+}

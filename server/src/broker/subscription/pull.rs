@@ -1,0 +1,289 @@
+//! Pull: lease messages to a consumer, long-polling until at least one is
+//! available. Wakes on new durable messages (the topic's change watch), on
+//! state changes (nack, seek, redrive) and on the next timer (a lease
+//! expiring, a retry or delay becoming due) — never a sleep loop.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use weir_protocol::{Mode, ReceivedMessage};
+
+use super::ack_id::AckId;
+use super::state::{Delivery, MsgMeta};
+use super::{committed, Subscription};
+use crate::broker::clock::now_ms;
+use crate::broker::error::{BrokerError, Result};
+use crate::broker::read::{to_wire, MAX_READ_BYTES};
+use crate::storage::StoredMessage;
+
+/// Consumer name used in stream mode when a pull names none.
+pub const DEFAULT_CONSUMER: &str = "default";
+
+/// A validated pull.
+#[derive(Debug, Clone)]
+pub struct PullParams {
+    pub max_messages: usize,
+    pub wait_ms: u64,
+    pub consumer: Option<String>,
+    /// The socket holding the leases, so they are released when it closes.
+    pub holder: Option<u64>,
+}
+
+pub fn key_hash(key: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+fn meta(m: &StoredMessage) -> MsgMeta {
+    MsgMeta {
+        offset: m.offset,
+        timestamp: m.timestamp,
+        deliver_at: m.deliver_at,
+        key_hash: m.key.as_deref().map(key_hash),
+    }
+}
+
+impl Subscription {
+    /// Leases up to `max_messages`, waiting up to `wait_ms` for the first.
+    pub async fn pull(&self, params: PullParams) -> Result<Vec<ReceivedMessage>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(params.wait_ms);
+        let mut topic_rx = self.topic.changes();
+        let mut sub_rx = self.changed.subscribe();
+        loop {
+            if self.is_deleted() || self.topic.is_deleted() {
+                return Err(self.gone());
+            }
+            topic_rx.borrow_and_update();
+            sub_rx.borrow_and_update();
+            let (messages, next_timer) = self.pull_once(&params).await?;
+            if !messages.is_empty() || params.wait_ms == 0 || self.topic.is_closing() {
+                return Ok(messages);
+            }
+            let now = now_ms();
+            let wake_at = match next_timer {
+                Some(at) if at > now => {
+                    let t = tokio::time::Instant::now() + Duration::from_millis(at - now);
+                    t.min(deadline)
+                }
+                Some(_) => tokio::time::Instant::now(),
+                None => deadline,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(messages);
+            }
+            tokio::select! {
+                _ = topic_rx.changed() => {}
+                _ = sub_rx.changed() => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+    }
+
+    /// One pass: redeliveries first, then new messages. Returns the leased
+    /// messages (durable attempts) and when the next timer fires.
+    async fn pull_once(&self, params: &PullParams) -> Result<(Vec<ReceivedMessage>, Option<u64>)> {
+        let topic_id = self.topic.id();
+        let sub_id = self.id();
+        let max = params.max_messages;
+        let mut commits = Vec::new();
+        let mut delivered: Vec<(Delivery, StoredMessage)> = Vec::new();
+
+        // Redeliveries (and redriven messages).
+        let now = now_ms();
+        let (mut state, mut changes) = self.lock(now).await;
+        let mode = state.mode();
+        let owned = match mode {
+            Mode::Stream => {
+                let consumer = params.consumer.as_deref().unwrap_or(DEFAULT_CONSUMER);
+                state.assign(consumer, now)
+            }
+            Mode::Queue => Vec::new(),
+        };
+        let (ready, ready_changes) = state.take_ready(now, max, params.holder);
+        changes.extend(ready_changes);
+        commits.push(self.enqueue(&mut state, changes).await?);
+        drop(state);
+        if !ready.is_empty() {
+            let mut by_partition: HashMap<u32, Vec<Delivery>> = HashMap::new();
+            for d in ready {
+                by_partition.entry(d.partition).or_default().push(d);
+            }
+            for (p, ds) in by_partition {
+                let offsets: Vec<u64> = ds.iter().map(|d| d.offset).collect();
+                let store = self.store.clone();
+                let found =
+                    tokio::task::spawn_blocking(move || store.read_at(topic_id, p, &offsets))
+                        .await??;
+                let mut found: HashMap<u64, StoredMessage> =
+                    found.into_iter().map(|m| (m.offset, m)).collect();
+                let mut missing = Vec::new();
+                for d in ds {
+                    match found.remove(&d.offset) {
+                        Some(m) => delivered.push((d, m)),
+                        None => missing.push(d.offset),
+                    }
+                }
+                if !missing.is_empty() {
+                    let mut state = self.state.lock().await;
+                    let mut changes = Vec::new();
+                    for o in missing {
+                        changes.extend(state.settle_missing(p, o, now_ms()));
+                    }
+                    commits.push(self.enqueue(&mut state, changes).await?);
+                }
+            }
+        }
+
+        // New messages from the log.
+        if delivered.len() < max {
+            let _scan = self.scan.lock().await;
+            let partitions = self.topic.partitions();
+            let highs: Vec<u64> = partitions.iter().map(|p| p.committed()).collect();
+            match mode {
+                Mode::Queue => {
+                    // Bounded: each round reads at least one message or stops.
+                    for _ in 0..64 {
+                        let want = max - delivered.len();
+                        let plan = {
+                            let mut state = self.state.lock().await;
+                            state.plan_scan(&highs, want)
+                        };
+                        let Some(plan) = plan else { break };
+                        let high = highs[plan.partition as usize];
+                        let (messages, covered_to) = self
+                            .read_range(topic_id, plan.partition, plan.from, high, plan.max)
+                            .await?;
+                        let metas: Vec<MsgMeta> = messages.iter().map(meta).collect();
+                        let now = now_ms();
+                        let mut state = self.state.lock().await;
+                        let (ds, changes) =
+                            state.classify(plan, &metas, covered_to, want, now, params.holder);
+                        commits.push(self.enqueue(&mut state, changes).await?);
+                        drop(state);
+                        attach(&mut delivered, ds, messages);
+                        if delivered.len() >= max {
+                            break;
+                        }
+                    }
+                }
+                Mode::Stream => {
+                    for p in owned {
+                        let want = max - delivered.len();
+                        if want == 0 {
+                            break;
+                        }
+                        let high = highs.get(p as usize).copied().unwrap_or(0);
+                        let plan = {
+                            let state = self.state.lock().await;
+                            state.plan_stream(p, high, want, now_ms())
+                        };
+                        let Some(plan) = plan else { continue };
+                        let (messages, covered_to) = self
+                            .read_range(topic_id, p, plan.from, high, plan.max)
+                            .await?;
+                        let metas: Vec<MsgMeta> = messages.iter().map(meta).collect();
+                        let mut state = self.state.lock().await;
+                        let (ds, changes) =
+                            state.stream_deliver(plan, &metas, covered_to, now_ms());
+                        commits.push(self.enqueue(&mut state, changes).await?);
+                        drop(state);
+                        attach(&mut delivered, ds, messages);
+                    }
+                }
+            }
+        }
+        let next_timer = self.state.lock().await.next_deadline();
+        for rx in commits {
+            committed(rx).await?;
+        }
+        if !delivered.is_empty() {
+            // New lease deadlines: the timer task recomputes its wake-up.
+            self.timer_wake.notify_one();
+        }
+        let topic = self.topic.name();
+        let out = delivered
+            .into_iter()
+            .map(|(d, m)| ReceivedMessage {
+                message: to_wire(&topic, d.partition, m),
+                ack_id: AckId {
+                    subscription: sub_id,
+                    partition: d.partition,
+                    offset: d.offset,
+                    token: d.token,
+                }
+                .encode(),
+                attempt: d.attempt,
+            })
+            .collect();
+        Ok((out, next_timer))
+    }
+
+    /// Reads up to `max` messages of `[from, high)`; returns them and the
+    /// end of the range they cover (holes included).
+    async fn read_range(
+        &self,
+        topic: u32,
+        partition: u32,
+        from: u64,
+        high: u64,
+        max: usize,
+    ) -> Result<(Vec<StoredMessage>, u64)> {
+        let store = self.store.clone();
+        let messages = tokio::task::spawn_blocking(move || {
+            store.read_messages(topic, partition, from, high, max, MAX_READ_BYTES)
+        })
+        .await??;
+        let bytes: u64 = messages.iter().map(|m| m.stored_bytes).sum();
+        // Fewer than asked and under the byte cap: the whole range was read.
+        let covered_to = match messages.last() {
+            Some(last) if messages.len() >= max || bytes >= MAX_READ_BYTES => last.offset + 1,
+            _ => high,
+        };
+        Ok((messages, covered_to))
+    }
+}
+
+fn attach(
+    out: &mut Vec<(Delivery, StoredMessage)>,
+    deliveries: Vec<Delivery>,
+    messages: Vec<StoredMessage>,
+) {
+    if deliveries.is_empty() {
+        return;
+    }
+    let mut by_offset: HashMap<u64, StoredMessage> =
+        messages.into_iter().map(|m| (m.offset, m)).collect();
+    for d in deliveries {
+        if let Some(m) = by_offset.remove(&d.offset) {
+            out.push((d, m));
+        }
+    }
+}
+
+/// Validates a pull request's numbers.
+pub fn check_pull(max_messages: Option<u32>, wait_ms: Option<u64>) -> Result<(usize, u64)> {
+    let max = max_messages.unwrap_or(super::DEFAULT_PULL_MESSAGES);
+    if max == 0 || max > super::MAX_PULL_MESSAGES {
+        return Err(BrokerError::invalid(
+            "max_messages",
+            format!(
+                "`max_messages` must be between 1 and {}",
+                super::MAX_PULL_MESSAGES
+            ),
+        ));
+    }
+    let wait = wait_ms.unwrap_or(0);
+    if wait > crate::broker::read::MAX_WAIT_MS {
+        return Err(BrokerError::invalid(
+            "wait_ms",
+            format!(
+                "`wait_ms` must be at most {}",
+                crate::broker::read::MAX_WAIT_MS
+            ),
+        ));
+    }
+    Ok((max as usize, wait))
+}

@@ -1,0 +1,170 @@
+//! Ack, nack and extend: settle, fail or renew deliveries named by ack ids.
+//! Each request's changes are committed (one group commit) before it is
+//! answered; ids that match no current delivery are reported, not errors.
+
+use weir_protocol::AckResponse;
+
+use super::ack_id::AckId;
+use super::backoff::MAX_BACKOFF_MS;
+use super::config::{MAX_ACK_TIMEOUT_MS, MIN_ACK_TIMEOUT_MS};
+use super::state::{FailKind, Failure};
+use super::{committed, Subscription, MAX_ACK_IDS, MAX_REASON_BYTES};
+use crate::broker::clock::now_ms;
+use crate::broker::error::{BrokerError, Result};
+
+/// What to do with each delivery.
+#[derive(Debug, Clone)]
+pub enum Settle {
+    Ack,
+    Nack {
+        reason: Option<String>,
+        delay_ms: Option<u64>,
+        retry: bool,
+    },
+    Extend {
+        lease_ms: Option<u64>,
+    },
+}
+
+impl Settle {
+    /// Validates the numbers and text of a settle request.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Settle::Ack => Ok(()),
+            Settle::Nack { reason, delay_ms, .. } => {
+                if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_BYTES) {
+                    return Err(BrokerError::invalid(
+                        "reason",
+                        format!("`reason` must be at most {MAX_REASON_BYTES} bytes"),
+                    ));
+                }
+                if delay_ms.is_some_and(|d| d > MAX_BACKOFF_MS) {
+                    return Err(BrokerError::invalid(
+                        "delay_ms",
+                        format!("`delay_ms` must be at most {MAX_BACKOFF_MS} (30 days)"),
+                    ));
+                }
+                Ok(())
+            }
+            Settle::Extend { lease_ms } => match lease_ms {
+                Some(t) if !(MIN_ACK_TIMEOUT_MS..=MAX_ACK_TIMEOUT_MS).contains(t) => Err(BrokerError::invalid(
+                    "ack_timeout_ms",
+                    format!("`ack_timeout_ms` must be between {MIN_ACK_TIMEOUT_MS} and {MAX_ACK_TIMEOUT_MS}"),
+                )),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// Parses ack ids: malformed ones are a 400 naming the first bad one.
+pub fn parse_ack_ids(ids: &[String]) -> Result<Vec<AckId>> {
+    if ids.is_empty() {
+        return Err(BrokerError::invalid(
+            "ack_ids",
+            "`ack_ids` must not be empty",
+        ));
+    }
+    if ids.len() > MAX_ACK_IDS {
+        return Err(BrokerError::invalid(
+            "ack_ids",
+            format!("at most {MAX_ACK_IDS} ack ids per request"),
+        ));
+    }
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            AckId::decode(id).ok_or_else(|| {
+                BrokerError::invalid(
+                    format!("ack_ids[{i}]"),
+                    format!(
+                        "ack id {i} `{}` is malformed: use the `ack_id` of a pulled message",
+                        id.chars().take(64).collect::<String>()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+impl Subscription {
+    /// Applies `what` to every delivery in `ids`; answers once durable.
+    pub async fn settle(&self, ids: &[String], what: Settle) -> Result<AckResponse> {
+        what.check()?;
+        let parsed = parse_ack_ids(ids)?;
+        if self.is_deleted() {
+            return Err(self.gone());
+        }
+        let sub_id = self.id();
+        let now = now_ms();
+        let (mut state, mut changes) = self.lock(now).await;
+        let lease_default = state.config().ack_timeout_ms;
+        let mut response = AckResponse::default();
+        for (text, id) in ids.iter().zip(parsed) {
+            let known = id.subscription == sub_id
+                && match &what {
+                    Settle::Ack => state.ack(id.partition, id.offset, id.token, now, &mut changes),
+                    Settle::Nack {
+                        reason,
+                        delay_ms,
+                        retry,
+                    } => {
+                        let failure = Failure {
+                            kind: FailKind::Nack,
+                            reason: reason.clone().unwrap_or_else(|| "nack".to_owned()),
+                            delay_ms: *delay_ms,
+                            permanent: !retry,
+                        };
+                        state.nack(
+                            id.partition,
+                            id.offset,
+                            id.token,
+                            failure,
+                            now,
+                            &mut changes,
+                        )
+                    }
+                    Settle::Extend { lease_ms } => state.extend(
+                        id.partition,
+                        id.offset,
+                        id.token,
+                        lease_ms.unwrap_or(lease_default),
+                        now,
+                    ),
+                };
+            if known {
+                response.acked += 1;
+            } else {
+                response.unknown.push(text.clone());
+            }
+        }
+        // Acks wake long polls only when they can unblock deliveries (a
+        // key held, a full window); nacks always (retries, dead letters).
+        let wake_waiters = match what {
+            Settle::Ack => state.acks_unblock(),
+            Settle::Nack { .. } => true,
+            Settle::Extend { .. } => false,
+        };
+        let rx = self.enqueue(&mut state, changes).await?;
+        drop(state);
+        committed(rx).await?;
+        if wake_waiters && response.acked > 0 {
+            self.wake();
+        } else {
+            self.timer_wake.notify_one();
+        }
+        Ok(response)
+    }
+
+    /// Releases every lease of a closed socket under the retry policy.
+    pub async fn release_holder(&self, holder: u64) -> Result<()> {
+        let now = now_ms();
+        let (mut state, mut changes) = self.lock(now).await;
+        changes.extend(state.release_holder(holder, now));
+        let rx = self.enqueue(&mut state, changes).await?;
+        drop(state);
+        committed(rx).await?;
+        self.wake();
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! Queue mode: the scan over new messages. The caller reads the range
+//! `plan_scan` names and hands the messages to `classify`, which leases
+//! what it can and remembers only what cannot be delivered yet (delayed,
+//! held back by key ordering, ready beyond the batch).
+
+use super::{
+    Change, Delivery, Entry, FailKind, Failure, MsgMeta, State, Status, TimerKind, MAX_TRACKED,
+};
+
+/// A range of the log to read for a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanPlan {
+    pub partition: u32,
+    pub from: u64,
+    /// Read at most this many messages.
+    pub max: usize,
+}
+
+impl State {
+    /// The next range to scan for up to `want` new messages, given the
+    /// partitions' durable high watermarks; `None` when caught up or when
+    /// the tracked window is full.
+    pub fn plan_scan(&mut self, highs: &[u64], want: usize) -> Option<ScanPlan> {
+        if want == 0 || self.tracked() >= MAX_TRACKED as u64 {
+            return None;
+        }
+        let n = self.parts.len() as u32;
+        for i in 0..n {
+            let p = (self.scan_start + i) % n;
+            let high = highs.get(p as usize).copied().unwrap_or(0);
+            let part = &self.parts[p as usize];
+            if part.next < high {
+                self.scan_start = (p + 1) % n.max(1);
+                let room = MAX_TRACKED as u64 - self.tracked();
+                let max = (want as u64).min(high - part.next).min(room.max(1)) as usize;
+                return Some(ScanPlan {
+                    partition: p,
+                    from: part.next,
+                    max,
+                });
+            }
+        }
+        None
+    }
+
+    /// Classifies scanned messages of `plan` — all existing offsets in
+    /// `[plan.from, covered_to)` — leasing up to `want` of them to
+    /// `holder`. Returns the deliveries and the changes to persist.
+    pub fn classify(
+        &mut self,
+        plan: ScanPlan,
+        messages: &[MsgMeta],
+        covered_to: u64,
+        want: usize,
+        now: u64,
+        holder: Option<u64>,
+    ) -> (Vec<Delivery>, Vec<Change>) {
+        let mut deliveries = Vec::new();
+        let mut changes = Vec::new();
+        let p = plan.partition;
+        match self.parts.get(p as usize) {
+            Some(part) if part.next == plan.from && covered_to >= plan.from => {}
+            // The partition moved meanwhile (seek, retention): stale read.
+            _ => return (deliveries, changes),
+        }
+        let mut expected = plan.from;
+        for m in messages {
+            if m.offset < expected || m.offset >= covered_to {
+                continue;
+            }
+            self.mark_gap(p, expected, m.offset, &mut changes);
+            expected = m.offset + 1;
+            self.parts[p as usize].next = expected;
+            if self.parts[p as usize].settled.contains(m.offset) {
+                continue;
+            }
+            if let Some(d) =
+                self.classify_one(p, m, now, deliveries.len() < want, holder, &mut changes)
+            {
+                deliveries.push(d);
+            }
+        }
+        self.mark_gap(p, expected, covered_to, &mut changes);
+        let part = &mut self.parts[p as usize];
+        part.next = part.next.max(covered_to);
+        self.advance_floor(p, &mut changes);
+        (deliveries, changes)
+    }
+
+    /// Offsets `[from, to)` hold no message (never written or removed):
+    /// they are settled.
+    fn mark_gap(&mut self, p: u32, from: u64, to: u64, changes: &mut Vec<Change>) {
+        if from >= to {
+            return;
+        }
+        let stale: Vec<u64> = self.parts[p as usize]
+            .entries
+            .range(from..to)
+            .map(|(&o, _)| o)
+            .collect();
+        for o in stale {
+            self.parts[p as usize].entries.remove(&o);
+            self.ready.remove(&(p, o));
+            self.leased = self.leased.saturating_sub(1);
+            changes.push(Change::DeleteEntry {
+                partition: p,
+                offset: o,
+            });
+        }
+        self.parts[p as usize].settled.insert(from, to);
+    }
+
+    fn classify_one(
+        &mut self,
+        p: u32,
+        m: &MsgMeta,
+        now: u64,
+        deliver: bool,
+        holder: Option<u64>,
+        changes: &mut Vec<Change>,
+    ) -> Option<Delivery> {
+        let key = if self.key_ordering() {
+            m.key_hash
+        } else {
+            None
+        };
+        if let Some(e) = self.parts[p as usize].entries.get_mut(&m.offset) {
+            if e.status == Status::DeadLettering {
+                // Loaded and already on its way to the dead-letter topic.
+                e.timestamp = m.timestamp;
+                return None;
+            }
+        }
+        let loaded = self.parts[p as usize].entries.remove(&m.offset);
+        let mut entry = match loaded {
+            Some(e) => e,
+            None => {
+                self.leased += 1;
+                Entry {
+                    status: Status::Unscanned,
+                    attempts: 0,
+                    due_at: 0,
+                    key: None,
+                    timestamp: 0,
+                    reason: String::new(),
+                    holder: None,
+                }
+            }
+        };
+        entry.key = key;
+        entry.timestamp = m.timestamp;
+        let crashed_lease = entry.attempts > 0 && entry.due_at == 0;
+        if entry.attempts == 0 && m.deliver_at > now {
+            entry.due_at = m.deliver_at;
+        }
+        entry.status = Status::Ready;
+        self.parts[p as usize].entries.insert(m.offset, entry);
+        let holds_key = match key {
+            Some(k) => {
+                let ks = self.keys.entry(k).or_default();
+                if ks.holder.is_none() {
+                    ks.holder = Some((p, m.offset));
+                    true
+                } else {
+                    ks.queue.push_back((p, m.offset));
+                    false
+                }
+            }
+            None => true,
+        };
+        if crashed_lease {
+            // The lease was in flight when the server stopped: it expired.
+            self.fail_entry(
+                p,
+                m.offset,
+                Failure::of(FailKind::LeaseExpired),
+                now,
+                changes,
+            );
+            if !holds_key {
+                self.hold_back(p, m.offset);
+            }
+            return None;
+        }
+        if !holds_key {
+            self.hold_back(p, m.offset);
+            return None;
+        }
+        let due = self.parts[p as usize]
+            .entries
+            .get(&m.offset)
+            .map_or(0, |e| e.due_at);
+        if due > now {
+            if let Some(e) = self.parts[p as usize].entries.get_mut(&m.offset) {
+                e.status = Status::Waiting;
+            }
+            self.push_timer(due, TimerKind::Due, p, m.offset, 0);
+            return None;
+        }
+        if deliver {
+            let d = self.lease(p, m.offset, now, holder)?;
+            if let Some(e) = self.parts[p as usize].entries.get(&m.offset) {
+                changes.push(Change::Entry {
+                    partition: p,
+                    offset: m.offset,
+                    entry: e.durable(),
+                });
+            }
+            Some(d)
+        } else {
+            self.ready.insert((p, m.offset));
+            None
+        }
+    }
+
+    fn hold_back(&mut self, p: u32, offset: u64) {
+        self.ready.remove(&(p, offset));
+        if let Some(e) = self.parts[p as usize].entries.get_mut(&offset) {
+            if e.status != Status::DeadLettering {
+                e.status = Status::KeyBlocked;
+            }
+        }
+    }
+
+    /// Whether an ack may make other messages deliverable (key ordering,
+    /// a full tracking window, stream in-flight limits, redriven messages).
+    pub fn acks_unblock(&self) -> bool {
+        self.key_ordering()
+            || self.tracked() + 1 >= MAX_TRACKED as u64
+            || self.config.mode == weir_protocol::Mode::Stream
+    }
+
+    /// Entries tracked in memory (leased, waiting, ready, held back).
+    pub fn tracked(&self) -> u64 {
+        self.leased
+    }
+}

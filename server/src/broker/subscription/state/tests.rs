@@ -1,0 +1,708 @@
+//! Domain tests of the state machine with time as an input, over a fake
+//! log and a fake store that applies the reported changes (so a "restart"
+//! rebuilds the state exactly as the real store would).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashSet};
+
+use proptest::prelude::*;
+use weir_protocol::{Backoff, Mode, Ordering, RetryPolicy, SubscriptionConfig};
+
+use super::*;
+use crate::storage::{EntryState, LoadedSubState, SubEntry};
+
+const TIMEOUT: u64 = 1000;
+
+fn config(mode: Mode, max_attempts: Option<u32>, ordering: Ordering) -> SubscriptionConfig {
+    SubscriptionConfig {
+        mode,
+        ack_timeout_ms: TIMEOUT,
+        retry: RetryPolicy {
+            max_attempts,
+            backoff: Backoff {
+                initial_ms: 100,
+                max_ms: 10_000,
+                multiplier: 2.0,
+                jitter: 0.0,
+            },
+        },
+        dead_letter_topic: Some("dlq".into()),
+        ordering,
+    }
+}
+
+/// The log: per partition, messages by offset.
+#[derive(Default, Clone)]
+struct Log {
+    parts: Vec<Vec<MsgMeta>>,
+}
+
+impl Log {
+    fn new(partitions: usize) -> Log {
+        Log {
+            parts: vec![Vec::new(); partitions],
+        }
+    }
+
+    fn push(&mut self, p: usize, key: Option<u64>, deliver_at: u64) -> u64 {
+        let offset = self.parts[p].len() as u64;
+        self.parts[p].push(MsgMeta {
+            offset,
+            timestamp: offset,
+            deliver_at,
+            key_hash: key,
+        });
+        offset
+    }
+
+    fn highs(&self) -> Vec<u64> {
+        self.parts.iter().map(|p| p.len() as u64).collect()
+    }
+}
+
+/// What the store would hold.
+#[derive(Default, Clone, Debug)]
+struct FakeStore {
+    cursors: BTreeMap<u32, u64>,
+    entries: BTreeMap<(u32, u64), SubEntry>,
+    dead: BTreeMap<(u32, u64), SubEntry>,
+}
+
+impl FakeStore {
+    fn apply(&mut self, changes: &[Change]) {
+        for c in changes {
+            match c.clone() {
+                Change::Entry {
+                    partition,
+                    offset,
+                    entry,
+                } => {
+                    self.entries.insert((partition, offset), entry);
+                }
+                Change::DeleteEntry { partition, offset } => {
+                    self.entries.remove(&(partition, offset));
+                }
+                Change::Cursor {
+                    partition,
+                    from,
+                    to,
+                } => {
+                    self.entries
+                        .retain(|&(p, o), _| !(p == partition && o >= from && o < to));
+                    self.cursors.insert(partition, to);
+                }
+                Change::Reset { partition, cursor } => {
+                    self.entries.retain(|&(p, _), _| p != partition);
+                    self.cursors.insert(partition, cursor);
+                }
+                Change::Dead {
+                    partition,
+                    offset,
+                    entry,
+                } => {
+                    self.dead.insert((partition, offset), entry);
+                }
+                Change::Undead { partition, offset } => {
+                    self.dead.remove(&(partition, offset));
+                }
+            }
+        }
+    }
+
+    fn loaded(&self) -> LoadedSubState {
+        LoadedSubState {
+            cursors: self.cursors.iter().map(|(&p, &c)| (p, c)).collect(),
+            entries: self
+                .entries
+                .iter()
+                .map(|(&(p, o), e)| (p, o, e.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// A subscription under test: state + log + store, with helpers that do
+/// what the I/O layer does.
+struct Harness {
+    state: State,
+    log: Log,
+    store: FakeStore,
+    config: SubscriptionConfig,
+    /// Dead letters written (partition, offset).
+    dead_letters: Vec<(u32, u64)>,
+}
+
+impl Harness {
+    fn new(config: SubscriptionConfig, partitions: usize) -> Harness {
+        let cursors = vec![0; partitions];
+        let mut store = FakeStore::default();
+        for p in 0..partitions as u32 {
+            store.cursors.insert(p, 0);
+        }
+        Harness {
+            state: State::new(1, config.clone(), &cursors),
+            log: Log::new(partitions),
+            store,
+            config,
+            dead_letters: Vec::new(),
+        }
+    }
+
+    fn commit(&mut self, changes: Vec<Change>) {
+        self.store.apply(&changes);
+    }
+
+    fn tick(&mut self, now: u64) {
+        let changes = self.state.tick(now);
+        self.commit(changes);
+        self.run_jobs(now);
+    }
+
+    fn run_jobs(&mut self, now: u64) {
+        for job in self.state.take_jobs() {
+            if let Some(changes) = self.state.complete_dead_letter(&job, now) {
+                self.dead_letters.push((job.partition, job.offset));
+                self.commit(changes);
+            }
+        }
+    }
+
+    fn pull(&mut self, now: u64, max: usize, consumer: &str) -> Vec<Delivery> {
+        self.tick(now);
+        let owned = if self.state.mode() == Mode::Stream {
+            self.state.assign(consumer, now)
+        } else {
+            Vec::new()
+        };
+        let (mut out, changes) = self.state.take_ready(now, max, None);
+        self.commit(changes);
+        let highs = self.log.highs();
+        if self.state.mode() == Mode::Queue {
+            for _ in 0..64 {
+                let want = max - out.len();
+                let Some(plan) = self.state.plan_scan(&highs, want) else {
+                    break;
+                };
+                let p = plan.partition as usize;
+                let msgs: Vec<MsgMeta> = self.log.parts[p][plan.from as usize..]
+                    .iter()
+                    .take(plan.max)
+                    .copied()
+                    .collect();
+                let covered = if msgs.len() >= plan.max {
+                    msgs.last().unwrap().offset + 1
+                } else {
+                    highs[p]
+                };
+                let (ds, changes) = self.state.classify(plan, &msgs, covered, want, now, None);
+                self.commit(changes);
+                out.extend(ds);
+                if out.len() >= max {
+                    break;
+                }
+            }
+        } else {
+            for p in owned {
+                let want = max - out.len();
+                let Some(plan) = self.state.plan_stream(p, highs[p as usize], want, now) else {
+                    continue;
+                };
+                let msgs: Vec<MsgMeta> = self.log.parts[p as usize][plan.from as usize..]
+                    .iter()
+                    .take(plan.max)
+                    .copied()
+                    .collect();
+                let covered = if msgs.len() >= plan.max {
+                    msgs.last().unwrap().offset + 1
+                } else {
+                    highs[p as usize]
+                };
+                let (ds, changes) = self.state.stream_deliver(plan, &msgs, covered, now);
+                self.commit(changes);
+                out.extend(ds);
+            }
+        }
+        out
+    }
+
+    fn ack(&mut self, d: &Delivery, now: u64) -> bool {
+        let mut changes = Vec::new();
+        let ok = self
+            .state
+            .ack(d.partition, d.offset, d.token, now, &mut changes);
+        self.commit(changes);
+        ok
+    }
+
+    fn nack(&mut self, d: &Delivery, now: u64, delay: Option<u64>, permanent: bool) -> bool {
+        let mut changes = Vec::new();
+        let failure = Failure {
+            kind: FailKind::Nack,
+            reason: "boom".into(),
+            delay_ms: delay,
+            permanent,
+        };
+        let ok = self
+            .state
+            .nack(d.partition, d.offset, d.token, failure, now, &mut changes);
+        self.commit(changes);
+        self.run_jobs(now);
+        ok
+    }
+
+    fn restart(&mut self, now: u64) {
+        let partitions = self.log.parts.len() as u32;
+        self.state = State::load(
+            1,
+            self.config.clone(),
+            partitions,
+            self.store.loaded(),
+            self.store.dead.len() as u64,
+            now,
+        );
+        self.run_jobs(now);
+    }
+
+    fn redrive(&mut self) -> u64 {
+        let dead: Vec<(u32, u64)> = self.store.dead.keys().copied().collect();
+        let (changes, n) = self.state.redrive(&dead);
+        self.commit(changes);
+        n
+    }
+
+    fn stats(&self, now: u64) -> StatsView {
+        self.state.stats(&self.log.highs(), now)
+    }
+}
+
+fn offsets(ds: &[Delivery]) -> Vec<(u32, u64)> {
+    ds.iter().map(|d| (d.partition, d.offset)).collect()
+}
+
+#[test]
+fn lease_expiry_redelivers_with_next_attempt() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    h.log.push(0, None, 0);
+    h.log.push(0, None, 0);
+    let first = h.pull(0, 1, "c");
+    assert_eq!(offsets(&first), vec![(0, 0)]);
+    assert_eq!(first[0].attempt, 1);
+    // The other message keeps flowing while the first is out.
+    let second = h.pull(10, 10, "c");
+    assert_eq!(offsets(&second), vec![(0, 1)]);
+    assert!(h.ack(&second[0], 20));
+    // Nothing before the lease ends.
+    assert!(h.pull(TIMEOUT - 1, 10, "c").is_empty());
+    // Expired at TIMEOUT; retry after backoff(1) = 100 ms.
+    assert!(h.pull(TIMEOUT, 10, "c").is_empty());
+    assert_eq!(h.stats(TIMEOUT).delayed, 1);
+    let again = h.pull(TIMEOUT + 100, 10, "c");
+    assert_eq!(offsets(&again), vec![(0, 0)]);
+    assert_eq!(again[0].attempt, 2);
+    // The expired delivery's ack id is stale.
+    assert!(!h.ack(&first[0], TIMEOUT + 101));
+    assert!(h.ack(&again[0], TIMEOUT + 102));
+    assert_eq!(h.state.floor(0), 2);
+    assert_eq!(h.stats(TIMEOUT + 102).backlog, 0);
+}
+
+#[test]
+fn out_of_order_acks_move_the_floor_when_the_gap_closes() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    for _ in 0..5 {
+        h.log.push(0, None, 0);
+    }
+    let ds = h.pull(0, 5, "c");
+    assert_eq!(ds.len(), 5);
+    for d in &ds[1..] {
+        assert!(h.ack(d, 1));
+    }
+    assert_eq!(h.state.floor(0), 0);
+    assert_eq!(
+        h.store
+            .entries
+            .values()
+            .filter(|e| e.state == EntryState::Acked)
+            .count(),
+        4
+    );
+    assert_eq!(h.stats(1).backlog, 1);
+    assert!(h.ack(&ds[0], 2));
+    assert_eq!(h.state.floor(0), 5);
+    assert!(
+        h.store.entries.is_empty(),
+        "settled entries are dropped: {:?}",
+        h.store.entries
+    );
+    assert_eq!(h.store.cursors[&0], 5);
+    // Double ack is unknown.
+    assert!(!h.ack(&ds[0], 3));
+}
+
+#[test]
+fn seek_replays_and_invalidates_leases() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    for _ in 0..3 {
+        h.log.push(0, None, 0);
+    }
+    let ds = h.pull(0, 3, "c");
+    for d in &ds {
+        h.ack(d, 1);
+    }
+    assert!(h.pull(2, 3, "c").is_empty());
+    let changes = h.state.seek(0, 1, 3);
+    h.commit(changes);
+    let again = h.pull(4, 10, "c");
+    assert_eq!(offsets(&again), vec![(0, 1), (0, 2)]);
+    let changes = h.state.seek(0, 3, 5);
+    h.commit(changes);
+    assert!(!h.ack(&again[0], 6), "leases before a seek are forgotten");
+    assert_eq!(h.stats(6).in_flight, 0);
+}
+
+#[test]
+fn key_ordering_holds_one_message_per_key() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::Key), 1);
+    h.log.push(0, Some(7), 0); // 0: key 7
+    h.log.push(0, Some(7), 0); // 1: key 7
+    h.log.push(0, Some(8), 0); // 2: key 8
+    h.log.push(0, None, 0); // 3: no key
+    let ds = h.pull(0, 10, "c");
+    assert_eq!(offsets(&ds), vec![(0, 0), (0, 2), (0, 3)]);
+    // A retrying key holds back only that key.
+    assert!(h.nack(&ds[0], 1, Some(500), false));
+    h.log.push(0, Some(8), 0); // 4: key 8 (8 is in flight)
+    assert!(h.pull(2, 10, "c").is_empty());
+    h.ack(&ds[1], 3);
+    assert_eq!(offsets(&h.pull(4, 10, "c")), vec![(0, 4)]);
+    let retry = h.pull(501, 10, "c");
+    assert_eq!(offsets(&retry), vec![(0, 0)]);
+    assert_eq!(retry[0].attempt, 2);
+    h.ack(&retry[0], 502);
+    // Key 7's next message only now.
+    assert_eq!(offsets(&h.pull(503, 10, "c")), vec![(0, 1)]);
+}
+
+#[test]
+fn stream_partitions_hand_over_when_an_owner_goes_idle() {
+    let mut h = Harness::new(config(Mode::Stream, None, Ordering::None), 2);
+    for p in 0..2 {
+        for _ in 0..3 {
+            h.log.push(p, None, 0);
+        }
+    }
+    // Alone, `a` owns both partitions and gets them in order.
+    let a = h.pull(0, 100, "a");
+    assert_eq!(
+        offsets(&a),
+        vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    );
+    // Cumulative ack of partition 0.
+    assert!(h.ack(&a[2], 10));
+    assert_eq!(h.state.floor(0), 3);
+    // `b` arrives: nothing is free while `a` is active.
+    assert!(h.pull(20, 100, "b").is_empty());
+    // `a` gives back partition 0 (nothing in flight there) when it pulls.
+    h.log.push(0, None, 0);
+    let _ = h.pull(30, 100, "a");
+    assert_eq!(h.state.owner_of(0), None);
+    let b = h.pull(40, 100, "b");
+    assert_eq!(offsets(&b), vec![(0, 3)]);
+    assert_eq!(h.state.owner_of(0), Some("b"));
+    // `a` stops: its run on partition 1 expires and `b` takes over from
+    // the committed cursor.
+    let later = 30 + TIMEOUT;
+    h.tick(later);
+    assert_eq!(h.state.owner_of(1), None);
+    h.ack(&b[0], later);
+    let b2 = h.pull(later + 200, 100, "b");
+    assert_eq!(offsets(&b2), vec![(1, 0), (1, 1), (1, 2)]);
+    assert_eq!(b2[0].attempt, 2, "the head was delivered before");
+    assert_eq!(h.state.owner_of(1), Some("b"));
+}
+
+#[test]
+fn queue_dead_letters_after_exactly_max_attempts() {
+    let mut h = Harness::new(config(Mode::Queue, Some(3), Ordering::None), 1);
+    h.log.push(0, None, 0);
+    h.log.push(0, None, 0);
+    let mut now = 0;
+    let mut deliveries = 0;
+    for _ in 0..20 {
+        let ds = h.pull(now, 10, "c");
+        for d in &ds {
+            if d.offset == 0 {
+                deliveries += 1;
+                h.nack(d, now, None, false);
+            } else {
+                h.ack(d, now);
+            }
+        }
+        now += 20_000;
+    }
+    assert_eq!(deliveries, 3);
+    assert_eq!(h.dead_letters, vec![(0, 0)]);
+    assert_eq!(h.store.dead.len(), 1);
+    assert_eq!(h.store.dead[&(0, 0)].attempts, 3);
+    assert_eq!(h.store.dead[&(0, 0)].reason, "boom");
+    assert_eq!(h.state.floor(0), 2);
+    assert_eq!(h.stats(now).dead_lettered, 1);
+}
+
+#[test]
+fn nack_override_and_permanent_failure() {
+    let mut h = Harness::new(config(Mode::Queue, Some(10), Ordering::None), 1);
+    h.log.push(0, None, 0);
+    h.log.push(0, None, 0);
+    let ds = h.pull(0, 10, "c");
+    h.nack(&ds[0], 0, Some(5000), false);
+    h.nack(&ds[1], 1, None, true);
+    assert_eq!(h.dead_letters, vec![(0, 1)]);
+    assert_eq!(h.store.dead[&(0, 1)].attempts, 1);
+    assert!(h.pull(4999, 10, "c").is_empty());
+    assert_eq!(offsets(&h.pull(5000, 10, "c")), vec![(0, 0)]);
+}
+
+#[test]
+fn lease_expiry_counts_toward_max_attempts() {
+    let mut h = Harness::new(config(Mode::Queue, Some(2), Ordering::None), 1);
+    h.log.push(0, None, 0);
+    assert_eq!(h.pull(0, 1, "c").len(), 1);
+    h.tick(TIMEOUT);
+    let again = h.pull(TIMEOUT + 100, 1, "c");
+    assert_eq!(again[0].attempt, 2);
+    h.tick(2 * TIMEOUT + 100);
+    assert_eq!(h.dead_letters, vec![(0, 0)]);
+    assert_eq!(h.store.dead[&(0, 0)].reason, "lease_expired");
+}
+
+#[test]
+fn stream_blocking_retry_keeps_order_then_dead_letters_the_head() {
+    let mut h = Harness::new(config(Mode::Stream, Some(2), Ordering::None), 1);
+    for _ in 0..3 {
+        h.log.push(0, None, 0);
+    }
+    let ds = h.pull(0, 10, "a");
+    assert_eq!(offsets(&ds), vec![(0, 0), (0, 1), (0, 2)]);
+    // Nack offset 1: offset 0 is committed, the partition waits.
+    h.nack(&ds[1], 0, None, false);
+    assert_eq!(h.state.floor(0), 1);
+    assert!(h.pull(50, 10, "a").is_empty(), "blocked during backoff");
+    let again = h.pull(100, 10, "a");
+    assert_eq!(offsets(&again), vec![(0, 1), (0, 2)]);
+    assert_eq!(again[0].attempt, 2);
+    h.nack(&again[0], 100, None, false);
+    assert_eq!(h.dead_letters, vec![(0, 1)]);
+    assert_eq!(h.state.floor(0), 2);
+    let rest = h.pull(101, 10, "a");
+    assert_eq!(offsets(&rest), vec![(0, 2)]);
+}
+
+#[test]
+fn delayed_messages_wait_in_queue_mode() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    h.log.push(0, None, 5000);
+    h.log.push(0, None, 0);
+    let ds = h.pull(0, 10, "c");
+    assert_eq!(offsets(&ds), vec![(0, 1)]);
+    assert_eq!(h.stats(0).delayed, 1);
+    assert_eq!(h.state.next_deadline(), Some(TIMEOUT));
+    h.ack(&ds[0], 1);
+    // Survives a restart: the delay is in the message.
+    h.restart(2);
+    assert!(h.pull(4999, 10, "c").is_empty());
+    assert_eq!(offsets(&h.pull(5000, 10, "c")), vec![(0, 0)]);
+}
+
+#[test]
+fn redrive_delivers_dead_letters_once() {
+    let mut h = Harness::new(config(Mode::Queue, Some(1), Ordering::None), 1);
+    h.log.push(0, None, 0);
+    h.log.push(0, None, 0);
+    let ds = h.pull(0, 10, "c");
+    h.nack(&ds[0], 0, None, false);
+    h.ack(&ds[1], 0);
+    assert_eq!(h.state.floor(0), 2);
+    assert_eq!(h.redrive(), 1);
+    assert_eq!(h.redrive(), 0, "a second redrive finds nothing");
+    assert_eq!(h.stats(1).backlog, 1);
+    // Survives a restart before delivery.
+    h.restart(1);
+    let again = h.pull(2, 10, "c");
+    assert_eq!(offsets(&again), vec![(0, 0)]);
+    assert_eq!(again[0].attempt, 1, "attempts reset");
+    h.ack(&again[0], 3);
+    assert_eq!(h.stats(3).backlog, 0);
+    assert!(h.store.entries.is_empty());
+}
+
+#[test]
+fn retention_below_the_floor_is_counted_and_skipped() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    for _ in 0..4 {
+        h.log.push(0, None, 0);
+    }
+    let ds = h.pull(0, 1, "c");
+    let changes = h.state.sync_low(0, 3, 1);
+    h.commit(changes);
+    assert_eq!(h.state.expired_by_retention, 3);
+    assert!(!h.ack(&ds[0], 2));
+    assert_eq!(offsets(&h.pull(3, 10, "c")), vec![(0, 3)]);
+}
+
+#[test]
+fn crash_with_leases_in_flight_counts_them_expired() {
+    let mut h = Harness::new(config(Mode::Queue, Some(2), Ordering::None), 1);
+    h.log.push(0, None, 0);
+    h.log.push(0, None, 0);
+    let ds = h.pull(0, 10, "c");
+    h.ack(&ds[1], 1);
+    h.restart(2);
+    // Offset 1 stays acked; offset 0 waits for its backoff as attempt 2.
+    assert!(h.pull(2, 10, "c").is_empty());
+    let again = h.pull(200, 10, "c");
+    assert_eq!(offsets(&again), vec![(0, 0)]);
+    assert_eq!(again[0].attempt, 2);
+    // A crash during the last attempt dead-letters it on the next scan.
+    h.restart(300);
+    let _ = h.pull(300, 10, "c");
+    h.run_jobs(300);
+    assert_eq!(h.dead_letters, vec![(0, 0)]);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Produce(usize),
+    Pull(usize),
+    Ack(usize),
+    Nack(usize),
+    Advance(u64),
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0usize..2).prop_map(Op::Produce),
+        (1usize..5).prop_map(Op::Pull),
+        (0usize..8).prop_map(Op::Ack),
+        (0usize..8).prop_map(Op::Nack),
+        (1u64..3000).prop_map(Op::Advance),
+        Just(Op::Restart),
+    ]
+}
+
+fn run_model(
+    mode: Mode,
+    ordering: Ordering,
+    ops: Vec<Op>,
+) -> std::result::Result<(), TestCaseError> {
+    let mut h = Harness::new(config(mode, None, ordering), 2);
+    let mut now = 0u64;
+    let mut outstanding: Vec<Delivery> = Vec::new();
+    let mut acked: HashSet<(u32, u64)> = HashSet::new();
+    let consumers = ["a", "b"];
+    let mut turn = 0;
+    for op in ops {
+        match op {
+            Op::Produce(p) => {
+                h.log.push(p, Some(h.log.parts[p].len() as u64 % 3), 0);
+            }
+            Op::Pull(max) => {
+                turn += 1;
+                // Leases valid before the pull (not expired at `now`).
+                h.tick(now);
+                let valid: HashSet<(u32, u64)> = outstanding
+                    .iter()
+                    .filter(|o| h.state.is_leased(o.partition, o.offset, o.token))
+                    .map(|o| (o.partition, o.offset))
+                    .collect();
+                let ds = h.pull(now, max, consumers[turn % 2]);
+                if mode == Mode::Queue {
+                    for d in &ds {
+                        prop_assert!(
+                            !valid.contains(&(d.partition, d.offset)),
+                            "leased twice: {:?} at {}",
+                            d,
+                            now
+                        );
+                    }
+                }
+                outstanding.extend(ds);
+            }
+            Op::Ack(i) if !outstanding.is_empty() => {
+                let d = outstanding.remove(i % outstanding.len());
+                if h.ack(&d, now) && mode == Mode::Queue {
+                    prop_assert!(
+                        acked.insert((d.partition, d.offset)),
+                        "acked twice: {:?}",
+                        d
+                    );
+                }
+            }
+            Op::Nack(i) if !outstanding.is_empty() => {
+                let d = outstanding.remove(i % outstanding.len());
+                h.nack(&d, now, None, false);
+            }
+            Op::Advance(ms) => {
+                now += ms;
+                h.tick(now);
+            }
+            Op::Restart => {
+                h.restart(now);
+                outstanding.clear();
+            }
+            _ => {}
+        }
+    }
+    // Drain: a diligent consumer acks everything, eventually.
+    for _ in 0..200 {
+        now += 20_000;
+        let ds = h.pull(now, 50, "a");
+        for d in ds {
+            if h.ack(&d, now) && mode == Mode::Queue {
+                prop_assert!(
+                    acked.insert((d.partition, d.offset)),
+                    "acked twice: {:?}",
+                    d
+                );
+            }
+        }
+        if h.stats(now).backlog == 0 {
+            break;
+        }
+    }
+    prop_assert_eq!(h.stats(now).backlog, 0);
+    let total: usize = h.log.parts.iter().map(Vec::len).sum();
+    if mode == Mode::Queue {
+        prop_assert_eq!(acked.len(), total, "every message acked exactly once");
+    }
+    for (p, msgs) in h.log.parts.iter().enumerate() {
+        prop_assert_eq!(h.state.floor(p as u32), msgs.len() as u64);
+    }
+    prop_assert!(
+        h.store.entries.is_empty(),
+        "no state left: {:?}",
+        h.store.entries
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn queue_every_message_acked_exactly_once(ops in proptest::collection::vec(op(), 0..60)) {
+        run_model(Mode::Queue, Ordering::None, ops)?;
+    }
+
+    #[test]
+    fn queue_with_key_ordering_drains(ops in proptest::collection::vec(op(), 0..60)) {
+        run_model(Mode::Queue, Ordering::Key, ops)?;
+    }
+
+    #[test]
+    fn stream_drains_in_order(ops in proptest::collection::vec(op(), 0..60)) {
+        run_model(Mode::Stream, Ordering::None, ops)?;
+    }
+}

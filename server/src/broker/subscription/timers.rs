@@ -1,0 +1,73 @@
+//! The timer task of a subscription: fires due timers (lease expiry,
+//! retries, delays, idle stream owners) from the state's deadline heap,
+//! commits what they change, runs dead-letter jobs, and sleeps until the
+//! next deadline or until woken — one task per subscription, no scanning.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::state::DeadLetterJob;
+use super::{committed, dead_letter, Subscription};
+use crate::broker::clock::now_ms;
+use crate::broker::Broker;
+
+/// Delay before retrying a dead-letter copy that failed.
+const JOB_RETRY_MS: u64 = 1000;
+
+impl Subscription {
+    /// Runs until the subscription or its topic goes away or closes.
+    pub async fn run_timers(self: Arc<Self>, broker: Weak<Broker>) {
+        let mut retry: Vec<(DeadLetterJob, u64)> = Vec::new();
+        loop {
+            if self.is_deleted() || self.topic.is_deleted() || self.topic.is_closing() {
+                return;
+            }
+            let now = now_ms();
+            let (mut state, changes) = self.lock(now).await;
+            let fired = !changes.is_empty();
+            let mut jobs = state.take_jobs();
+            let next = state.next_deadline();
+            let rx = match self.enqueue(&mut state, changes).await {
+                Ok(rx) => rx,
+                Err(e) => {
+                    tracing::warn!(error = %e, "subscription timer commit failed");
+                    None
+                }
+            };
+            drop(state);
+            if let Err(e) = committed(rx).await {
+                tracing::warn!(error = %e, "subscription timer commit failed");
+            }
+            let (due, later): (Vec<_>, Vec<_>) = retry.drain(..).partition(|(_, at)| *at <= now);
+            retry = later;
+            jobs.extend(due.into_iter().map(|(job, _)| job));
+            let ran = !jobs.is_empty();
+            if let Some(broker) = broker.upgrade() {
+                for job in jobs {
+                    if let Err(e) = dead_letter::run(&broker, &self, &job).await {
+                        tracing::warn!(error = %e, partition = job.partition, offset = job.offset, "dead-lettering failed; will retry");
+                        retry.push((job, now + JOB_RETRY_MS));
+                    }
+                }
+            } else {
+                return;
+            }
+            if fired || ran {
+                // Messages became deliverable (or partitions unblocked).
+                self.changed.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            let wake_at = next
+                .into_iter()
+                .chain(retry.iter().map(|(_, at)| *at))
+                .min();
+            let sleep = match wake_at {
+                Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = self.timer_wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+}

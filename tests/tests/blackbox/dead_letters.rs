@@ -1,0 +1,353 @@
+//! Retry policies, dead letters, delayed delivery and redrive through HTTP
+//! against a real server, including SIGKILL between a failure and its
+//! retry and between the last failure and the dead-letter move.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::TestServer;
+use crate::subs_helpers::*;
+
+fn retry(max_attempts: Value, initial_ms: u64) -> Value {
+    json!({"max_attempts": max_attempts, "backoff": {"initial_ms": initial_ms, "max_ms": initial_ms, "multiplier": 1.0, "jitter": 0.0}})
+}
+
+#[tokio::test]
+async fn max_attempts_then_exactly_one_dead_letter_then_redrive() {
+    let s = TestServer::start();
+    s.create_topic("orders", &json!({})).await;
+    put_sub(
+        &s,
+        "orders",
+        "billing",
+        json!({"start": "earliest", "retry": retry(json!(3), 0)}),
+        201,
+    )
+    .await;
+    s.produce(
+        "orders",
+        json!([{"key": "c7", "value": {"n": 1}, "headers": {"trace": "abc"}}]),
+    )
+    .await;
+    for attempt in 1..=3 {
+        let b = pull(
+            &s,
+            "orders",
+            "billing",
+            json!({"max_messages": 5, "wait_ms": 5000}),
+        )
+        .await;
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0]["attempt"], attempt);
+        let r = nack(
+            &s,
+            "orders",
+            "billing",
+            &b,
+            json!({"reason": format!("failure {attempt}")}),
+        )
+        .await;
+        assert_eq!(r["acked"], 1);
+    }
+    assert!(pull(
+        &s,
+        "orders",
+        "billing",
+        json!({"max_messages": 5, "wait_ms": 300})
+    )
+    .await
+    .is_empty());
+    let dlq = wait_for_messages(&s, "orders.billing.dlq", 1, Duration::from_secs(10)).await;
+    assert_eq!(dlq["partitions"][0]["high_offset"], 1);
+    let copy = &s.read_all("orders.billing.dlq", 0).await[0];
+    assert_eq!(copy["key"], "c7");
+    assert_eq!(copy["value"], json!({"n": 1}));
+    let h = &copy["headers"];
+    assert_eq!(h["trace"], "abc");
+    assert_eq!(h["weir-original-topic"], "orders");
+    assert_eq!(h["weir-original-partition"], "0");
+    assert_eq!(h["weir-original-offset"], "0");
+    assert_eq!(h["weir-subscription"], "billing");
+    assert_eq!(h["weir-attempts"], "3");
+    assert_eq!(h["weir-dead-letter-reason"], "failure 3");
+    assert!(h["weir-dead-lettered-at"].as_str().is_some());
+    let info = sub_info(&s, "orders", "billing").await;
+    assert_eq!(info["stats"]["dead_lettered"], 1);
+    assert_eq!(info["stats"]["backlog"], 0);
+
+    // Redrive: deliverable again to this subscription only, attempts reset.
+    put_sub(&s, "orders", "other", json!({"start": "earliest"}), 201).await;
+    let other = drain(&s, "orders", "other", 1, Duration::from_secs(5)).await;
+    assert_eq!(other.len(), 1);
+    let r = s
+        .post_json(
+            &sub_path("orders", "billing", "dead-letters/redrive"),
+            &json!({}),
+        )
+        .await
+        .expect_status(200);
+    assert_eq!(r["redriven"], 1);
+    let r = s
+        .post_json(
+            &sub_path("orders", "billing", "dead-letters/redrive"),
+            &json!({"max_messages": null}),
+        )
+        .await
+        .expect_status(200);
+    assert_eq!(r["redriven"], 0, "a second redrive finds nothing");
+    let again = pull(
+        &s,
+        "orders",
+        "billing",
+        json!({"max_messages": 5, "wait_ms": 5000}),
+    )
+    .await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0]["attempt"], 1);
+    ack(&s, "orders", "billing", &again).await;
+    assert!(
+        pull(
+            &s,
+            "orders",
+            "other",
+            json!({"max_messages": 5, "wait_ms": 300})
+        )
+        .await
+        .is_empty(),
+        "other subscriptions unaffected"
+    );
+    assert_eq!(
+        s.topic("orders.billing.dlq").await["partitions"][0]["high_offset"],
+        1,
+        "the DLQ keeps its history"
+    );
+    s.post_json(
+        &sub_path("orders", "billing", "dead-letters/redrive"),
+        &json!({"max_messages": 0}),
+    )
+    .await
+    .expect_invalid("max_messages");
+}
+
+#[tokio::test]
+async fn permanent_failure_and_delay_override() {
+    let s = TestServer::start();
+    s.create_topic("t", &json!({})).await;
+    put_sub(
+        &s,
+        "t",
+        "s",
+        json!({"start": "earliest", "retry": retry(json!(10), 0), "dead_letter_topic": "t-dead"}),
+        201,
+    )
+    .await;
+    s.produce("t", json!([{"value": 1}, {"value": 2}])).await;
+    let b = pull(&s, "t", "s", json!({"max_messages": 2})).await;
+    nack(
+        &s,
+        "t",
+        "s",
+        &b[..1],
+        json!({"retry": false, "reason": "bad payload"}),
+    )
+    .await;
+    nack(&s, "t", "s", &b[1..], json!({"delay_ms": 60000})).await;
+    let dead = wait_for_messages(&s, "t-dead", 1, Duration::from_secs(10)).await;
+    assert_eq!(dead["name"], "t-dead");
+    let info = sub_info(&s, "t", "s").await;
+    assert_eq!(info["stats"]["delayed"], 1, "{info}");
+    assert!(
+        pull(&s, "t", "s", json!({"max_messages": 5, "wait_ms": 300}))
+            .await
+            .is_empty()
+    );
+    s.post_json(
+        &sub_path("t", "s", "nack"),
+        &json!({"ack_ids": ack_ids(&b), "delay_ms": 31u64 * 24 * 3600 * 1000}),
+    )
+    .await
+    .expect_invalid("delay_ms");
+}
+
+#[tokio::test]
+async fn delayed_messages_are_not_delivered_early_and_survive_restart() {
+    let mut s = TestServer::start();
+    s.create_topic("t", &json!({})).await;
+    put_sub(&s, "t", "s", json!({"start": "earliest"}), 201).await;
+    s.produce(
+        "t",
+        json!([{"value": "later", "delay_ms": 2000}, {"value": "now"}]),
+    )
+    .await;
+    let b = pull(&s, "t", "s", json!({"max_messages": 5})).await;
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0]["value"], "now");
+    ack(&s, "t", "s", &b).await;
+    assert_eq!(sub_info(&s, "t", "s").await["stats"]["delayed"], 1);
+    s.kill9();
+    s.restart();
+    let early = pull(&s, "t", "s", json!({"max_messages": 5})).await;
+    assert!(early.is_empty(), "not before its time: {early:?}");
+    let later = pull(&s, "t", "s", json!({"max_messages": 5, "wait_ms": 10000})).await;
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0]["value"], "later");
+}
+
+#[tokio::test]
+async fn sigkill_between_a_failure_and_its_retry_keeps_attempts() {
+    let mut s = TestServer::start();
+    s.create_topic("t", &json!({})).await;
+    put_sub(
+        &s,
+        "t",
+        "s",
+        json!({"start": "earliest", "retry": retry(json!(5), 1500)}),
+        201,
+    )
+    .await;
+    s.produce("t", json!([{"value": 1}])).await;
+    let b = pull(&s, "t", "s", json!({"max_messages": 1})).await;
+    nack(&s, "t", "s", &b, json!({"reason": "first"})).await;
+    s.kill9();
+    s.restart();
+    assert!(
+        pull(&s, "t", "s", json!({"max_messages": 1}))
+            .await
+            .is_empty(),
+        "the retry waits for its backoff after a restart"
+    );
+    let again = pull(&s, "t", "s", json!({"max_messages": 1, "wait_ms": 10000})).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0]["attempt"], 2, "attempts survive SIGKILL");
+}
+
+#[tokio::test]
+async fn sigkill_during_the_last_attempt_dead_letters_exactly_once() {
+    let mut s = TestServer::start();
+    s.create_topic("t", &json!({})).await;
+    put_sub(
+        &s,
+        "t",
+        "q",
+        json!({"start": "earliest", "retry": retry(json!(1), 0)}),
+        201,
+    )
+    .await;
+    put_sub(
+        &s,
+        "t",
+        "st",
+        json!({"mode": "stream", "start": "earliest", "retry": retry(json!(1), 0)}),
+        201,
+    )
+    .await;
+    s.produce("t", json!([{"value": 1}, {"value": 2}])).await;
+    let q = pull(&s, "t", "q", json!({"max_messages": 1})).await;
+    assert_eq!(q[0]["attempt"], 1);
+    let st = pull(&s, "t", "st", json!({"max_messages": 1, "consumer": "c"})).await;
+    assert_eq!(st[0]["attempt"], 1);
+    // The process dies while the last allowed attempts are leased.
+    s.kill9();
+    s.restart();
+    // Both count as failed deliveries: each is dead-lettered once.
+    for dlq in ["t.q.dlq", "t.st.dlq"] {
+        wait_for_messages(&s, dlq, 1, Duration::from_secs(10)).await;
+    }
+    let rest_q = drain(&s, "t", "q", 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        rest_q
+            .iter()
+            .map(|m| m["value"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(2)]
+    );
+    let rest_st = drain(&s, "t", "st", 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        rest_st
+            .iter()
+            .map(|m| m["value"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(2)]
+    );
+    s.kill9();
+    s.restart();
+    for dlq in ["t.q.dlq", "t.st.dlq"] {
+        let copies = s.read_all(dlq, 0).await;
+        assert_eq!(
+            copies.len(),
+            1,
+            "exactly one dead letter in {dlq}: {copies:?}"
+        );
+        assert_eq!(
+            copies[0]["headers"]["weir-dead-letter-reason"],
+            "lease_expired"
+        );
+    }
+    assert!(
+        pull(&s, "t", "q", json!({"max_messages": 5, "wait_ms": 300}))
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn stream_retry_blocks_the_partition_in_order() {
+    let s = TestServer::start();
+    s.create_topic("t", &json!({})).await;
+    put_sub(
+        &s,
+        "t",
+        "s",
+        json!({"mode": "stream", "start": "earliest", "retry": retry(json!(2), 500)}),
+        201,
+    )
+    .await;
+    s.produce("t", json!([{"value": 0}, {"value": 1}, {"value": 2}]))
+        .await;
+    let b = pull(&s, "t", "s", json!({"max_messages": 10, "consumer": "c"})).await;
+    assert_eq!(b.len(), 3);
+    nack(&s, "t", "s", &b[1..2], json!({"reason": "x"})).await;
+    assert!(
+        pull(&s, "t", "s", json!({"max_messages": 10, "consumer": "c"}))
+            .await
+            .is_empty(),
+        "the partition waits"
+    );
+    let again = pull(
+        &s,
+        "t",
+        "s",
+        json!({"max_messages": 10, "wait_ms": 5000, "consumer": "c"}),
+    )
+    .await;
+    let values: Vec<Value> = again.iter().map(|m| m["value"].clone()).collect();
+    assert_eq!(
+        values,
+        vec![json!(1), json!(2)],
+        "redelivered from the cursor, in order"
+    );
+    assert_eq!(again[0]["attempt"], 2);
+    nack(
+        &s,
+        "t",
+        "s",
+        &again[..1],
+        json!({"reason": "still failing"}),
+    )
+    .await;
+    let after = pull(
+        &s,
+        "t",
+        "s",
+        json!({"max_messages": 10, "wait_ms": 5000, "consumer": "c"}),
+    )
+    .await;
+    assert_eq!(
+        after.iter().map(|m| m["value"].clone()).collect::<Vec<_>>(),
+        vec![json!(2)],
+        "head dead-lettered, cursor moved past it"
+    );
+    let dlq = wait_for_messages(&s, "t.s.dlq", 1, Duration::from_secs(10)).await;
+    assert_eq!(dlq["partitions"][0]["high_offset"], 1);
+}
