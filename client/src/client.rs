@@ -1,4 +1,6 @@
-//! The HTTP client.
+//! The HTTP client: connection pool, request plumbing, problem decoding and
+//! the topic endpoints. Subscription endpoints live in `subscriptions.rs`,
+//! on top of the same plumbing.
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -46,7 +48,7 @@ impl Client {
         &self.base
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let rb = self.http.request(method, format!("{}{}", self.base, path));
         match &self.token {
             Some(t) => rb.bearer_auth(t),
@@ -54,13 +56,13 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(rb: RequestBuilder) -> Result<T, Error> {
+    pub(crate) async fn send<T: DeserializeOwned>(rb: RequestBuilder) -> Result<T, Error> {
         let response = rb.send().await?;
         let status = response.status();
         let bytes = response.bytes().await?;
         if status.is_success() {
             let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-            return serde_json::from_slice(body).map_err(Error::Decode);
+            return Ok(serde_json::from_slice(body)?);
         }
         Err(Error::Api(problem(status, &bytes)))
     }
@@ -181,13 +183,13 @@ impl Client {
     }
 }
 
-fn topic_path(topic: &str) -> String {
+pub(crate) fn topic_path(topic: &str) -> String {
     format!("/v1/topics/{}", encode_segment(topic))
 }
 
 /// Percent-encodes a path segment (names are validated by the server; this
 /// only keeps odd input from changing the path).
-fn encode_segment(s: &str) -> String {
+pub(crate) fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {

@@ -1,6 +1,17 @@
 //! `weir-client`: a typed async client for the Weir HTTP API, sharing wire
 //! types with the server through `weir-protocol`.
 //!
+//! - [`Client`]: one method per endpoint — topics, produce, read
+//!   (`client.rs`) and subscriptions: create, pull, ack, nack, extend, seek,
+//!   redrive (`subscriptions.rs`).
+//! - [`Producer`] (`client.producer(..)`): batches many `send`s into few
+//!   produce requests (`producer/`).
+//! - [`Client::consume`]: a consumer loop that runs a handler per message,
+//!   renews leases, acks or nacks, and stops on a signal (`consumer/`).
+//!
+//! Errors are one [`Error`] type; server failures keep their stable
+//! [`ErrorCode`] (`error.code()`).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), weir_client::Error> {
 //! use weir_client::{Client, ProduceMessage, ProduceMessageExt};
@@ -15,12 +26,22 @@
 //! ```
 
 mod client;
+mod consumer;
 mod error;
+mod producer;
+mod received;
+mod subscriptions;
 
 pub use client::Client;
+pub use consumer::{ConsumerConfig, ConsumerStats};
 pub use error::Error;
+pub use producer::{Delivery, Producer, ProducerConfig};
 pub use weir_protocol::{
-    ErrorCode, Message, Problem, ProduceMessage, ProduceResult, ReadResponse, TopicInfo, TopicSpec,
+    AckResponse, AtOffsets, AtTimestamp, Backoff, ErrorCode, ExtendRequest, Message, Mode,
+    NackRequest, Ordering, PartitionCursor, Problem, ProduceMessage, ProduceResult, PullRequest,
+    ReadResponse, ReceivedMessage, RedriveResponse, RetryPolicy, SeekRequest, SeekTarget, Start,
+    StartName, SubscriptionConfig, SubscriptionInfo, SubscriptionSpec, SubscriptionStats,
+    TopicInfo, TopicSpec,
 };
 
 /// Extension constructors for [`ProduceMessage`].
@@ -33,7 +54,7 @@ pub trait ProduceMessageExt: Sized {
 
 impl ProduceMessageExt for ProduceMessage {
     fn json<T: serde::Serialize>(value: &T) -> Result<Self, Error> {
-        let raw = serde_json::value::to_raw_value(value).map_err(Error::Decode)?;
+        let raw = serde_json::value::to_raw_value(value)?;
         Ok(ProduceMessage {
             value: Some(raw),
             ..ProduceMessage::default()

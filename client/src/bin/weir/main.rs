@@ -1,7 +1,10 @@
 //! `weir`: the command-line tool for Weir servers.
 
 mod bench;
+mod consume;
+mod dlq;
 mod output;
+mod subs;
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -68,6 +71,14 @@ enum Command {
         #[arg(long, short, default_value_t = 100)]
         limit: u32,
     },
+    /// Manage subscriptions (named, durable readers of a topic).
+    #[command(subcommand)]
+    Subs(subs::SubsCommand),
+    /// Pull messages of a subscription, print them and ack them.
+    Consume(consume::ConsumeArgs),
+    /// Inspect and redrive a subscription's dead letters.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Benchmark the server.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -199,6 +210,9 @@ async fn run(command: Command, client: &Client, printer: &Printer) -> Result<(),
             };
             printer.messages(&page);
         }
+        Command::Subs(cmd) => subs::run(cmd, client, printer).await?,
+        Command::Consume(args) => consume::run(args, client, printer).await?,
+        Command::Dlq(cmd) => dlq::run(cmd, client, printer).await?,
         Command::Bench(cmd) => bench::run(cmd, client, printer).await?,
     }
     Ok(())

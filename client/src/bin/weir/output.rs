@@ -1,10 +1,15 @@
-//! Human-readable and JSON output of the CLI.
+//! Human-readable and JSON output of the CLI: every command prints through
+//! a [`Printer`], which owns both formats. Commands that stream (`consume`)
+//! print one compact JSON object per line with `--output json`.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use serde::Serialize;
-use weir_client::{Error, ProduceResult, ReadResponse, TopicInfo};
+use weir_client::{
+    Error, Message, Mode, Ordering, ProduceResult, ReadResponse, ReceivedMessage, SubscriptionInfo,
+    TopicInfo,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -27,6 +32,14 @@ impl Printer {
 
     pub fn json<T: Serialize>(&self, value: &T) {
         match serde_json::to_string_pretty(value) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("weir: cannot print JSON: {e}"),
+        }
+    }
+
+    /// One compact JSON document on one line (for streams of results).
+    pub fn json_line<T: Serialize>(&self, value: &T) {
+        match serde_json::to_string(value) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("weir: cannot print JSON: {e}"),
         }
@@ -103,15 +116,135 @@ impl Printer {
             return self.json(page);
         }
         for m in &page.messages {
-            let value = m
-                .value
-                .as_ref()
-                .map(|v| v.get().to_owned())
-                .or_else(|| m.value_b64.as_ref().map(|b| format!("base64:{b}")))
-                .unwrap_or_default();
             let key = m.key.as_deref().unwrap_or("-");
-            println!("{}:{} key={key} {value}", m.partition, m.offset);
+            println!("{}:{} key={key} {}", m.partition, m.offset, value_text(m));
         }
         eprintln!("next offset {}", page.next_offset);
+    }
+
+    pub fn subscription(&self, s: &SubscriptionInfo) {
+        if self.is_json() {
+            return self.json(s);
+        }
+        let (c, st) = (&s.config, &s.stats);
+        println!(
+            "subscription {} of topic {}  mode={}  ack_timeout_ms={}  ordering={}",
+            s.name,
+            s.topic,
+            mode_name(c.mode),
+            c.ack_timeout_ms,
+            ordering_name(c.ordering)
+        );
+        let attempts = c
+            .retry
+            .max_attempts
+            .map_or("unlimited".to_owned(), |n| n.to_string());
+        let b = &c.retry.backoff;
+        println!(
+            "  retry: max_attempts={attempts}  backoff {}..{} ms  x{}  jitter {}",
+            b.initial_ms, b.max_ms, b.multiplier, b.jitter
+        );
+        println!(
+            "  dead letters: {}  dead_lettered={}",
+            c.dead_letter_topic.as_deref().unwrap_or("none (dropped)"),
+            st.dead_lettered
+        );
+        println!(
+            "  backlog={}  in_flight={}  delayed={}  oldest_unacked_age_ms={}  expired_by_retention={}",
+            st.backlog, st.in_flight, st.delayed, st.oldest_unacked_age_ms, st.expired_by_retention
+        );
+        println!("  PARTITION  CURSOR  HIGH  CONSUMER");
+        for p in &st.partitions {
+            println!(
+                "  {:>9}  {}  {}  {}",
+                p.partition,
+                p.cursor,
+                p.high_offset,
+                p.consumer.as_deref().unwrap_or("-")
+            );
+        }
+    }
+
+    pub fn subscriptions(&self, subs: &[SubscriptionInfo]) {
+        if self.is_json() {
+            return self.json(&serde_json::json!({ "subscriptions": subs }));
+        }
+        println!("NAME  MODE  BACKLOG  IN_FLIGHT  DELAYED  DEAD_LETTERED  OLDEST_UNACKED_MS");
+        for s in subs {
+            let st = &s.stats;
+            println!(
+                "{}  {}  {}  {}  {}  {}  {}",
+                s.name,
+                mode_name(s.config.mode),
+                st.backlog,
+                st.in_flight,
+                st.delayed,
+                st.dead_lettered,
+                st.oldest_unacked_age_ms
+            );
+        }
+    }
+
+    /// One leased message of `weir consume`.
+    pub fn received(&self, m: &ReceivedMessage) {
+        if self.is_json() {
+            return self.json_line(m);
+        }
+        let msg = &m.message;
+        let key = msg.key.as_deref().unwrap_or("-");
+        println!(
+            "{}:{} attempt={} key={key} {}",
+            msg.partition,
+            msg.offset,
+            m.attempt,
+            value_text(msg)
+        );
+    }
+
+    /// Dead letters read from `topic`, each with its `weir-*` headers.
+    pub fn dead_letters(&self, topic: &str, messages: &[Message]) {
+        if self.is_json() {
+            #[derive(Serialize)]
+            struct DeadLetters<'a> {
+                dead_letter_topic: &'a str,
+                messages: &'a [Message],
+            }
+            return self.json(&DeadLetters {
+                dead_letter_topic: topic,
+                messages,
+            });
+        }
+        for m in messages {
+            println!("{}:{} {}", m.partition, m.offset, value_text(m));
+            for (name, value) in &m.headers {
+                if name.starts_with("weir-") {
+                    println!("  {name}: {value}");
+                }
+            }
+        }
+        eprintln!("{} dead letters in {topic}", messages.len());
+    }
+}
+
+/// The payload as printed: JSON as is, bytes as `base64:...`.
+fn value_text(m: &Message) -> String {
+    m.value
+        .as_ref()
+        .map(|v| v.get().to_owned())
+        .or_else(|| m.value_b64.as_ref().map(|b| format!("base64:{b}")))
+        .unwrap_or_default()
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Queue => "queue",
+        Mode::Stream => "stream",
+    }
+}
+
+fn ordering_name(ordering: Ordering) -> &'static str {
+    match ordering {
+        Ordering::None => "none",
+        Ordering::Key => "key",
     }
 }

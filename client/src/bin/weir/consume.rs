@@ -1,0 +1,194 @@
+//! `weir consume`: pull messages of a subscription, print them, then ack
+//! (default), nack (`--nack`) or leave them leased (`--no-ack`). Runs until
+//! Ctrl-C, `--count` messages, or an empty pull with `--until-empty`.
+//!
+//! A debugging and scripting tool: one pull at a time, settled before the
+//! next. Programs should use `Client::consume`, which renews leases and
+//! runs handlers concurrently.
+
+use clap::Args;
+use weir_client::{AckResponse, Client, Error, NackRequest, PullRequest, ReceivedMessage};
+
+use super::output::Printer;
+
+/// The server's most messages per pull.
+const MAX_PULL: u32 = 1000;
+
+#[derive(Args)]
+pub struct ConsumeArgs {
+    topic: String,
+    sub: String,
+    /// Most messages per pull (1..=1000).
+    #[arg(long, default_value_t = 10)]
+    max: u32,
+    /// Long-poll time of each pull, in ms.
+    #[arg(long, default_value_t = 5000)]
+    wait_ms: u64,
+    /// Consumer name; needed to own partitions in stream mode.
+    #[arg(long)]
+    consumer: Option<String>,
+    /// Nack the messages (redelivered per the retry policy) instead of acking.
+    #[arg(long, conflicts_with = "no_ack")]
+    nack: bool,
+    /// Reason sent with `--nack`; kept as the dead-letter reason.
+    #[arg(long, requires = "nack")]
+    reason: Option<String>,
+    /// Leave the messages leased: they are delivered again after the ack timeout.
+    #[arg(long)]
+    no_ack: bool,
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop at the first pull that returns no message.
+    #[arg(long)]
+    until_empty: bool,
+}
+
+/// What happens to each pulled batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Settle {
+    Ack,
+    Nack(Option<String>),
+    Leave,
+}
+
+impl ConsumeArgs {
+    fn settle(&self) -> Settle {
+        if self.no_ack {
+            Settle::Leave
+        } else if self.nack {
+            Settle::Nack(self.reason.clone())
+        } else {
+            Settle::Ack
+        }
+    }
+
+    /// Messages to ask for when `seen` were received so far.
+    fn batch(&self, seen: u64) -> u32 {
+        let max = self.max.clamp(1, MAX_PULL);
+        match self.count {
+            Some(count) => {
+                u32::try_from(count.saturating_sub(seen)).map_or(max, |left| left.min(max))
+            }
+            None => max,
+        }
+    }
+}
+
+pub async fn run(args: ConsumeArgs, client: &Client, printer: &Printer) -> Result<(), Error> {
+    let settle = args.settle();
+    let (topic, sub) = (args.topic.as_str(), args.sub.as_str());
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut seen = 0u64;
+    let mut lost = 0usize;
+    loop {
+        let batch = args.batch(seen);
+        if batch == 0 {
+            break;
+        }
+        let request = PullRequest {
+            max_messages: Some(batch),
+            wait_ms: Some(args.wait_ms),
+            consumer: args.consumer.clone(),
+        };
+        // Ctrl-C interrupts a waiting pull, never a settle in progress.
+        let messages = tokio::select! {
+            biased;
+            _ = &mut interrupted => break,
+            pulled = client.pull(topic, sub, &request) => pulled?,
+        };
+        if messages.is_empty() {
+            if args.until_empty {
+                break;
+            }
+            continue;
+        }
+        for m in &messages {
+            printer.received(m);
+        }
+        seen += messages.len() as u64;
+        if let Some(response) = settle_all(client, topic, sub, &settle, &messages).await? {
+            lost += response.unknown.len();
+        }
+    }
+    if !printer.is_json() {
+        let done = match settle {
+            Settle::Ack => "acked",
+            Settle::Nack(_) => "nacked",
+            Settle::Leave => "left leased",
+        };
+        eprintln!("{seen} messages {done}");
+    }
+    if lost > 0 {
+        eprintln!(
+            "weir: {lost} leases had expired before they were settled; those messages will be delivered again"
+        );
+    }
+    Ok(())
+}
+
+async fn settle_all(
+    client: &Client,
+    topic: &str,
+    sub: &str,
+    settle: &Settle,
+    messages: &[ReceivedMessage],
+) -> Result<Option<AckResponse>, Error> {
+    let ack_ids: Vec<String> = messages.iter().map(|m| m.ack_id.clone()).collect();
+    match settle {
+        Settle::Ack => Ok(Some(client.ack(topic, sub, ack_ids).await?)),
+        Settle::Nack(reason) => {
+            let request = NackRequest {
+                ack_ids,
+                reason: reason.clone(),
+                ..NackRequest::default()
+            };
+            Ok(Some(client.nack(topic, sub, &request).await?))
+        }
+        Settle::Leave => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ConsumeArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<ConsumeArgs, clap::Error> {
+        let argv = ["weir", "orders", "billing"].iter().chain(flags);
+        Cli::try_parse_from(argv).map(|cli| cli.args)
+    }
+
+    #[test]
+    fn settle_mode_follows_the_flags() {
+        assert_eq!(parse(&[]).unwrap().settle(), Settle::Ack);
+        assert_eq!(parse(&["--no-ack"]).unwrap().settle(), Settle::Leave);
+        assert_eq!(
+            parse(&["--nack", "--reason", "bad input"])
+                .unwrap()
+                .settle(),
+            Settle::Nack(Some("bad input".into()))
+        );
+        assert!(parse(&["--reason", "x"]).is_err(), "--reason needs --nack");
+        assert!(parse(&["--nack", "--no-ack"]).is_err());
+    }
+
+    #[test]
+    fn count_limits_what_each_pull_asks_for() {
+        let args = parse(&["--max", "10", "--count", "25"]).unwrap();
+        assert_eq!(args.batch(0), 10);
+        assert_eq!(args.batch(20), 5);
+        assert_eq!(args.batch(25), 0);
+        assert_eq!(parse(&["--max", "5000"]).unwrap().batch(1_000_000), 1000);
+        assert_eq!(parse(&["--max", "0"]).unwrap().batch(0), 1);
+    }
+}

@@ -1,0 +1,312 @@
+//! The consumer loop ([`Client::consume`]): pull, run a handler per message
+//! with bounded concurrency, renew leases while handlers run, ack or nack,
+//! stop on a shutdown signal and report what happened.
+//!
+//! This module owns the pull loop, its configuration and its statistics.
+//! What happens to one message is in `lease.rs`; the HTTP calls are behind
+//! the trait in `api.rs`.
+
+mod api;
+mod lease;
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::{JoinError, JoinSet};
+use weir_protocol::{PullRequest, ReceivedMessage};
+
+use crate::{Client, Error};
+use api::{HttpSubscription, SubscriptionApi};
+use lease::{LeasePolicy, Settled};
+
+/// Lease renewals are never more frequent than this.
+const MIN_EXTEND_EVERY: Duration = Duration::from_millis(100);
+/// Pause after an empty pull that did not wait (`wait_ms` = 0).
+const IDLE_PAUSE: Duration = Duration::from_millis(200);
+/// First pause after a failed pull; doubled per further failure.
+const PULL_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest pause between pull attempts.
+const PULL_RETRY_MAX: Duration = Duration::from_secs(5);
+/// The server's most messages per pull.
+const MAX_PULL: u32 = 1000;
+
+/// How [`Client::consume`] pulls and leases.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use weir_client::ConsumerConfig;
+/// let config = ConsumerConfig {
+///     consumer: Some("worker-1".into()),
+///     concurrency: 32,
+///     lease: Some(Duration::from_secs(60)),
+///     ..ConsumerConfig::default()
+/// };
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// Consumer name sent with pulls; needed to own partitions in stream mode.
+    pub consumer: Option<String>,
+    /// Most messages per pull (default 10, 1..=1000); a pull never asks for
+    /// more than there are free handler slots.
+    pub max_messages: u32,
+    /// Long-poll time of a pull in milliseconds (default 10000).
+    pub wait_ms: u64,
+    /// Handlers running at once (default 10, at least 1). In stream mode
+    /// acks are cumulative per partition: use 1 to keep order.
+    pub concurrency: usize,
+    /// Renew each lease this often while its handler runs (at least
+    /// 100 ms). `None` (default): a third of the shorter of `lease` and the
+    /// subscription's `ack_timeout_ms`, read from the server at start.
+    pub extend_every: Option<Duration>,
+    /// Lease length asked for on renewal; `None` (default) = the
+    /// subscription's `ack_timeout_ms`.
+    pub lease: Option<Duration>,
+    /// Stop renewing a lease after its handler has run this long (default
+    /// one hour), so that a stuck handler does not hold a message forever:
+    /// the message is then delivered again.
+    pub max_extension: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            consumer: None,
+            max_messages: 10,
+            wait_ms: 10_000,
+            concurrency: 10,
+            extend_every: None,
+            lease: None,
+            max_extension: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What a [`Client::consume`] run did.
+///
+/// ```no_run
+/// # fn demo(stats: weir_client::ConsumerStats) {
+/// println!("{} handled: {} acked, {} nacked", stats.handled, stats.acked, stats.nacked);
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ConsumerStats {
+    /// Messages leased by pulls.
+    pub received: u64,
+    /// Handlers that finished (succeeded, failed or panicked).
+    pub handled: u64,
+    /// Messages acked after their handler succeeded.
+    pub acked: u64,
+    /// Messages nacked after their handler failed or panicked.
+    pub nacked: u64,
+    /// Acks or nacks the server refused as unknown: the lease had run out
+    /// and the message is (or will be) delivered again.
+    pub lease_lost: u64,
+    /// Acks or nacks that failed even after retries; the lease runs out.
+    pub settle_failed: u64,
+    /// Pulls that failed transiently and were retried.
+    pub pull_errors: u64,
+}
+
+impl ConsumerStats {
+    fn record(&mut self, joined: Result<Settled, JoinError>) {
+        self.handled += 1;
+        match joined {
+            Ok(Settled::Acked) => self.acked += 1,
+            Ok(Settled::Nacked) => self.nacked += 1,
+            Ok(Settled::LeaseLost) => self.lease_lost += 1,
+            // A lease task cannot panic; if it was aborted, its message
+            // was not settled either.
+            Ok(Settled::Failed) | Err(_) => self.settle_failed += 1,
+        }
+    }
+}
+
+impl Client {
+    /// Consumes `sub` of `topic` until `shutdown` completes: pulls, runs
+    /// `handler` on each message (at most `config.concurrency` at once),
+    /// renews the lease while it runs, acks when it returns `Ok` and nacks
+    /// with the error text as reason when it returns `Err` or panics.
+    ///
+    /// After `shutdown` no new pull starts (a pull in progress is dropped;
+    /// messages it had leased come back after their lease), running handlers
+    /// finish and are settled, then the stats are returned. Transient pull
+    /// failures (server unreachable, overloaded, restarting) are retried
+    /// with backoff; any other pull failure (unknown subscription, denied)
+    /// ends the run with that error once running handlers are settled.
+    /// Dropping the returned future instead abandons running handlers
+    /// unsettled: their messages are delivered again after the lease.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
+    /// use weir_client::{ConsumerConfig, ReceivedMessage};
+    /// let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    /// tokio::spawn(async move {
+    ///     let _ = tokio::signal::ctrl_c().await;
+    ///     let _ = stop.send(true);
+    /// });
+    /// let handler = |message: ReceivedMessage| async move {
+    ///     if message.message.value.is_none() {
+    ///         return Err(format!("offset {}: not JSON", message.message.offset));
+    ///     }
+    ///     Ok(())
+    /// };
+    /// let shutdown = async move {
+    ///     let _ = stopped.wait_for(|stop| *stop).await;
+    /// };
+    /// let stats = client
+    ///     .consume("orders", "billing", ConsumerConfig::default(), handler, shutdown)
+    ///     .await?;
+    /// println!("acked {}, nacked {}", stats.acked, stats.nacked);
+    /// # Ok(()) }
+    /// ```
+    pub async fn consume<F, Fut, E, S>(
+        &self,
+        topic: &str,
+        sub: &str,
+        config: ConsumerConfig,
+        handler: F,
+        shutdown: S,
+    ) -> Result<ConsumerStats, Error>
+    where
+        F: Fn(ReceivedMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Display + Send + 'static,
+        S: Future<Output = ()>,
+    {
+        let extend_every = match config.extend_every {
+            Some(every) => every,
+            None => {
+                let info = self.subscription(topic, sub).await?;
+                let ack_timeout = Duration::from_millis(info.config.ack_timeout_ms);
+                config.lease.map_or(ack_timeout, |l| l.min(ack_timeout)) / 3
+            }
+        };
+        let policy = LeasePolicy {
+            extend_every: extend_every.max(MIN_EXTEND_EVERY),
+            lease: config.lease,
+            max_extension: config.max_extension,
+        };
+        let api = HttpSubscription {
+            client: self.clone(),
+            topic: topic.into(),
+            sub: sub.into(),
+        };
+        run(api, &config, policy, handler, shutdown).await
+    }
+}
+
+async fn run<A, F, Fut, E, S>(
+    api: A,
+    config: &ConsumerConfig,
+    policy: LeasePolicy,
+    handler: F,
+    shutdown: S,
+) -> Result<ConsumerStats, Error>
+where
+    A: SubscriptionApi,
+    F: Fn(ReceivedMessage) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Display + Send + 'static,
+    S: Future<Output = ()>,
+{
+    let handler = Arc::new(handler);
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let per_pull = config.max_messages.clamp(1, MAX_PULL) as usize;
+    let mut leases = JoinSet::new();
+    let mut stats = ConsumerStats::default();
+    let mut failed_pulls = 0u32;
+    tokio::pin!(shutdown);
+
+    let ended = loop {
+        while let Some(joined) = leases.try_join_next() {
+            stats.record(joined);
+        }
+        // Pull only for free slots, so leased messages never wait for a
+        // handler while their lease runs.
+        let first = tokio::select! {
+            biased;
+            () = &mut shutdown => break Ok(()),
+            slot = slots.clone().acquire_owned() => slot,
+        };
+        let Ok(first) = first else {
+            break Ok(()); // The semaphore is never closed.
+        };
+        let mut held = vec![first];
+        while held.len() < per_pull {
+            match slots.clone().try_acquire_owned() {
+                Ok(slot) => held.push(slot),
+                Err(_) => break,
+            }
+        }
+        let request = PullRequest {
+            max_messages: u32::try_from(held.len()).ok(),
+            wait_ms: Some(config.wait_ms),
+            consumer: config.consumer.clone(),
+        };
+        let pulled = tokio::select! {
+            biased;
+            () = &mut shutdown => break Ok(()),
+            pulled = api.pull(&request) => pulled,
+        };
+        let messages = match pulled {
+            Ok(messages) => {
+                failed_pulls = 0;
+                messages
+            }
+            Err(e) if e.is_transient() => {
+                failed_pulls += 1;
+                stats.pull_errors += 1;
+                drop(held);
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break Ok(()),
+                    () = tokio::time::sleep(pull_retry_delay(failed_pulls)) => continue,
+                }
+            }
+            Err(e) => break Err(e),
+        };
+        if messages.is_empty() && config.wait_ms == 0 {
+            drop(held);
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break Ok(()),
+                () = tokio::time::sleep(IDLE_PAUSE) => continue,
+            }
+        }
+        stats.received += messages.len() as u64;
+        for message in messages {
+            // More messages than asked for would be a server bug; they still
+            // get a slot rather than being dropped.
+            let slot = match held.pop() {
+                Some(slot) => slot,
+                None => match slots.clone().acquire_owned().await {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+            };
+            let lease = lease::process(api.clone(), message, handler.clone(), policy, slot);
+            leases.spawn(lease);
+        }
+        // Slots asked for but not filled are released here.
+    };
+    while let Some(joined) = leases.join_next().await {
+        stats.record(joined);
+    }
+    ended.map(|()| stats)
+}
+
+/// Pause before the next pull after `failures` transient failures in a row.
+fn pull_retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    PULL_RETRY_FIRST
+        .saturating_mul(1 << doublings)
+        .min(PULL_RETRY_MAX)
+}
+
+#[cfg(test)]
+mod tests;
