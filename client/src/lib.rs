@@ -29,7 +29,6 @@ mod client;
 mod consumer;
 mod error;
 mod producer;
-mod received;
 mod subscriptions;
 
 pub use client::Client;

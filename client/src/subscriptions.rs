@@ -6,13 +6,12 @@
 
 use reqwest::Method;
 use weir_protocol::{
-    AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, ReceivedMessage,
-    RedriveRequest, RedriveResponse, SeekRequest, SubscriptionInfo, SubscriptionList,
-    SubscriptionSpec,
+    AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, PullResponse,
+    ReceivedMessage, RedriveRequest, RedriveResponse, SeekRequest, SubscriptionInfo,
+    SubscriptionList, SubscriptionSpec,
 };
 
 use crate::client::{encode_segment, topic_path};
-use crate::received::WirePullResponse;
 use crate::{Client, Error};
 
 impl Client {
@@ -107,8 +106,8 @@ impl Client {
         sub: &str,
         request: &PullRequest,
     ) -> Result<Vec<ReceivedMessage>, Error> {
-        let response: WirePullResponse = self.post(topic, sub, "pull", request).await?;
-        Ok(response.into_messages())
+        let response: PullResponse = self.post(topic, sub, "pull", request).await?;
+        Ok(response.messages)
     }
 
     /// Settles deliveries. Ids of leases that expired, were superseded or
@@ -226,18 +225,10 @@ impl Client {
     }
 }
 
-/// The PUT body for `spec`. `SubscriptionSpec` serializes an absent
-/// `dead_letter_topic` as `null`, which the server reads as "no dead-letter
-/// topic"; the key is dropped instead so that absent keeps meaning "default
-/// (or unchanged)". Remove once the protocol skips it when `None`.
+/// The PUT body for `spec`: an absent `dead_letter_topic` stays absent
+/// ("default, or unchanged"), `Some(None)` is sent as `null` ("none").
 fn spec_body(spec: &SubscriptionSpec) -> Result<serde_json::Value, Error> {
-    let mut body = serde_json::to_value(spec)?;
-    if spec.dead_letter_topic.is_none() {
-        if let Some(fields) = body.as_object_mut() {
-            fields.remove("dead_letter_topic");
-        }
-    }
-    Ok(body)
+    Ok(serde_json::to_value(spec)?)
 }
 
 fn subscription_path(topic: &str, sub: &str) -> String {
