@@ -38,7 +38,7 @@ lint: deps
 # Unit tests, then the black-box suite against real server processes.
 unit: deps
 	cargo build -p weir-server -p weir-client
-	cargo test --workspace
+	WEIR_REQUIRE_PROMTOOL=1 cargo test --workspace
 
 dashboards:
 	bash scripts/check-dashboards.sh

@@ -13,6 +13,28 @@ use prometheus::{
 };
 
 /// All metrics of the process.
+/// Whether metrics carry per-topic and per-subscription label values. Off
+/// (`metrics_per_topic = false`) for deployments with very many topics:
+/// every series is then labelled `_all` and aggregated.
+static PER_NAME_LABELS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// The label value aggregated series use when per-name labels are off.
+pub const AGGREGATE_LABEL: &str = "_all";
+
+/// Switches per-topic/per-subscription labels on or off (at startup).
+pub fn set_per_name_labels(on: bool) {
+    PER_NAME_LABELS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The label value for a topic or subscription name.
+pub fn name_label(name: &str) -> &str {
+    if PER_NAME_LABELS.load(std::sync::atomic::Ordering::Relaxed) {
+        name
+    } else {
+        AGGREGATE_LABEL
+    }
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub http_requests: IntCounterVec,

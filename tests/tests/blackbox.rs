@@ -18,6 +18,8 @@ mod durability;
 mod errors;
 #[path = "blackbox/idempotency.rs"]
 mod idempotency;
+#[path = "blackbox/metrics.rs"]
+mod metrics;
 #[path = "blackbox/produce_read.rs"]
 mod produce_read;
 #[path = "blackbox/retention.rs"]

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+mod gauges;
 mod messages;
 pub mod openapi;
 mod ops;
@@ -52,47 +53,6 @@ impl AppState {
             None
         }
     }
-
-    /// Computes the state gauges at scrape time so they never drift.
-    pub fn refresh_gauges(&self) {
-        let m = &*METRICS;
-        m.ready.set(i64::from(self.not_ready_reason().is_none()));
-        m.topic_messages.reset();
-        m.topic_bytes.reset();
-        for topic in self.broker.all_topics() {
-            let name = topic.name();
-            let (mut messages, mut bytes) = (0u64, 0u64);
-            for p in topic.partitions() {
-                messages += p.committed().saturating_sub(p.low());
-                bytes += p.bytes();
-            }
-            m.topic_messages
-                .with_label_values(&[&name])
-                .set(clamp(messages));
-            m.topic_bytes.with_label_values(&[&name]).set(clamp(bytes));
-        }
-        let store = self.broker.store();
-        m.storage_live_data
-            .set(clamp(store.int_property("rocksdb.estimate-live-data-size")));
-        m.storage_pending_compaction.set(clamp(
-            store.int_property("rocksdb.estimate-pending-compaction-bytes"),
-        ));
-        m.storage_write_stopped
-            .set(clamp(store.db_property("rocksdb.is-write-stopped")));
-        m.storage_delayed_write_rate.set(clamp(
-            store.db_property("rocksdb.actual-delayed-write-rate"),
-        ));
-        if let Ok(stat) = rustix::fs::statvfs(store.path()) {
-            m.storage_disk_total
-                .set(clamp(stat.f_blocks.saturating_mul(stat.f_frsize)));
-            m.storage_disk_free
-                .set(clamp(stat.f_bavail.saturating_mul(stat.f_frsize)));
-        }
-    }
-}
-
-fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// The `/v1` routes and their OpenAPI paths, from the same declarations.

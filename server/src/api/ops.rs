@@ -54,7 +54,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 #[utoipa::path(get, path = "/metrics", tag = TAG_OPS,
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state.refresh_gauges();
+    super::gauges::refresh(&state).await;
     (
         [(
             header::CONTENT_TYPE,

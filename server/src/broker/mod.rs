@@ -23,7 +23,7 @@ pub use error::{BrokerError, Result};
 use read::ReadFrom;
 use topic::{apply_spec, Topic};
 
-use crate::metrics::METRICS;
+use crate::metrics::{name_label, METRICS};
 use crate::storage::{
     PartitionMeta, Store, SubscriptionRecord, TopicRecord, WriteSet, COUNTER_SUBSCRIPTION,
     COUNTER_TOPIC,
@@ -384,11 +384,11 @@ impl Broker {
         METRICS.produce_batch_messages.observe(count as f64);
         METRICS
             .messages_produced
-            .with_label_values(&[name])
+            .with_label_values(&[name_label(name)])
             .inc_by(appended);
         METRICS
             .bytes_produced
-            .with_label_values(&[name])
+            .with_label_values(&[name_label(name)])
             .inc_by(bytes);
         Ok(results)
     }

@@ -85,7 +85,7 @@ pub fn enforce(store: &Store, topic: &Arc<Topic>, now: u64) -> Result<u64> {
         let removed = cut.cut - low;
         METRICS
             .retention_deleted
-            .with_label_values(&[&record.name])
+            .with_label_values(&[crate::metrics::name_label(&record.name)])
             .inc_by(removed);
         removed_total += removed;
     }

@@ -92,7 +92,10 @@ pub async fn run(broker: &Broker, sub: &Subscription, job: &DeadLetterJob) -> Re
             // Holding the state lock until durable keeps this commit in
             // order with the subscription's other changes.
             produce_with(store, target, vec![prepared], now, set).await?;
-            METRICS.messages_produced.with_label_values(&[&name]).inc();
+            METRICS
+                .messages_produced
+                .with_label_values(&[crate::metrics::name_label(&name)])
+                .inc();
         }
         _ => {
             let rx = store.enqueue(set).await.map_err(map_storage)?;

@@ -6,6 +6,14 @@ use super::{committed, Subscription};
 use crate::broker::clock::now_ms;
 use crate::broker::error::{BrokerError, Result};
 
+fn first_offsets(firsts: &[Option<u64>]) -> Vec<(u32, u64)> {
+    firsts
+        .iter()
+        .enumerate()
+        .filter_map(|(p, o)| o.map(|o| (p as u32, o)))
+        .collect()
+}
+
 /// Dead letters redriven per commit.
 const REDRIVE_BATCH: usize = 10_000;
 
@@ -13,7 +21,9 @@ const REDRIVE_BATCH: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub stats: SubscriptionStats,
-    /// Age of the oldest undelivered-or-unsettled message, in ms.
+    /// Messages not delivered yet.
+    pub lag_messages: u64,
+    /// Age of the oldest message not delivered yet, in ms.
     pub lag_ms: u64,
 }
 
@@ -41,27 +51,27 @@ impl Subscription {
         drop(state);
         committed(rx).await?;
         let topic_id = self.topic.id();
-        let firsts: Vec<(u32, u64)> = view
-            .first_unsettled
-            .iter()
-            .enumerate()
-            .filter_map(|(p, o)| o.map(|o| (p as u32, o)))
-            .collect();
+        let unsettled = first_offsets(&view.first_unsettled);
+        let undelivered = first_offsets(&view.first_undelivered);
         let store = self.store.clone();
         let high_of = highs.clone();
-        let oldest = tokio::task::spawn_blocking(move || -> Result<Option<u64>> {
-            let mut oldest: Option<u64> = None;
-            for (p, o) in firsts {
-                let end = high_of.get(p as usize).copied().unwrap_or(o + 1).max(o + 1);
-                let found = store.read_messages(topic_id, p, o, end, 1, 1)?;
-                if let Some(m) = found.first() {
-                    oldest = Some(oldest.map_or(m.timestamp, |t| t.min(m.timestamp)));
-                }
-            }
-            Ok(oldest)
-        })
-        .await??;
-        let age = oldest.map_or(0, |t| now.saturating_sub(t));
+        let (oldest_unsettled, oldest_undelivered) =
+            tokio::task::spawn_blocking(move || -> Result<(Option<u64>, Option<u64>)> {
+                let oldest = |firsts: &[(u32, u64)]| -> Result<Option<u64>> {
+                    let mut oldest: Option<u64> = None;
+                    for &(p, o) in firsts {
+                        let end = high_of.get(p as usize).copied().unwrap_or(o + 1).max(o + 1);
+                        if let Some(m) = store.read_messages(topic_id, p, o, end, 1, 1)?.first() {
+                            oldest = Some(oldest.map_or(m.timestamp, |t| t.min(m.timestamp)));
+                        }
+                    }
+                    Ok(oldest)
+                };
+                Ok((oldest(&unsettled)?, oldest(&undelivered)?))
+            })
+            .await??;
+        let age = oldest_unsettled.map_or(0, |t| now.saturating_sub(t));
+        let lag_ms = oldest_undelivered.map_or(0, |t| now.saturating_sub(t));
         let stats = SubscriptionStats {
             backlog: view.backlog,
             in_flight: view.in_flight,
@@ -81,7 +91,11 @@ impl Subscription {
                 })
                 .collect(),
         };
-        Ok(Snapshot { stats, lag_ms: age })
+        Ok(Snapshot {
+            stats,
+            lag_messages: view.undelivered,
+            lag_ms,
+        })
     }
 
     /// Moves the subscription's cursors; answers once durable.

@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, watch, Mutex, MutexGuard, Notify};
 use self::state::{Change, Events, State};
 use super::error::{BrokerError, Result};
 use super::topic::Topic;
-use crate::metrics::METRICS;
+use crate::metrics::{name_label, METRICS};
 use crate::storage::{StorageError, Store, SubscriptionRecord, WriteSet};
 
 pub use pull::PullParams;
@@ -161,9 +161,9 @@ impl Subscription {
         if e == Events::default() {
             return;
         }
-        let topic = self.topic.name();
-        let sub = self.name();
-        let labels = [topic.as_str(), sub.as_str()];
+        let (topic, sub) = (self.topic.name(), self.name());
+        let (topic, sub) = (name_label(&topic), name_label(&sub));
+        let labels = [topic, sub];
         let m = &*METRICS;
         for (counter, n) in [
             (&m.deliveries, e.deliveries),
@@ -182,7 +182,7 @@ impl Subscription {
         ] {
             if n > 0 {
                 m.redeliveries
-                    .with_label_values(&[topic.as_str(), sub.as_str(), reason])
+                    .with_label_values(&[topic, sub, reason])
                     .inc_by(n);
             }
         }

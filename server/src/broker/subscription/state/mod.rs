@@ -1004,6 +1004,21 @@ impl State {
                     view.delayed += 1;
                 }
             }
+            // Not yet delivered: above the scan/delivery position, plus
+            // messages ready for redelivery.
+            let ready_here = self.ready.range((p as u32, 0)..=(p as u32, u64::MAX));
+            let first_ready = ready_here.clone().next().map(|&(_, o)| o);
+            view.undelivered += high.saturating_sub(part.next) + ready_here.count() as u64;
+            let pending_new = if part.next < high {
+                Some(part.next)
+            } else {
+                None
+            };
+            view.first_undelivered
+                .push(match (first_ready, pending_new) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                });
             view.owners.push(part.stream.owner.clone());
             view.cursors.push(part.floor);
         }
@@ -1028,6 +1043,10 @@ pub struct StatsView {
     pub expired_by_retention: u64,
     /// Per partition: the oldest unsettled offset, if any.
     pub first_unsettled: Vec<Option<u64>>,
+    /// Messages not delivered yet (consumer lag in messages).
+    pub undelivered: u64,
+    /// Per partition: the oldest offset not delivered yet, if any.
+    pub first_undelivered: Vec<Option<u64>>,
     pub cursors: Vec<u64>,
     pub owners: Vec<Option<String>>,
 }
