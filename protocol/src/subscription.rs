@@ -153,9 +153,9 @@ pub struct SubscriptionStats {
     pub delayed: u64,
     /// Age of the oldest unsettled message, in milliseconds (0 when none).
     pub oldest_unacked_age_ms: u64,
-    /// Messages dead-lettered by this subscription, in total.
+    /// Dead letters of this subscription that were not redriven.
     pub dead_lettered: u64,
-    /// Unacked messages removed by retention before delivery, in total.
+    /// Unsettled messages removed by retention since the server started.
     pub expired_by_retention: u64,
     /// Per-partition cursors.
     pub partitions: Vec<PartitionCursor>,

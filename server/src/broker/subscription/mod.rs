@@ -223,9 +223,20 @@ pub(super) fn map_storage(e: StorageError) -> BrokerError {
     }
 }
 
-/// Translates state changes into store writes.
+/// Translates state changes into store writes. Consecutive cursor moves
+/// of a partition are coalesced into one (a batch of in-order acks moves
+/// the floor once per ack): one range delete and one cursor write per
+/// partition and commit, applied after the entry writes they cover.
 pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
     let mut set = WriteSet::new();
+    let mut cursors: std::collections::BTreeMap<u32, (u64, u64)> =
+        std::collections::BTreeMap::new();
+    let flush = |set: &mut WriteSet, cursors: &mut std::collections::BTreeMap<u32, (u64, u64)>| {
+        for (partition, (from, to)) in std::mem::take(cursors) {
+            set.delete_sub_entries(sub, partition, from, to);
+            set.put_sub_cursor(sub, partition, to);
+        }
+    };
     for change in changes {
         match change {
             Change::Entry {
@@ -241,10 +252,12 @@ pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
                 from,
                 to,
             } => {
-                set.delete_sub_entries(sub, partition, from, to);
-                set.put_sub_cursor(sub, partition, to);
+                let slot = cursors.entry(partition).or_insert((from, to));
+                slot.0 = slot.0.min(from);
+                slot.1 = slot.1.max(to);
             }
             Change::Reset { partition, cursor } => {
+                flush(&mut set, &mut cursors);
                 set.delete_sub_partition_entries(sub, partition);
                 set.put_sub_cursor(sub, partition, cursor);
             }
@@ -256,5 +269,6 @@ pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
             Change::Undead { partition, offset } => set.delete_sub_dead(sub, partition, offset),
         }
     }
+    flush(&mut set, &mut cursors);
     set
 }
