@@ -22,3 +22,5 @@ mod produce_read;
 mod retention;
 #[path = "blackbox/topics.rs"]
 mod topics;
+#[path = "blackbox/ws.rs"]
+mod ws;
