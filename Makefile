@@ -8,10 +8,10 @@ SHELL := /bin/bash
 CARGO_TARGET_DIR ?= $(HOME)/.cache/weir-target
 export CARGO_TARGET_DIR
 
-APT_PACKAGES := clang libclang-dev librocksdb-dev prometheus
+APT_PACKAGES := clang libclang-dev librocksdb-dev prometheus python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps run build test lint unit blackbox dashboards helm openapi bench fmt
+.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi bench fmt
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -40,13 +40,24 @@ unit: deps
 	cargo build -p weir-server -p weir-client
 	WEIR_REQUIRE_PROMTOOL=1 cargo test --workspace
 
+# The WebSocket endpoints driven by an independent client (Python
+# `websockets`, installed into .tools/ws-python on first use).
+WS_PYTHON := .tools/ws-python/bin/python
+ws-python: deps
+	@$(WS_PYTHON) -c 'import websockets' 2>/dev/null || { \
+	  echo "installing websockets into .tools/ws-python"; \
+	  python3 -m venv .tools/ws-python && \
+	  $(WS_PYTHON) -m pip install --quiet --disable-pip-version-check 'websockets>=14,<18'; }
+	cargo build -p weir-server
+	$(WS_PYTHON) tests/python/ws_check.py $(CARGO_TARGET_DIR)/debug/weir-server
+
 dashboards:
 	bash scripts/check-dashboards.sh
 
 helm:
 	bash scripts/check-helm.sh
 
-test: lint unit dashboards helm
+test: lint unit ws-python dashboards helm
 
 # Regenerate openapi/openapi.json from the code.
 openapi:

@@ -1,9 +1,11 @@
 //! WebSocket frames: JSON text frames tagged by `type`.
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::message::{ProduceMessage, ProduceResult};
+use crate::message::{Message, ProduceMessage, ProduceResult};
 use crate::subscription::ReceivedMessage;
 
 /// Frames a client sends on a subscription or publish socket.
@@ -100,4 +102,113 @@ pub struct Confirmation {
     pub count: u64,
     /// Ack ids matching no current delivery.
     pub unknown: Vec<String>,
+}
+
+/// Frames the server sends on a tail socket (`GET /v1/topics/{topic}/ws`).
+///
+/// A tail keeps no state and leases nothing, so its messages are plain
+/// [`Message`]s tagged `"type": "message"`: the same shape as a
+/// subscription delivery without `ack_id` and `attempt`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TailFrame {
+    /// A message, pushed as soon as it is durable.
+    Message(Message),
+    /// An error; the socket stays open unless the server closes it.
+    Error {
+        /// Stable error code.
+        code: crate::ErrorCode,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+// Not derived: `#[serde(tag)]` buffers the frame, and a buffered frame
+// cannot yield the message's `RawValue`. Read the tag, then read the frame
+// again as the tagged type (serde_json only, like `RawValue` itself).
+impl<'de> Deserialize<'de> for TailFrame {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Tag {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        #[derive(Deserialize)]
+        struct ErrorFields {
+            code: crate::ErrorCode,
+            detail: String,
+        }
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        let tag: Tag = serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
+        match tag.kind.as_str() {
+            "message" => serde_json::from_str(raw.get())
+                .map(TailFrame::Message)
+                .map_err(D::Error::custom),
+            "error" => serde_json::from_str(raw.get())
+                .map(|e: ErrorFields| TailFrame::Error {
+                    code: e.code,
+                    detail: e.detail,
+                })
+                .map_err(D::Error::custom),
+            other => Err(D::Error::unknown_variant(other, &["message", "error"])),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::ErrorCode;
+
+    #[test]
+    fn tail_message_is_a_tagged_message_and_round_trips() {
+        let message = Message {
+            topic: "orders".into(),
+            partition: 1,
+            offset: 7,
+            timestamp: 1,
+            key: Some("k".into()),
+            value: Some(RawValue::from_string("{\"a\":1}".into()).unwrap()),
+            value_b64: None,
+            headers: Default::default(),
+        };
+        let text = serde_json::to_string(&TailFrame::Message(message)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "message", "topic": "orders", "partition": 1, "offset": 7,
+                   "timestamp": 1, "key": "k", "value": {"a": 1}, "headers": {}})
+        );
+        let TailFrame::Message(back) = serde_json::from_str(&text).unwrap() else {
+            panic!("not a message frame: {text}");
+        };
+        assert_eq!((back.partition, back.offset), (1, 7));
+        assert_eq!(back.value.unwrap().get(), "{\"a\":1}");
+    }
+
+    #[test]
+    fn tail_error_round_trips_and_unknown_types_fail() {
+        let frame = TailFrame::Error {
+            code: ErrorCode::InvalidRequest,
+            detail: "no".into(),
+        };
+        let text = serde_json::to_string(&frame).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            json!({"type": "error", "code": "invalid_request", "detail": "no"})
+        );
+        assert!(matches!(
+            serde_json::from_str(&text).unwrap(),
+            TailFrame::Error {
+                code: ErrorCode::InvalidRequest,
+                ..
+            }
+        ));
+        let err = serde_json::from_str::<TailFrame>(r#"{"type":"acked"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
 }

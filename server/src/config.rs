@@ -46,6 +46,13 @@ struct FileConfig {
     retention_interval_ms: Option<u64>,
     write_buffer_bytes: Option<usize>,
     block_cache_bytes: Option<usize>,
+    ws_ping_interval_ms: Option<u64>,
+    ws_idle_timeout_ms: Option<u64>,
+    ws_max_message_bytes: Option<usize>,
+    ws_outbound_buffer: Option<usize>,
+    ws_outbound_buffer_bytes: Option<usize>,
+    ws_slow_consumer_timeout_ms: Option<u64>,
+    ws_publish_max_in_flight: Option<usize>,
 }
 
 /// Command line; every option also reads `WEIR_<NAME>`.
@@ -92,6 +99,32 @@ pub struct Args {
     /// RocksDB block cache in bytes [default: 134217728].
     #[arg(long, env = "WEIR_BLOCK_CACHE_BYTES")]
     pub block_cache_bytes: Option<usize>,
+    /// WebSocket ping period in milliseconds [default: 20000].
+    #[arg(long, env = "WEIR_WS_PING_INTERVAL_MS")]
+    pub ws_ping_interval_ms: Option<u64>,
+    /// Close a WebSocket that sent nothing (not even a pong) for this many
+    /// milliseconds [default: 60000].
+    #[arg(long, env = "WEIR_WS_IDLE_TIMEOUT_MS")]
+    pub ws_idle_timeout_ms: Option<u64>,
+    /// Largest WebSocket message (and frame) a client may send, in bytes
+    /// [default: 8388608].
+    #[arg(long, env = "WEIR_WS_MAX_MESSAGE_BYTES")]
+    pub ws_max_message_bytes: Option<usize>,
+    /// Frames queued per WebSocket before the server stops producing more
+    /// [default: 256].
+    #[arg(long, env = "WEIR_WS_OUTBOUND_BUFFER")]
+    pub ws_outbound_buffer: Option<usize>,
+    /// Bytes of frames queued per WebSocket before the server stops
+    /// producing more [default: 4194304].
+    #[arg(long, env = "WEIR_WS_OUTBOUND_BUFFER_BYTES")]
+    pub ws_outbound_buffer_bytes: Option<usize>,
+    /// Close a WebSocket (1008) that accepts no frame for this many
+    /// milliseconds [default: 10000].
+    #[arg(long, env = "WEIR_WS_SLOW_CONSUMER_TIMEOUT_MS")]
+    pub ws_slow_consumer_timeout_ms: Option<u64>,
+    /// Publish requests processed concurrently per socket [default: 16].
+    #[arg(long, env = "WEIR_WS_PUBLISH_MAX_IN_FLIGHT")]
+    pub ws_publish_max_in_flight: Option<usize>,
     /// Print the commented default configuration file and exit.
     #[arg(long)]
     pub print_default_config: bool,
@@ -116,7 +149,34 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub retention_interval: Duration,
     pub store: StoreOptions,
+    pub websocket: WebSocketOptions,
 }
+
+/// Limits and timers of every WebSocket (`ws_*` options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSocketOptions {
+    /// Period of the server's pings.
+    pub ping_interval: Duration,
+    /// A socket that sent nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest message and frame a client may send, in bytes.
+    pub max_message_bytes: usize,
+    /// Frames queued per socket for the client.
+    pub outbound_buffer: usize,
+    /// Bytes of frames queued per socket for the client.
+    pub outbound_buffer_bytes: usize,
+    /// A socket that accepts no frame for this long is a slow consumer.
+    pub slow_consumer_timeout: Duration,
+    /// Publish requests processed concurrently per socket.
+    pub publish_max_in_flight: usize,
+}
+
+/// Bounds of the `ws_*` options.
+const WS_MIN_MESSAGE_BYTES: usize = 1024;
+const WS_MAX_MESSAGE_BYTES: usize = 64 << 20;
+const WS_MAX_OUTBOUND_BUFFER: usize = 65_536;
+const WS_MAX_OUTBOUND_BUFFER_BYTES: usize = 1 << 30;
+const WS_MAX_PUBLISH_IN_FLIGHT: usize = 1024;
 
 impl Config {
     /// Defaults only (tests use this and override fields).
@@ -149,6 +209,13 @@ impl Config {
                 retention_interval_ms: args.retention_interval_ms,
                 write_buffer_bytes: args.write_buffer_bytes,
                 block_cache_bytes: args.block_cache_bytes,
+                ws_ping_interval_ms: args.ws_ping_interval_ms,
+                ws_idle_timeout_ms: args.ws_idle_timeout_ms,
+                ws_max_message_bytes: args.ws_max_message_bytes,
+                ws_outbound_buffer: args.ws_outbound_buffer,
+                ws_outbound_buffer_bytes: args.ws_outbound_buffer_bytes,
+                ws_slow_consumer_timeout_ms: args.ws_slow_consumer_timeout_ms,
+                ws_publish_max_in_flight: args.ws_publish_max_in_flight,
             },
         );
         finish(merged)
@@ -177,7 +244,14 @@ fn overlay(base: &mut FileConfig, top: FileConfig) {
         shutdown_timeout_ms,
         retention_interval_ms,
         write_buffer_bytes,
-        block_cache_bytes
+        block_cache_bytes,
+        ws_ping_interval_ms,
+        ws_idle_timeout_ms,
+        ws_max_message_bytes,
+        ws_outbound_buffer,
+        ws_outbound_buffer_bytes,
+        ws_slow_consumer_timeout_ms,
+        ws_publish_max_in_flight
     );
 }
 
@@ -189,6 +263,7 @@ fn required<T>(value: Option<T>, option: &'static str) -> Result<T, ConfigError>
 }
 
 fn finish(f: FileConfig) -> Result<Config, ConfigError> {
+    let websocket = websocket_options(&f)?;
     let listen_text = required(f.listen, "listen")?;
     let listen = listen_text.parse().map_err(|e| ConfigError::Invalid {
         option: "listen",
@@ -253,6 +328,82 @@ fn finish(f: FileConfig) -> Result<Config, ConfigError> {
             write_buffer_bytes: required(f.write_buffer_bytes, "write_buffer_bytes")?,
             block_cache_bytes: required(f.block_cache_bytes, "block_cache_bytes")?,
         },
+        websocket,
+    })
+}
+
+fn websocket_options(f: &FileConfig) -> Result<WebSocketOptions, ConfigError> {
+    let in_range = |value: Option<u64>, option: &'static str, min: u64, max: u64| {
+        let value = required(value, option)?;
+        if (min..=max).contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid {
+                option,
+                detail: format!("{value} is not between {min} and {max}"),
+            })
+        }
+    };
+    let as_u64 = |v: Option<usize>| v.map(|v| v as u64);
+    let ping = in_range(
+        f.ws_ping_interval_ms,
+        "ws_ping_interval_ms",
+        1,
+        u64::from(u32::MAX),
+    )?;
+    let idle = in_range(
+        f.ws_idle_timeout_ms,
+        "ws_idle_timeout_ms",
+        1,
+        u64::from(u32::MAX),
+    )?;
+    if idle <= ping {
+        // A healthy client answers pings; with no ping inside the idle
+        // window, quiet but healthy sockets would be closed.
+        return Err(ConfigError::Invalid {
+            option: "ws_idle_timeout_ms",
+            detail: format!("must exceed `ws_ping_interval_ms` ({ping})"),
+        });
+    }
+    let max_message = in_range(
+        as_u64(f.ws_max_message_bytes),
+        "ws_max_message_bytes",
+        WS_MIN_MESSAGE_BYTES as u64,
+        WS_MAX_MESSAGE_BYTES as u64,
+    )?;
+    let outbound = in_range(
+        as_u64(f.ws_outbound_buffer),
+        "ws_outbound_buffer",
+        1,
+        WS_MAX_OUTBOUND_BUFFER as u64,
+    )?;
+    let outbound_bytes = in_range(
+        as_u64(f.ws_outbound_buffer_bytes),
+        "ws_outbound_buffer_bytes",
+        1024,
+        WS_MAX_OUTBOUND_BUFFER_BYTES as u64,
+    )?;
+    let slow = in_range(
+        f.ws_slow_consumer_timeout_ms,
+        "ws_slow_consumer_timeout_ms",
+        1,
+        u64::from(u32::MAX),
+    )?;
+    let in_flight = in_range(
+        as_u64(f.ws_publish_max_in_flight),
+        "ws_publish_max_in_flight",
+        1,
+        WS_MAX_PUBLISH_IN_FLIGHT as u64,
+    )?;
+    // The bounds above are far below `usize::MAX`, so these casts are exact.
+    Ok(WebSocketOptions {
+        ping_interval: Duration::from_millis(ping),
+        idle_timeout: Duration::from_millis(idle),
+        max_message_bytes: max_message as usize,
+        outbound_buffer: outbound as usize,
+        outbound_buffer_bytes: outbound_bytes as usize,
+        slow_consumer_timeout: Duration::from_millis(slow),
+        publish_max_in_flight: in_flight as usize,
     })
 }
 
@@ -294,5 +445,40 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(err, ConfigError::Parse { .. }));
+    }
+
+    #[test]
+    fn websocket_options_have_defaults_and_bounds() {
+        let ws = Config::defaults().unwrap().websocket;
+        assert_eq!(ws.ping_interval, Duration::from_millis(20_000));
+        assert_eq!(ws.idle_timeout, Duration::from_millis(60_000));
+        assert_eq!(ws.max_message_bytes, 8 << 20);
+        assert_eq!(ws.outbound_buffer, 256);
+        assert_eq!(ws.outbound_buffer_bytes, 4 << 20);
+        assert_eq!(ws.slow_consumer_timeout, Duration::from_millis(10_000));
+        assert_eq!(ws.publish_max_in_flight, 16);
+        let idle_below_ping = Args {
+            ws_ping_interval_ms: Some(5000),
+            ws_idle_timeout_ms: Some(5000),
+            ..Args::default()
+        };
+        let err = Config::resolve(&idle_below_ping).unwrap_err().to_string();
+        assert!(err.contains("ws_idle_timeout_ms"), "{err}");
+        for bad in [
+            Args {
+                ws_outbound_buffer: Some(0),
+                ..Args::default()
+            },
+            Args {
+                ws_max_message_bytes: Some(100),
+                ..Args::default()
+            },
+            Args {
+                ws_publish_max_in_flight: Some(0),
+                ..Args::default()
+            },
+        ] {
+            assert!(Config::resolve(&bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
+use crate::api::ws::Sockets;
 use crate::api::{self, AppState};
 use crate::broker::{clock::now_ms, Broker, BrokerError};
 use crate::config::Config;
@@ -34,10 +35,12 @@ pub async fn run(
     let store = Store::open(&config.data_dir, &config.store)?;
     let broker = Broker::open(store.clone())?;
     let shutting_down = Arc::new(AtomicBool::new(false));
+    let sockets = Sockets::new(config.websocket.clone());
     let state = AppState {
         broker: broker.clone(),
         shutting_down: shutting_down.clone(),
         max_request_bytes: config.max_request_bytes,
+        sockets: sockets.clone(),
     };
     let background = spawn_retention(broker.clone(), config.retention_interval);
     tracing::info!(
@@ -50,12 +53,16 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal_broker = broker.clone();
     let signal_flag = shutting_down.clone();
+    let signal_sockets = sockets.clone();
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested: draining in-flight requests");
         signal_flag.store(true, Ordering::SeqCst);
         // Long polls return at once instead of holding shutdown up.
         signal_broker.wake_all();
+        // WebSockets are no longer HTTP requests axum waits for: close them
+        // (1001) and wait for them below.
+        signal_sockets.shutdown();
         let _ = stop_tx.send(true);
     });
     let mut graceful_rx = stop_rx.clone();
@@ -65,7 +72,11 @@ pub async fn run(
     let timeout = config.shutdown_timeout;
     let mut deadline_rx = stop_rx;
     tokio::select! {
-        result = serve => result?,
+        result = async {
+            serve.await?;
+            sockets.closed().await;
+            Ok::<_, std::io::Error>(())
+        } => result?,
         _ = async {
             let _ = deadline_rx.wait_for(|stop| *stop).await;
             tokio::time::sleep(timeout).await;

@@ -30,3 +30,5 @@ mod subs_helpers;
 mod subscriptions;
 #[path = "blackbox/topics.rs"]
 mod topics;
+#[path = "blackbox/ws.rs"]
+mod ws;

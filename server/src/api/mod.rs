@@ -10,6 +10,7 @@ pub mod openapi;
 mod ops;
 mod subscriptions;
 mod topics;
+pub mod ws;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     pub shutting_down: Arc<AtomicBool>,
     pub max_request_bytes: usize,
+    pub sockets: Arc<ws::Sockets>,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
+        .merge(ws::routes())
 }
 
 /// The OpenAPI document of the server.
