@@ -166,8 +166,45 @@ async def check_shutdown_closes_with_1001(server):
     assert code == 0, f"server exited with {code}"
 
 
+async def check_subscription_socket_credit_ack_and_release(server):
+    status, _ = server.http("PUT", "/v1/topics/pyq", {})
+    assert status == 201, status
+    retry = {"max_attempts": None,
+             "backoff": {"initial_ms": 0, "max_ms": 0, "multiplier": 1.0, "jitter": 0.0}}
+    status, _ = server.http("PUT", "/v1/topics/pyq/subscriptions/work",
+                            {"start": "earliest", "retry": retry})
+    assert status == 201, status
+    status, _ = server.http("POST", "/v1/topics/pyq/messages",
+                            {"messages": [{"value": i} for i in range(5)]})
+    assert status == 200, status
+    async with server.ws("/v1/topics/pyq/subscriptions/work/ws") as sub:
+        await sub.send(json.dumps({"type": "credit", "messages": 3}))
+        got = [await recv_json(sub) for _ in range(3)]
+        assert all(f["type"] == "message" and f["attempt"] == 1 for f in got), got
+        try:
+            extra = await asyncio.wait_for(sub.recv(), 0.5)
+            raise AssertionError(f"sent beyond the credit: {extra}")
+        except asyncio.TimeoutError:
+            pass
+        await sub.send(json.dumps({"type": "ack", "request_id": "a1",
+                                   "ack_ids": [got[0]["ack_id"], "AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd"]}))
+        reply = await recv_json(sub)
+        assert reply == {"type": "acked", "request_id": "a1", "count": 1,
+                         "unknown": ["AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd"]}, reply
+    # Closing released the two unacked leases: an HTTP pull gets them back.
+    deadline = time.monotonic() + STEP_TIMEOUT
+    values = set()
+    while len(values) < 4 and time.monotonic() < deadline:
+        status, page = server.http("POST", "/v1/topics/pyq/subscriptions/work/pull",
+                                   {"max_messages": 10, "wait_ms": 500})
+        assert status == 200, page
+        values.update(m["value"] for m in page["messages"])
+    assert values == {1, 2, 3, 4}, values
+
+
 CHECKS = [
     check_tail_sees_pipelined_publishes,
+    check_subscription_socket_credit_ack_and_release,
     check_malformed_frame_keeps_the_socket,
     check_binary_frame_closes_with_1003,
     check_unknown_topic_is_refused_with_a_problem,

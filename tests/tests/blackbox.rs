@@ -32,3 +32,5 @@ mod subscriptions;
 mod topics;
 #[path = "blackbox/ws.rs"]
 mod ws;
+#[path = "blackbox/ws_subscribe.rs"]
+mod ws_subscribe;

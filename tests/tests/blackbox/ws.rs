@@ -15,12 +15,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::harness::TestServer;
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Longest wait for any one frame.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(15);
 
-async fn connect(server: &TestServer, path: &str) -> Socket {
+pub async fn connect(server: &TestServer, path: &str) -> Socket {
     let url = server.url(path).replacen("http://", "ws://", 1);
     let connecting = tokio_tungstenite::connect_async(&url);
     let Ok(connected) = tokio::time::timeout(FRAME_TIMEOUT, connecting).await else {
@@ -36,7 +36,7 @@ async fn connect(server: &TestServer, path: &str) -> Socket {
 }
 
 /// The next frame that is not a ping or pong.
-async fn next(socket: &mut Socket) -> Option<Result<Message, WsError>> {
+pub async fn next(socket: &mut Socket) -> Option<Result<Message, WsError>> {
     loop {
         let frame = tokio::time::timeout(FRAME_TIMEOUT, socket.next())
             .await
@@ -49,14 +49,14 @@ async fn next(socket: &mut Socket) -> Option<Result<Message, WsError>> {
 }
 
 /// The next text frame as JSON.
-async fn json(socket: &mut Socket) -> Value {
+pub async fn json(socket: &mut Socket) -> Value {
     match next(socket).await {
         Some(Ok(Message::Text(text))) => serde_json::from_str(text.as_str()).expect("JSON frame"),
         other => panic!("expected a text frame, got {other:?}"),
     }
 }
 
-async fn send_json(socket: &mut Socket, frame: &Value) {
+pub async fn send_json(socket: &mut Socket, frame: &Value) {
     socket
         .send(Message::text(frame.to_string()))
         .await
@@ -64,7 +64,7 @@ async fn send_json(socket: &mut Socket, frame: &Value) {
 }
 
 /// Reads until the server closes; returns its close frame.
-async fn close_frame(socket: &mut Socket) -> CloseFrame {
+pub async fn close_frame(socket: &mut Socket) -> CloseFrame {
     loop {
         match next(socket).await {
             Some(Ok(Message::Close(Some(frame)))) => return frame,

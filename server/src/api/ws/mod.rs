@@ -1,5 +1,6 @@
-//! WebSocket endpoints: the live tail of a topic (`tail.rs`) and publishing
-//! over one socket (`publish.rs`), on shared machinery — the socket driver
+//! WebSocket endpoints: the live tail of a topic (`tail.rs`), publishing
+//! over one socket (`publish.rs`) and consuming a subscription with credit
+//! (`subscribe.rs`), on shared machinery — the socket driver
 //! (`transport.rs`) runs any [`Protocol`] (`session.rs`) and owns limits,
 //! pings, slow consumers, shutdown and close codes.
 //!
@@ -11,6 +12,7 @@
 
 mod publish;
 mod session;
+mod subscribe;
 mod tail;
 #[cfg(test)]
 mod testing;
@@ -121,4 +123,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(WsDoc::openapi())
         .routes(routes!(tail::tail))
         .routes(routes!(publish::publish))
+        .routes(routes!(subscribe::subscribe))
 }

@@ -156,11 +156,16 @@ impl Subscription {
         Ok(response)
     }
 
-    /// Releases every lease of a closed socket under the retry policy.
-    pub async fn release_holder(&self, holder: u64) -> Result<()> {
+    /// Releases every lease of a closed socket under the retry policy (in
+    /// stream mode: the partitions of its consumer).
+    pub async fn release_holder(&self, holder: u64, consumer: Option<&str>) -> Result<()> {
         let now = now_ms();
         let (mut state, mut changes) = self.lock(now).await;
         changes.extend(state.release_holder(holder, now));
+        if state.mode() == weir_protocol::Mode::Stream {
+            let consumer = consumer.unwrap_or(super::pull::DEFAULT_CONSUMER);
+            changes.extend(state.release_consumer(consumer, now));
+        }
         let rx = self.enqueue(&mut state, changes).await?;
         drop(state);
         committed(rx).await?;

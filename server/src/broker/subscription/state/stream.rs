@@ -467,6 +467,24 @@ impl State {
         true
     }
 
+    /// A consumer went away (its socket closed): its partitions' in-flight
+    /// runs fail as disconnects and the partitions become free.
+    pub fn release_consumer(&mut self, consumer: &str, now: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.consumers.remove(consumer);
+        for p in 0..self.parts.len() as u32 {
+            let part = &self.parts[p as usize];
+            if part.stream.owner.as_deref() != Some(consumer) {
+                continue;
+            }
+            if part.next > part.floor {
+                self.fail_head(p, Failure::of(FailKind::Disconnect), now, &mut changes);
+            }
+            self.parts[p as usize].stream.owner = None;
+        }
+        changes
+    }
+
     /// Partitions owned by `consumer` and the owner of each (stats).
     pub fn owner_of(&self, p: u32) -> Option<&str> {
         self.parts.get(p as usize)?.stream.owner.as_deref()
