@@ -128,7 +128,12 @@ impl Protocol for Subscribe {
                     },
                     None => break Ok(()),
                 },
-                pulled = async { delivery.as_mut().expect("guarded").await }, if delivery.is_some() => {
+                pulled = async {
+                    match delivery.as_mut() {
+                        Some(pull) => pull.await,
+                        None => future::pending().await,
+                    }
+                }, if delivery.is_some() => {
                     delivery = None;
                     match pulled {
                         Ok(Ok(messages)) => {
