@@ -10,6 +10,10 @@
 #[path = "blackbox/harness.rs"]
 mod harness;
 
+#[path = "blackbox/cli.rs"]
+mod cli;
+#[path = "blackbox/client_api.rs"]
+mod client_api;
 #[path = "blackbox/dead_letters.rs"]
 mod dead_letters;
 #[path = "blackbox/durability.rs"]
