@@ -36,7 +36,10 @@ UID = 10001
 # Keys of the server's config file (weir-server --print-default-config).
 KNOWN_TOML_KEYS = {"listen", "data_dir", "fsync", "fsync_interval_ms", "log_format",
                    "log_level", "max_request_bytes", "shutdown_timeout_ms",
-                   "retention_interval_ms", "write_buffer_bytes", "block_cache_bytes"}
+                   "retention_interval_ms", "write_buffer_bytes", "block_cache_bytes",
+                   "metrics_per_topic", "ws_ping_interval_ms", "ws_idle_timeout_ms",
+                   "ws_max_message_bytes", "ws_outbound_buffer", "ws_outbound_buffer_bytes",
+                   "ws_slow_consumer_timeout_ms", "ws_publish_max_in_flight"}
 
 errors = []
 

@@ -44,6 +44,7 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     shutdown_timeout_ms: Option<u64>,
     retention_interval_ms: Option<u64>,
+    metrics_per_topic: Option<bool>,
     write_buffer_bytes: Option<usize>,
     block_cache_bytes: Option<usize>,
     ws_ping_interval_ms: Option<u64>,
@@ -93,6 +94,10 @@ pub struct Args {
     /// Retention pass period in milliseconds [default: 5000].
     #[arg(long, env = "WEIR_RETENTION_INTERVAL_MS")]
     pub retention_interval_ms: Option<u64>,
+    /// Label metrics per topic and subscription (false: aggregate under
+    /// `_all`, for very many topics) [default: true].
+    #[arg(long, env = "WEIR_METRICS_PER_TOPIC")]
+    pub metrics_per_topic: Option<bool>,
     /// RocksDB memtable budget in bytes [default: 268435456].
     #[arg(long, env = "WEIR_WRITE_BUFFER_BYTES")]
     pub write_buffer_bytes: Option<usize>,
@@ -148,6 +153,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub shutdown_timeout: Duration,
     pub retention_interval: Duration,
+    /// Per-topic/per-subscription metric labels (else aggregated).
+    pub metrics_per_topic: bool,
     pub store: StoreOptions,
     pub websocket: WebSocketOptions,
 }
@@ -207,6 +214,7 @@ impl Config {
                 max_request_bytes: args.max_request_bytes,
                 shutdown_timeout_ms: args.shutdown_timeout_ms,
                 retention_interval_ms: args.retention_interval_ms,
+                metrics_per_topic: args.metrics_per_topic,
                 write_buffer_bytes: args.write_buffer_bytes,
                 block_cache_bytes: args.block_cache_bytes,
                 ws_ping_interval_ms: args.ws_ping_interval_ms,
@@ -243,6 +251,7 @@ fn overlay(base: &mut FileConfig, top: FileConfig) {
         max_request_bytes,
         shutdown_timeout_ms,
         retention_interval_ms,
+        metrics_per_topic,
         write_buffer_bytes,
         block_cache_bytes,
         ws_ping_interval_ms,
@@ -323,6 +332,7 @@ fn finish(f: FileConfig) -> Result<Config, ConfigError> {
             "shutdown_timeout_ms",
         )?),
         retention_interval: Duration::from_millis(retention),
+        metrics_per_topic: required(f.metrics_per_topic, "metrics_per_topic")?,
         store: StoreOptions {
             fsync,
             write_buffer_bytes: required(f.write_buffer_bytes, "write_buffer_bytes")?,

@@ -32,6 +32,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    crate::metrics::set_per_name_labels(config.metrics_per_topic);
     let store = Store::open(&config.data_dir, &config.store)?;
     let broker = Broker::open(store.clone())?;
     let shutting_down = Arc::new(AtomicBool::new(false));

@@ -158,3 +158,22 @@ async fn subscription_metrics_match_what_happened_and_pass_promtool() {
         "series of a deleted subscription remain"
     );
 }
+
+#[tokio::test]
+async fn per_topic_labels_can_be_switched_off() {
+    let s = TestServer::start_with(&["--metrics-per-topic", "false"]);
+    for t in ["a", "b"] {
+        s.create_topic(t, &json!({})).await;
+        put_sub(&s, t, "s", json!({"start": "earliest"}), 201).await;
+        produce_n(&s, t, 2, false).await;
+    }
+    let text = s.get("/metrics").await.text;
+    expect(&text, r#"weir_messages_produced_total{topic="_all"}"#, 4.0);
+    expect(
+        &text,
+        r#"weir_subscription_backlog_messages{subscription="_all",topic="_all"}"#,
+        4.0,
+    );
+    assert!(!text.contains(r#"topic="a""#), "no per-topic series");
+    promtool_check(&text);
+}
