@@ -448,6 +448,51 @@ impl State {
             offset,
             token,
         }));
+        self.compact_timers();
+    }
+
+    /// Timers are removed lazily (an acked lease's timer stays until it
+    /// would fire). When stale ones dominate the heap, drop them so memory
+    /// follows the messages in flight, not the ack rate.
+    fn compact_timers(&mut self) {
+        let live_bound = 4 * (self.leased as usize + 3 * self.parts.len()) + 4096;
+        if self.timers.len() <= live_bound {
+            return;
+        }
+        let timers = std::mem::take(&mut self.timers);
+        let kept: Vec<Reverse<Timer>> = timers
+            .into_vec()
+            .into_iter()
+            .filter(|Reverse(t)| self.timer_is_live(t))
+            .collect();
+        self.timers = BinaryHeap::from(kept);
+    }
+
+    fn timer_is_live(&self, t: &Timer) -> bool {
+        match t.kind {
+            TimerKind::Lease => self.entry(t.partition, t.offset).is_some_and(|e| {
+                e.status
+                    == Status::Leased {
+                        token: t.token,
+                        deadline: t.at,
+                    }
+            }),
+            TimerKind::Due => self
+                .entry(t.partition, t.offset)
+                .is_some_and(|e| e.due_at == t.at),
+            TimerKind::HeadDue => self
+                .parts
+                .get(t.partition as usize)
+                .is_some_and(|p| p.stream.head_due == t.at),
+            // At most one pending per partition (flags), and they clear
+            // their flag when they fire: keep them.
+            TimerKind::StreamLease | TimerKind::Owner => true,
+        }
+    }
+
+    /// Timers held (live or stale), for tests and metrics.
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
     }
 
     /// Fires every timer due at `now`: expired leases fail, waiting

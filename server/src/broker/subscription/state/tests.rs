@@ -571,6 +571,27 @@ fn crash_with_leases_in_flight_counts_them_expired() {
     assert_eq!(h.dead_letters, vec![(0, 0)]);
 }
 
+#[test]
+fn acked_leases_do_not_leave_timers_behind() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    for round in 0..20u64 {
+        for _ in 0..1000 {
+            h.log.push(0, None, 0);
+        }
+        let ds = h.pull(round, 1000, "c");
+        assert_eq!(ds.len(), 1000);
+        for d in &ds {
+            assert!(h.ack(d, round));
+        }
+    }
+    assert_eq!(h.state.floor(0), 20_000);
+    assert!(
+        h.state.timer_count() < 10_000,
+        "{} timers held",
+        h.state.timer_count()
+    );
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Produce(usize),
