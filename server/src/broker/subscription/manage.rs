@@ -186,6 +186,7 @@ impl Subscription {
             committed(rx).await?;
             total += n;
             remaining = remaining.saturating_sub(read as u64);
+            tracing::info!(subscription = %self.name(), redriven = total, "redrive in progress");
             if read < limit {
                 break;
             }

@@ -148,10 +148,10 @@ impl Subscription {
         let rx = self.enqueue(&mut state, changes).await?;
         drop(state);
         committed(rx).await?;
+        // (Acks and extends create no earlier deadline: the timer task's
+        // planned wake-up stays right, so it is not disturbed.)
         if wake_waiters && response.acked > 0 {
             self.wake();
-        } else {
-            self.timer_wake.notify_one();
         }
         Ok(response)
     }
