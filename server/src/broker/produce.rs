@@ -183,7 +183,22 @@ pub async fn produce(
 
 /// Like [`produce`], committing `extra` changes atomically with the batch
 /// (a dead-letter copy and the settling of its original).
+///
+/// Runs in its own task: once offsets are placed, the commit and the
+/// publication of the new high watermark happen even if the caller goes
+/// away (a client disconnecting mid-request), so durable messages never
+/// stay invisible to readers.
 pub async fn produce_with(
+    store: Arc<Store>,
+    topic: Arc<Topic>,
+    batch: Vec<Prepared>,
+    now: u64,
+    extra: WriteSet,
+) -> Result<Vec<ProduceResult>> {
+    tokio::spawn(place_and_commit(store, topic, batch, now, extra)).await?
+}
+
+async fn place_and_commit(
     store: Arc<Store>,
     topic: Arc<Topic>,
     batch: Vec<Prepared>,
