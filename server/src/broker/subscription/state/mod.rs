@@ -245,6 +245,8 @@ pub struct State {
     jitter_counter: u64,
     /// Next partition a queue scan starts with (fairness).
     scan_start: u32,
+    /// Bound of `leased` for scans (`MAX_TRACKED`; lower in tests).
+    max_tracked: u64,
 }
 
 impl State {
@@ -267,6 +269,7 @@ impl State {
             token_counter: 0,
             jitter_counter: 0,
             scan_start: 0,
+            max_tracked: MAX_TRACKED as u64,
         };
         for &c in cursors {
             let mut part = Part {
@@ -364,6 +367,12 @@ impl State {
         }
         state.leased = state.count_tracked();
         state
+    }
+
+    /// Lowers the tracking bound (tests of the memory bound).
+    #[cfg(test)]
+    pub fn set_max_tracked(&mut self, n: u64) {
+        self.max_tracked = n;
     }
 
     fn count_tracked(&self) -> u64 {

@@ -3,9 +3,7 @@
 //! what it can and remembers only what cannot be delivered yet (delayed,
 //! held back by key ordering, ready beyond the batch).
 
-use super::{
-    Change, Delivery, Entry, FailKind, Failure, MsgMeta, State, Status, TimerKind, MAX_TRACKED,
-};
+use super::{Change, Delivery, Entry, FailKind, Failure, MsgMeta, State, Status, TimerKind};
 
 /// A range of the log to read for a scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +19,7 @@ impl State {
     /// partitions' durable high watermarks; `None` when caught up or when
     /// the tracked window is full.
     pub fn plan_scan(&mut self, highs: &[u64], want: usize) -> Option<ScanPlan> {
-        if want == 0 || self.tracked() >= MAX_TRACKED as u64 {
+        if want == 0 || self.tracked() >= self.max_tracked {
             return None;
         }
         let n = self.parts.len() as u32;
@@ -31,7 +29,7 @@ impl State {
             let part = &self.parts[p as usize];
             if part.next < high {
                 self.scan_start = (p + 1) % n.max(1);
-                let room = MAX_TRACKED as u64 - self.tracked();
+                let room = self.max_tracked - self.tracked();
                 let max = (want as u64).min(high - part.next).min(room.max(1)) as usize;
                 return Some(ScanPlan {
                     partition: p,
@@ -226,7 +224,7 @@ impl State {
     /// a full tracking window, stream in-flight limits, redriven messages).
     pub fn acks_unblock(&self) -> bool {
         self.key_ordering()
-            || self.tracked() + 1 >= MAX_TRACKED as u64
+            || self.tracked() + 1 >= self.max_tracked
             || self.config.mode == weir_protocol::Mode::Stream
     }
 

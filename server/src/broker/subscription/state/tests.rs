@@ -592,6 +592,36 @@ fn acked_leases_do_not_leave_timers_behind() {
     );
 }
 
+#[test]
+fn memory_follows_messages_in_flight_not_the_backlog() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    h.state.set_max_tracked(50);
+    for _ in 0..100_000 {
+        h.log.push(0, None, 0);
+    }
+    // A huge backlog costs nothing until it is delivered.
+    assert_eq!(h.state.tracked(), 0);
+    assert_eq!(h.stats(0).backlog, 100_000);
+    // Consumers that never ack can hold at most the window.
+    let mut held = Vec::new();
+    for i in 0..10 {
+        held.extend(h.pull(i, 20, "c"));
+    }
+    assert_eq!(held.len(), 50);
+    assert_eq!(h.state.tracked(), 50);
+    assert!(
+        h.pull(11, 20, "c").is_empty(),
+        "the scan pauses at the window"
+    );
+    // Acks free the window and delivery goes on from there.
+    for d in &held {
+        h.ack(d, 12);
+    }
+    assert_eq!(h.state.tracked(), 0);
+    assert_eq!(h.pull(13, 20, "c").len(), 20);
+    assert_eq!(h.stats(13).backlog, 100_000 - 50);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Produce(usize),
