@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR
 APT_PACKAGES := clang libclang-dev librocksdb-dev prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps run build test lint unit blackbox dashboards helm openapi bench fmt
+.PHONY: deps run build test lint unit blackbox dashboards helm openapi openapi-check bench fmt
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -46,7 +46,12 @@ dashboards:
 helm:
 	bash scripts/check-helm.sh
 
-test: lint unit dashboards helm
+# The spec through openapi-spec-validator, then a bounded, seeded
+# schemathesis run against a real server (tools into .tools/openapi-check).
+openapi-check:
+	bash scripts/check-openapi.sh
+
+test: lint unit dashboards helm openapi-check
 
 # Regenerate openapi/openapi.json from the code.
 openapi:
