@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR
 APT_PACKAGES := clang libclang-dev librocksdb-dev prometheus python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi bench fmt
+.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi openapi-check bench fmt
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -57,7 +57,12 @@ dashboards:
 helm:
 	bash scripts/check-helm.sh
 
-test: lint unit ws-python dashboards helm
+# The spec through openapi-spec-validator, then a bounded, seeded
+# schemathesis run against a real server (tools into .tools/openapi-check).
+openapi-check:
+	bash scripts/check-openapi.sh
+
+test: lint unit ws-python dashboards helm openapi-check
 
 # Regenerate openapi/openapi.json from the code.
 openapi:

@@ -1,5 +1,8 @@
 //! The naming rule for topics and subscriptions: `^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`.
 
+/// The naming rule as a regular expression (for the OpenAPI spec).
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$";
+
 /// Longest allowed topic or subscription name, in bytes.
 pub const MAX_NAME_LEN: usize = 200;
 

@@ -62,13 +62,17 @@ pub enum StartName {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Backoff {
-    /// Delay after the first failure.
+    /// Delay after the first failure (at most `max_ms`).
+    #[schema(maximum = 2592000000u64)]
     pub initial_ms: u64,
-    /// Upper bound of the delay.
+    /// Upper bound of the delay, at least `initial_ms` and at most 30 days.
+    #[schema(maximum = 2592000000u64)]
     pub max_ms: u64,
-    /// Growth factor per attempt, at least 1 (1 = fixed delay).
+    /// Growth factor per attempt, 1..=1000 (1 = fixed delay).
+    #[schema(minimum = 1, maximum = 1000)]
     pub multiplier: f64,
     /// Random share of the delay added or removed, 0..=1.
+    #[schema(minimum = 0, maximum = 1)]
     pub jitter: f64,
 }
 
@@ -77,6 +81,7 @@ pub struct Backoff {
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Deliveries before the message is dead-lettered; `null` = forever.
+    #[schema(minimum = 1)]
     pub max_attempts: Option<u32>,
     /// Delay between deliveries.
     pub backoff: Backoff,
@@ -93,22 +98,24 @@ pub struct SubscriptionSpec {
     /// Start position, used at creation only (default `latest`).
     #[serde(default)]
     pub start: Option<Start>,
-    /// Lease length in milliseconds (default 30000).
+    /// Lease length in milliseconds, 10..=43200000 (default 30000).
     #[serde(default)]
+    #[schema(minimum = 10, maximum = 43200000)]
     pub ack_timeout_ms: Option<u64>,
     /// Retry policy.
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
-    /// Dead-letter topic; default `<topic>.<sub>.dlq`. Explicit `null`
-    /// disables dead-lettering.
+    /// Dead-letter topic, other than the subscription's own; default
+    /// `<topic>.<sub>.dlq` (name one explicitly when that is not a valid
+    /// name). Explicit `null` disables dead-lettering.
     #[serde(
         default,
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")]
     pub dead_letter_topic: Option<Option<String>>,
-    /// Queue mode ordering.
+    /// Queue mode ordering (`key` is for queue mode only).
     #[serde(default)]
     pub ordering: Option<Ordering>,
 }
@@ -187,12 +194,16 @@ pub struct SubscriptionList {
 pub struct PullRequest {
     /// Most messages to lease (1..=1000, default 10).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_messages: Option<u32>,
     /// Long poll: wait up to this long for a first message (max 60000).
     #[serde(default)]
+    #[schema(maximum = 60000)]
     pub wait_ms: Option<u64>,
-    /// Consumer name; required to own partitions in stream mode.
+    /// Consumer name (same rule as topic names); required to own
+    /// partitions in stream mode.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")]
     pub consumer: Option<String>,
 }
 
@@ -261,7 +272,8 @@ pub struct PullResponse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
-    /// Ack ids from pulls.
+    /// Ack ids from pulls (1 to 10000).
+    #[schema(schema_with = ack_ids_schema)]
     pub ack_ids: Vec<String>,
 }
 
@@ -279,13 +291,17 @@ pub struct AckResponse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NackRequest {
-    /// Ack ids from pulls.
+    /// Ack ids from pulls (1 to 10000).
+    #[schema(schema_with = ack_ids_schema)]
     pub ack_ids: Vec<String>,
-    /// Why processing failed; kept as the dead-letter reason.
+    /// Why processing failed; kept as the dead-letter reason (at most 1024
+    /// bytes of UTF-8).
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub reason: Option<String>,
-    /// Redeliver after this delay instead of the retry backoff.
+    /// Redeliver after this delay instead of the retry backoff (at most 30 days).
     #[serde(default)]
+    #[schema(maximum = 2592000000u64)]
     pub delay_ms: Option<u64>,
     /// `false`: permanent failure, dead-letter at once.
     #[serde(default)]
@@ -296,10 +312,13 @@ pub struct NackRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendRequest {
-    /// Ack ids from pulls.
+    /// Ack ids from pulls (1 to 10000).
+    #[schema(schema_with = ack_ids_schema)]
     pub ack_ids: Vec<String>,
-    /// New lease length from now; default the subscription's `ack_timeout_ms`.
+    /// New lease length from now, 10..=43200000; default the subscription's
+    /// `ack_timeout_ms`.
     #[serde(default)]
+    #[schema(minimum = 10, maximum = 43200000)]
     pub ack_timeout_ms: Option<u64>,
 }
 
@@ -307,7 +326,9 @@ pub struct ExtendRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AtOffsets {
-    /// Partition number (as a string key) → offset.
+    /// Partition number (as a string key) → offset; at least one, each a
+    /// partition of the topic.
+    #[schema(schema_with = offsets_schema)]
     pub offsets: BTreeMap<String, u64>,
 }
 
@@ -337,6 +358,7 @@ pub struct SeekRequest {
 pub struct RedriveRequest {
     /// Most dead letters to redrive; `null` = all.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_messages: Option<u64>,
 }
 
@@ -345,6 +367,44 @@ pub struct RedriveRequest {
 pub struct RedriveResponse {
     /// Dead letters made deliverable again.
     pub redriven: u64,
+}
+
+/// Ack ids as issued by pulls: 24 bytes, URL-safe base64 without padding.
+fn ack_ids_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z0-9_-]{32}$")),
+        )
+        .min_items(Some(1))
+        .max_items(Some(10_000))
+        .description(Some("Ack ids from pulls (1 to 10000)."))
+        .build()
+}
+
+/// Partition number → offset, at least one entry.
+fn offsets_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9]{1,10}$")),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(0)),
+        ))
+        .min_properties(Some(1))
+        .description(Some(
+            "Partition number (as a string key) → offset; at least one, each a partition of the topic.",
+        ))
+        .build()
 }
 
 /// Distinguishes an absent field from an explicit `null`.

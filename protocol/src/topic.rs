@@ -10,12 +10,15 @@ use utoipa::ToSchema;
 pub struct Retention {
     /// Remove messages older than this many milliseconds.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_age_ms: Option<u64>,
     /// Keep at most this many bytes of stored messages per partition.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_bytes: Option<u64>,
     /// Keep at most this many messages per partition.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_messages: Option<u64>,
 }
 
@@ -27,15 +30,18 @@ pub struct Retention {
 pub struct TopicSpec {
     /// Number of partitions (1..=1024). May grow, never shrink.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1024)]
     pub partitions: Option<u32>,
     /// Retention limits; replaces the whole retention object when given.
     #[serde(default)]
     pub retention: Option<Retention>,
-    /// Largest accepted message (value + key + headers), in bytes.
+    /// Largest accepted message (value + key + headers), in bytes (at most 16 MiB).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 16777216)]
     pub max_message_bytes: Option<u32>,
-    /// How long an idempotency `id` is remembered, in milliseconds.
+    /// How long an idempotency `id` is remembered, in milliseconds (at most 7 days).
     #[serde(default)]
+    #[schema(maximum = 604800000)]
     pub dedupe_window_ms: Option<u64>,
 }
 

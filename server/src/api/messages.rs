@@ -12,7 +12,7 @@ use weir_protocol::{ErrorCode, ProduceMessage, ProduceRequest, ProduceResponse, 
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{media_type, parse_json, read_body, ApiPath, ApiQuery};
-use super::openapi::{Errors, TAG_MESSAGES};
+use super::openapi::{Errors, Name, NdjsonMessages, RawPayload, TAG_MESSAGES};
 use super::AppState;
 use crate::broker::clock::now_ms;
 use crate::broker::read::{ReadFrom, MAX_READ_LIMIT, MAX_WAIT_MS};
@@ -26,11 +26,11 @@ use crate::broker::read::{ReadFrom, MAX_READ_LIMIT, MAX_WAIT_MS};
 /// `Weir-Header-<name>`).
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/messages", tag = TAG_MESSAGES,
-    params(("topic" = String, Path, description = "Topic name")),
+    params(("topic" = Name, Path, description = "Topic name")),
     request_body(content(
         (ProduceRequest = "application/json", example = json!({"messages": [{"key": "customer-7", "value": {"order": 1}}, {"value_b64": "AAEC", "partition": 0}, {"value": "x", "id": "order-1-created", "delay_ms": 60000}]})),
-        (String = "application/x-ndjson"),
-        (Vec<u8> = "application/octet-stream"),
+        (inline(NdjsonMessages) = "application/x-ndjson"),
+        (inline(RawPayload) = "application/octet-stream"),
     )),
     responses(
         (status = 200, description = "Every message is durable; results in request order", body = ProduceResponse,
@@ -68,7 +68,7 @@ fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<ProduceMessage>> {
         .enumerate()
         .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
         .map(|(i, line)| {
-            serde_json::from_slice(line).map_err(|e| {
+            super::extract::from_json_slice(line).map_err(|e| {
                 ApiError::invalid(
                     format!("line {}", i + 1),
                     format!("invalid JSON message on line {}: {e}", i + 1),
@@ -136,13 +136,15 @@ fn raw_message(headers: &HeaderMap, body: &[u8]) -> ApiResult<ProduceMessage> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadQuery {
-    /// First offset to read (default: the oldest stored).
+    /// First offset to read (default: the oldest stored). Not together with `timestamp`.
     offset: Option<u64>,
-    /// Read from the first message at or after this timestamp instead.
+    /// Read from the first message at or after this timestamp instead. Not together with `offset`.
     timestamp: Option<u64>,
     /// Most messages to return (1..=10000, default 100).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
     /// Long poll: wait up to this many milliseconds for a message (max 60000).
+    #[param(maximum = 60000)]
     wait_ms: Option<u64>,
 }
 
@@ -153,8 +155,8 @@ pub struct ReadQuery {
 #[utoipa::path(
     get, path = "/v1/topics/{topic}/partitions/{partition}/messages", tag = TAG_MESSAGES,
     params(
-        ("topic" = String, Path, description = "Topic name"),
-        ("partition" = u32, Path, description = "Partition number"),
+        ("topic" = Name, Path, description = "Topic name"),
+        ("partition" = u32, Path, description = "Partition number (below the topic's `partitions`)", maximum = 1023),
         ReadQuery,
     ),
     responses((status = 200, description = "Messages in offset order", body = ReadResponse), Errors)

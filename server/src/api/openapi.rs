@@ -2,9 +2,13 @@
 //! responses. Paths come from the handlers' `#[utoipa::path]` declarations,
 //! the same ones that build the router (`api/mod.rs`).
 
+use std::borrow::Cow;
+
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi};
-use weir_protocol::Problem;
+use utoipa::openapi::RefOr;
+use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
+use weir_protocol::{Problem, ProduceMessage, ProduceRequest};
 
 pub const TAG_TOPICS: &str = "topics";
 pub const TAG_MESSAGES: &str = "messages";
@@ -24,10 +28,71 @@ pub const TAG_OPS: &str = "operations";
         (name = "subscriptions", description = "Named durable readers: queue and stream modes"),
         (name = "operations", description = "Health, readiness, metrics"),
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, Name, ProduceMessage)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
+
+/// A topic or subscription name (path parameters).
+pub struct Name;
+
+impl PartialSchema for Name {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(weir_protocol::names::NAME_PATTERN))
+            .description(Some(
+                "A topic or subscription name: a letter or digit, then up to 199 letters, \
+                 digits, `.`, `_` or `-`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Name {}
+
+/// The raw body of an `application/octet-stream` produce: the value of
+/// one message, any bytes.
+pub struct RawPayload;
+
+impl PartialSchema for RawPayload {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .content_media_type("application/octet-stream")
+            .into()
+    }
+}
+
+impl ToSchema for RawPayload {}
+
+/// An `application/x-ndjson` produce: one message object per line, each
+/// an item of this array (the `messages` of the JSON form).
+pub struct NdjsonMessages;
+
+impl PartialSchema for NdjsonMessages {
+    fn schema() -> RefOr<Schema> {
+        match ProduceRequest::schema() {
+            RefOr::T(Schema::Object(request)) => request
+                .properties
+                .get("messages")
+                .cloned()
+                .unwrap_or_else(Vec::<ProduceMessage>::schema),
+            _ => Vec::<ProduceMessage>::schema(),
+        }
+    }
+}
+
+impl ToSchema for NdjsonMessages {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("NdjsonMessages")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((ProduceMessage::name().into(), ProduceMessage::schema()));
+    }
+}
 
 /// Declares the bearer scheme used when tokens are configured.
 struct BearerAuth;

@@ -11,7 +11,7 @@ use weir_protocol::{
 
 use super::error::ApiResult;
 use super::extract::{ApiJson, ApiPath};
-use super::openapi::{Errors, TAG_SUBSCRIPTIONS};
+use super::openapi::{Errors, Name, TAG_SUBSCRIPTIONS};
 use super::AppState;
 use crate::broker::clock::now_ms;
 use crate::broker::subscription::pull::check_pull;
@@ -27,8 +27,8 @@ use crate::broker::{check_name, Upsert};
 /// (1 s to 60 s, ×2, 10% jitter), dead letters to `<topic>.<sub>.dlq`.
 #[utoipa::path(
     put, path = "/v1/topics/{topic}/subscriptions/{sub}", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
-    request_body(content = SubscriptionSpec, description = "Every field optional"),
+    params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
+    request_body(content = Option<SubscriptionSpec>, description = "Every field optional; an empty body or `null` reads as `{}`"),
     responses(
         (status = 201, description = "Subscription created", body = SubscriptionInfo),
         (status = 200, description = "Subscription updated or unchanged", body = SubscriptionInfo),
@@ -55,7 +55,7 @@ pub async fn put_subscription(
 /// Describe a subscription: configuration and statistics.
 #[utoipa::path(
     get, path = "/v1/topics/{topic}/subscriptions/{sub}", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
     responses((status = 200, description = "The subscription", body = SubscriptionInfo), Errors)
 )]
 pub async fn get_subscription(
@@ -68,7 +68,7 @@ pub async fn get_subscription(
 /// Delete a subscription and its state (the topic's data stays).
 #[utoipa::path(
     delete, path = "/v1/topics/{topic}/subscriptions/{sub}", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
     responses((status = 204, description = "Deleted"), Errors)
 )]
 pub async fn delete_subscription(
@@ -82,7 +82,7 @@ pub async fn delete_subscription(
 /// List a topic's subscriptions with their statistics.
 #[utoipa::path(
     get, path = "/v1/topics/{topic}/subscriptions", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = String, Path, description = "Topic name")),
+    params(("topic" = Name, Path, description = "Topic name")),
     responses((status = 200, description = "Subscriptions ordered by name", body = SubscriptionList), Errors)
 )]
 pub async fn list_subscriptions(
@@ -108,8 +108,8 @@ pub async fn list_subscriptions(
 /// offset order.
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/subscriptions/{sub}/pull", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
-    request_body(content = PullRequest, example = json!({"max_messages": 10, "wait_ms": 5000, "consumer": "worker-3"})),
+    params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
+    request_body(content = Option<PullRequest>, description = "Every field optional; an empty body or `null` reads as `{}`", example = json!({"max_messages": 10, "wait_ms": 5000, "consumer": "worker-3"})),
     responses(
         (status = 200, description = "Leased messages (possibly none)", body = PullResponse,
          example = json!({"messages": [{"topic": "orders", "partition": 0, "offset": 42, "timestamp": 1764300000000u64, "key": "customer-7", "value": {"order": 1}, "headers": {}, "ack_id": "AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd", "attempt": 1}]})),
@@ -145,7 +145,7 @@ pub async fn pull(
 /// `unknown` and change nothing.
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/subscriptions/{sub}/ack", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
     request_body(content = AckRequest, example = json!({"ack_ids": ["AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd"]})),
     responses(
         (status = 200, description = "Acked", body = AckResponse, example = json!({"acked": 1, "unknown": []})),
@@ -173,7 +173,7 @@ pub async fn ack(
 /// the released deliveries in `acked`.
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/subscriptions/{sub}/nack", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
     request_body(content = NackRequest, example = json!({"ack_ids": ["AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd"], "reason": "payment service timeout", "delay_ms": null})),
     responses((status = 200, description = "Released for redelivery or dead-lettered", body = AckResponse), Errors)
 )]
@@ -197,7 +197,7 @@ pub async fn nack(
 /// subscription's). The response counts renewed leases in `acked`.
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/subscriptions/{sub}/extend", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
     request_body(content = ExtendRequest, example = json!({"ack_ids": ["AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd"], "ack_timeout_ms": 60000})),
     responses((status = 200, description = "Leases renewed", body = AckResponse), Errors)
 )]
@@ -222,7 +222,7 @@ pub async fn extend(
 /// are delivered again. Answers with the subscription once durable.
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/subscriptions/{sub}/seek", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
+    params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
     request_body(content = SeekRequest, example = json!({"to": {"offsets": {"0": 10, "1": 5}}})),
     responses((status = 200, description = "Moved", body = SubscriptionInfo), Errors)
 )]
@@ -244,8 +244,8 @@ pub async fn seek(
 /// second redrive does not redeliver the same dead letters.
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/subscriptions/{sub}/dead-letters/redrive", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name")),
-    request_body(content = RedriveRequest, example = json!({"max_messages": null})),
+    params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
+    request_body(content = Option<RedriveRequest>, description = "Every field optional; an empty body or `null` reads as `{}`", example = json!({"max_messages": null})),
     responses((status = 200, description = "Redriven", body = RedriveResponse, example = json!({"redriven": 3})), Errors)
 )]
 pub async fn redrive(

@@ -7,7 +7,7 @@ use weir_protocol::{TopicInfo, TopicList, TopicSpec};
 
 use super::error::ApiResult;
 use super::extract::{ApiJson, ApiPath};
-use super::openapi::{Errors, TAG_TOPICS};
+use super::openapi::{Errors, Name, TAG_TOPICS};
 use super::AppState;
 use crate::broker::{clock::now_ms, Upsert};
 
@@ -16,8 +16,8 @@ use crate::broker::{clock::now_ms, Upsert};
 /// Creation answers 201; an update 200; the same body twice changes nothing.
 #[utoipa::path(
     put, path = "/v1/topics/{topic}", tag = TAG_TOPICS,
-    params(("topic" = String, Path, description = "Topic name")),
-    request_body(content = TopicSpec, description = "Every field optional"),
+    params(("topic" = Name, Path, description = "Topic name")),
+    request_body(content = Option<TopicSpec>, description = "Every field optional; an empty body or `null` reads as `{}`"),
     responses(
         (status = 201, description = "Topic created", body = TopicInfo),
         (status = 200, description = "Topic updated or unchanged", body = TopicInfo),
@@ -40,7 +40,7 @@ pub async fn put_topic(
 /// Describe a topic: configuration and partition offsets.
 #[utoipa::path(
     get, path = "/v1/topics/{topic}", tag = TAG_TOPICS,
-    params(("topic" = String, Path, description = "Topic name")),
+    params(("topic" = Name, Path, description = "Topic name")),
     responses((status = 200, description = "The topic", body = TopicInfo), Errors)
 )]
 pub async fn get_topic(
@@ -53,7 +53,7 @@ pub async fn get_topic(
 /// Delete a topic with its data and subscriptions.
 #[utoipa::path(
     delete, path = "/v1/topics/{topic}", tag = TAG_TOPICS,
-    params(("topic" = String, Path, description = "Topic name")),
+    params(("topic" = Name, Path, description = "Topic name")),
     responses((status = 204, description = "Deleted"), Errors)
 )]
 pub async fn delete_topic(
