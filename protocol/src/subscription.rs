@@ -31,7 +31,7 @@ pub enum Ordering {
 
 /// A timestamp position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "maps_only::TimestampMap")]
 pub struct AtTimestamp {
     /// Milliseconds since the Unix epoch.
     pub timestamp: u64,
@@ -324,7 +324,7 @@ pub struct ExtendRequest {
 
 /// Explicit per-partition offsets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "maps_only::OffsetsMap")]
 pub struct AtOffsets {
     /// Partition number (as a string key) → offset; at least one, each a
     /// partition of the topic.
@@ -407,6 +407,76 @@ fn offsets_schema() -> utoipa::openapi::schema::Object {
         .build()
 }
 
+/// `AtTimestamp` and `AtOffsets` read from JSON objects only: a derived
+/// struct would also accept an array (`{"to": [5]}` as a timestamp).
+mod maps_only {
+    use std::collections::BTreeMap;
+
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    use serde::Deserialize;
+
+    /// The fields of an object, whatever they are (checked by the caller).
+    pub struct Fields(BTreeMap<String, serde_json::Value>);
+
+    impl<'de> Deserialize<'de> for Fields {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Fields;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                    let mut out = BTreeMap::new();
+                    while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                        out.insert(k, v);
+                    }
+                    Ok(Fields(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    fn only<'a>(fields: &'a Fields, name: &str) -> Result<&'a serde_json::Value, String> {
+        if let Some(other) = fields.0.keys().find(|k| k.as_str() != name) {
+            return Err(format!("unknown field `{other}`, expected `{name}`"));
+        }
+        fields
+            .0
+            .get(name)
+            .ok_or_else(|| format!("missing field `{name}`"))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    pub struct TimestampMap(Fields);
+
+    impl TryFrom<TimestampMap> for super::AtTimestamp {
+        type Error = String;
+        fn try_from(m: TimestampMap) -> Result<Self, String> {
+            let v = only(&m.0, "timestamp")?;
+            let timestamp =
+                serde_json::from_value(v.clone()).map_err(|e| format!("`timestamp`: {e}"))?;
+            Ok(super::AtTimestamp { timestamp })
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    pub struct OffsetsMap(Fields);
+
+    impl TryFrom<OffsetsMap> for super::AtOffsets {
+        type Error = String;
+        fn try_from(m: OffsetsMap) -> Result<Self, String> {
+            let v = only(&m.0, "offsets")?;
+            let offsets =
+                serde_json::from_value(v.clone()).map_err(|e| format!("`offsets`: {e}"))?;
+            Ok(super::AtOffsets { offsets })
+        }
+    }
+}
+
 /// Distinguishes an absent field from an explicit `null`.
 mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -477,5 +547,13 @@ mod tests {
         let t: SeekRequest = serde_json::from_str(r#"{"to":{"offsets":{"0":10}}}"#).unwrap();
         assert!(matches!(t.to, SeekTarget::Offsets(_)));
         assert!(serde_json::from_str::<Start>(r#""middle""#).is_err());
+        // Objects only: an array is not a timestamp or an offsets map.
+        assert!(serde_json::from_str::<SeekRequest>(r#"{"to": [5]}"#).is_err());
+        assert!(serde_json::from_str::<Start>("[5]").is_err());
+        assert!(
+            serde_json::from_str::<SeekRequest>(r#"{"to": {"timestamp": 5, "x": 1}}"#).is_err()
+        );
+        let t: SeekRequest = serde_json::from_str(r#"{"to": {"timestamp": 5}}"#).unwrap();
+        assert_eq!(t.to, SeekTarget::Timestamp(AtTimestamp { timestamp: 5 }));
     }
 }

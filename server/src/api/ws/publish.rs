@@ -171,7 +171,7 @@ fn parse(text: &str) -> Result<(String, Vec<ProduceMessage>), Rejected> {
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
     match envelope.kind.as_deref() {
-        Some("publish") => serde_json::from_str::<PublishFrame>(text)
+        Some("publish") => crate::api::extract::from_json_slice::<PublishFrame>(text.as_bytes())
             .map(|frame| (frame.request_id, frame.messages))
             .map_err(|e| invalid(format!("invalid `publish` frame: {e}"), request_id)),
         Some(other) => Err(invalid(
