@@ -10,6 +10,8 @@
 #[path = "blackbox/harness.rs"]
 mod harness;
 
+#[path = "blackbox/client_ws.rs"]
+mod client_ws;
 #[path = "blackbox/dead_letters.rs"]
 mod dead_letters;
 #[path = "blackbox/durability.rs"]
