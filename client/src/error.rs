@@ -47,6 +47,26 @@ pub enum Error {
     /// The [`Producer`](crate::Producer) was closed before the message was sent.
     #[error("producer is closed")]
     ProducerClosed,
+    /// A WebSocket could not be opened (server unreachable, not a WebSocket
+    /// endpoint) or failed while open. A refused upgrade that carries a
+    /// problem document is [`Error::Api`] instead, with its code.
+    #[error("websocket failed: {0}")]
+    WebSocket(#[source] Arc<tokio_tungstenite::tungstenite::Error>),
+    /// The WebSocket closed before the answer arrived: the server closed it
+    /// (`code` is its close code: 1001 shutting down, 1008 slow consumer,
+    /// 1013 store unavailable, ...; `None` when the connection just broke),
+    /// or the socket was closed on this side.
+    #[error("websocket closed{}: {reason}", close_code_text(*.code))]
+    SocketClosed {
+        /// The close code the server sent, if any.
+        code: Option<u16>,
+        /// Why, as the server or this client said.
+        reason: String,
+    },
+}
+
+fn close_code_text(code: Option<u16>) -> String {
+    code.map(|c| format!(" with code {c}")).unwrap_or_default()
 }
 
 impl Error {
@@ -90,7 +110,11 @@ impl Error {
                     | ErrorCode::RateLimited
                     | ErrorCode::Internal
             ),
-            Error::Transport(_) => true,
+            Error::Transport(_) | Error::WebSocket(_) => true,
+            // Going away, abnormal end, server error, restart, try again.
+            Error::SocketClosed { code, .. } => {
+                matches!(code, None | Some(1001 | 1006 | 1011 | 1012 | 1013))
+            }
             Error::Decode(_)
             | Error::Url(_)
             | Error::Local(_)
@@ -126,6 +150,20 @@ mod tests {
         assert!(!api(ErrorCode::InvalidRequest).is_transient());
         assert!(!api(ErrorCode::Forbidden).is_transient());
         assert!(!Error::ProducerClosed.is_transient());
+        let closed = |code| Error::SocketClosed {
+            code,
+            reason: "x".into(),
+        };
+        assert!(closed(Some(1001)).is_transient());
+        assert!(closed(None).is_transient());
+        assert!(
+            !closed(Some(1008)).is_transient(),
+            "slow consumer: read faster"
+        );
+        assert_eq!(
+            closed(Some(1001)).to_string(),
+            "websocket closed with code 1001: x"
+        );
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //!   produce requests (`producer/`).
 //! - [`Client::consume`]: a consumer loop that runs a handler per message,
 //!   renews leases, acks or nacks, and stops on a signal (`consumer/`).
+//! - WebSockets (`ws/`): [`Client::subscribe_ws`] streams a subscription's
+//!   messages against credit ([`WsSubscription`], with acks, nacks and
+//!   extends confirmed once durable), [`Client::tail_ws`] tails a topic
+//!   live ([`WsTail`]), [`Client::publisher_ws`] publishes with pipelined
+//!   requests ([`WsPublisher`]).
 //!
 //! Errors are one [`Error`] type; server failures keep their stable
 //! [`ErrorCode`] (`error.code()`).
@@ -24,12 +29,31 @@
 //! assert_eq!(page.messages.len(), 1);
 //! # Ok(()) }
 //! ```
+//!
+//! Consuming over a WebSocket:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), weir_client::Error> {
+//! use futures_util::StreamExt;
+//! use weir_client::{Client, SubscribeOptions};
+//! let client = Client::new("http://127.0.0.1:8080")?;
+//! let mut sub = client
+//!     .subscribe_ws("orders", "billing", SubscribeOptions::default())
+//!     .await?;
+//! while let Some(message) = sub.next().await {
+//!     let message = message?;
+//!     // ... process ...
+//!     sub.ack(vec![message.ack_id]).await?;
+//! }
+//! # Ok(()) }
+//! ```
 
 mod client;
 mod consumer;
 mod error;
 mod producer;
 mod subscriptions;
+mod ws;
 
 pub use client::Client;
 pub use consumer::{ConsumerConfig, ConsumerStats};
@@ -42,6 +66,7 @@ pub use weir_protocol::{
     StartName, SubscriptionConfig, SubscriptionInfo, SubscriptionSpec, SubscriptionStats,
     TopicInfo, TopicSpec,
 };
+pub use ws::{Refill, SubscribeOptions, TailFrom, WsAcker, WsPublisher, WsSubscription, WsTail};
 
 /// Extension constructors for [`ProduceMessage`].
 pub trait ProduceMessageExt: Sized {

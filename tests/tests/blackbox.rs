@@ -14,6 +14,8 @@ mod harness;
 mod cli;
 #[path = "blackbox/client_api.rs"]
 mod client_api;
+#[path = "blackbox/client_ws.rs"]
+mod client_ws;
 #[path = "blackbox/dead_letters.rs"]
 mod dead_letters;
 #[path = "blackbox/durability.rs"]

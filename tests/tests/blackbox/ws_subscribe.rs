@@ -119,14 +119,17 @@ async fn closing_a_socket_releases_its_leases_to_other_consumers() {
     .await;
     produce_n(&s, "t", 4, false).await;
     let mut a = connect(&s, "/v1/topics/t/subscriptions/q/ws").await;
-    send_json(&mut a, &json!({"type": "credit", "messages": 4})).await;
+    // More credit than messages: a delivery long poll is still running
+    // when the socket closes, and must not hold the release up.
+    send_json(&mut a, &json!({"type": "credit", "messages": 100})).await;
     let held = messages(&mut a, 4).await;
     // While `a` holds them, an HTTP puller gets nothing.
     assert!(pull(&s, "t", "q", json!({"max_messages": 10}))
         .await
         .is_empty());
     drop(a);
-    let again = drain(&s, "t", "q", 4, Duration::from_secs(10)).await;
+    // Well within the 5 s delivery long poll of the closed socket.
+    let again = drain(&s, "t", "q", 4, Duration::from_secs(3)).await;
     let before: HashSet<u64> = held.iter().map(value_i).collect();
     let after: HashSet<u64> = again.iter().map(value_i).collect();
     assert_eq!(before, after);

@@ -5,6 +5,7 @@ mod consume;
 mod dlq;
 mod output;
 mod subs;
+mod tail;
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -76,6 +77,8 @@ enum Command {
     Subs(subs::SubsCommand),
     /// Pull messages of a subscription, print them and ack them.
     Consume(consume::ConsumeArgs),
+    /// Print a topic's messages live (WebSocket tail) until Ctrl-C.
+    Tail(tail::TailArgs),
     /// Inspect and redrive a subscription's dead letters.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -212,6 +215,7 @@ async fn run(command: Command, client: &Client, printer: &Printer) -> Result<(),
         }
         Command::Subs(cmd) => subs::run(cmd, client, printer).await?,
         Command::Consume(args) => consume::run(args, client, printer).await?,
+        Command::Tail(args) => tail::run(args, client, printer).await?,
         Command::Dlq(cmd) => dlq::run(cmd, client, printer).await?,
         Command::Bench(cmd) => bench::run(cmd, client, printer).await?,
     }

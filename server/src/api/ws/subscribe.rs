@@ -34,8 +34,7 @@ use crate::broker::subscription::settle::Settle;
 use crate::broker::subscription::{PullParams, Subscription, MAX_PULL_MESSAGES};
 use crate::broker::{check_name, BrokerError};
 
-/// How long one delivery long poll waits before looping (it is restarted
-/// at once; bounded so a closing socket is not held up for long).
+/// How long one delivery long poll waits before it is restarted.
 const DELIVERY_WAIT_MS: u64 = 5_000;
 /// Most confirmations pending per socket; the socket is not read beyond.
 const MAX_PENDING_SETTLES: usize = 64;
@@ -165,9 +164,11 @@ impl Protocol for Subscribe {
         let holder = self.holder;
         let consumer = self.consumer.clone();
         tokio::spawn(async move {
-            // A pull still running leases to this socket: let it finish
-            // (it is bounded by `DELIVERY_WAIT_MS`), then release everything.
+            // A pull still running would lease to this socket: stop it
+            // (whatever it leased already carries this socket's holder id),
+            // then release everything the socket held.
             if let Some(pull) = delivery {
+                pull.abort();
                 let _ = pull.await;
             }
             if let Err(e) = subscription

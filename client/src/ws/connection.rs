@@ -1,0 +1,428 @@
+//! One open socket, driven by two tasks: a reader that dispatches every
+//! server frame (pushed messages to a bounded channel, answers to their
+//! waiting request by `request_id`) and a writer that owns the write half
+//! (request frames from a queue, credit as it is owed, the close frame).
+//!
+//! Callers hold a [`Connection`]: they send requests through it and close
+//! it. The socket ends for everyone at once: waiting requests fail with the
+//! reason, the pushed stream gets it as its last item (unless this side
+//! closed), and the channel ends.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::connect::Socket;
+use super::credit::SharedCredit;
+use super::frames::{self, Incoming, Reply};
+use super::requests::{answer, Requests};
+use crate::Error;
+
+/// How long each step of closing may take: our close frame going out, and
+/// the server's close frame coming back.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Client frames queued for the writer; beyond it, senders wait.
+const OUTGOING_QUEUE: usize = 64;
+
+/// Reads a text frame of this kind of socket.
+pub(crate) type Decode<T> = fn(&str) -> Result<Incoming<T>, Error>;
+
+/// Where pushed messages (and errors about the socket) go.
+pub(crate) enum Push<T> {
+    /// Nowhere: a publish socket pushes nothing.
+    Nothing,
+    /// A bounded channel, but the socket is read on when it is full: the
+    /// rest waits in a queue that only credit granted by the consumer can
+    /// fill, and answers and pings are never held up behind messages.
+    Credited(mpsc::Sender<Result<T, Error>>),
+    /// A bounded channel; when it is full the socket is not read, so the
+    /// server's backpressure applies (a tail, which has no credit).
+    Backpressure(mpsc::Sender<Result<T, Error>>),
+}
+
+/// The caller's side of an open socket.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    frames: mpsc::Sender<String>,
+    requests: Arc<Requests>,
+    close: watch::Sender<bool>,
+    ended: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Starts the reader and writer tasks on `socket`.
+    pub fn start<T: Send + 'static>(
+        socket: Socket,
+        decode: Decode<T>,
+        push: Push<T>,
+        credit: Option<Arc<SharedCredit>>,
+    ) -> Connection {
+        let (sink, stream) = socket.split();
+        let requests = Arc::new(Requests::new());
+        let (close, close_rx) = watch::channel(false);
+        let (ended_tx, ended) = watch::channel(false);
+        let (frames, frames_rx) = mpsc::channel(OUTGOING_QUEUE);
+        let reader = Reader {
+            decode,
+            outlet: Outlet {
+                push,
+                queued: VecDeque::new(),
+            },
+            requests: requests.clone(),
+            close: close_rx.clone(),
+            ended: ended_tx,
+        };
+        let reader = tokio::spawn(reader.run(stream));
+        let writer = Writer {
+            frames: frames_rx,
+            credit,
+            close: close_rx,
+            ended: ended.clone(),
+            reader: reader.abort_handle(),
+            requests: requests.clone(),
+        };
+        tokio::spawn(writer.run(sink));
+        Connection {
+            frames,
+            requests,
+            close,
+            ended,
+        }
+    }
+
+    /// Sends the frame `frame(request_id)` with a fresh request id and
+    /// waits for the server's answer to it.
+    pub async fn request(
+        &self,
+        frame: impl FnOnce(String) -> Result<String, Error>,
+    ) -> Result<Reply, Error> {
+        let pending = self.requests.register()?;
+        // Forgets the id however this call ends (answered: a no-op).
+        let _registered = Registered {
+            requests: &self.requests,
+            id: pending.id.clone(),
+        };
+        let text = frame(pending.id.clone())?;
+        if self.frames.send(text).await.is_err() {
+            return Err(self.requests.end_reason());
+        }
+        answer(&self.requests, pending).await
+    }
+
+    /// Starts the close handshake (once; later calls do nothing).
+    pub fn start_close(&self) {
+        self.close.send_replace(true);
+    }
+
+    /// Closes and waits, bounded, until the server has closed its side.
+    pub async fn close(&self) {
+        self.start_close();
+        let mut ended = self.ended.clone();
+        let _ = timeout(CLOSE_TIMEOUT * 2, ended.wait_for(|ended| *ended)).await;
+    }
+}
+
+/// Forgets a request id when its call ends, answered or not.
+struct Registered<'a> {
+    requests: &'a Requests,
+    id: String,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.requests.cancel(&self.id);
+    }
+}
+
+/// Hands pushed items to the consumer.
+struct Outlet<T> {
+    push: Push<T>,
+    /// Items read while a [`Push::Credited`] channel was full.
+    queued: VecDeque<Result<T, Error>>,
+}
+
+impl<T> Outlet<T> {
+    async fn deliver(&mut self, item: Result<T, Error>) {
+        match &self.push {
+            Push::Nothing => {}
+            Push::Backpressure(tx) => {
+                // A receiver that is gone wants nothing more.
+                let _ = tx.send(item).await;
+            }
+            Push::Credited(tx) if self.queued.is_empty() => {
+                if let Err(mpsc::error::TrySendError::Full(item)) = tx.try_send(item) {
+                    self.queued.push_back(item);
+                }
+            }
+            Push::Credited(_) => self.queued.push_back(item),
+        }
+    }
+
+    /// Moves one queued item into the channel once it has room.
+    async fn drain_one(&mut self) {
+        let Push::Credited(tx) = &self.push else {
+            return;
+        };
+        match tx.reserve().await {
+            Ok(permit) => {
+                if let Some(item) = self.queued.pop_front() {
+                    permit.send(item);
+                }
+            }
+            Err(_) => self.queued.clear(),
+        }
+    }
+
+    /// At the end: everything queued, then the final item, waiting for room.
+    async fn finish(mut self, last: Option<Result<T, Error>>) {
+        let tx = match self.push {
+            Push::Nothing => return,
+            Push::Credited(tx) | Push::Backpressure(tx) => tx,
+        };
+        for item in self.queued.drain(..).chain(last) {
+            if tx.send(item).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The reader task's state.
+struct Reader<T> {
+    decode: Decode<T>,
+    outlet: Outlet<T>,
+    requests: Arc<Requests>,
+    close: watch::Receiver<bool>,
+    ended: watch::Sender<bool>,
+}
+
+impl<T> Reader<T> {
+    async fn run(mut self, mut stream: SplitStream<Socket>) {
+        // The server's close frame, once seen: (code, reason).
+        let mut closed: Option<(Option<u16>, String)> = None;
+        let mut broken: Option<Error> = None;
+        // An error frame about the socket, while it is the latest frame:
+        // a fatal one is followed by the close, and is the reason for it.
+        let mut last_error: Option<Error> = None;
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = self.outlet.drain_one(), if !self.outlet.queued.is_empty() => continue,
+                next = stream.next() => next,
+            };
+            let text = match next {
+                None => break,
+                Some(Err(e)) => {
+                    broken = Some(Error::WebSocket(Arc::new(e)));
+                    break;
+                }
+                Some(Ok(WsMessage::Text(text))) => text,
+                Some(Ok(WsMessage::Close(frame))) => {
+                    // The library answers it; the stream ends after that.
+                    closed = Some(match frame {
+                        Some(f) => (Some(u16::from(f.code)), f.reason.to_string()),
+                        None => (None, String::new()),
+                    });
+                    continue;
+                }
+                // Pings are answered by the library; nothing else is sent.
+                Some(Ok(_)) => continue,
+            };
+            match (self.decode)(text.as_str()) {
+                Ok(Incoming::Message(message)) => {
+                    last_error = None;
+                    self.outlet.deliver(Ok(message)).await;
+                }
+                Ok(Incoming::Answer {
+                    request_id: Some(id),
+                    answer,
+                }) => {
+                    last_error = None;
+                    self.requests.resolve(&id, answer);
+                }
+                Ok(Incoming::Answer {
+                    request_id: None,
+                    answer: Err(e),
+                }) => {
+                    last_error = Some(e.clone());
+                    self.outlet.deliver(Err(e)).await;
+                }
+                // Every request carries an id; an answer without is stray.
+                Ok(Incoming::Answer {
+                    request_id: None,
+                    answer: Ok(_),
+                }) => {}
+                Err(e) => self.outlet.deliver(Err(e)).await,
+            }
+        }
+        let by_us = *self.close.borrow();
+        let (reason, last) = end_reason(by_us, closed, broken, last_error);
+        self.requests.end(reason);
+        self.ended.send_replace(true);
+        self.outlet.finish(last.map(Err)).await;
+    }
+}
+
+/// Why the socket ended (for waiting requests), and the stream's last item
+/// (none when this side closed, or when the reason was already pushed).
+fn end_reason(
+    by_us: bool,
+    closed: Option<(Option<u16>, String)>,
+    broken: Option<Error>,
+    last_error: Option<Error>,
+) -> (Error, Option<Error>) {
+    let (code, said) = closed.clone().unwrap_or((None, String::new()));
+    if by_us {
+        let reason = Error::SocketClosed {
+            code,
+            reason: "closed by the client".into(),
+        };
+        return (reason, None);
+    }
+    if let Some(fatal) = last_error {
+        return (fatal, None);
+    }
+    let reason = match (closed, broken) {
+        (Some(_), _) => Error::SocketClosed {
+            code,
+            reason: if said.is_empty() {
+                "closed by the server".into()
+            } else {
+                said
+            },
+        },
+        (None, Some(broken)) => broken,
+        (None, None) => Error::SocketClosed {
+            code: None,
+            reason: "connection lost".into(),
+        },
+    };
+    (reason.clone(), Some(reason))
+}
+
+/// The writer task's state.
+struct Writer {
+    frames: mpsc::Receiver<String>,
+    credit: Option<Arc<SharedCredit>>,
+    close: watch::Receiver<bool>,
+    ended: watch::Receiver<bool>,
+    reader: AbortHandle,
+    requests: Arc<Requests>,
+}
+
+impl Writer {
+    async fn run(mut self, mut sink: SplitSink<Socket, WsMessage>) {
+        loop {
+            let text = tokio::select! {
+                biased;
+                // The socket is gone: nothing to write or close.
+                _ = self.ended.wait_for(|ended| *ended) => return,
+                // Asked to close (or every handle is gone).
+                _ = self.close.wait_for(|close| *close) => break,
+                Some(messages) = owed(self.credit.as_deref()) => match frames::credit(messages) {
+                    Ok(text) => text,
+                    Err(_) => continue,
+                },
+                frame = self.frames.recv() => match frame {
+                    Some(text) => text,
+                    None => break,
+                },
+            };
+            // Flushed once the queue is momentarily empty: a burst of
+            // pipelined requests shares one write.
+            let mut written = sink.feed(WsMessage::text(text)).await;
+            if written.is_ok() && self.frames.is_empty() {
+                written = sink.flush().await;
+            }
+            if written.is_err() {
+                // The reader sees the broken connection and ends the rest.
+                return;
+            }
+        }
+        // Requests already queued go out first: the server answers what it
+        // read before our close frame.
+        while let Ok(text) = self.frames.try_recv() {
+            if sink.feed(WsMessage::text(text)).await.is_err() {
+                return;
+            }
+        }
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let _ = timeout(CLOSE_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
+        if timeout(CLOSE_TIMEOUT, self.ended.wait_for(|ended| *ended))
+            .await
+            .is_err()
+        {
+            // The server never closed its side: stop waiting for it.
+            self.reader.abort();
+            self.requests.end(Error::SocketClosed {
+                code: None,
+                reason: "the server did not complete the close handshake".into(),
+            });
+        }
+    }
+}
+
+/// Credit owed to the server, when this socket has credit.
+async fn owed(credit: Option<&SharedCredit>) -> Option<u32> {
+    match credit {
+        Some(credit) => credit.owed().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use weir_protocol::{ErrorCode, Problem};
+
+    use super::*;
+
+    #[test]
+    fn a_close_by_the_server_is_the_streams_last_item() {
+        let (reason, last) = end_reason(
+            false,
+            Some((Some(1001), "server shutting down".into())),
+            None,
+            None,
+        );
+        assert!(matches!(
+            reason,
+            Error::SocketClosed {
+                code: Some(1001),
+                ..
+            }
+        ));
+        assert!(last.unwrap().is_transient());
+    }
+
+    #[test]
+    fn a_fatal_error_frame_is_the_reason_and_is_not_repeated() {
+        let gone = Error::Api(Problem::new(ErrorCode::SubscriptionNotFound, "deleted"));
+        let (reason, last) = end_reason(false, Some((Some(1000), "x".into())), None, Some(gone));
+        assert_eq!(reason.code(), Some(ErrorCode::SubscriptionNotFound));
+        assert!(last.is_none(), "already pushed");
+    }
+
+    #[test]
+    fn closing_on_this_side_ends_the_stream_quietly() {
+        let (reason, last) = end_reason(true, Some((Some(1000), String::new())), None, None);
+        assert!(matches!(reason, Error::SocketClosed { .. }));
+        assert!(last.is_none());
+        let (lost, last) = end_reason(false, None, None, None);
+        assert!(lost.is_transient());
+        assert!(last.is_some());
+    }
+}
