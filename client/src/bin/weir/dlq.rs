@@ -4,6 +4,7 @@
 //! configuration) with the stateless read API across partitions; it owns no
 //! server state and acks nothing. `redrive` calls the redrive endpoint.
 
+use crate::output::outln;
 use clap::Subcommand;
 use weir_client::{Client, Error, ErrorCode, Message};
 
@@ -58,7 +59,7 @@ pub async fn run(command: DlqCommand, client: &Client, printer: &Printer) -> Res
             if printer.is_json() {
                 printer.json(&response);
             } else {
-                println!(
+                outln!(
                     "redrove {} dead letters to subscription {sub} of topic {topic}",
                     response.redriven
                 );

@@ -11,6 +11,28 @@ use weir_client::{
     TopicInfo,
 };
 
+/// Writes one line to stdout. A closed stdout (`weir ... | head`) ends the
+/// program quietly instead of panicking as `println!` does.
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let written = out.write_fmt(args).and_then(|()| out.write_all(b"\n"));
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("weir: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` that survives a closed pipe (see [`write_line`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Text,
@@ -32,7 +54,7 @@ impl Printer {
 
     pub fn json<T: Serialize>(&self, value: &T) {
         match serde_json::to_string_pretty(value) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => eprintln!("weir: cannot print JSON: {e}"),
         }
     }
@@ -40,7 +62,7 @@ impl Printer {
     /// One compact JSON document on one line (for streams of results).
     pub fn json_line<T: Serialize>(&self, value: &T) {
         match serde_json::to_string(value) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => eprintln!("weir: cannot print JSON: {e}"),
         }
     }
@@ -60,7 +82,7 @@ impl Printer {
         if self.is_json() {
             self.json(&serde_json::json!({"ok": true}));
         } else {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 
@@ -76,15 +98,22 @@ impl Printer {
         if self.is_json() {
             return self.json(t);
         }
-        println!(
+        outln!(
             "topic {}  partitions={}  max_message_bytes={}  dedupe_window_ms={}",
-            t.name, t.config.partitions, t.config.max_message_bytes, t.config.dedupe_window_ms
+            t.name,
+            t.config.partitions,
+            t.config.max_message_bytes,
+            t.config.dedupe_window_ms
         );
-        println!("  PARTITION  LOW  HIGH  MESSAGES  BYTES");
+        outln!("  PARTITION  LOW  HIGH  MESSAGES  BYTES");
         for p in &t.partitions {
-            println!(
+            outln!(
                 "  {:>9}  {}  {}  {}  {}",
-                p.partition, p.low_offset, p.high_offset, p.messages, p.bytes
+                p.partition,
+                p.low_offset,
+                p.high_offset,
+                p.messages,
+                p.bytes
             );
         }
     }
@@ -93,10 +122,10 @@ impl Printer {
         if self.is_json() {
             return self.json(&serde_json::json!({ "topics": topics }));
         }
-        println!("NAME  PARTITIONS  MESSAGES");
+        outln!("NAME  PARTITIONS  MESSAGES");
         for t in topics {
             let messages: u64 = t.partitions.iter().map(|p| p.messages).sum();
-            println!("{}  {}  {}", t.name, t.config.partitions, messages);
+            outln!("{}  {}  {}", t.name, t.config.partitions, messages);
         }
     }
 
@@ -107,7 +136,7 @@ impl Printer {
         eprint!("\r");
         for r in results {
             let dup = if r.duplicate { " (duplicate)" } else { "" };
-            println!("partition {} offset {}{dup}", r.partition, r.offset);
+            outln!("partition {} offset {}{dup}", r.partition, r.offset);
         }
     }
 
@@ -117,7 +146,7 @@ impl Printer {
         }
         for m in &page.messages {
             let key = m.key.as_deref().unwrap_or("-");
-            println!("{}:{} key={key} {}", m.partition, m.offset, value_text(m));
+            outln!("{}:{} key={key} {}", m.partition, m.offset, value_text(m));
         }
         eprintln!("next offset {}", page.next_offset);
     }
@@ -127,7 +156,7 @@ impl Printer {
             return self.json(s);
         }
         let (c, st) = (&s.config, &s.stats);
-        println!(
+        outln!(
             "subscription {} of topic {}  mode={}  ack_timeout_ms={}  ordering={}",
             s.name,
             s.topic,
@@ -140,22 +169,25 @@ impl Printer {
             .max_attempts
             .map_or("unlimited".to_owned(), |n| n.to_string());
         let b = &c.retry.backoff;
-        println!(
+        outln!(
             "  retry: max_attempts={attempts}  backoff {}..{} ms  x{}  jitter {}",
-            b.initial_ms, b.max_ms, b.multiplier, b.jitter
+            b.initial_ms,
+            b.max_ms,
+            b.multiplier,
+            b.jitter
         );
-        println!(
+        outln!(
             "  dead letters: {}  dead_lettered={}",
             c.dead_letter_topic.as_deref().unwrap_or("none (dropped)"),
             st.dead_lettered
         );
-        println!(
+        outln!(
             "  backlog={}  in_flight={}  delayed={}  oldest_unacked_age_ms={}  expired_by_retention={}",
             st.backlog, st.in_flight, st.delayed, st.oldest_unacked_age_ms, st.expired_by_retention
         );
-        println!("  PARTITION  CURSOR  HIGH  CONSUMER");
+        outln!("  PARTITION  CURSOR  HIGH  CONSUMER");
         for p in &st.partitions {
-            println!(
+            outln!(
                 "  {:>9}  {}  {}  {}",
                 p.partition,
                 p.cursor,
@@ -169,10 +201,10 @@ impl Printer {
         if self.is_json() {
             return self.json(&serde_json::json!({ "subscriptions": subs }));
         }
-        println!("NAME  MODE  BACKLOG  IN_FLIGHT  DELAYED  DEAD_LETTERED  OLDEST_UNACKED_MS");
+        outln!("NAME  MODE  BACKLOG  IN_FLIGHT  DELAYED  DEAD_LETTERED  OLDEST_UNACKED_MS");
         for s in subs {
             let st = &s.stats;
-            println!(
+            outln!(
                 "{}  {}  {}  {}  {}  {}  {}",
                 s.name,
                 mode_name(s.config.mode),
@@ -192,7 +224,7 @@ impl Printer {
         }
         let msg = &m.message;
         let key = msg.key.as_deref().unwrap_or("-");
-        println!(
+        outln!(
             "{}:{} attempt={} key={key} {}",
             msg.partition,
             msg.offset,
@@ -215,10 +247,10 @@ impl Printer {
             });
         }
         for m in messages {
-            println!("{}:{} {}", m.partition, m.offset, value_text(m));
+            outln!("{}:{} {}", m.partition, m.offset, value_text(m));
             for (name, value) in &m.headers {
                 if name.starts_with("weir-") {
-                    println!("  {name}: {value}");
+                    outln!("  {name}: {value}");
                 }
             }
         }
