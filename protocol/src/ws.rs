@@ -62,8 +62,9 @@ pub enum ClientFrame {
     },
 }
 
-/// Frames the server sends.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// Frames the server sends. Deserialized by hand (see below): serde's
+/// internally tagged enums cannot carry a message's raw JSON `value`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// A delivered message.
@@ -126,6 +127,60 @@ pub enum TailFrame {
 // Not derived: `#[serde(tag)]` buffers the frame, and a buffered frame
 // cannot yield the message's `RawValue`. Read the tag, then read the frame
 // again as the tagged type (serde_json only, like `RawValue` itself).
+impl<'de> Deserialize<'de> for ServerFrame {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Tag {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        #[derive(Deserialize)]
+        struct Published {
+            request_id: String,
+            results: Vec<ProduceResult>,
+        }
+        #[derive(Deserialize)]
+        struct ErrorFields {
+            code: crate::ErrorCode,
+            detail: String,
+            #[serde(default)]
+            request_id: Option<String>,
+        }
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        let text = raw.get();
+        let tag: Tag = serde_json::from_str(text).map_err(D::Error::custom)?;
+        let frame = match tag.kind.as_str() {
+            "message" => serde_json::from_str(text).map(ServerFrame::Message),
+            "acked" => serde_json::from_str(text).map(ServerFrame::Acked),
+            "nacked" => serde_json::from_str(text).map(ServerFrame::Nacked),
+            "extended" => serde_json::from_str(text).map(ServerFrame::Extended),
+            "published" => serde_json::from_str(text).map(|p: Published| ServerFrame::Published {
+                request_id: p.request_id,
+                results: p.results,
+            }),
+            "error" => serde_json::from_str(text).map(|e: ErrorFields| ServerFrame::Error {
+                code: e.code,
+                detail: e.detail,
+                request_id: e.request_id,
+            }),
+            other => {
+                return Err(D::Error::unknown_variant(
+                    other,
+                    &[
+                        "message",
+                        "acked",
+                        "nacked",
+                        "extended",
+                        "published",
+                        "error",
+                    ],
+                ))
+            }
+        };
+        frame.map_err(D::Error::custom)
+    }
+}
+
 impl<'de> Deserialize<'de> for TailFrame {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -163,6 +218,22 @@ mod tests {
 
     use super::*;
     use crate::ErrorCode;
+
+    #[test]
+    fn server_frames_round_trip_including_json_values() {
+        let texts = [
+            r#"{"type":"message","topic":"t","partition":0,"offset":1,"timestamp":2,"key":null,"value":{"a":1},"headers":{},"ack_id":"x","attempt":1}"#,
+            r#"{"type":"acked","request_id":"r","count":2,"unknown":["u"]}"#,
+            r#"{"type":"nacked","request_id":null,"count":0,"unknown":[]}"#,
+            r#"{"type":"published","request_id":"p","results":[{"partition":0,"offset":3,"duplicate":false}]}"#,
+            r#"{"type":"error","code":"invalid_request","detail":"d","request_id":"q"}"#,
+        ];
+        for text in texts {
+            let frame: ServerFrame = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::to_string(&frame).unwrap(), text);
+        }
+        assert!(serde_json::from_str::<ServerFrame>(r#"{"type":"nope"}"#).is_err());
+    }
 
     #[test]
     fn tail_message_is_a_tagged_message_and_round_trips() {
