@@ -62,8 +62,7 @@ pub enum ClientFrame {
     },
 }
 
-/// Frames the server sends. Deserialized by hand (see below): serde's
-/// internally tagged enums cannot carry a message's raw JSON `value`.
+/// Frames the server sends.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
@@ -127,6 +126,8 @@ pub enum TailFrame {
 // Not derived: `#[serde(tag)]` buffers the frame, and a buffered frame
 // cannot yield the message's `RawValue`. Read the tag, then read the frame
 // again as the tagged type (serde_json only, like `RawValue` itself).
+// Deserialized by hand: serde's internally tagged enums buffer the frame,
+// and a buffered frame cannot yield a message's raw JSON `value`.
 impl<'de> Deserialize<'de> for ServerFrame {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
