@@ -1,0 +1,277 @@
+//! `weir bench`: load generators users run to size a deployment.
+//!
+//! - `produce` (`produce.rs`): durable produce throughput.
+//! - `consume` (`consume.rs`): queue-mode pull + per-message ack throughput
+//!   of a pre-filled subscription.
+//! - `e2e` (`e2e.rs`): end-to-end latency (send → receive) at a fixed rate.
+//!
+//! Every workload prints progress on stderr each second, a human summary on
+//! stdout, or a JSON report with `--output json` (`report.rs`). Latency
+//! figures come from HDR histograms at microsecond resolution; WAL syncs
+//! are read from the server's `/metrics` before and after the run.
+//!
+//! The message path (produce, pull, ack) goes through a [`Transport`], so a
+//! WebSocket transport can be added next to [`Http`] without touching the
+//! workloads.
+
+mod consume;
+mod e2e;
+mod produce;
+mod report;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Subcommand;
+use hdrhistogram::Histogram;
+use weir_client::{AckResponse, Client, Error, ErrorCode, PullRequest, ReceivedMessage, TopicSpec};
+
+use super::output::Printer;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Durable produce throughput over HTTP.
+    Produce {
+        /// Topic to produce to (created when missing).
+        #[arg(long, default_value = "bench")]
+        topic: String,
+        /// Partitions of the topic when created.
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+        /// Payload size in bytes.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Messages per produce request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Total messages (ignored when --duration is given).
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+        /// Run for this many seconds instead of a count.
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Queue-mode consume throughput: pull + one ack request per pull, after
+    /// filling a topic (or draining an existing subscription with --no-fill).
+    Consume(consume::ConsumeArgs),
+    /// End-to-end latency (produce → pull) at a fixed message rate.
+    E2e(e2e::E2eArgs),
+}
+
+pub async fn run(cmd: BenchCommand, client: &Client, printer: &Printer) -> Result<(), Error> {
+    match cmd {
+        BenchCommand::Produce {
+            topic,
+            partitions,
+            size,
+            batch,
+            concurrency,
+            count,
+            duration,
+        } => {
+            let report = produce::run(
+                client,
+                printer,
+                &topic,
+                partitions,
+                size,
+                batch.max(1),
+                concurrency.max(1),
+                count,
+                duration.map(Duration::from_secs),
+            )
+            .await?;
+            report::print_produce(printer, &report);
+        }
+        BenchCommand::Consume(args) => {
+            let report = consume::run(args, client, printer).await?;
+            report::print_consume(printer, &report);
+        }
+        BenchCommand::E2e(args) => {
+            let report = e2e::run(args, client, printer).await?;
+            report::print_e2e(printer, &report);
+        }
+    }
+    Ok(())
+}
+
+/// How messages travel between the bench and the server. Only HTTP exists
+/// today; a WebSocket transport implements the same three calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportKind {
+    /// HTTP/1.1 requests (`POST .../messages`, `.../pull`, `.../ack`).
+    Http,
+}
+
+impl TransportKind {
+    fn name(self) -> &'static str {
+        match self {
+            TransportKind::Http => "http",
+        }
+    }
+}
+
+/// The message path of the workloads.
+pub trait Transport: Clone + Send + Sync + 'static {
+    /// Appends a pre-serialized produce body (`{"messages":[...]}`); returns
+    /// once the server answered (the messages are durable).
+    fn produce(&self, topic: &str, body: Vec<u8>)
+        -> impl Future<Output = Result<(), Error>> + Send;
+    /// Leases messages of a subscription.
+    fn pull(
+        &self,
+        topic: &str,
+        sub: &str,
+        request: &PullRequest,
+    ) -> impl Future<Output = Result<Vec<ReceivedMessage>, Error>> + Send;
+    /// Settles deliveries.
+    fn ack(
+        &self,
+        topic: &str,
+        sub: &str,
+        ack_ids: Vec<String>,
+    ) -> impl Future<Output = Result<AckResponse, Error>> + Send;
+}
+
+/// [`Transport`] over the HTTP API, through the client's connection pool.
+#[derive(Clone)]
+pub struct Http(pub Client);
+
+impl Transport for Http {
+    async fn produce(&self, topic: &str, body: Vec<u8>) -> Result<(), Error> {
+        self.0.produce_raw(topic, body).await.map(drop)
+    }
+
+    async fn pull(
+        &self,
+        topic: &str,
+        sub: &str,
+        request: &PullRequest,
+    ) -> Result<Vec<ReceivedMessage>, Error> {
+        self.0.pull(topic, sub, request).await
+    }
+
+    async fn ack(
+        &self,
+        topic: &str,
+        sub: &str,
+        ack_ids: Vec<String>,
+    ) -> Result<AckResponse, Error> {
+        self.0.ack(topic, sub, ack_ids).await
+    }
+}
+
+/// Creates `topic` with `partitions` when missing; true when it was created.
+async fn ensure_topic(client: &Client, topic: &str, partitions: u32) -> Result<bool, Error> {
+    match client.topic(topic).await {
+        Ok(_) => Ok(false),
+        Err(e) if e.code() == Some(ErrorCode::TopicNotFound) => {
+            let spec = TopicSpec {
+                partitions: Some(partitions),
+                ..TopicSpec::default()
+            };
+            client.create_topic(topic, &spec).await?;
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn new_histogram() -> Result<Histogram<u64>, Error> {
+    // 1 µs .. 60 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .map_err(|e| Error::Local(format!("histogram setup failed: {e}")))
+}
+
+/// Adds a task's histogram to the shared one.
+fn merge(into: &Mutex<Histogram<u64>>, local: &Histogram<u64>) {
+    let mut h = match into.lock() {
+        Ok(h) => h,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let _ = h.add(local);
+}
+
+fn snapshot(h: &Mutex<Histogram<u64>>) -> Histogram<u64> {
+    match h.lock() {
+        Ok(h) => h.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+/// Reads `weir_wal_syncs_total` from the server's metrics (0 if unavailable).
+async fn wal_syncs(client: &Client) -> u64 {
+    let Ok(response) = reqwest::get(format!("{}/metrics", client.base())).await else {
+        return 0;
+    };
+    let Ok(text) = response.text().await else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("weir_wal_syncs_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// A line of progress on stderr every second, built by `line` (text mode
+/// only; nothing with `--output json`).
+struct Progress {
+    task: tokio::task::JoinHandle<()>,
+    json: bool,
+}
+
+impl Progress {
+    fn start<F>(printer: &Printer, mut line: F) -> Progress
+    where
+        F: FnMut() -> String + Send + 'static,
+    {
+        let json = printer.is_json();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if !json {
+                    eprint!("\r{}   ", line());
+                }
+            }
+        });
+        Progress { task, json }
+    }
+
+    /// Stops the display and ends its line.
+    fn finish(self) {
+        self.task.abort();
+        if !self.json {
+            eprintln!();
+        }
+    }
+}
+
+/// Waits for every task; returns the first error.
+async fn join_all(tasks: Vec<tokio::task::JoinHandle<Result<(), Error>>>) -> Result<(), Error> {
+    let mut first_error = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(Error::Local(format!("bench task failed: {e}")));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// A counter shared by the tasks of a run.
+type Counter = Arc<std::sync::atomic::AtomicU64>;
+
+fn counter() -> Counter {
+    Arc::new(std::sync::atomic::AtomicU64::new(0))
+}
