@@ -541,7 +541,6 @@ fn cli_bench_produce_reports_throughput_and_latency() {
 /// batch no longer fits, so the remainder is never produced (and a count
 /// below the batch size produces nothing, reporting 0 msgs/s).
 #[test]
-#[ignore = "bug in client/src/bin/weir/bench.rs: the remainder of --count modulo --batch is dropped"]
 fn cli_bench_produce_honours_a_count_that_is_not_a_multiple_of_the_batch() {
     let s = TestServer::start();
     for (count, batch) in [("250", "100"), ("50", "100")] {
