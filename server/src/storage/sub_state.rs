@@ -13,6 +13,9 @@ pub enum EntryState {
     Pending,
     /// Copied to the dead-letter topic and settled.
     DeadLettered,
+    /// Failed for the last time: to be copied to the dead-letter topic
+    /// (done again after a restart if the copy had not happened).
+    DeadLettering,
 }
 
 /// One message's durable subscription state.
@@ -34,6 +37,7 @@ impl SubEntry {
             EntryState::Acked => 0,
             EntryState::Pending => 1,
             EntryState::DeadLettered => 2,
+            EntryState::DeadLettering => 3,
         });
         out.extend_from_slice(&self.attempts.to_be_bytes());
         out.extend_from_slice(&self.due_at.to_be_bytes());
@@ -46,6 +50,7 @@ impl SubEntry {
             0 => EntryState::Acked,
             1 => EntryState::Pending,
             2 => EntryState::DeadLettered,
+            3 => EntryState::DeadLettering,
             _ => return None,
         };
         Some(SubEntry {
@@ -76,6 +81,7 @@ mod tests {
             EntryState::Acked,
             EntryState::Pending,
             EntryState::DeadLettered,
+            EntryState::DeadLettering,
         ] {
             let e = SubEntry {
                 state,

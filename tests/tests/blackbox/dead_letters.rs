@@ -222,8 +222,11 @@ async fn sigkill_between_a_failure_and_its_retry_keeps_attempts() {
     assert_eq!(again[0]["attempt"], 2, "attempts survive SIGKILL");
 }
 
+/// A delivery in flight when the server dies is delivered again (not
+/// counted as an attempt); a last failure is durable before its answer and
+/// dead-lettered exactly once even when the process dies right after it.
 #[tokio::test]
-async fn sigkill_during_the_last_attempt_dead_letters_exactly_once() {
+async fn sigkill_around_the_last_attempt_dead_letters_exactly_once() {
     let mut s = TestServer::start();
     s.create_topic("t", &json!({})).await;
     put_sub(
@@ -244,13 +247,34 @@ async fn sigkill_during_the_last_attempt_dead_letters_exactly_once() {
     .await;
     s.produce("t", json!([{"value": 1}, {"value": 2}])).await;
     let q = pull(&s, "t", "q", json!({"max_messages": 1})).await;
-    assert_eq!(q[0]["attempt"], 1);
     let st = pull(&s, "t", "st", json!({"max_messages": 1, "consumer": "c"})).await;
-    assert_eq!(st[0]["attempt"], 1);
-    // The process dies while the last allowed attempts are leased.
+    assert_eq!(
+        (q[0]["attempt"].as_u64(), st[0]["attempt"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // Killed while the last allowed attempts are leased: delivered again.
     s.kill9();
     s.restart();
-    // Both count as failed deliveries: each is dead-lettered once.
+    let q = pull(&s, "t", "q", json!({"max_messages": 1, "wait_ms": 5000})).await;
+    let st = pull(
+        &s,
+        "t",
+        "st",
+        json!({"max_messages": 1, "wait_ms": 5000, "consumer": "c"}),
+    )
+    .await;
+    assert_eq!(q[0]["value"], 1);
+    assert_eq!(st[0]["value"], 1);
+    assert_eq!(
+        (q[0]["attempt"].as_u64(), st[0]["attempt"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // The last failures, then SIGKILL at once: whether or not the copies
+    // were made before the kill, each is dead-lettered exactly once.
+    nack(&s, "t", "q", &q, json!({"reason": "final"})).await;
+    nack(&s, "t", "st", &st, json!({"reason": "final"})).await;
+    s.kill9();
+    s.restart();
     for dlq in ["t.q.dlq", "t.st.dlq"] {
         wait_for_messages(&s, dlq, 1, Duration::from_secs(10)).await;
     }
@@ -279,10 +303,8 @@ async fn sigkill_during_the_last_attempt_dead_letters_exactly_once() {
             1,
             "exactly one dead letter in {dlq}: {copies:?}"
         );
-        assert_eq!(
-            copies[0]["headers"]["weir-dead-letter-reason"],
-            "lease_expired"
-        );
+        assert_eq!(copies[0]["headers"]["weir-dead-letter-reason"], "final");
+        assert_eq!(copies[0]["headers"]["weir-attempts"], "1");
     }
     assert!(
         pull(&s, "t", "q", json!({"max_messages": 5, "wait_ms": 300}))

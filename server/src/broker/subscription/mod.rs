@@ -20,7 +20,9 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::{oneshot, watch, Mutex, MutexGuard, Notify};
 
-use self::state::{Change, Events, State};
+use std::collections::BTreeMap;
+
+use self::state::{Change, Clear, Events, State};
 use super::error::{BrokerError, Result};
 use super::topic::Topic;
 use crate::metrics::{name_label, METRICS};
@@ -223,20 +225,14 @@ pub(super) fn map_storage(e: StorageError) -> BrokerError {
     }
 }
 
-/// Translates state changes into store writes. Consecutive cursor moves
-/// of a partition are coalesced into one (a batch of in-order acks moves
-/// the floor once per ack): one range delete and one cursor write per
-/// partition and commit, applied after the entry writes they cover.
+/// Translates state changes into store writes. Cursor moves of a
+/// partition are merged per commit (a batch of in-order acks moves the
+/// floor once per ack): one cursor write, after the entry writes, deleting
+/// the few stored entries passed (point deletes; a range delete only when
+/// many are stored, to keep range tombstones rare).
 pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
     let mut set = WriteSet::new();
-    let mut cursors: std::collections::BTreeMap<u32, (u64, u64)> =
-        std::collections::BTreeMap::new();
-    let flush = |set: &mut WriteSet, cursors: &mut std::collections::BTreeMap<u32, (u64, u64)>| {
-        for (partition, (from, to)) in std::mem::take(cursors) {
-            set.delete_sub_entries(sub, partition, from, to);
-            set.put_sub_cursor(sub, partition, to);
-        }
-    };
+    let mut cursors: BTreeMap<u32, CursorMove> = BTreeMap::new();
     for change in changes {
         match change {
             Change::Entry {
@@ -251,13 +247,24 @@ pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
                 partition,
                 from,
                 to,
+                clear,
             } => {
-                let slot = cursors.entry(partition).or_insert((from, to));
-                slot.0 = slot.0.min(from);
-                slot.1 = slot.1.max(to);
+                let m = cursors.entry(partition).or_insert(CursorMove {
+                    from,
+                    to,
+                    points: Vec::new(),
+                    range: false,
+                });
+                m.from = m.from.min(from);
+                m.to = m.to.max(to);
+                match clear {
+                    Clear::Nothing => {}
+                    Clear::Points(points) => m.points.extend(points),
+                    Clear::Range => m.range = true,
+                }
             }
             Change::Reset { partition, cursor } => {
-                flush(&mut set, &mut cursors);
+                flush_cursors(sub, &mut set, &mut cursors);
                 set.delete_sub_partition_entries(sub, partition);
                 set.put_sub_cursor(sub, partition, cursor);
             }
@@ -269,6 +276,27 @@ pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
             Change::Undead { partition, offset } => set.delete_sub_dead(sub, partition, offset),
         }
     }
-    flush(&mut set, &mut cursors);
+    flush_cursors(sub, &mut set, &mut cursors);
     set
+}
+
+/// Cursor moves of one partition within one commit, merged.
+struct CursorMove {
+    from: u64,
+    to: u64,
+    points: Vec<u64>,
+    range: bool,
+}
+
+fn flush_cursors(sub: u32, set: &mut WriteSet, cursors: &mut BTreeMap<u32, CursorMove>) {
+    for (partition, m) in std::mem::take(cursors) {
+        if m.range {
+            set.delete_sub_entries(sub, partition, m.from, m.to);
+        } else {
+            for offset in m.points {
+                set.delete_sub_entry(sub, partition, offset);
+            }
+        }
+        set.put_sub_cursor(sub, partition, m.to);
+    }
 }

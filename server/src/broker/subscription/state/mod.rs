@@ -55,8 +55,14 @@ pub enum Change {
     },
     /// Forget one message's state.
     DeleteEntry { partition: u32, offset: u64 },
-    /// The floor moved from `from` to `to`: entries in between are settled.
-    Cursor { partition: u32, from: u64, to: u64 },
+    /// The floor moved from `from` to `to`; `clear` names the stored
+    /// entries in between (all settled) to delete.
+    Cursor {
+        partition: u32,
+        from: u64,
+        to: u64,
+        clear: Clear,
+    },
     /// Seek: forget every entry of the partition, set the cursor.
     Reset { partition: u32, cursor: u64 },
     /// Record a dead letter (for redrive).
@@ -68,6 +74,21 @@ pub enum Change {
     /// A dead letter was redriven.
     Undead { partition: u32, offset: u64 },
 }
+
+/// Which stored entries a cursor move deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clear {
+    /// None are stored in the range (the common case: in-order acks of
+    /// first deliveries write nothing per message).
+    Nothing,
+    /// These few offsets.
+    Points(Vec<u64>),
+    /// Many: delete the whole range.
+    Range,
+}
+
+/// Above this many stored entries, a cursor move deletes its range at once.
+const MAX_POINT_DELETES: usize = 256;
 
 /// One delivery handed to a consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +242,9 @@ struct Part {
     /// Settled offsets at or above the floor.
     settled: RangeSet,
     entries: BTreeMap<u64, Entry>,
+    /// Offsets with an entry in the store (so cursor moves delete exactly
+    /// those, usually none, instead of writing range tombstones).
+    persisted: BTreeSet<u64>,
     stream: stream::StreamPart,
 }
 
@@ -305,6 +329,7 @@ impl State {
             let Some(part) = state.parts.get_mut(p as usize) else {
                 continue;
             };
+            part.persisted.insert(offset);
             if offset < part.floor {
                 // Redriven: deliverable again, attempts reset.
                 part.entries.insert(
@@ -326,20 +351,21 @@ impl State {
                 EntryState::Acked | EntryState::DeadLettered => {
                     part.settled.insert(offset, offset + 1)
                 }
-                EntryState::Pending => {
+                EntryState::Pending | EntryState::DeadLettering => {
                     if state.config.mode == Mode::Stream {
                         state.load_stream_head(p, offset, &stored, now);
                     } else {
-                        // A lease in flight at the crash whose attempts are
-                        // used up is dead-lettered now; other crashed leases
-                        // fail when the scan meets them (it learns their key).
-                        let crashed = stored.attempts > 0 && stored.due_at == 0;
-                        let status = if crashed && state.exhausted(stored.attempts) {
+                        // A last failure whose copy may not have happened
+                        // is dead-lettered now (the copy and the settle are
+                        // one write, so it happens exactly once). Other
+                        // entries wait for the scan (it learns their key).
+                        let dead = stored.state == EntryState::DeadLettering;
+                        let status = if dead {
                             state.jobs.push(DeadLetterJob {
                                 partition: p,
                                 offset,
                                 attempts: stored.attempts,
-                                reason: FailKind::LeaseExpired.label().to_owned(),
+                                reason: stored.reason.clone(),
                             });
                             Status::DeadLettering
                         } else {
@@ -603,16 +629,11 @@ impl State {
     ) -> (Vec<Delivery>, Vec<Change>) {
         let picked: Vec<(u32, u64)> = self.ready.iter().take(max).copied().collect();
         let mut out = Vec::with_capacity(picked.len());
-        let mut changes = Vec::with_capacity(picked.len());
+        let changes = Vec::new();
+        // Leases are not written: a delivery in flight when the server
+        // stops is delivered again (its attempt is not counted).
         for (p, o) in picked {
             if let Some(d) = self.lease(p, o, now, holder) {
-                if let Some(e) = self.entry(p, o) {
-                    changes.push(Change::Entry {
-                        partition: p,
-                        offset: o,
-                        entry: e.durable(),
-                    });
-                }
                 out.push(d);
             }
         }
@@ -635,21 +656,78 @@ impl State {
         }
         let part = &mut self.parts[partition as usize];
         if offset < part.floor {
-            changes.push(Change::DeleteEntry { partition, offset });
+            self.unpersist(partition, offset, changes);
             return;
         }
         part.settled.insert(offset, offset + 1);
         if !self.advance_floor(partition, changes) {
-            changes.push(Change::Entry {
+            self.persist(
                 partition,
                 offset,
-                entry: SubEntry {
+                SubEntry {
                     state: EntryState::Acked,
                     attempts: 0,
                     due_at: 0,
                     reason: String::new(),
                 },
-            });
+                changes,
+            );
+        }
+    }
+
+    /// Writes one message's entry (and remembers that it is stored).
+    fn persist(&mut self, partition: u32, offset: u64, entry: SubEntry, changes: &mut Vec<Change>) {
+        if let Some(part) = self.parts.get_mut(partition as usize) {
+            part.persisted.insert(offset);
+        }
+        changes.push(Change::Entry {
+            partition,
+            offset,
+            entry,
+        });
+    }
+
+    /// Deletes one message's stored entry, if it has one.
+    fn unpersist(&mut self, partition: u32, offset: u64, changes: &mut Vec<Change>) {
+        if let Some(part) = self.parts.get_mut(partition as usize) {
+            if part.persisted.remove(&offset) {
+                changes.push(Change::DeleteEntry { partition, offset });
+            }
+        }
+    }
+
+    /// The change for a floor move `from → to` of `partition`, deleting
+    /// exactly the stored entries in between.
+    fn cursor_change(&mut self, partition: u32, from: u64, to: u64) -> Change {
+        let clear = match self.parts.get_mut(partition as usize) {
+            None => Clear::Nothing,
+            Some(part) => {
+                let stored: Vec<u64> = part
+                    .persisted
+                    .range(from..to)
+                    .take(MAX_POINT_DELETES + 1)
+                    .copied()
+                    .collect();
+                if stored.is_empty() {
+                    Clear::Nothing
+                } else if stored.len() <= MAX_POINT_DELETES {
+                    for o in &stored {
+                        part.persisted.remove(o);
+                    }
+                    Clear::Points(stored)
+                } else {
+                    let mut above = part.persisted.split_off(&to);
+                    let _inside = part.persisted.split_off(&from);
+                    part.persisted.append(&mut above);
+                    Clear::Range
+                }
+            }
+        };
+        Change::Cursor {
+            partition,
+            from,
+            to,
+            clear,
         }
     }
 
@@ -667,11 +745,8 @@ impl State {
         }
         part.next = part.next.max(part.floor);
         part.stream.floor_moved(part.floor);
-        changes.push(Change::Cursor {
-            partition,
-            from,
-            to: part.floor,
-        });
+        let to = part.floor;
+        changes.push(self.cursor_change(partition, from, to));
         true
     }
 
@@ -734,6 +809,19 @@ impl State {
                 e.status = Status::DeadLettering;
                 e.reason = failure.reason.clone();
             }
+            // Durable before the answer: after a crash the copy is made
+            // from this record (exactly once, with the copy's settle).
+            self.persist(
+                partition,
+                offset,
+                SubEntry {
+                    state: EntryState::DeadLettering,
+                    attempts,
+                    due_at: now,
+                    reason: failure.reason.clone(),
+                },
+                changes,
+            );
             self.jobs.push(DeadLetterJob {
                 partition,
                 offset,
@@ -766,11 +854,7 @@ impl State {
             e.status = Status::Waiting;
             self.push_timer(due, TimerKind::Due, partition, offset, 0);
         }
-        changes.push(Change::Entry {
-            partition,
-            offset,
-            entry: durable,
-        });
+        self.persist(partition, offset, durable, changes);
     }
 
     /// Acks one delivery. False when it matches no current lease.
@@ -938,11 +1022,7 @@ impl State {
         part.next = part.next.max(low);
         part.stream.floor_moved(low);
         self.expired_by_retention += lost;
-        changes.push(Change::Cursor {
-            partition,
-            from,
-            to: low,
-        });
+        changes.push(self.cursor_change(partition, from, low));
         self.advance_floor(partition, &mut changes);
         changes
     }
@@ -957,6 +1037,7 @@ impl State {
             part.entries.iter().map(|(&o, e)| (o, e.key)).collect();
         part.entries.clear();
         part.settled.clear();
+        part.persisted.clear();
         part.floor = cursor;
         part.next = cursor;
         for (o, key) in dropped {
@@ -1012,16 +1093,17 @@ impl State {
             );
             self.ready.insert((p, o));
             self.leased += 1;
-            changes.push(Change::Entry {
-                partition: p,
-                offset: o,
-                entry: SubEntry {
+            self.persist(
+                p,
+                o,
+                SubEntry {
                     state: EntryState::Pending,
                     attempts: 0,
                     due_at: 0,
                     reason: String::new(),
                 },
-            });
+                &mut changes,
+            );
             n += 1;
         }
         (changes, n)

@@ -100,10 +100,7 @@ impl State {
             self.parts[p as usize].entries.remove(&o);
             self.ready.remove(&(p, o));
             self.leased = self.leased.saturating_sub(1);
-            changes.push(Change::DeleteEntry {
-                partition: p,
-                offset: o,
-            });
+            self.unpersist(p, o, changes);
         }
         self.parts[p as usize].settled.insert(from, to);
     }
@@ -196,15 +193,8 @@ impl State {
             return None;
         }
         if deliver {
-            let d = self.lease(p, m.offset, now, holder)?;
-            if let Some(e) = self.parts[p as usize].entries.get(&m.offset) {
-                changes.push(Change::Entry {
-                    partition: p,
-                    offset: m.offset,
-                    entry: e.durable(),
-                });
-            }
-            Some(d)
+            // Not written: see `take_ready`.
+            self.lease(p, m.offset, now, holder)
         } else {
             self.ready.insert((p, m.offset));
             None

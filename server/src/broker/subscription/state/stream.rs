@@ -71,8 +71,10 @@ pub struct StreamPlan {
 
 impl State {
     pub(super) fn load_stream_head(&mut self, p: u32, offset: u64, stored: &SubEntry, now: u64) {
-        let crashed = stored.attempts > 0 && stored.due_at == 0;
-        let exhausted = self.exhausted(stored.attempts);
+        let dead = stored.state == crate::storage::EntryState::DeadLettering;
+        // (Older stores wrote leases in flight: due_at 0.)
+        let crashed = dead || (stored.attempts > 0 && stored.due_at == 0);
+        let exhausted = dead || self.exhausted(stored.attempts);
         let part = &mut self.parts[p as usize];
         if part.stream.head.is_some() {
             return;
@@ -82,7 +84,9 @@ impl State {
         part.stream.head_reason = stored.reason.clone();
         part.stream.head_due = stored.due_at;
         if crashed {
-            part.stream.head_reason = FailKind::LeaseExpired.label().to_owned();
+            if !dead {
+                part.stream.head_reason = FailKind::LeaseExpired.label().to_owned();
+            }
             if exhausted {
                 part.stream.dead_lettering = true;
                 let reason = part.stream.head_reason.clone();
@@ -192,7 +196,7 @@ impl State {
         now: u64,
     ) -> (Vec<Delivery>, Vec<Change>) {
         let mut deliveries = Vec::new();
-        let mut changes = Vec::new();
+        let changes = Vec::new();
         let timeout = self.config.ack_timeout_ms;
         let p = plan.partition;
         let Some(part) = self.parts.get_mut(p as usize) else {
@@ -208,20 +212,11 @@ impl State {
             let s = &mut part.stream;
             let attempt = if s.head.is_none() || s.head == Some(m.offset) {
                 // The first message at the cursor is the head: its
-                // deliveries are counted durably.
+                // deliveries are counted (durably when one fails; a
+                // delivery in flight at a crash is not counted).
                 s.head = Some(m.offset);
                 s.head_attempts = s.head_attempts.saturating_add(1);
                 s.head_due = 0;
-                changes.push(Change::Entry {
-                    partition: p,
-                    offset: m.offset,
-                    entry: SubEntry {
-                        state: crate::storage::EntryState::Pending,
-                        attempts: s.head_attempts,
-                        due_at: 0,
-                        reason: s.head_reason.clone(),
-                    },
-                });
                 s.head_attempts
             } else if m.offset < s.redeliver_mark {
                 1 + s.rewinds
@@ -266,11 +261,8 @@ impl State {
             part.floor = offset + 1;
             part.settled.drop_below(part.floor);
             part.stream.floor_moved(part.floor);
-            changes.push(Change::Cursor {
-                partition: p,
-                from,
-                to: part.floor,
-            });
+            let to = part.floor;
+            changes.push(self.cursor_change(p, from, to));
             self.set_run_deadline(p, now + timeout);
         }
         if self.parts[p as usize].stream.owner.is_some() {
@@ -301,12 +293,10 @@ impl State {
             let from = part.floor;
             part.floor = offset;
             part.stream.floor_moved(offset);
-            changes.push(Change::Cursor {
-                partition: p,
-                from,
-                to: offset,
-            });
+            let change = self.cursor_change(p, from, offset);
+            changes.push(change);
         }
+        let part = &mut self.parts[p as usize];
         let s = &mut part.stream;
         if s.head != Some(offset) {
             s.head = Some(offset);
@@ -358,6 +348,17 @@ impl State {
         s.head_reason = failure.reason.clone();
         if failure.permanent || self.exhausted(attempts) {
             self.parts[p as usize].stream.dead_lettering = true;
+            self.persist(
+                p,
+                head,
+                SubEntry {
+                    state: crate::storage::EntryState::DeadLettering,
+                    attempts,
+                    due_at: now,
+                    reason: failure.reason.clone(),
+                },
+                changes,
+            );
             self.jobs.push(DeadLetterJob {
                 partition: p,
                 offset: head,
@@ -378,16 +379,18 @@ impl State {
         let due = now.saturating_add(delay);
         let s = &mut self.parts[p as usize].stream;
         s.head_due = due;
-        changes.push(Change::Entry {
-            partition: p,
-            offset: head,
-            entry: SubEntry {
+        let reason = s.head_reason.clone();
+        self.persist(
+            p,
+            head,
+            SubEntry {
                 state: crate::storage::EntryState::Pending,
                 attempts,
                 due_at: due,
-                reason: s.head_reason.clone(),
+                reason,
             },
-        });
+            changes,
+        );
         self.push_timer(due, TimerKind::HeadDue, p, head, 0);
     }
 
@@ -459,11 +462,8 @@ impl State {
         part.floor = job.offset + 1;
         part.next = part.next.max(part.floor);
         part.stream.floor_moved(part.floor);
-        changes.push(Change::Cursor {
-            partition: job.partition,
-            from,
-            to: part.floor,
-        });
+        let to = part.floor;
+        changes.push(self.cursor_change(job.partition, from, to));
         true
     }
 

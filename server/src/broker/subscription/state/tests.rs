@@ -87,9 +87,28 @@ impl FakeStore {
                     partition,
                     from,
                     to,
+                    clear,
                 } => {
-                    self.entries
-                        .retain(|&(p, o), _| !(p == partition && o >= from && o < to));
+                    let covered: Vec<(u32, u64)> = match clear {
+                        Clear::Nothing => Vec::new(),
+                        Clear::Points(points) => {
+                            points.into_iter().map(|o| (partition, o)).collect()
+                        }
+                        Clear::Range => self
+                            .entries
+                            .range((partition, from)..(partition, to))
+                            .map(|(k, _)| *k)
+                            .collect(),
+                    };
+                    for k in covered {
+                        self.entries.remove(&k);
+                    }
+                    // Every stored entry the floor passed must be deleted.
+                    let left: Vec<_> = self
+                        .entries
+                        .range((partition, from)..(partition, to))
+                        .collect();
+                    assert!(left.is_empty(), "cursor {from}->{to} of partition {partition} leaves stored entries: {left:?}");
                     self.cursors.insert(partition, to);
                 }
                 Change::Reset { partition, cursor } => {
@@ -552,23 +571,50 @@ fn retention_below_the_floor_is_counted_and_skipped() {
 }
 
 #[test]
-fn crash_with_leases_in_flight_counts_them_expired() {
+fn a_crash_redelivers_leases_in_flight_and_keeps_failures() {
     let mut h = Harness::new(config(Mode::Queue, Some(2), Ordering::None), 1);
     h.log.push(0, None, 0);
     h.log.push(0, None, 0);
     let ds = h.pull(0, 10, "c");
     h.ack(&ds[1], 1);
+    // First deliveries write nothing: the store holds only the out-of-order ack.
+    assert_eq!(h.store.entries.len(), 1);
     h.restart(2);
-    // Offset 1 stays acked; offset 0 waits for its backoff as attempt 2.
-    assert!(h.pull(2, 10, "c").is_empty());
-    let again = h.pull(200, 10, "c");
+    // Offset 1 stays acked; offset 0, in flight at the crash, comes back
+    // at once and its interrupted delivery is not counted.
+    let again = h.pull(2, 10, "c");
     assert_eq!(offsets(&again), vec![(0, 0)]);
-    assert_eq!(again[0].attempt, 2);
-    // A crash during the last attempt dead-letters it on the next scan.
-    h.restart(300);
-    let _ = h.pull(300, 10, "c");
-    h.run_jobs(300);
+    assert_eq!(again[0].attempt, 1);
+    // A failure is durable: after a restart it is still attempt 2 next.
+    h.nack(&again[0], 3, Some(100), false);
+    h.restart(4);
+    assert!(
+        h.pull(4, 10, "c").is_empty(),
+        "the retry keeps its due time"
+    );
+    let second = h.pull(103, 10, "c");
+    assert_eq!(second[0].attempt, 2);
+    // The last failure is recorded before its dead-letter copy: a crash
+    // in between still dead-letters it, exactly once.
+    let mut changes = Vec::new();
+    let failure = Failure {
+        kind: FailKind::Nack,
+        reason: "last".into(),
+        delay_ms: None,
+        permanent: false,
+    };
+    assert!(h
+        .state
+        .nack(0, 0, second[0].token, failure, 104, &mut changes));
+    h.commit(changes);
+    let _lost_with_the_crash = h.state.take_jobs();
+    h.restart(105);
     assert_eq!(h.dead_letters, vec![(0, 0)]);
+    assert_eq!(h.store.dead[&(0, 0)].reason, "last");
+    assert_eq!(h.state.floor(0), 2);
+    assert!(h.store.entries.is_empty());
+    h.restart(106);
+    assert_eq!(h.dead_letters, vec![(0, 0)], "not dead-lettered twice");
 }
 
 #[test]
