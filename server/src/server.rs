@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
@@ -67,6 +68,14 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let mut graceful_rx = stop_rx.clone();
+    // Small frames (WebSocket pushes, confirmations) go out at once:
+    // without TCP_NODELAY, Nagle's algorithm holds them for the peer's
+    // delayed ACK (tens of milliseconds).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let serve = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
         let _ = graceful_rx.wait_for(|stop| *stop).await;
     });

@@ -25,6 +25,7 @@ use weir_client::{
 
 use super::produce::Load;
 use super::report::{latency, ConsumeReport, FillReport};
+use super::ws::Ws;
 use super::{
     counter, ensure_topic, join_all, merge, new_histogram, snapshot, wal_syncs, Http, Progress,
     Transport, TransportKind,
@@ -160,6 +161,15 @@ pub async fn run(
     }
     let result = match args.transport {
         TransportKind::Http => consume(Http(client.clone()), client, printer, &args).await,
+        TransportKind::Ws => {
+            consume(
+                Ws::new(client.clone(), std::time::Duration::from_millis(1)),
+                client,
+                printer,
+                &args,
+            )
+            .await
+        }
     };
     cleanup(client, &args, created_sub, created_topic).await;
     let mut report = result?;

@@ -29,6 +29,7 @@ use weir_client::{
 };
 
 use super::report::{latency, E2eReport};
+use super::ws::Ws;
 use super::{
     counter, ensure_topic, join_all, merge, new_histogram, snapshot, wal_syncs, Http, Progress,
     Transport, TransportKind,
@@ -121,6 +122,15 @@ pub async fn run(args: E2eArgs, client: &Client, printer: &Printer) -> Result<E2
     let result = match client.create_subscription(topic, sub, &spec).await {
         Ok(_) => match args.transport {
             TransportKind::Http => e2e(Http(client.clone()), client, printer, &args).await,
+            TransportKind::Ws => {
+                e2e(
+                    Ws::new(client.clone(), std::time::Duration::ZERO),
+                    client,
+                    printer,
+                    &args,
+                )
+                .await
+            }
         },
         Err(e) => Err(e),
     };

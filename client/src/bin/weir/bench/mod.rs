@@ -18,6 +18,7 @@ mod consume;
 mod e2e;
 mod produce;
 mod report;
+mod ws;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -99,18 +100,21 @@ pub async fn run(cmd: BenchCommand, client: &Client, printer: &Printer) -> Resul
     Ok(())
 }
 
-/// How messages travel between the bench and the server. Only HTTP exists
-/// today; a WebSocket transport implements the same three calls.
+/// How messages travel between the bench and the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TransportKind {
     /// HTTP/1.1 requests (`POST .../messages`, `.../pull`, `.../ack`).
     Http,
+    /// Subscription WebSockets (pushed messages, acks over the socket);
+    /// produce over HTTP.
+    Ws,
 }
 
 impl TransportKind {
     fn name(self) -> &'static str {
         match self {
             TransportKind::Http => "http",
+            TransportKind::Ws => "ws",
         }
     }
 }

@@ -1,0 +1,131 @@
+//! [`Transport`] over the subscription WebSocket: messages are pushed to one
+//! socket per consumer (credit-based, refilled as they are taken), acks go
+//! over a socket and are confirmed once durable; produce stays on HTTP (the
+//! workloads measure delivery, and publish → frame received end to end).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::Mutex;
+use weir_client::{
+    AckResponse, Client, Error, PullRequest, ReceivedMessage, Refill, SubscribeOptions, WsAcker,
+    WsSubscription,
+};
+
+use super::Transport;
+
+/// Credit per socket when the pull size asks for less.
+const MIN_CREDIT: u32 = 256;
+
+#[derive(Clone)]
+pub struct Ws {
+    client: Client,
+    /// One socket per consumer name.
+    sockets: Arc<Mutex<HashMap<String, Arc<Mutex<WsSubscription>>>>>,
+    /// Any open socket's acker (ack ids are valid on every socket of the
+    /// subscription).
+    acker: Arc<Mutex<Option<WsAcker>>>,
+    /// A pushed batch ends when no message follows within this gap (zero:
+    /// take only what has already arrived — for latency measurements).
+    batch_gap: Duration,
+}
+
+impl Ws {
+    pub fn new(client: Client, batch_gap: Duration) -> Ws {
+        Ws {
+            client,
+            sockets: Arc::new(Mutex::new(HashMap::new())),
+            acker: Arc::new(Mutex::new(None)),
+            batch_gap,
+        }
+    }
+
+    async fn socket(
+        &self,
+        topic: &str,
+        sub: &str,
+        request: &PullRequest,
+    ) -> Result<Arc<Mutex<WsSubscription>>, Error> {
+        let consumer = request
+            .consumer
+            .clone()
+            .unwrap_or_else(|| "bench".to_owned());
+        let mut sockets = self.sockets.lock().await;
+        if let Some(socket) = sockets.get(&consumer) {
+            return Ok(socket.clone());
+        }
+        let credit = request
+            .max_messages
+            .unwrap_or(MIN_CREDIT)
+            .saturating_mul(2)
+            .max(MIN_CREDIT);
+        let options = SubscribeOptions {
+            consumer: Some(consumer.clone()),
+            credit,
+            refill: Refill::OnYield,
+        };
+        let subscription = self.client.subscribe_ws(topic, sub, options).await?;
+        self.acker
+            .lock()
+            .await
+            .get_or_insert_with(|| subscription.acker());
+        let socket = Arc::new(Mutex::new(subscription));
+        sockets.insert(consumer, socket.clone());
+        Ok(socket)
+    }
+}
+
+impl Transport for Ws {
+    async fn produce(&self, topic: &str, body: Vec<u8>) -> Result<(), Error> {
+        self.client.produce_raw(topic, body).await.map(drop)
+    }
+
+    /// Waits up to `wait_ms` for a first pushed message, then takes what
+    /// else is already there, up to `max_messages`.
+    async fn pull(
+        &self,
+        topic: &str,
+        sub: &str,
+        request: &PullRequest,
+    ) -> Result<Vec<ReceivedMessage>, Error> {
+        let socket = self.socket(topic, sub, request).await?;
+        let mut stream = socket.lock().await;
+        let max = request.max_messages.unwrap_or(1).max(1) as usize;
+        let wait = Duration::from_millis(request.wait_ms.unwrap_or(0));
+        let mut out = Vec::new();
+        match tokio::time::timeout(wait, stream.next()).await {
+            Err(_) => return Ok(out),
+            Ok(None) => return Err(Error::Local("the subscription socket closed".into())),
+            Ok(Some(first)) => out.push(first?),
+        }
+        // Batch like a pull: take what keeps arriving, until `max` or a
+        // short gap in the push.
+        while out.len() < max {
+            match stream.next().now_or_never() {
+                Some(Some(m)) => out.push(m?),
+                Some(None) => break,
+                None if self.batch_gap.is_zero() => break,
+                None => match tokio::time::timeout(self.batch_gap, stream.next()).await {
+                    Ok(Some(m)) => out.push(m?),
+                    Ok(None) | Err(_) => break,
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(
+        &self,
+        _topic: &str,
+        _sub: &str,
+        ack_ids: Vec<String>,
+    ) -> Result<AckResponse, Error> {
+        let acker = self.acker.lock().await.clone();
+        match acker {
+            Some(acker) => acker.ack(ack_ids).await,
+            None => Err(Error::Local("no subscription socket is open".into())),
+        }
+    }
+}
