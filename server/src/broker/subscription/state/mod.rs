@@ -468,6 +468,21 @@ impl State {
         backoff_ms(&self.config.retry.backoff, attempts.max(1), draw)
     }
 
+    /// When a failed delivery is retried (the nack's override, else the
+    /// backoff), counting the redelivery by reason.
+    fn schedule_retry(&mut self, failure: &Failure, attempts: u32, now: u64) -> u64 {
+        let delay = match failure.delay_ms {
+            Some(d) => d,
+            None => self.backoff(attempts),
+        };
+        match failure.kind {
+            FailKind::Nack => self.events.redeliveries_nack += 1,
+            FailKind::LeaseExpired => self.events.redeliveries_expired += 1,
+            FailKind::Disconnect => self.events.redeliveries_disconnect += 1,
+        }
+        now.saturating_add(delay)
+    }
+
     fn exhausted(&self, attempts: u32) -> bool {
         self.config
             .retry
@@ -830,16 +845,7 @@ impl State {
             });
             return;
         }
-        let delay = match failure.delay_ms {
-            Some(d) => d,
-            None => self.backoff(attempts),
-        };
-        match failure.kind {
-            FailKind::Nack => self.events.redeliveries_nack += 1,
-            FailKind::LeaseExpired => self.events.redeliveries_expired += 1,
-            FailKind::Disconnect => self.events.redeliveries_disconnect += 1,
-        }
-        let due = now.saturating_add(delay);
+        let due = self.schedule_retry(&failure, attempts, now);
         let Some(e) = self.entry_mut(partition, offset) else {
             return;
         };
@@ -847,7 +853,7 @@ impl State {
         e.holder = None;
         e.due_at = due;
         let durable = e.durable();
-        if delay == 0 {
+        if due <= now {
             e.status = Status::Ready;
             self.ready.insert((partition, offset));
         } else {

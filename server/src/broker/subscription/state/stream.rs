@@ -367,16 +367,7 @@ impl State {
             });
             return;
         }
-        let delay = match failure.delay_ms {
-            Some(d) => d,
-            None => self.backoff(attempts),
-        };
-        match failure.kind {
-            FailKind::Nack => self.events.redeliveries_nack += 1,
-            FailKind::LeaseExpired => self.events.redeliveries_expired += 1,
-            FailKind::Disconnect => self.events.redeliveries_disconnect += 1,
-        }
-        let due = now.saturating_add(delay);
+        let due = self.schedule_retry(&failure, attempts, now);
         let s = &mut self.parts[p as usize].stream;
         s.head_due = due;
         let reason = s.head_reason.clone();
