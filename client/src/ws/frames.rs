@@ -2,11 +2,12 @@
 //! writes them.
 //!
 //! Client frames are `weir_protocol::ws::ClientFrame`, serialized as is.
-//! Server frames are read here rather than through `ServerFrame`: serde's
-//! internally tagged enums buffer the frame, and a buffered frame cannot
-//! yield a message's raw JSON `value`, so `ServerFrame::Message` does not
-//! deserialize. Reading the `type` first and then the frame again as the
-//! flat type it names avoids the buffer (the way `TailFrame` does it).
+//! Server frames are read here rather than through `ServerFrame` so that
+//! an error frame with a code newer than this client still becomes an
+//! error (with the code in its text) instead of an undecodable frame, and
+//! so that each socket only accepts the frames it can receive. The `type`
+//! is read first, then the frame again as the flat type it names (the way
+//! `ServerFrame` and `TailFrame` do it).
 
 use serde::Deserialize;
 use weir_protocol::ws::{ClientFrame, Confirmation};
