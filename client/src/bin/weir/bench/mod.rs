@@ -10,9 +10,10 @@
 //! figures come from HDR histograms at microsecond resolution; WAL syncs
 //! are read from the server's `/metrics` before and after the run.
 //!
-//! The message path (produce, pull, ack) goes through a [`Transport`], so a
-//! WebSocket transport can be added next to [`Http`] without touching the
-//! workloads.
+//! The message path of `consume` and `e2e` (produce, pull, ack) goes
+//! through a [`Transport`]: [`Http`], or `ws.rs` (`--transport ws`:
+//! messages pushed on subscription sockets, acks over the socket, produce
+//! over HTTP). `produce` measures the HTTP produce path.
 
 mod consume;
 mod e2e;
