@@ -329,6 +329,11 @@ impl State {
             let Some(part) = state.parts.get_mut(p as usize) else {
                 continue;
             };
+            if offset < part.floor && stored.state != EntryState::Pending {
+                // Settled below the cursor: nothing to deliver (a leftover
+                // the cursor move did not delete; harmless).
+                continue;
+            }
             part.persisted.insert(offset);
             if offset < part.floor {
                 // Redriven: deliverable again, attempts reset.

@@ -668,6 +668,26 @@ fn memory_follows_messages_in_flight_not_the_backlog() {
     assert_eq!(h.stats(13).backlog, 100_000 - 50);
 }
 
+#[test]
+fn settled_leftovers_below_the_cursor_are_never_delivered() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    for _ in 0..3 {
+        h.log.push(0, None, 0);
+    }
+    h.store.cursors.insert(0, 2);
+    h.store.entries.insert(
+        (0, 1),
+        SubEntry {
+            state: EntryState::Acked,
+            attempts: 0,
+            due_at: 0,
+            reason: String::new(),
+        },
+    );
+    h.restart(0);
+    assert_eq!(offsets(&h.pull(1, 10, "c")), vec![(0, 2)]);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Produce(usize),
