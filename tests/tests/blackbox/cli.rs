@@ -567,3 +567,57 @@ fn cli_bench_produce_honours_a_count_that_is_not_a_multiple_of_the_batch() {
         assert!(report["msgs_per_sec"].as_f64().unwrap() > 0.0, "{report}");
     }
 }
+
+/// `weir bench` over WebSockets: produce on publish sockets, consume on
+/// subscription sockets; both report their numbers and the data is there.
+#[test]
+fn cli_bench_over_websockets_reports_numbers() {
+    let s = TestServer::start();
+    let produce = weir(
+        &s,
+        &[
+            "--output",
+            "json",
+            "bench",
+            "produce",
+            "--topic",
+            "wsb",
+            "--count",
+            "1200",
+            "--batch",
+            "100",
+            "--concurrency",
+            "2",
+            "--transport",
+            "ws",
+        ],
+        "",
+    )
+    .json();
+    assert_eq!(produce["messages"], 1200, "{produce}");
+    assert_eq!(produce["requests"], 12, "{produce}");
+    assert!(produce["msgs_per_sec"].as_f64().unwrap() > 0.0, "{produce}");
+    let consume = weir(
+        &s,
+        &[
+            "--output",
+            "json",
+            "bench",
+            "consume",
+            "--topic",
+            "wsc",
+            "--count",
+            "600",
+            "--batch",
+            "100",
+            "--concurrency",
+            "2",
+            "--transport",
+            "ws",
+        ],
+        "",
+    )
+    .json();
+    assert_eq!(consume["messages"], 600, "{consume}");
+    assert!(consume["msgs_per_sec"].as_f64().unwrap() > 0.0, "{consume}");
+}

@@ -136,6 +136,7 @@ pub async fn run(
             concurrency: args.fill_concurrency.max(1),
             count,
             duration: None,
+            websocket: false,
         };
         let filled = match load.run(client, printer, "fill: ").await {
             Ok(filled) => filled,

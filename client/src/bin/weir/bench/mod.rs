@@ -13,7 +13,7 @@
 //! The message path of `consume` and `e2e` (produce, pull, ack) goes
 //! through a [`Transport`]: [`Http`], or `ws.rs` (`--transport ws`:
 //! messages pushed on subscription sockets, acks over the socket, produce
-//! over HTTP). `produce` measures the HTTP produce path.
+//! over HTTP). `produce` sends its batches over HTTP or publish sockets.
 
 mod consume;
 mod e2e;
@@ -56,6 +56,10 @@ pub enum BenchCommand {
         /// Run for this many seconds instead of a count.
         #[arg(long)]
         duration: Option<u64>,
+        /// `http` (one request per batch per connection) or `ws` (one
+        /// publish socket per connection, each batch a `publish` frame).
+        #[arg(long, value_enum, default_value = "http")]
+        transport: TransportKind,
     },
     /// Queue-mode consume throughput: pull + one ack request per pull, after
     /// filling a topic (or draining an existing subscription with --no-fill).
@@ -74,6 +78,7 @@ pub async fn run(cmd: BenchCommand, client: &Client, printer: &Printer) -> Resul
             concurrency,
             count,
             duration,
+            transport,
         } => {
             let report = produce::run(
                 client,
@@ -85,6 +90,7 @@ pub async fn run(cmd: BenchCommand, client: &Client, printer: &Printer) -> Resul
                 concurrency.max(1),
                 count,
                 duration.map(Duration::from_secs),
+                transport == TransportKind::Ws,
             )
             .await?;
             report::print_produce(printer, &report);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use weir_client::{Client, Error};
+use weir_protocol::{ProduceMessage, ProduceRequest};
 
 use super::report::{latency, BenchReport};
 use super::{counter, ensure_topic, join_all, merge, new_histogram, snapshot, wal_syncs, Progress};
@@ -25,6 +26,7 @@ pub async fn run(
     concurrency: usize,
     count: u64,
     duration: Option<Duration>,
+    websocket: bool,
 ) -> Result<BenchReport, Error> {
     ensure_topic(client, topic, partitions).await?;
     let syncs_before = wal_syncs(client).await;
@@ -35,6 +37,7 @@ pub async fn run(
         concurrency,
         count,
         duration,
+        websocket,
     };
     let outcome = load.run(client, printer, "").await?;
     let syncs = wal_syncs(client).await.saturating_sub(syncs_before);
@@ -55,6 +58,13 @@ pub async fn run(
     })
 }
 
+/// The messages of a produce body built by `batch_body`.
+fn parse_batch(body: &[u8]) -> Result<Vec<ProduceMessage>, Error> {
+    serde_json::from_slice::<ProduceRequest>(body)
+        .map(|r| r.messages)
+        .map_err(|e| Error::Local(format!("bench body: {e}")))
+}
+
 /// A batched produce load.
 pub struct Load<'a> {
     pub topic: &'a str,
@@ -67,6 +77,8 @@ pub struct Load<'a> {
     /// Messages to produce (ignored with a duration).
     pub count: u64,
     pub duration: Option<Duration>,
+    /// Publish sockets (`/ws/publish`) instead of HTTP requests.
+    pub websocket: bool,
 }
 
 /// What a [`Load`] did.
@@ -98,6 +110,7 @@ impl Load<'_> {
             self.count
         }));
         let started = Instant::now();
+        let websocket = self.websocket;
         let mut tasks = Vec::new();
         for _ in 0..self.concurrency.max(1) {
             let (client, body, produced, requests, stop, histogram, budget, topic) = (
@@ -112,6 +125,14 @@ impl Load<'_> {
             );
             tasks.push(tokio::spawn(async move {
                 let mut local = new_histogram()?;
+                // Over a socket: the full batch is parsed once, then cloned.
+                let (publisher, full) = match websocket {
+                    true => (
+                        Some(client.publisher_ws(&topic).await?),
+                        parse_batch(&body)?,
+                    ),
+                    false => (None, Vec::new()),
+                };
                 let result = loop {
                     if stop.load(Ordering::Relaxed) {
                         break Ok(());
@@ -131,7 +152,15 @@ impl Load<'_> {
                         batch_body(size, n)
                     };
                     let t0 = Instant::now();
-                    if let Err(e) = client.produce_raw(&topic, request).await {
+                    let sent = match &publisher {
+                        Some(p) if n == batch => p.publish(full.clone()).await.map(drop),
+                        Some(p) => match parse_batch(&request) {
+                            Ok(messages) => p.publish(messages).await.map(drop),
+                            Err(e) => Err(e),
+                        },
+                        None => client.produce_raw(&topic, request).await.map(drop),
+                    };
+                    if let Err(e) = sent {
                         break Err(e);
                     }
                     local.saturating_record(t0.elapsed().as_micros() as u64);
