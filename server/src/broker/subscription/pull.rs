@@ -40,7 +40,6 @@ pub fn key_hash(key: &str) -> u64 {
 fn meta(m: &StoredMessage) -> MsgMeta {
     MsgMeta {
         offset: m.offset,
-        timestamp: m.timestamp,
         deliver_at: m.deliver_at,
         key_hash: m.key.as_deref().map(key_hash),
     }

@@ -37,7 +37,6 @@ pub const MAX_STREAM_IN_FLIGHT: u64 = 10_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MsgMeta {
     pub offset: u64,
-    pub timestamp: u64,
     /// Not deliverable before (queue mode); 0 = no delay.
     pub deliver_at: u64,
     /// Hash of the key, for key ordering.
@@ -183,7 +182,6 @@ struct Entry {
     attempts: u32,
     due_at: u64,
     key: Option<u64>,
-    timestamp: u64,
     reason: String,
     /// Who holds the lease (for disconnects), if a socket.
     holder: Option<u64>,
@@ -344,7 +342,6 @@ impl State {
                         attempts: stored.attempts,
                         due_at: 0,
                         key: None,
-                        timestamp: 0,
                         reason: stored.reason,
                         holder: None,
                     },
@@ -384,7 +381,6 @@ impl State {
                                 attempts: stored.attempts,
                                 due_at: stored.due_at,
                                 key: None,
-                                timestamp: 0,
                                 reason: stored.reason,
                                 holder: None,
                             },
@@ -807,7 +803,7 @@ impl State {
         }
     }
 
-    /// Applies a failure to a leased (or crashed) entry: retry after
+    /// Applies a failure to a leased entry: retry after
     /// backoff, or dead-letter when attempts are exhausted or permanent.
     fn fail_entry(
         &mut self,
@@ -1012,12 +1008,10 @@ impl State {
         }
         let from = part.floor;
         let settled = part.settled.count_in(from, low);
-        let scanned_to = part.next.min(low);
         // Unsettled = offsets in [from, low) that were not settled; gaps in
         // the unscanned part cannot be told apart from messages and count.
         let lost = (low - from).saturating_sub(settled);
         let dropped: Vec<u64> = part.entries.range(from..low).map(|(&o, _)| o).collect();
-        let _ = scanned_to;
         for o in dropped {
             if let Some(e) = self.parts[partition as usize].entries.remove(&o) {
                 self.ready.remove(&(partition, o));
@@ -1097,7 +1091,6 @@ impl State {
                     attempts: 0,
                     due_at: 0,
                     key: None,
-                    timestamp: 0,
                     reason: String::new(),
                     holder: None,
                 },

@@ -3,7 +3,7 @@
 //! what it can and remembers only what cannot be delivered yet (delayed,
 //! held back by key ordering, ready beyond the batch).
 
-use super::{Change, Delivery, Entry, FailKind, Failure, MsgMeta, State, Status, TimerKind};
+use super::{Change, Delivery, Entry, MsgMeta, State, Status, TimerKind};
 
 /// A range of the log to read for a scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,9 +72,7 @@ impl State {
             if self.parts[p as usize].settled.contains(m.offset) {
                 continue;
             }
-            if let Some(d) =
-                self.classify_one(p, m, now, deliveries.len() < want, holder, &mut changes)
-            {
+            if let Some(d) = self.classify_one(p, m, now, deliveries.len() < want, holder) {
                 deliveries.push(d);
             }
         }
@@ -112,17 +110,15 @@ impl State {
         now: u64,
         deliver: bool,
         holder: Option<u64>,
-        changes: &mut Vec<Change>,
     ) -> Option<Delivery> {
         let key = if self.key_ordering() {
             m.key_hash
         } else {
             None
         };
-        if let Some(e) = self.parts[p as usize].entries.get_mut(&m.offset) {
+        if let Some(e) = self.parts[p as usize].entries.get(&m.offset) {
             if e.status == Status::DeadLettering {
                 // Loaded and already on its way to the dead-letter topic.
-                e.timestamp = m.timestamp;
                 return None;
             }
         }
@@ -136,15 +132,12 @@ impl State {
                     attempts: 0,
                     due_at: 0,
                     key: None,
-                    timestamp: 0,
                     reason: String::new(),
                     holder: None,
                 }
             }
         };
         entry.key = key;
-        entry.timestamp = m.timestamp;
-        let crashed_lease = entry.attempts > 0 && entry.due_at == 0;
         if entry.attempts == 0 && m.deliver_at > now {
             entry.due_at = m.deliver_at;
         }
@@ -163,20 +156,6 @@ impl State {
             }
             None => true,
         };
-        if crashed_lease {
-            // The lease was in flight when the server stopped: it expired.
-            self.fail_entry(
-                p,
-                m.offset,
-                Failure::of(FailKind::LeaseExpired),
-                now,
-                changes,
-            );
-            if !holds_key {
-                self.hold_back(p, m.offset);
-            }
-            return None;
-        }
         if !holds_key {
             self.hold_back(p, m.offset);
             return None;

@@ -72,9 +72,6 @@ pub struct StreamPlan {
 impl State {
     pub(super) fn load_stream_head(&mut self, p: u32, offset: u64, stored: &SubEntry, now: u64) {
         let dead = stored.state == crate::storage::EntryState::DeadLettering;
-        // (Older stores wrote leases in flight: due_at 0.)
-        let crashed = dead || (stored.attempts > 0 && stored.due_at == 0);
-        let exhausted = dead || self.exhausted(stored.attempts);
         let part = &mut self.parts[p as usize];
         if part.stream.head.is_some() {
             return;
@@ -83,24 +80,15 @@ impl State {
         part.stream.head_attempts = stored.attempts;
         part.stream.head_reason = stored.reason.clone();
         part.stream.head_due = stored.due_at;
-        if crashed {
-            if !dead {
-                part.stream.head_reason = FailKind::LeaseExpired.label().to_owned();
-            }
-            if exhausted {
-                part.stream.dead_lettering = true;
-                let reason = part.stream.head_reason.clone();
-                self.jobs.push(DeadLetterJob {
-                    partition: p,
-                    offset,
-                    attempts: stored.attempts,
-                    reason,
-                });
-            } else {
-                let due = now + self.backoff(stored.attempts);
-                self.parts[p as usize].stream.head_due = due;
-                self.push_timer(due, TimerKind::HeadDue, p, offset, 0);
-            }
+        if dead {
+            // The last failure was recorded; its copy may not have been made.
+            part.stream.dead_lettering = true;
+            self.jobs.push(DeadLetterJob {
+                partition: p,
+                offset,
+                attempts: stored.attempts,
+                reason: stored.reason.clone(),
+            });
         } else if stored.due_at > now {
             self.push_timer(stored.due_at, TimerKind::HeadDue, p, offset, 0);
         }

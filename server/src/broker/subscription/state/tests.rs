@@ -49,7 +49,6 @@ impl Log {
         let offset = self.parts[p].len() as u64;
         self.parts[p].push(MsgMeta {
             offset,
-            timestamp: offset,
             deliver_at,
             key_hash: key,
         });
