@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::TestServer;
+use crate::harness::{built_binary, TestServer};
 
 /// Upper bound of one CLI run.
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
@@ -133,27 +133,7 @@ fn weir_at(server: &str, args: &[&str], stdin: &str) -> Run {
 /// `WEIR_CLI_BIN`, else `weir` next to the test executable's `deps/`
 /// directory (i.e. `target/debug/weir`).
 fn cli_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("WEIR_CLI_BIN") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.exists(),
-            "WEIR_CLI_BIN={} does not exist",
-            path.display()
-        );
-        return path;
-    }
-    let exe = std::env::current_exe().expect("path of the test executable");
-    let deps = exe.parent().expect("directory of the test executable");
-    let bin = deps
-        .join("..")
-        .join(format!("weir{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "weir binary not found at {}: run `cargo build -p weir-client` first \
-         (with the same CARGO_TARGET_DIR), or set WEIR_CLI_BIN",
-        bin.display()
-    );
-    bin
+    built_binary("weir", "WEIR_CLI_BIN", "weir-client")
 }
 
 /// `dlq list --output json` until it shows `count` dead letters (bounded:

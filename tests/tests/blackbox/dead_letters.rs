@@ -9,10 +9,6 @@ use serde_json::{json, Value};
 use crate::harness::TestServer;
 use crate::subs_helpers::*;
 
-fn retry(max_attempts: Value, initial_ms: u64) -> Value {
-    json!({"max_attempts": max_attempts, "backoff": {"initial_ms": initial_ms, "max_ms": initial_ms, "multiplier": 1.0, "jitter": 0.0}})
-}
-
 #[tokio::test]
 async fn max_attempts_then_exactly_one_dead_letter_then_redrive() {
     let s = TestServer::start();

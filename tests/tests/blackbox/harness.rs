@@ -470,24 +470,27 @@ pub fn now_ms() -> u64 {
 /// `WEIR_SERVER_BIN`, else `weir-server` next to the test executable's
 /// `deps/` directory (i.e. `target/debug/weir-server`).
 fn server_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("WEIR_SERVER_BIN") {
+    built_binary("weir-server", "WEIR_SERVER_BIN", "weir-server")
+}
+
+/// The binary `name`: the path in the environment variable `env` when set,
+/// else the one next to the test executable's `deps/` directory (i.e.
+/// `target/debug/<name>`), built by `cargo build -p <package>`.
+pub fn built_binary(name: &str, env: &str, package: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
-        assert!(
-            path.exists(),
-            "WEIR_SERVER_BIN={} does not exist",
-            path.display()
-        );
+        assert!(path.exists(), "{env}={} does not exist", path.display());
         return path;
     }
     let exe = std::env::current_exe().expect("path of the test executable");
     let deps = exe.parent().expect("directory of the test executable");
     let bin = deps
         .join("..")
-        .join(format!("weir-server{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "weir-server binary not found at {}: run `cargo build -p weir-server` first \
-         (with the same CARGO_TARGET_DIR), or set WEIR_SERVER_BIN",
+        "{name} binary not found at {}: run `cargo build -p {package}` first \
+         (with the same CARGO_TARGET_DIR), or set {env}",
         bin.display()
     );
     bin

@@ -65,7 +65,14 @@ fn promtool_check(text: &str) {
 async fn subscription_metrics_match_what_happened_and_pass_promtool() {
     let s = TestServer::start();
     s.create_topic("m", &json!({})).await;
-    put_sub(&s, "m", "s", json!({"start": "earliest", "ack_timeout_ms": 200, "retry": {"max_attempts": 2, "backoff": {"initial_ms": 0, "max_ms": 0, "multiplier": 1.0, "jitter": 0.0}}}), 201).await;
+    put_sub(
+        &s,
+        "m",
+        "s",
+        json!({"start": "earliest", "ack_timeout_ms": 200, "retry": retry(json!(2), 0)}),
+        201,
+    )
+    .await;
     produce_n(&s, "m", 6, false).await;
     let b = pull(&s, "m", "s", json!({"max_messages": 6})).await;
     assert_eq!(b.len(), 6);

@@ -15,6 +15,11 @@ pub fn sub_path(topic: &str, sub: &str, op: &str) -> String {
     }
 }
 
+/// A retry policy with a fixed delay of `delay_ms` between deliveries.
+pub fn retry(max_attempts: Value, delay_ms: u64) -> Value {
+    json!({"max_attempts": max_attempts, "backoff": {"initial_ms": delay_ms, "max_ms": delay_ms, "multiplier": 1.0, "jitter": 0.0}})
+}
+
 /// `PUT` a subscription expecting `status`.
 pub async fn put_sub(s: &TestServer, topic: &str, sub: &str, spec: Value, status: u16) -> Value {
     s.put_json(&sub_path(topic, sub, ""), &spec)

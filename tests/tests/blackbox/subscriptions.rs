@@ -392,7 +392,14 @@ async fn long_poll_wakes_on_new_messages() {
 async fn lease_expiry_redelivers_to_another_consumer_and_stale_acks_are_unknown() {
     let s = TestServer::start();
     s.create_topic("t", &json!({})).await;
-    put_sub(&s, "t", "s", json!({"start": "earliest", "ack_timeout_ms": 300, "retry": {"max_attempts": null, "backoff": {"initial_ms": 0, "max_ms": 0, "multiplier": 1.0, "jitter": 0.0}}}), 201).await;
+    put_sub(
+        &s,
+        "t",
+        "s",
+        json!({"start": "earliest", "ack_timeout_ms": 300, "retry": retry(json!(null), 0)}),
+        201,
+    )
+    .await;
     s.produce("t", json!([{"value": 1}, {"value": 2}])).await;
     let first = pull(&s, "t", "s", json!({"max_messages": 1, "consumer": "a"})).await;
     assert_eq!(first.len(), 1);
@@ -459,7 +466,14 @@ async fn key_ordering_keeps_one_message_per_key_in_flight() {
 async fn restart_and_sigkill_in_the_middle_of_consumption() {
     let mut s = TestServer::start();
     s.create_topic("t", &json!({"partitions": 2})).await;
-    put_sub(&s, "t", "q", json!({"start": "earliest", "ack_timeout_ms": 500, "retry": {"max_attempts": null, "backoff": {"initial_ms": 0, "max_ms": 0, "multiplier": 1.0, "jitter": 0.0}}}), 201).await;
+    put_sub(
+        &s,
+        "t",
+        "q",
+        json!({"start": "earliest", "ack_timeout_ms": 500, "retry": retry(json!(null), 0)}),
+        201,
+    )
+    .await;
     put_sub(
         &s,
         "t",

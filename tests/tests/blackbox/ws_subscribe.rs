@@ -12,10 +12,6 @@ use crate::harness::TestServer;
 use crate::subs_helpers::*;
 use crate::ws::{close_frame, connect, json, send_json, Socket};
 
-fn no_retry_delay() -> Value {
-    json!({"max_attempts": null, "backoff": {"initial_ms": 0, "max_ms": 0, "multiplier": 1.0, "jitter": 0.0}})
-}
-
 /// Asserts no frame arrives for a short while (the server has no credit).
 async fn expect_silence(socket: &mut Socket) {
     use futures_util::StreamExt;
@@ -41,7 +37,7 @@ async fn credit_bounds_delivery_and_acks_are_confirmed_when_durable() {
         &s,
         "t",
         "q",
-        json!({"start": "earliest", "retry": no_retry_delay()}),
+        json!({"start": "earliest", "retry": retry(json!(null), 0)}),
         201,
     )
     .await;
@@ -113,7 +109,7 @@ async fn closing_a_socket_releases_its_leases_to_other_consumers() {
         &s,
         "t",
         "q",
-        json!({"start": "earliest", "retry": no_retry_delay()}),
+        json!({"start": "earliest", "retry": retry(json!(null), 0)}),
         201,
     )
     .await;
