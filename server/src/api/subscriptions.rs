@@ -254,13 +254,6 @@ pub async fn redrive(
     ApiJson(request): ApiJson<RedriveRequest>,
 ) -> ApiResult<Json<RedriveResponse>> {
     let subscription = state.broker.subscription(&topic, &sub)?;
-    if request.max_messages == Some(0) {
-        return Err(crate::broker::BrokerError::invalid(
-            "max_messages",
-            "`max_messages` must be positive or null (all)",
-        )
-        .into());
-    }
     let redriven = subscription.redrive(request.max_messages).await?;
     Ok(Json(RedriveResponse { redriven }))
 }

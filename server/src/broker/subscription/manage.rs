@@ -163,6 +163,12 @@ impl Subscription {
     /// Makes up to `max` dead letters deliverable again to this
     /// subscription; answers once durable with how many were redriven.
     pub async fn redrive(&self, max: Option<u64>) -> Result<u64> {
+        if max == Some(0) {
+            return Err(BrokerError::invalid(
+                "max_messages",
+                "`max_messages` must be positive or null (all)",
+            ));
+        }
         let mut remaining = max.unwrap_or(u64::MAX);
         let mut total = 0;
         let sub_id = self.id();

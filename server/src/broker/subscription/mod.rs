@@ -41,6 +41,8 @@ pub const MAX_REASON_BYTES: usize = 1024;
 
 /// One subscription: its record, its state machine and its waiters.
 pub struct Subscription {
+    /// `record.id`, which never changes (read on every pull and ack).
+    id: u32,
     record: RwLock<SubscriptionRecord>,
     topic: Arc<Topic>,
     store: Arc<Store>,
@@ -63,6 +65,7 @@ impl Subscription {
         state: State,
     ) -> Arc<Self> {
         Arc::new(Subscription {
+            id: record.id,
             record: RwLock::new(record),
             topic,
             store,
@@ -82,7 +85,7 @@ impl Subscription {
     }
 
     pub fn id(&self) -> u32 {
-        self.record().id
+        self.id
     }
 
     pub fn name(&self) -> String {
@@ -124,8 +127,13 @@ impl Subscription {
 
     /// Wakes long polls and the timer task.
     fn wake(&self) {
-        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        self.wake_waiters();
         self.timer_wake.notify_one();
+    }
+
+    /// Wakes long polls (messages may have become deliverable).
+    fn wake_waiters(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Locks the state, first catching up with the topic: new partitions,

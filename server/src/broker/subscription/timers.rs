@@ -54,7 +54,7 @@ impl Subscription {
             }
             if fired || ran {
                 // Messages became deliverable (or partitions unblocked).
-                self.changed.send_modify(|n| *n = n.wrapping_add(1));
+                self.wake_waiters();
             }
             let wake_at = next
                 .into_iter()
