@@ -1,6 +1,10 @@
 //! The HTTP client: connection pool, request plumbing, problem decoding and
 //! the topic endpoints. Subscription endpoints live in `subscriptions.rs`,
-//! on top of the same plumbing.
+//! on top of the same plumbing; how a client is configured lives in
+//! `builder.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -9,32 +13,67 @@ use weir_protocol::{
     ReadResponse, TopicInfo, TopicList, TopicSpec,
 };
 
-use crate::Error;
+use crate::{ClientBuilder, Error};
+
+/// What a long poll gets beyond its wait: the server answers at the end of
+/// the wait, and this covers the trip and a busy server.
+const LONG_POLL_MARGIN: Duration = Duration::from_secs(10);
 
 /// A Weir server connection pool. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// Shared with the HTTP pool, kept for `wss://` sockets.
+    tls: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+}
+
+/// Leaves out the TLS config (its root store alone is ~150 certificates)
+/// and the token (a secret).
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
-    /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`).
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`), with
+    /// the defaults of [`Client::builder`]: no token, the built-in web roots
+    /// for `https://`, 10 s to connect, 30 s per request.
     pub fn new(base: &str) -> Result<Client, Error> {
-        let base = base.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::Url(base));
-        }
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .build()?;
-        Ok(Client {
+        ClientBuilder::new(base).build()
+    }
+
+    /// Configures a client: token, TLS trust and client certificate,
+    /// timeouts (see [`ClientBuilder`]).
+    pub fn builder(base: &str) -> ClientBuilder {
+        ClientBuilder::new(base)
+    }
+
+    pub(crate) fn from_parts(
+        http: reqwest::Client,
+        base: String,
+        token: Option<String>,
+        tls: Arc<rustls::ClientConfig>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Client {
+        Client {
             http,
             base,
-            token: None,
-        })
+            token,
+            tls,
+            connect_timeout,
+            request_timeout,
+        }
     }
 
     /// Sends `Authorization: Bearer <token>` with every request.
@@ -46,6 +85,22 @@ impl Client {
     /// The server URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The TLS config of `wss://` sockets (the HTTP pool's, too).
+    pub(crate) fn tls(&self) -> &Arc<rustls::ClientConfig> {
+        &self.tls
+    }
+
+    /// The bound on opening a connection.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The bound on a request that waits up to `wait_ms` on the server: the
+    /// wait plus a margin, and never less than the usual request bound.
+    pub(crate) fn long_poll_timeout(&self, wait_ms: u64) -> Duration {
+        (Duration::from_millis(wait_ms) + LONG_POLL_MARGIN).max(self.request_timeout)
     }
 
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -67,6 +122,18 @@ impl Client {
         Err(Error::Api(problem(status, &bytes)))
     }
 
+    /// The server's Prometheus metrics (`GET /metrics`), as text. Sent with
+    /// the token and TLS settings of every other call.
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let response = self.request(Method::GET, "/metrics").send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        if status.is_success() {
+            return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Err(Error::Api(problem(status, &bytes)))
+    }
+
     /// Creates a topic, or updates its settings.
     pub async fn create_topic(&self, topic: &str, spec: &TopicSpec) -> Result<TopicInfo, Error> {
         Self::send(self.request(Method::PUT, &topic_path(topic)).json(spec)).await
@@ -77,10 +144,46 @@ impl Client {
         Self::send(self.request(Method::GET, &topic_path(topic))).await
     }
 
-    /// Lists topics.
+    /// Lists every topic, ordered by name, following the server's pages.
     pub async fn topics(&self) -> Result<Vec<TopicInfo>, Error> {
-        let list: TopicList = Self::send(self.request(Method::GET, "/v1/topics")).await?;
-        Ok(list.topics)
+        let mut topics = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.topics_page(None, cursor.as_deref()).await?;
+            topics.extend(page.topics);
+            match crate::paging::next_cursor(cursor.as_deref(), page.next)? {
+                Some(next) => cursor = Some(next),
+                None => return Ok(topics),
+            }
+        }
+    }
+
+    /// One page of topics: at most `limit` (1..=1000, server default 1000)
+    /// after `cursor` (the `next` of the previous page; `None` for the
+    /// first). `next` is `None` on the last page.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
+    /// let mut cursor = None;
+    /// loop {
+    ///     let page = client.topics_page(Some(100), cursor.as_deref()).await?;
+    ///     for topic in &page.topics {
+    ///         println!("{}", topic.name);
+    ///     }
+    ///     match page.next {
+    ///         Some(next) => cursor = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn topics_page(
+        &self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<TopicList, Error> {
+        let query = crate::paging::query(limit, cursor);
+        Self::send(self.request(Method::GET, "/v1/topics").query(&query)).await
     }
 
     /// Deletes a topic and its data.
@@ -160,16 +263,14 @@ impl Client {
         limit: u32,
         wait_ms: u64,
     ) -> Result<ReadResponse, Error> {
-        self.read_query(
-            topic,
-            partition,
-            &[
-                ("offset", offset),
-                ("limit", u64::from(limit)),
-                ("wait_ms", wait_ms),
-            ],
-        )
-        .await
+        let path = format!("{}/partitions/{partition}/messages", topic_path(topic));
+        let query = [
+            ("offset", offset),
+            ("limit", u64::from(limit)),
+            ("wait_ms", wait_ms),
+        ];
+        let request = self.request(Method::GET, &path).query(&query);
+        Self::send(request.timeout(self.long_poll_timeout(wait_ms))).await
     }
 
     async fn read_query(
@@ -201,15 +302,12 @@ pub(crate) fn encode_segment(s: &str) -> String {
     out
 }
 
+/// The problem document of a failed response; a body that is not one (a
+/// proxy's error page) still gets a code from the status, by the protocol's
+/// table.
 fn problem(status: StatusCode, body: &[u8]) -> Problem {
     serde_json::from_slice(body).unwrap_or_else(|_| {
-        let code = match status.as_u16() {
-            400 => ErrorCode::InvalidRequest,
-            404 => ErrorCode::NotFound,
-            413 => ErrorCode::PayloadTooLarge,
-            503 => ErrorCode::Unavailable,
-            _ => ErrorCode::Internal,
-        };
+        let code = ErrorCode::from_status(status.as_u16());
         Problem::new(code, String::from_utf8_lossy(body).into_owned())
     })
 }
@@ -225,5 +323,46 @@ mod tests {
         assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
         assert!(Client::new("localhost:8080").is_err());
         assert_eq!(Client::new("http://h:1/").unwrap().base(), "http://h:1");
+        assert_eq!(Client::new("https://h:1").unwrap().base(), "https://h:1");
+        let with_token = Client::builder("http://h:1")
+            .token(Some("secret".into()))
+            .build()
+            .unwrap();
+        assert!(!format!("{with_token:?}").contains("secret"));
+    }
+
+    #[test]
+    fn bodies_without_a_problem_get_the_code_of_their_status() {
+        let proxy = problem(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
+        assert_eq!(proxy.code, ErrorCode::Unavailable);
+        assert!(proxy.detail.contains("bad gateway"));
+        assert_eq!(
+            problem(StatusCode::UNAUTHORIZED, b"").code,
+            ErrorCode::Unauthorized
+        );
+        assert_eq!(
+            problem(StatusCode::TOO_MANY_REQUESTS, b"slow down").code,
+            ErrorCode::RateLimited
+        );
+        let json = serde_json::to_vec(&Problem::new(ErrorCode::TopicNotFound, "t")).unwrap();
+        assert_eq!(
+            problem(StatusCode::NOT_FOUND, &json).code,
+            ErrorCode::TopicNotFound
+        );
+    }
+
+    #[test]
+    fn long_polls_get_their_wait_plus_a_margin() {
+        let client = Client::builder("http://h:1")
+            .request_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        assert_eq!(client.long_poll_timeout(0), Duration::from_secs(30));
+        assert_eq!(client.long_poll_timeout(60_000), Duration::from_secs(70));
+        let short = Client::builder("http://h:1")
+            .request_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        assert_eq!(short.long_poll_timeout(5_000), Duration::from_secs(15));
     }
 }

@@ -14,8 +14,14 @@
 //!   live ([`WsTail`]), [`Client::publisher_ws`] publishes with pipelined
 //!   requests ([`WsPublisher`]).
 //!
+//! - Connecting ([`Client::builder`] → [`ClientBuilder`], `builder.rs`):
+//!   a bearer token, timeouts, and TLS with rustls for `https://` and
+//!   `wss://` alike (`tls.rs`): the built-in web roots, or a private CA
+//!   file trusted instead of them, and a client certificate for mutual TLS.
+//!
 //! Errors are one [`Error`] type; server failures keep their stable
-//! [`ErrorCode`] (`error.code()`).
+//! [`ErrorCode`] (`error.code()`), and [`Error::is_transient`] tells what is
+//! worth retrying (`error/transient.rs`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), weir_client::Error> {
@@ -27,6 +33,17 @@
 //!     .await?;
 //! let page = client.read("orders", 0, results[0].offset, 10).await?;
 //! assert_eq!(page.messages.len(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! Over TLS with a private CA and a token:
+//!
+//! ```no_run
+//! # fn demo() -> Result<(), weir_client::Error> {
+//! let client = weir_client::Client::builder("https://weir.internal:8443")
+//!     .ca_file("/etc/weir/ca.pem")
+//!     .token(Some("weir_...".into()))
+//!     .build()?;
 //! # Ok(()) }
 //! ```
 //!
@@ -48,13 +65,17 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 mod client;
 mod consumer;
 mod error;
+mod paging;
 mod producer;
 mod subscriptions;
+mod tls;
 mod ws;
 
+pub use builder::{ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
 pub use client::Client;
 pub use consumer::{ConsumerConfig, ConsumerStats};
 pub use error::Error;
@@ -63,8 +84,8 @@ pub use weir_protocol::{
     AckResponse, AtOffsets, AtTimestamp, Backoff, ErrorCode, ExtendRequest, Message, Mode,
     NackRequest, Ordering, PartitionCursor, Problem, ProduceMessage, ProduceResult, PullRequest,
     ReadResponse, ReceivedMessage, RedriveResponse, RetryPolicy, SeekRequest, SeekTarget, Start,
-    StartName, SubscriptionConfig, SubscriptionInfo, SubscriptionSpec, SubscriptionStats,
-    TopicInfo, TopicSpec,
+    StartName, SubscriptionConfig, SubscriptionInfo, SubscriptionList, SubscriptionSpec,
+    SubscriptionStats, TopicInfo, TopicList, TopicSpec,
 };
 pub use ws::{Refill, SubscribeOptions, TailFrom, WsAcker, WsPublisher, WsSubscription, WsTail};
 

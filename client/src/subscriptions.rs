@@ -12,7 +12,7 @@ use weir_protocol::{
 };
 
 use crate::client::{encode_segment, topic_path};
-use crate::{Client, Error};
+use crate::{paging, Client, Error};
 
 impl Client {
     /// Creates a subscription on `topic`, or updates its mutable settings
@@ -55,7 +55,8 @@ impl Client {
         Self::send(self.request(Method::GET, &subscription_path(topic, sub))).await
     }
 
-    /// Lists the subscriptions of `topic`, ordered by name, with statistics.
+    /// Lists every subscription of `topic`, ordered by name, with
+    /// statistics, following the server's pages.
     ///
     /// ```no_run
     /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
@@ -65,9 +66,39 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn subscriptions(&self, topic: &str) -> Result<Vec<SubscriptionInfo>, Error> {
+        let mut subscriptions = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .subscriptions_page(topic, None, cursor.as_deref())
+                .await?;
+            subscriptions.extend(page.subscriptions);
+            match paging::next_cursor(cursor.as_deref(), page.next)? {
+                Some(next) => cursor = Some(next),
+                None => return Ok(subscriptions),
+            }
+        }
+    }
+
+    /// One page of the subscriptions of `topic`: at most `limit` (1..=1000,
+    /// server default 1000) after `cursor` (the `next` of the previous page;
+    /// `None` for the first). `next` is `None` on the last page.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
+    /// let page = client.subscriptions_page("orders", Some(50), None).await?;
+    /// println!("{} subscriptions, more: {}", page.subscriptions.len(), page.next.is_some());
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscriptions_page(
+        &self,
+        topic: &str,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<SubscriptionList, Error> {
         let path = format!("{}/subscriptions", topic_path(topic));
-        let list: SubscriptionList = Self::send(self.request(Method::GET, &path)).await?;
-        Ok(list.subscriptions)
+        let query = paging::query(limit, cursor);
+        Self::send(self.request(Method::GET, &path).query(&query)).await
     }
 
     /// Deletes a subscription and its state (cursors, leases, attempts).
@@ -106,7 +137,12 @@ impl Client {
         sub: &str,
         request: &PullRequest,
     ) -> Result<Vec<ReceivedMessage>, Error> {
-        let response: PullResponse = self.post(topic, sub, "pull", request).await?;
+        let path = format!("{}/pull", subscription_path(topic, sub));
+        // A long poll answers at the end of its wait: the request bound
+        // must not cut it short.
+        let timeout = self.long_poll_timeout(request.wait_ms.unwrap_or(0));
+        let http = self.request(Method::POST, &path).json(request);
+        let response: PullResponse = Self::send(http.timeout(timeout)).await?;
         Ok(response.messages)
     }
 

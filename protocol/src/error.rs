@@ -37,8 +37,14 @@ pub enum ErrorCode {
     Unauthorized,
     /// The credentials do not grant this action.
     Forbidden,
-    /// A quota was exceeded.
+    /// A per-principal rate limit was exceeded; retry after `Retry-After`.
     RateLimited,
+    /// A configured limit on resources (topics, subscriptions per topic,
+    /// WebSocket connections per principal) would be exceeded.
+    LimitExceeded,
+    /// The server sheds load (too many concurrent requests, long polls,
+    /// connections or request bytes in flight); retry after `Retry-After`.
+    Overloaded,
     /// The server cannot accept the operation right now (overload, write
     /// stall, read-only store); retry after `Retry-After`.
     Unavailable,
@@ -46,6 +52,10 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Something failed inside the server; the cause is in the server log.
     Internal,
+    /// A code this version does not know (sent by a newer server). Never
+    /// sent by this server; clients decode unknown codes to it.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -60,14 +70,96 @@ impl ErrorCode {
             | ErrorCode::PartitionNotFound
             | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict | ErrorCode::LimitExceeded => 409,
             ErrorCode::PayloadTooLarge | ErrorCode::MessageTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimited => 429,
-            ErrorCode::Internal => 500,
-            ErrorCode::Unavailable | ErrorCode::ShuttingDown => 503,
+            ErrorCode::Internal | ErrorCode::Unknown => 500,
+            ErrorCode::Unavailable | ErrorCode::Overloaded | ErrorCode::ShuttingDown => 503,
         }
     }
+
+    /// The code of an HTTP status when the body carries no problem document
+    /// (a proxy's page, a plain-text error): the inverse of [`status`](Self::status)
+    /// for the statuses this API uses.
+    pub fn from_status(status: u16) -> ErrorCode {
+        match status {
+            400 => ErrorCode::InvalidRequest,
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            409 => ErrorCode::Conflict,
+            413 => ErrorCode::PayloadTooLarge,
+            415 => ErrorCode::UnsupportedMediaType,
+            429 => ErrorCode::RateLimited,
+            502..=504 => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+
+    /// True when the same request may succeed later without changes: the
+    /// server was overloaded, unavailable, shutting down, rate limiting or
+    /// failed internally. Client mistakes and refusals are not retryable.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Unavailable
+                | ErrorCode::Overloaded
+                | ErrorCode::ShuttingDown
+                | ErrorCode::RateLimited
+                | ErrorCode::Internal
+        )
+    }
+
+    /// The WebSocket close code a socket ends with when this error ends it
+    /// (RFC 6455 §7.4): 1001 going away, 1013 try again later, 1011 server
+    /// error, 1009 too big, 1008 policy (refused, invalid), 1000 for a
+    /// resource deleted while the socket was open.
+    pub fn ws_close_code(self) -> u16 {
+        match self {
+            ErrorCode::ShuttingDown => 1001,
+            ErrorCode::Unavailable | ErrorCode::Overloaded | ErrorCode::RateLimited => 1013,
+            ErrorCode::Internal | ErrorCode::Unknown => 1011,
+            ErrorCode::PayloadTooLarge | ErrorCode::MessageTooLarge => 1009,
+            ErrorCode::UnsupportedMediaType => 1003,
+            ErrorCode::TopicNotFound
+            | ErrorCode::SubscriptionNotFound
+            | ErrorCode::PartitionNotFound
+            | ErrorCode::NotFound => 1000,
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidName
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::Conflict
+            | ErrorCode::LimitExceeded
+            | ErrorCode::Unauthorized
+            | ErrorCode::Forbidden => 1008,
+        }
+    }
+
+    /// Every code, in table order (for documentation and tests).
+    pub const ALL: [ErrorCode; 20] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidName,
+        ErrorCode::TopicNotFound,
+        ErrorCode::SubscriptionNotFound,
+        ErrorCode::PartitionNotFound,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
+        ErrorCode::LimitExceeded,
+        ErrorCode::Overloaded,
+        ErrorCode::Unavailable,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+        ErrorCode::Unknown,
+    ];
 
     /// The snake_case string form, as it appears in `code`.
     pub fn as_str(self) -> &'static str {
@@ -86,9 +178,12 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::Overloaded => "overloaded",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
         }
     }
 
@@ -109,9 +204,12 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "Unauthorized",
             ErrorCode::Forbidden => "Forbidden",
             ErrorCode::RateLimited => "Rate limited",
+            ErrorCode::LimitExceeded => "Limit exceeded",
+            ErrorCode::Overloaded => "Overloaded",
             ErrorCode::Unavailable => "Service unavailable",
             ErrorCode::ShuttingDown => "Shutting down",
             ErrorCode::Internal => "Internal error",
+            ErrorCode::Unknown => "Unknown error",
         }
     }
 }
@@ -184,6 +282,27 @@ mod tests {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    #[test]
+    fn every_code_round_trips_and_unknown_codes_decode() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+            if code != ErrorCode::Unknown && code.status() != 500 && code.status() != 503 {
+                assert_eq!(
+                    ErrorCode::from_status(code.status()).status(),
+                    code.status()
+                );
+            }
+        }
+        let later: ErrorCode = serde_json::from_str("\"quota_exhausted_v9\"").unwrap();
+        assert_eq!(later, ErrorCode::Unknown);
+        assert!(ErrorCode::Overloaded.is_retryable());
+        assert!(!ErrorCode::Unauthorized.is_retryable());
+        assert_eq!(ErrorCode::Unauthorized.ws_close_code(), 1008);
+        assert_eq!(ErrorCode::ShuttingDown.ws_close_code(), 1001);
     }
 
     #[test]

@@ -184,8 +184,11 @@ pub struct SubscriptionInfo {
 /// Response of the subscription list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SubscriptionList {
-    /// Subscriptions of the topic, ordered by name.
+    /// Subscriptions of the topic the caller may see, ordered by name (one page).
     pub subscriptions: Vec<SubscriptionInfo>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// Body of `POST .../pull`.

@@ -87,6 +87,9 @@ pub struct TopicInfo {
 /// Response of `GET /v1/topics`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TopicList {
-    /// Every topic, ordered by name.
+    /// Topics the caller may see, ordered by name (one page).
     pub topics: Vec<TopicInfo>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }

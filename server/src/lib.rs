@@ -6,9 +6,11 @@
 //! them; `main` only parses, binds and calls it.
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod metrics;
+pub mod net;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

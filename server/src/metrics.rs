@@ -53,6 +53,16 @@ pub struct Metrics {
     pub dead_lettered: IntCounterVec,
     pub websocket_connections: IntGaugeVec,
     pub websocket_slow_disconnects: IntCounter,
+    pub auth_failures: IntCounterVec,
+    pub requests_denied: IntCounter,
+    pub config_reload_failures: IntCounterVec,
+    pub connections_open: IntGauge,
+    pub connections_rejected: IntCounter,
+    pub requests_shed: IntCounterVec,
+    pub requests_rate_limited: IntCounterVec,
+    pub requests_in_flight: IntGauge,
+    pub long_polls: IntGauge,
+    pub request_bytes_in_flight: IntGauge,
     // Scrape-time gauges.
     pub topic_messages: IntGaugeVec,
     pub topic_bytes: IntGaugeVec,
@@ -245,6 +255,60 @@ impl Metrics {
                 "weir_websocket_slow_consumer_disconnects_total",
                 "WebSocket connections closed because the client did not keep up.",
             ),
+            auth_failures: counter_vec(
+                &r,
+                "weir_auth_failures_total",
+                "Requests refused with 401, by reason (missing, unknown_token, expired, invalid_token).",
+                &["reason"],
+            ),
+            requests_denied: counter(
+                &r,
+                "weir_requests_denied_total",
+                "Authenticated requests refused with 403 (action not granted).",
+            ),
+            config_reload_failures: counter_vec(
+                &r,
+                "weir_config_reload_failures_total",
+                "Changed tokens, JWKS or TLS files that could not be used (the previous version stays), by file.",
+                &["file"],
+            ),
+            connections_open: gauge(
+                &r,
+                "weir_connections_open",
+                "Client connections open now.",
+            ),
+            connections_rejected: counter(
+                &r,
+                "weir_connections_rejected_total",
+                "Connections closed at once because max_connections were open.",
+            ),
+            requests_shed: counter_vec(
+                &r,
+                "weir_requests_shed_total",
+                "Requests refused with 503 to shed load, by limit (requests, long_polls, request_bytes).",
+                &["limit"],
+            ),
+            requests_rate_limited: counter_vec(
+                &r,
+                "weir_requests_rate_limited_total",
+                "Requests refused with 429 by a per-principal rate limit, by limit (requests, messages, bytes).",
+                &["limit"],
+            ),
+            requests_in_flight: gauge(
+                &r,
+                "weir_requests_in_flight",
+                "Requests being handled now (counted against max_concurrent_requests).",
+            ),
+            long_polls: gauge(
+                &r,
+                "weir_long_polls_waiting",
+                "Long polls waiting now (counted against max_long_polls).",
+            ),
+            request_bytes_in_flight: gauge(
+                &r,
+                "weir_request_bytes_in_flight",
+                "Request body bytes reserved by requests being received now.",
+            ),
             topic_messages: gauge_vec(
                 &r,
                 "weir_topic_messages",
@@ -335,6 +399,20 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Series of the security counters exist from the start at 0, so
+        // rate() and increase() see their first event.
+        for reason in ["missing", "unknown_token", "expired", "invalid_token"] {
+            m.auth_failures.with_label_values(&[reason]);
+        }
+        for limit in ["requests", "long_polls", "request_bytes"] {
+            m.requests_shed.with_label_values(&[limit]);
+        }
+        for limit in ["requests", "messages", "bytes"] {
+            m.requests_rate_limited.with_label_values(&[limit]);
+        }
+        for file in ["tokens", "jwks", "tls"] {
+            m.config_reload_failures.with_label_values(&[file]);
+        }
         m
     }
 

@@ -5,14 +5,16 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
+use crate::api::limits::Limits;
 use crate::api::ws::Sockets;
-use crate::api::{self, AppState};
-use crate::broker::{clock::now_ms, Broker, BrokerError};
+use crate::api::{self, AppState, Protect};
+use crate::auth::{AuthConfigError, Authenticator};
+use crate::broker::{clock::now_ms, Broker, BrokerError, BrokerLimits};
 use crate::config::Config;
+use crate::net::{self, tls::TlsError, ServeOptions};
 use crate::storage::{StorageError, Store};
 
 #[derive(Debug, Error)]
@@ -23,6 +25,10 @@ pub enum ServerError {
     Broker(#[from] BrokerError),
     #[error("server I/O failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then stops
@@ -34,8 +40,21 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     crate::metrics::set_per_name_labels(config.metrics_per_topic);
+    // Credentials and certificates are checked before the store opens, so
+    // a bad file is reported without touching the data directory.
+    let auth = Authenticator::load(&config.auth)?.map(Arc::new);
+    let tls = config.tls.as_ref().map(net::tls::load).transpose()?;
+    net::raise_open_files_limit();
     let store = Store::open(&config.data_dir, &config.store)?;
-    let broker = Broker::open(store.clone())?;
+    let limits = &config.limits;
+    let broker = Broker::open(
+        store.clone(),
+        BrokerLimits {
+            max_topics: limits.max_topics,
+            max_subscriptions_per_topic: limits.max_subscriptions_per_topic,
+            max_headers_per_message: limits.max_headers_per_message,
+        },
+    )?;
     let shutting_down = Arc::new(AtomicBool::new(false));
     let sockets = Sockets::new(config.websocket.clone());
     let state = AppState {
@@ -43,12 +62,26 @@ pub async fn run(
         shutting_down: shutting_down.clone(),
         max_request_bytes: config.max_request_bytes,
         sockets: sockets.clone(),
+        auth: auth.clone(),
+        protect: Protect {
+            metrics: config.auth.protect_metrics,
+            docs: config.auth.protect_docs,
+        },
+        limits: Arc::new(Limits::new(config.limits.clone(), config.max_request_bytes)),
     };
-    let background = spawn_retention(broker.clone(), config.retention_interval);
+    let mut background = vec![spawn_retention(broker.clone(), config.retention_interval)];
+    if let Some(auth) = &auth {
+        background.extend(auth.spawn_reloaders(config.auth.reload_interval));
+    }
+    if let Some(tls) = &tls {
+        background.push(tls.certificate.spawn_reloader(config.auth.reload_interval));
+    }
     tracing::info!(
         listen = %listener.local_addr()?,
         data_dir = %config.data_dir.display(),
         fsync = ?config.fsync,
+        tls = tls.is_some(),
+        auth = auth.is_some(),
         "weir listening"
     );
 
@@ -67,32 +100,31 @@ pub async fn run(
         signal_sockets.shutdown();
         let _ = stop_tx.send(true);
     });
-    let mut graceful_rx = stop_rx.clone();
-    // Small frames (WebSocket pushes, confirmations) go out at once:
-    // without TCP_NODELAY, Nagle's algorithm holds them for the peer's
-    // delayed ACK (tens of milliseconds).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let serve = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
-        let _ = graceful_rx.wait_for(|stop| *stop).await;
-    });
+    let serve = net::serve(
+        listener,
+        api::router(state, config.limits.request_body_timeout),
+        ServeOptions {
+            max_connections: config.limits.max_connections,
+            header_read_timeout: config.limits.header_read_timeout,
+            tls: tls.map(|t| t.config),
+        },
+        stop_rx.clone(),
+    );
     let timeout = config.shutdown_timeout;
     let mut deadline_rx = stop_rx;
     tokio::select! {
-        result = async {
-            serve.await?;
+        () = async {
+            serve.await;
             sockets.closed().await;
-            Ok::<_, std::io::Error>(())
-        } => result?,
+        } => {},
         _ = async {
             let _ = deadline_rx.wait_for(|stop| *stop).await;
             tokio::time::sleep(timeout).await;
         } => tracing::warn!("shutdown timeout reached with requests still in flight"),
     }
-    background.abort();
+    for task in background {
+        task.abort();
+    }
     store.shutdown().await;
     tracing::info!("store flushed; bye");
     Ok(())

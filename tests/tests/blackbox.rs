@@ -30,6 +30,8 @@ mod metrics;
 mod produce_read;
 #[path = "blackbox/retention.rs"]
 mod retention;
+#[path = "blackbox/security.rs"]
+mod security;
 #[path = "blackbox/subs_helpers.rs"]
 mod subs_helpers;
 #[path = "blackbox/subscriptions.rs"]

@@ -1,5 +1,6 @@
 //! Opening a socket: the `ws://` URL from the client's `http://` base, the
-//! bearer token, and a refused upgrade turned into the server's problem
+//! bearer token, the client's TLS config for `wss://` (the one its HTTPS
+//! requests use), and a refused upgrade turned into the server's problem
 //! document (so `code()` works as it does for HTTP calls).
 //!
 //! Knows nothing of frames; the socket it returns is split by the caller.
@@ -11,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::Error as WsError;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use weir_protocol::{ErrorCode, Problem};
 
 use crate::{Client, Error};
@@ -26,8 +27,20 @@ pub(crate) async fn open(
     query: &[(&str, &str)],
 ) -> Result<Socket, Error> {
     let request = handshake(client, path, query)?;
+    // Used for `wss://` only; a `ws://` socket stays plain.
+    let connector = Connector::Rustls(Arc::clone(client.tls()));
     // Nagle off: acks and credit are small frames that someone waits for.
-    match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
+    let Ok(connected) = tokio::time::timeout(client.connect_timeout(), connecting).await else {
+        let timeout = client.connect_timeout();
+        let timed_out = std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no websocket within the connect timeout ({timeout:?})"),
+        );
+        return Err(Error::WebSocket(Arc::new(WsError::Io(timed_out))));
+    };
+    match connected {
         Ok((socket, _response)) => Ok(socket),
         Err(WsError::Http(response)) => {
             let status = response.status().as_u16();
@@ -70,18 +83,11 @@ pub(crate) fn websocket_url(http: &str) -> Result<String, Error> {
 }
 
 /// The problem document of a refused upgrade; a body that is not one (a
-/// proxy's error page) still gets a code from the status.
+/// proxy's error page) still gets a code from the status, by the protocol's
+/// table.
 pub(crate) fn refusal(status: u16, body: &[u8]) -> Problem {
     serde_json::from_slice(body).unwrap_or_else(|_| {
-        let code = match status {
-            400 => ErrorCode::InvalidRequest,
-            401 => ErrorCode::Unauthorized,
-            403 => ErrorCode::Forbidden,
-            404 => ErrorCode::NotFound,
-            429 => ErrorCode::RateLimited,
-            503 => ErrorCode::Unavailable,
-            _ => ErrorCode::Internal,
-        };
+        let code = ErrorCode::from_status(status);
         let detail = String::from_utf8_lossy(body);
         Problem::new(
             code,
@@ -118,6 +124,9 @@ mod tests {
         let proxy = refusal(503, b"<html>bad gateway</html>");
         assert_eq!(proxy.code, ErrorCode::Unavailable);
         assert!(proxy.detail.contains("503"), "{}", proxy.detail);
+        assert_eq!(refusal(401, b"").code, ErrorCode::Unauthorized);
+        assert_eq!(refusal(429, b"").code, ErrorCode::RateLimited);
+        assert_eq!(refusal(502, b"").code, ErrorCode::Unavailable);
     }
 
     #[test]

@@ -80,13 +80,17 @@ struct ErrorFrame {
 
 impl ErrorFrame {
     fn into_error(self) -> Error {
-        let code = serde_json::from_value(serde_json::Value::String(self.code.clone()));
-        let problem = match code {
-            Ok(code) => Problem::new(code, self.detail),
-            Err(_) => Problem::new(
-                ErrorCode::Internal,
+        // Codes this client does not know decode to `Unknown`; the detail
+        // keeps the server's code so it is not lost.
+        let code = serde_json::from_value(serde_json::Value::String(self.code.clone()))
+            .unwrap_or(ErrorCode::Unknown);
+        let problem = if code == ErrorCode::Unknown && self.code != ErrorCode::Unknown.as_str() {
+            Problem::new(
+                code,
                 format!("{} (server code `{}`)", self.detail, self.code),
-            ),
+            )
+        } else {
+            Problem::new(code, self.detail)
         };
         Error::Api(problem)
     }
@@ -323,7 +327,7 @@ mod tests {
             panic!("not an error");
         };
         assert_eq!(request_id.as_deref(), Some("r1"));
-        assert_eq!(e.code(), Some(ErrorCode::Internal));
+        assert_eq!(e.code(), Some(ErrorCode::Unknown));
         assert!(e.to_string().contains("brand_new"), "{e}");
 
         assert!(matches!(

@@ -13,19 +13,29 @@ use crate::storage::StorageError;
 #[derive(Debug)]
 pub struct ApiError {
     pub problem: Problem,
+    /// Seconds for `Retry-After` on 429/503 (default 1).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         ApiError {
             problem: Problem::new(code, detail),
+            retry_after: None,
         }
     }
 
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
         ApiError {
             problem: Problem::new(ErrorCode::InvalidRequest, detail).with_field(field),
+            retry_after: None,
         }
+    }
+
+    /// Says when to retry, in seconds.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
@@ -43,6 +53,7 @@ impl From<BrokerError> for ApiError {
                 ApiError::new(ErrorCode::PartitionNotFound, detail)
             }
             BrokerError::Conflict(_) => ApiError::new(ErrorCode::Conflict, detail),
+            BrokerError::LimitExceeded(_) => ApiError::new(ErrorCode::LimitExceeded, detail),
             BrokerError::MessageTooLarge { .. } => {
                 ApiError::new(ErrorCode::MessageTooLarge, detail)
             }
@@ -97,7 +108,16 @@ impl IntoResponse for ApiError {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(self.retry_after.unwrap_or(1)),
+            );
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"weir\""),
+            );
         }
         response
     }

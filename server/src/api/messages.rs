@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
-use axum::Json;
+use axum::{Extension, Json};
 use base64::Engine;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -12,6 +12,7 @@ use weir_protocol::{ErrorCode, ProduceMessage, ProduceRequest, ProduceResponse, 
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{media_type, parse_json, read_body, ApiPath, ApiQuery};
+use super::guard::Caller;
 use super::openapi::{Errors, Name, NdjsonMessages, RawPayload, TAG_MESSAGES};
 use super::AppState;
 use crate::broker::clock::now_ms;
@@ -40,6 +41,7 @@ use crate::broker::read::{ReadFrom, MAX_READ_LIMIT, MAX_WAIT_MS};
 )]
 pub async fn produce(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(topic): ApiPath<String>,
     request: Request,
 ) -> ApiResult<Json<ProduceResponse>> {
@@ -59,6 +61,9 @@ pub async fn produce(
             ))
         }
     };
+    state
+        .limits
+        .charge_produce(caller.name(), messages.len(), body.len())?;
     let results = state.broker.produce(&topic, messages, now_ms()).await?;
     Ok(Json(ProduceResponse { results }))
 }
@@ -191,6 +196,11 @@ pub async fn read(
             format!("`wait_ms` must be at most {MAX_WAIT_MS}"),
         ));
     }
+    let _long_poll = if wait_ms > 0 {
+        Some(state.limits.long_poll()?)
+    } else {
+        None
+    };
     let response = state
         .broker
         .read(&topic, partition, from, limit, wait_ms)

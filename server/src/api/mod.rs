@@ -5,9 +5,12 @@
 pub mod error;
 pub mod extract;
 mod gauges;
+pub mod guard;
+pub mod limits;
 mod messages;
 pub mod openapi;
 mod ops;
+mod paging;
 mod subscriptions;
 mod topics;
 pub mod ws;
@@ -30,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use weir_protocol::ErrorCode;
 
+use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::metrics::METRICS;
 use error::ApiError;
@@ -42,6 +46,17 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     pub max_request_bytes: usize,
     pub sockets: Arc<ws::Sockets>,
+    /// `None` when authentication is off (every caller is anonymous).
+    pub auth: Option<Arc<Authenticator>>,
+    pub protect: Protect,
+    pub limits: Arc<limits::Limits>,
+}
+
+/// Which operational endpoints need credentials when authentication is on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Protect {
+    pub metrics: bool,
+    pub docs: bool,
 }
 
 impl AppState {
@@ -92,15 +107,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// Builds the full application router.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, body_timeout: std::time::Duration) -> Router {
     let (routes, spec) = api_routes().split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     routes
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .route_layer(middleware::from_fn(track_metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::shed))
         .layer(DefaultBodyLimit::max(state.max_request_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let id = req

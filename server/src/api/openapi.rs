@@ -3,12 +3,13 @@
 //! the same ones that build the router (`api/mod.rs`).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::RefOr;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
-use weir_protocol::{Problem, ProduceMessage, ProduceRequest};
+use weir_protocol::{ErrorCode, Problem, ProduceMessage, ProduceRequest};
 
 pub const TAG_TOPICS: &str = "topics";
 pub const TAG_MESSAGES: &str = "messages";
@@ -29,7 +30,7 @@ pub const TAG_OPS: &str = "operations";
         (name = "operations", description = "Health, readiness, metrics"),
     ),
     components(schemas(Problem, Name, ProduceMessage)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &SecuredOperations),
 )]
 pub struct ApiDoc;
 
@@ -102,37 +103,88 @@ impl Modify for BearerAuth {
         if let Some(components) = openapi.components.as_mut() {
             components.add_security_scheme(
                 "bearer",
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(
+                            "A token from the server's tokens file, or a JWT verified against its JWKS. \
+                             WebSocket upgrades from browsers may offer it as the subprotocol `bearer.<token>`.",
+                        ))
+                        .build(),
+                ),
             );
         }
     }
 }
 
-/// Error responses every `/v1` operation may answer, as problem documents.
-#[allow(dead_code)] // Only its derived `IntoResponses` is used.
-#[derive(IntoResponses)]
-pub enum Errors {
-    /// Malformed or invalid request.
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(#[to_schema] Problem),
-    /// Unknown topic, subscription or partition.
-    #[response(status = 404, content_type = "application/problem+json")]
-    NotFound(Problem),
-    /// Conflicting configuration.
-    #[response(status = 409, content_type = "application/problem+json")]
-    Conflict(Problem),
-    /// Body or message too large.
-    #[response(status = 413, content_type = "application/problem+json")]
-    TooLarge(Problem),
-    /// Wrong content type.
-    #[response(status = 415, content_type = "application/problem+json")]
-    UnsupportedMediaType(Problem),
-    /// Internal error (details are in the server log).
-    #[response(status = 500, content_type = "application/problem+json")]
-    Internal(Problem),
-    /// Overloaded, stalled or shutting down; retry after `Retry-After`.
-    #[response(status = 503, content_type = "application/problem+json")]
-    Unavailable(Problem),
+/// Error responses every operation may answer, as problem documents:
+/// one response per status of the error-code table (`weir_protocol::ErrorCode`),
+/// listing the codes answered with it. The table is the only source.
+pub struct Errors;
+
+impl IntoResponses for Errors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
+        for code in ErrorCode::ALL {
+            if code != ErrorCode::Unknown {
+                by_status.entry(code.status()).or_default().push(code);
+            }
+        }
+        by_status
+            .into_iter()
+            .map(|(status, codes)| {
+                let names: Vec<String> = codes.iter().map(|c| format!("`{c}`")).collect();
+                let mut description = format!(
+                    "{}: problem document with `code` {}.",
+                    codes[0].title(),
+                    names.join(", ")
+                );
+                if status == 401 {
+                    description.push_str(" Sent with `WWW-Authenticate: Bearer`.");
+                }
+                if status == 429 || status == 503 {
+                    description.push_str(" Sent with `Retry-After` (seconds).");
+                }
+                let response = ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new()
+                            .schema(Some(RefOr::Ref(Ref::from_schema_name("Problem"))))
+                            .build(),
+                    )
+                    .build();
+                (status.to_string(), RefOr::T(response))
+            })
+            .collect()
+    }
+}
+
+/// Every `/v1` operation accepts a bearer token (required when the server
+/// has authentication configured, ignored otherwise).
+struct SecuredOperations;
+
+impl Modify for SecuredOperations {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation.security = Some(vec![
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    SecurityRequirement::default(),
+                ]);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use weir_protocol::{
     AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, PullResponse, RedriveRequest,
@@ -10,8 +11,10 @@ use weir_protocol::{
 };
 
 use super::error::ApiResult;
-use super::extract::{ApiJson, ApiPath};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::guard::Caller;
 use super::openapi::{Errors, Name, TAG_SUBSCRIPTIONS};
+use super::paging::PageQuery;
 use super::AppState;
 use crate::broker::clock::now_ms;
 use crate::broker::subscription::pull::check_pull;
@@ -80,21 +83,37 @@ pub async fn delete_subscription(
 }
 
 /// List a topic's subscriptions with their statistics.
+///
+/// Only the subscriptions the caller may see, in name order, one page of
+/// `limit` at a time: pass `next` as `cursor` for the next page.
 #[utoipa::path(
     get, path = "/v1/topics/{topic}/subscriptions", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = Name, Path, description = "Topic name")),
-    responses((status = 200, description = "Subscriptions ordered by name", body = SubscriptionList), Errors)
+    params(("topic" = Name, Path, description = "Topic name"), PageQuery),
+    responses((status = 200, description = "One page of subscriptions, ordered by name", body = SubscriptionList), Errors)
 )]
 pub async fn list_subscriptions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(topic): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<SubscriptionList>> {
     let t = state.broker.topic(&topic)?;
-    let mut subscriptions = Vec::new();
-    for sub in t.subscription_list() {
+    let mut named: Vec<(String, _)> = t
+        .subscription_list()
+        .into_iter()
+        .map(|sub| (sub.name(), sub))
+        .filter(|(name, _)| caller.sees_subscription(&state.broker, &topic, name))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let (page, next) = query.page(named.into_iter(), |(name, _)| name.as_str())?;
+    let mut subscriptions = Vec::with_capacity(page.len());
+    for (_, sub) in page {
         subscriptions.push(sub.info().await?);
     }
-    Ok(Json(SubscriptionList { subscriptions }))
+    Ok(Json(SubscriptionList {
+        subscriptions,
+        next,
+    }))
 }
 
 /// Lease messages.
@@ -123,6 +142,11 @@ pub async fn pull(
 ) -> ApiResult<Json<PullResponse>> {
     let subscription = state.broker.subscription(&topic, &sub)?;
     let (max_messages, wait_ms) = check_pull(request.max_messages, request.wait_ms)?;
+    let _long_poll = if wait_ms > 0 {
+        Some(state.limits.long_poll()?)
+    } else {
+        None
+    };
     if let Some(consumer) = &request.consumer {
         check_name("consumer", consumer)?;
     }

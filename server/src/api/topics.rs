@@ -2,12 +2,15 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use weir_protocol::{TopicInfo, TopicList, TopicSpec};
 
 use super::error::ApiResult;
-use super::extract::{ApiJson, ApiPath};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::guard::Caller;
 use super::openapi::{Errors, Name, TAG_TOPICS};
+use super::paging::PageQuery;
 use super::AppState;
 use crate::broker::{clock::now_ms, Upsert};
 
@@ -65,12 +68,28 @@ pub async fn delete_topic(
 }
 
 /// List topics.
+///
+/// Only the topics the caller holds some grant on, in name order, one page
+/// of `limit` at a time: pass `next` as `cursor` for the next page.
 #[utoipa::path(
     get, path = "/v1/topics", tag = TAG_TOPICS,
-    responses((status = 200, description = "All topics", body = TopicList), Errors)
+    params(PageQuery),
+    responses((status = 200, description = "One page of topics", body = TopicList), Errors)
 )]
-pub async fn list_topics(State(state): State<AppState>) -> Json<TopicList> {
-    Json(TopicList {
-        topics: state.broker.list_topics(),
-    })
+pub async fn list_topics(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<TopicList>> {
+    let visible = state
+        .broker
+        .topic_names()
+        .into_iter()
+        .filter(|name| caller.sees_topic(&state.broker, name));
+    let (names, next) = query.page(visible, |n| n.as_str())?;
+    let topics = names
+        .iter()
+        .filter_map(|name| state.broker.describe_topic(name).ok())
+        .collect();
+    Ok(Json(TopicList { topics, next }))
 }

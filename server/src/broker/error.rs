@@ -20,6 +20,8 @@ pub enum BrokerError {
     PartitionNotFound { topic: String, partition: u32 },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("message {index} is {size} bytes; the topic allows at most {limit}")]
     MessageTooLarge {
         index: usize,

@@ -39,9 +39,30 @@ pub enum Upsert {
     Unchanged,
 }
 
+/// Limits on what clients may create (from the server's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerLimits {
+    /// Topics created by `put_topic`. Dead-letter topics created on demand
+    /// are never refused: refusing one would stall its subscription.
+    pub max_topics: usize,
+    pub max_subscriptions_per_topic: usize,
+    pub max_headers_per_message: usize,
+}
+
+impl Default for BrokerLimits {
+    fn default() -> Self {
+        BrokerLimits {
+            max_topics: 10_000,
+            max_subscriptions_per_topic: 1000,
+            max_headers_per_message: 64,
+        }
+    }
+}
+
 /// The broker: the registry of topics over one store.
 pub struct Broker {
     store: Arc<Store>,
+    limits: BrokerLimits,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serializes topic and subscription configuration changes.
     admin: tokio::sync::Mutex<AdminState>,
@@ -55,7 +76,7 @@ struct AdminState {
 impl Broker {
     /// Rebuilds the broker from what the store recovered, and starts each
     /// subscription's timer task (call from within the Tokio runtime).
-    pub fn open(store: Arc<Store>) -> Result<Arc<Broker>> {
+    pub fn open(store: Arc<Store>, limits: BrokerLimits) -> Result<Arc<Broker>> {
         let recovered = store.recover()?;
         let now = clock::now_ms();
         let mut topics = HashMap::new();
@@ -101,6 +122,7 @@ impl Broker {
         }
         let broker = Arc::new(Broker {
             store,
+            limits,
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(AdminState {
                 next_topic_id: recovered.next_topic_id,
@@ -147,6 +169,21 @@ impl Broker {
 
     /// Creates a topic or updates its mutable settings.
     pub async fn put_topic(&self, name: &str, spec: &TopicSpec, now: u64) -> Result<Upsert> {
+        let max = self.limits.max_topics;
+        if !self.topics_read().contains_key(name) && self.topics_read().len() >= max {
+            return Err(BrokerError::LimitExceeded(format!(
+                "the server already has {max} topics (`max_topics`)"
+            )));
+        }
+        self.create_or_update_topic(name, spec, now).await
+    }
+
+    async fn create_or_update_topic(
+        &self,
+        name: &str,
+        spec: &TopicSpec,
+        now: u64,
+    ) -> Result<Upsert> {
         check_name("topic", name)?;
         let mut admin = self.admin.lock().await;
         let existing = self.topics_read().get(name).cloned();
@@ -239,7 +276,7 @@ impl Broker {
         if let Ok(topic) = self.topic(name) {
             return Ok(topic);
         }
-        self.put_topic(name, spec, now).await?;
+        self.create_or_update_topic(name, spec, now).await?;
         self.topic(name)
     }
 
@@ -278,6 +315,12 @@ impl Broker {
             self.store.commit(set).await?;
             sub.set_record(record).await;
             return Ok(Upsert::Updated);
+        }
+        let max = self.limits.max_subscriptions_per_topic;
+        if topic.subscription_list().len() >= max {
+            return Err(BrokerError::LimitExceeded(format!(
+                "topic `{topic_name}` already has {max} subscriptions (`max_subscriptions_per_topic`)"
+            )));
         }
         let config = subscription::config::apply_spec(topic_name, name, spec, None)?;
         let id = admin.next_subscription_id;
@@ -359,10 +402,24 @@ impl Broker {
     }
 
     /// Describes every topic, ordered by name.
-    pub fn list_topics(&self) -> Vec<TopicInfo> {
-        let mut topics: Vec<TopicInfo> = self.all_topics().iter().map(|t| describe(t)).collect();
-        topics.sort_by(|a, b| a.name.cmp(&b.name));
-        topics
+    /// Every topic name, sorted.
+    pub fn topic_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.topics_read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The topics with a subscription that dead-letters into `topic`.
+    pub fn dead_letter_sources(&self, topic: &str) -> Vec<String> {
+        self.topics_read()
+            .iter()
+            .filter(|(_, t)| {
+                t.subscription_list()
+                    .iter()
+                    .any(|s| s.record().config.dead_letter_topic.as_deref() == Some(topic))
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Appends a batch of messages; answers once they are durable.
@@ -374,6 +431,18 @@ impl Broker {
     ) -> Result<Vec<ProduceResult>> {
         let topic = self.topic(name)?;
         let count = messages.len();
+        let max_headers = self.limits.max_headers_per_message;
+        if let Some(i) = messages
+            .iter()
+            .position(|m| m.headers.as_ref().is_some_and(|h| h.len() > max_headers))
+        {
+            return Err(BrokerError::invalid(
+                format!("messages[{i}].headers"),
+                format!(
+                    "message {i} has more than {max_headers} headers (`max_headers_per_message`)"
+                ),
+            ));
+        }
         let prepared = produce::prepare(messages, &topic.record().config, now)?;
         let bytes: u64 = prepared
             .iter()

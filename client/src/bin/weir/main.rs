@@ -1,5 +1,6 @@
 //! `weir`: the command-line tool for Weir servers.
 
+mod auth;
 mod bench;
 mod consume;
 mod dlq;
@@ -8,6 +9,7 @@ mod subs;
 mod tail;
 
 use std::io::BufRead;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -18,7 +20,7 @@ use output::{Output, Printer};
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Command-line tool for Weir servers")]
 struct Cli {
-    /// Server URL.
+    /// Server URL (`http://` or `https://`).
     #[arg(
         long,
         env = "WEIR_SERVER",
@@ -29,6 +31,16 @@ struct Cli {
     /// Bearer token.
     #[arg(long, env = "WEIR_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of the CA(s) to trust for `https://` instead of the built-in
+    /// web roots.
+    #[arg(long, env = "WEIR_CA_FILE", global = true, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// PEM certificate (chain) to present for mutual TLS; needs --client-key.
+    #[arg(long, env = "WEIR_CLIENT_CERT", global = true, value_name = "PEM")]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "WEIR_CLIENT_KEY", global = true, value_name = "PEM")]
+    client_key: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     output: Output,
@@ -85,6 +97,9 @@ enum Command {
     /// Benchmark the server.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Make and hash bearer tokens for the server's tokens file (offline).
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
 }
 
 #[derive(Subcommand)]
@@ -111,14 +126,46 @@ enum TopicsCommand {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let printer = Printer::new(cli.output);
-    let client = match Client::new(&cli.server) {
-        Ok(c) => c.with_token(cli.token.clone()),
+    // Offline: no server, so no TLS files to read either.
+    if let Command::Auth(command) = cli.command {
+        return match auth::run(command, &printer) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => printer.fail(&e),
+        };
+    }
+    let client = match connect(&cli) {
+        Ok(client) => client,
         Err(e) => return printer.fail(&e),
     };
     match run(cli.command, &client, &printer).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => printer.fail(&e),
     }
+}
+
+/// The client the global options describe.
+fn connect(cli: &Cli) -> Result<Client, Error> {
+    let mut builder = Client::builder(&cli.server).token(cli.token.clone());
+    if let Some(ca_file) = &cli.ca_file {
+        builder = builder.ca_file(ca_file);
+    }
+    match (&cli.client_cert, &cli.client_key) {
+        (Some(cert), Some(key)) => builder = builder.client_cert(cert, key),
+        (None, None) => {}
+        // Checked here rather than by clap: values may come from the
+        // environment, and one without the other is always a mistake.
+        (Some(_), None) => {
+            return Err(Error::Local(
+                "--client-cert (WEIR_CLIENT_CERT) needs --client-key (WEIR_CLIENT_KEY)".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Error::Local(
+                "--client-key (WEIR_CLIENT_KEY) needs --client-cert (WEIR_CLIENT_CERT)".into(),
+            ))
+        }
+    }
+    builder.build()
 }
 
 async fn run(command: Command, client: &Client, printer: &Printer) -> Result<(), Error> {
@@ -218,6 +265,7 @@ async fn run(command: Command, client: &Client, printer: &Printer) -> Result<(),
         Command::Tail(args) => tail::run(args, client, printer).await?,
         Command::Dlq(cmd) => dlq::run(cmd, client, printer).await?,
         Command::Bench(cmd) => bench::run(cmd, client, printer).await?,
+        Command::Auth(cmd) => auth::run(cmd, printer)?,
     }
     Ok(())
 }

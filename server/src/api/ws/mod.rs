@@ -22,7 +22,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, WebSocketUpgrade};
+use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::Response;
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -35,6 +37,8 @@ use weir_protocol::ErrorCode;
 pub use session::{Close, Ending, Inbound, Outbox, Protocol, Stop};
 
 use super::error::{ApiError, ApiResult};
+use super::guard::{Caller, BEARER_PROTOCOL_PREFIX};
+use super::limits::WebSocketSlot;
 use super::AppState;
 use crate::broker::BrokerError;
 use crate::config::WebSocketOptions;
@@ -69,8 +73,14 @@ impl Sockets {
     }
 
     /// Completes the upgrade and runs `protocol` on the socket, with the
-    /// configured frame and message size limits.
-    pub fn accept<P: Protocol>(&self, upgrade: WebSocketUpgrade, protocol: P) -> Response {
+    /// configured frame and message size limits. The principal's socket
+    /// slot is held until the socket closes.
+    pub fn accept<P: Protocol>(&self, upgrade: Upgrade, protocol: P) -> Response {
+        let Upgrade {
+            socket: upgrade,
+            slot,
+            ..
+        } = upgrade;
         let options = self.options.clone();
         // Subscribed before the 101 goes out: a socket opened during
         // shutdown still closes, and `closed` waits for it.
@@ -80,26 +90,98 @@ impl Sockets {
             .max_frame_size(options.max_message_bytes)
             .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
             .on_upgrade(move |socket| async move {
+                let _slot = slot;
                 let (outgoing, incoming) = socket.split();
                 transport::serve(protocol, incoming, outgoing, &options, shutdown).await;
             })
     }
 }
 
+/// An accepted handshake and the caller's socket slot.
+pub struct Upgrade {
+    socket: WebSocketUpgrade,
+    slot: WebSocketSlot,
+    principal: String,
+}
+
+impl Upgrade {
+    /// The principal opening the socket (`anonymous` without auth).
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+}
+
+/// Who opens a socket, and the subprotocols it offered.
+pub struct WsClient {
+    caller: Caller,
+    /// The `Sec-WebSocket-Protocol` entries offered, in order.
+    offered: Vec<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WsClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let caller = parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "internal error"))?;
+        let offered = parts
+            .headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        Ok(WsClient { caller, offered })
+    }
+}
+
+/// The subprotocol a client may offer to name the API (browsers that pass
+/// a token as `bearer.<token>` should offer it too, so the server's answer
+/// need not repeat the token).
+pub const SUBPROTOCOL: &str = "weir";
+
 /// The checks every upgrade makes after its own (topic, query): the server
-/// is not shutting down and the request really is a WebSocket handshake.
+/// is not shutting down, the request really is a WebSocket handshake, and
+/// the caller has a socket slot left. A client that offered subprotocols
+/// gets one selected (`weir` when offered, else its `bearer.` entry):
+/// browsers fail a handshake whose answer selects none.
 fn upgrade(
     state: &AppState,
+    client: WsClient,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> ApiResult<WebSocketUpgrade> {
+) -> ApiResult<Upgrade> {
     if state.shutting_down.load(Ordering::SeqCst) {
         return Err(BrokerError::ShuttingDown.into());
     }
-    upgrade.map_err(|e| {
+    let socket = upgrade.map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidRequest,
             format!("expected a websocket upgrade request: {}", e.body_text()),
         )
+    })?;
+    let slot = state.limits.websocket(client.caller.name())?;
+    let selected = if client.offered.iter().any(|p| p == SUBPROTOCOL) {
+        Some(SUBPROTOCOL.to_owned())
+    } else {
+        client
+            .offered
+            .iter()
+            .find(|p| p.starts_with(BEARER_PROTOCOL_PREFIX))
+            .cloned()
+    };
+    let socket = match selected {
+        Some(protocol) => socket.protocols([protocol]),
+        None => socket,
+    };
+    Ok(Upgrade {
+        socket,
+        slot,
+        principal: client.caller.name().to_owned(),
     })
 }
 

@@ -19,9 +19,10 @@ use weir_protocol::ws::ServerFrame;
 use weir_protocol::{ErrorCode, ProduceMessage};
 
 use super::session::{Inbound, Outbox, Protocol, Stop};
-use super::{error_parts, upgrade, TAG_WEBSOCKET};
+use super::{error_parts, upgrade, WsClient, TAG_WEBSOCKET};
 use crate::api::error::ApiResult;
 use crate::api::extract::ApiPath;
+use crate::api::limits::Limits;
 use crate::api::openapi::Errors;
 use crate::api::AppState;
 use crate::broker::clock::now_ms;
@@ -50,14 +51,16 @@ use crate::broker::Broker;
 pub async fn publish(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
+    client: WsClient,
     socket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     state.broker.topic(&name)?;
-    let socket = upgrade(&state, socket)?;
+    let socket = upgrade(&state, client, socket)?;
     let publish = Publish {
         broker: state.broker.clone(),
         topic: name,
         max_in_flight: state.sockets.options.publish_max_in_flight,
+        quota: Some((state.limits.clone(), socket.principal().to_owned())),
     };
     Ok(state.sockets.accept(socket, publish))
 }
@@ -67,6 +70,8 @@ pub struct Publish {
     broker: Arc<Broker>,
     topic: String,
     max_in_flight: usize,
+    /// The limits and principal each batch is charged to.
+    quota: Option<(Arc<Limits>, String)>,
 }
 
 impl Protocol for Publish {
@@ -105,6 +110,13 @@ impl Publish {
                 return Box::pin(future::ready(reply));
             }
         };
+        if let Some((limits, principal)) = &self.quota {
+            let bytes = text.len();
+            if let Err(e) = limits.charge_produce(principal, messages.len(), bytes) {
+                let reply = error_frame(e.problem.code, e.problem.detail, Some(request_id));
+                return Box::pin(future::ready(reply));
+            }
+        }
         let broker = self.broker.clone();
         let topic = self.topic.clone();
         let commit = tokio::spawn(async move { broker.produce(&topic, messages, now_ms()).await });
@@ -205,6 +217,7 @@ mod tests {
             broker: broker.clone(),
             topic: "t".into(),
             max_in_flight: 4,
+            quota: None,
         }
     }
 

@@ -25,7 +25,7 @@ use weir_protocol::ws::{ClientFrame, Confirmation, ServerFrame};
 use weir_protocol::{ErrorCode, ReceivedMessage};
 
 use super::session::{Close, Inbound, Outbox, Protocol, Stop};
-use super::{error_parts, upgrade, TAG_WEBSOCKET};
+use super::{error_parts, upgrade, WsClient, TAG_WEBSOCKET};
 use crate::api::error::ApiResult;
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::openapi::Errors;
@@ -78,13 +78,14 @@ pub async fn subscribe(
     State(state): State<AppState>,
     ApiPath((topic, sub)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<SubscribeQuery>,
+    client: WsClient,
     socket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let subscription = state.broker.subscription(&topic, &sub)?;
     if let Some(consumer) = &query.consumer {
         check_name("consumer", consumer)?;
     }
-    let socket = upgrade(&state, socket)?;
+    let socket = upgrade(&state, client, socket)?;
     let protocol = Subscribe {
         subscription,
         consumer: query.consumer,

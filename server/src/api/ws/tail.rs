@@ -21,7 +21,7 @@ use weir_protocol::ws::TailFrame;
 use weir_protocol::ErrorCode;
 
 use super::session::{Close, Inbound, Outbox, Protocol, Stop};
-use super::{error_parts, upgrade, TAG_WEBSOCKET};
+use super::{error_parts, upgrade, WsClient, TAG_WEBSOCKET};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::openapi::Errors;
@@ -91,11 +91,12 @@ pub async fn tail(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<TailQuery>,
+    client: WsClient,
     socket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let topic = state.broker.topic(&name)?;
     let from = parse_from(query.from.as_deref())?;
-    let socket = upgrade(&state, socket)?;
+    let socket = upgrade(&state, client, socket)?;
     // Positions are taken before the 101: whatever is produced once the
     // client sees the socket open is in the tail.
     let cursors = start(state.broker.store(), &topic, from).await?;

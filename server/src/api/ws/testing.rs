@@ -170,7 +170,7 @@ pub async fn broker_with_topic(topic: &str, partitions: u32) -> TestBroker {
         ..StoreOptions::default()
     };
     let store = Store::open(dir.path(), &options).unwrap();
-    let broker = Broker::open(store).unwrap();
+    let broker = Broker::open(store, Default::default()).unwrap();
     let spec = TopicSpec {
         partitions: Some(partitions),
         ..TopicSpec::default()

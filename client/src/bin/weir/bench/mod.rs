@@ -216,10 +216,8 @@ fn snapshot(h: &Mutex<Histogram<u64>>) -> Histogram<u64> {
 
 /// Reads `weir_wal_syncs_total` from the server's metrics (0 if unavailable).
 async fn wal_syncs(client: &Client) -> u64 {
-    let Ok(response) = reqwest::get(format!("{}/metrics", client.base())).await else {
-        return 0;
-    };
-    let Ok(text) = response.text().await else {
+    // Through the client: the server may require its token and TLS trust.
+    let Ok(text) = client.metrics().await else {
         return 0;
     };
     text.lines()

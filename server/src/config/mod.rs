@@ -1,6 +1,9 @@
 //! Server configuration: defaults from the commented `weir.toml` embedded in
 //! the binary, then an optional file, then `WEIR_*` environment variables,
-//! then command-line flags.
+//! then command-line flags. Security and resource limits are validated in
+//! `security.rs`.
+
+mod security;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,9 +14,10 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::storage::{FsyncMode, StoreOptions};
+pub use security::{AuthOptions, ClientAuth, Limits, TlsOptions};
 
 /// The commented default configuration file.
-pub const DEFAULT_CONFIG: &str = include_str!("../weir.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../weir.toml");
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -34,7 +38,7 @@ pub enum ConfigError {
 /// Values that may come from a file; all optional so files can be partial.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub(super) struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     fsync: Option<String>,
@@ -54,6 +58,33 @@ struct FileConfig {
     ws_outbound_buffer_bytes: Option<usize>,
     ws_slow_consumer_timeout_ms: Option<u64>,
     ws_publish_max_in_flight: Option<usize>,
+    auth_tokens_file: Option<PathBuf>,
+    auth_jwks_file: Option<PathBuf>,
+    auth_jwt_audience: Option<String>,
+    auth_jwt_issuer: Option<String>,
+    auth_jwt_grants_claim: Option<String>,
+    auth_reload_interval_ms: Option<u64>,
+    auth_protect_metrics: Option<bool>,
+    auth_protect_docs: Option<bool>,
+    allow_anonymous: Option<bool>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_client_ca_file: Option<PathBuf>,
+    tls_client_auth: Option<String>,
+    max_connections: Option<usize>,
+    max_concurrent_requests: Option<usize>,
+    max_long_polls: Option<usize>,
+    max_ws_per_principal: Option<usize>,
+    max_topics: Option<usize>,
+    max_subscriptions_per_topic: Option<usize>,
+    max_headers_per_message: Option<usize>,
+    max_inflight_request_bytes: Option<usize>,
+    rate_limit_messages_per_s: Option<u64>,
+    rate_limit_bytes_per_s: Option<u64>,
+    rate_limit_requests_per_s: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    request_body_timeout_ms: Option<u64>,
 }
 
 /// Command line; every option also reads `WEIR_<NAME>`.
@@ -130,6 +161,87 @@ pub struct Args {
     /// Publish requests processed concurrently per socket [default: 16].
     #[arg(long, env = "WEIR_WS_PUBLISH_MAX_IN_FLIGHT")]
     pub ws_publish_max_in_flight: Option<usize>,
+    /// Bearer tokens file (TOML, or YAML when named *.yaml/*.yml); re-read when it changes.
+    #[arg(long, env = "WEIR_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+    /// JWKS file of public keys (Ed25519, ES256, RS256) that verify JWT bearer tokens; re-read when it changes.
+    #[arg(long, env = "WEIR_AUTH_JWKS_FILE")]
+    pub auth_jwks_file: Option<PathBuf>,
+    /// Required `aud` of JWTs.
+    #[arg(long, env = "WEIR_AUTH_JWT_AUDIENCE")]
+    pub auth_jwt_audience: Option<String>,
+    /// Required `iss` of JWTs.
+    #[arg(long, env = "WEIR_AUTH_JWT_ISSUER")]
+    pub auth_jwt_issuer: Option<String>,
+    /// JWT claim holding the grants [default: weir].
+    #[arg(long, env = "WEIR_AUTH_JWT_GRANTS_CLAIM")]
+    pub auth_jwt_grants_claim: Option<String>,
+    /// How often the tokens, JWKS and TLS files are checked for changes, in milliseconds [default: 2000].
+    #[arg(long, env = "WEIR_AUTH_RELOAD_INTERVAL_MS")]
+    pub auth_reload_interval_ms: Option<u64>,
+    /// Require a token with the `metrics` (or `admin`) grant for /metrics [default: false].
+    #[arg(long, env = "WEIR_AUTH_PROTECT_METRICS", num_args = 0..=1, default_missing_value = "true")]
+    pub auth_protect_metrics: Option<bool>,
+    /// Require a valid token for /docs and /openapi.json [default: false].
+    #[arg(long, env = "WEIR_AUTH_PROTECT_DOCS", num_args = 0..=1, default_missing_value = "true")]
+    pub auth_protect_docs: Option<bool>,
+    /// Allow starting without authentication on a non-loopback address [default: false].
+    #[arg(long, env = "WEIR_ALLOW_ANONYMOUS", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_anonymous: Option<bool>,
+    /// TLS certificate chain (PEM): serve HTTPS/WSS; re-read when it changes.
+    #[arg(long, env = "WEIR_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM) for `tls_cert_file`.
+    #[arg(long, env = "WEIR_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA (PEM) that verifies client certificates (mTLS); a certificate's subject CN is the principal.
+    #[arg(long, env = "WEIR_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// With a client CA: `optional` (tokens still work) or `required` [default: optional].
+    #[arg(long, env = "WEIR_TLS_CLIENT_AUTH")]
+    pub tls_client_auth: Option<String>,
+    /// Open client connections; more are answered 503 and closed [default: 10000].
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Requests handled at once; more get 503 + Retry-After [default: 1024].
+    #[arg(long, env = "WEIR_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
+    /// Long polls (pull/read with wait_ms) waiting at once [default: 1024].
+    #[arg(long, env = "WEIR_MAX_LONG_POLLS")]
+    pub max_long_polls: Option<usize>,
+    /// Open WebSockets per principal [default: 1000].
+    #[arg(long, env = "WEIR_MAX_WS_PER_PRINCIPAL")]
+    pub max_ws_per_principal: Option<usize>,
+    /// Topics, dead-letter topics included [default: 10000].
+    #[arg(long, env = "WEIR_MAX_TOPICS")]
+    pub max_topics: Option<usize>,
+    /// Subscriptions per topic [default: 1000].
+    #[arg(long, env = "WEIR_MAX_SUBSCRIPTIONS_PER_TOPIC")]
+    pub max_subscriptions_per_topic: Option<usize>,
+    /// Headers per produced message [default: 64].
+    #[arg(long, env = "WEIR_MAX_HEADERS_PER_MESSAGE")]
+    pub max_headers_per_message: Option<usize>,
+    /// Request body bytes being received at once, all clients together [default: 268435456].
+    #[arg(long, env = "WEIR_MAX_INFLIGHT_REQUEST_BYTES")]
+    pub max_inflight_request_bytes: Option<usize>,
+    /// Produced messages per second per principal; 0 = unlimited [default: 0].
+    #[arg(long, env = "WEIR_RATE_LIMIT_MESSAGES_PER_S")]
+    pub rate_limit_messages_per_s: Option<u64>,
+    /// Produced request bytes per second per principal; 0 = unlimited [default: 0].
+    #[arg(long, env = "WEIR_RATE_LIMIT_BYTES_PER_S")]
+    pub rate_limit_bytes_per_s: Option<u64>,
+    /// Requests per second per principal; 0 = unlimited [default: 0].
+    #[arg(long, env = "WEIR_RATE_LIMIT_REQUESTS_PER_S")]
+    pub rate_limit_requests_per_s: Option<u64>,
+    /// Time a client has to send a request's headers, in milliseconds [default: 10000].
+    #[arg(long, env = "WEIR_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Idle keep-alive connections are closed after this, in milliseconds [default: 60000].
+    #[arg(long, env = "WEIR_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Time a client has to send a whole request body, in milliseconds [default: 30000].
+    #[arg(long, env = "WEIR_REQUEST_BODY_TIMEOUT_MS")]
+    pub request_body_timeout_ms: Option<u64>,
     /// Print the commented default configuration file and exit.
     #[arg(long)]
     pub print_default_config: bool,
@@ -157,6 +269,12 @@ pub struct Config {
     pub metrics_per_topic: bool,
     pub store: StoreOptions,
     pub websocket: WebSocketOptions,
+    /// Who may do what (tokens, JWTs, client certificates).
+    pub auth: AuthOptions,
+    /// HTTPS/WSS on the listener, when configured.
+    pub tls: Option<TlsOptions>,
+    /// Connection, request, rate and resource limits and timeouts.
+    pub limits: Limits,
 }
 
 /// Limits and timers of every WebSocket (`ws_*` options).
@@ -177,6 +295,10 @@ pub struct WebSocketOptions {
     /// Publish requests processed concurrently per socket.
     pub publish_max_in_flight: usize,
 }
+
+/// Upper bound of `max_request_bytes`: one request body is held in memory
+/// whole, so the setting itself is bounded.
+const MAX_REQUEST_BYTES_BOUND: usize = 256 << 20;
 
 /// Bounds of the `ws_*` options.
 const WS_MIN_MESSAGE_BYTES: usize = 1024;
@@ -224,6 +346,33 @@ impl Config {
                 ws_outbound_buffer_bytes: args.ws_outbound_buffer_bytes,
                 ws_slow_consumer_timeout_ms: args.ws_slow_consumer_timeout_ms,
                 ws_publish_max_in_flight: args.ws_publish_max_in_flight,
+                auth_tokens_file: args.auth_tokens_file.clone(),
+                auth_jwks_file: args.auth_jwks_file.clone(),
+                auth_jwt_audience: args.auth_jwt_audience.clone(),
+                auth_jwt_issuer: args.auth_jwt_issuer.clone(),
+                auth_jwt_grants_claim: args.auth_jwt_grants_claim.clone(),
+                auth_reload_interval_ms: args.auth_reload_interval_ms,
+                auth_protect_metrics: args.auth_protect_metrics,
+                auth_protect_docs: args.auth_protect_docs,
+                allow_anonymous: args.allow_anonymous,
+                tls_cert_file: args.tls_cert_file.clone(),
+                tls_key_file: args.tls_key_file.clone(),
+                tls_client_ca_file: args.tls_client_ca_file.clone(),
+                tls_client_auth: args.tls_client_auth.clone(),
+                max_connections: args.max_connections,
+                max_concurrent_requests: args.max_concurrent_requests,
+                max_long_polls: args.max_long_polls,
+                max_ws_per_principal: args.max_ws_per_principal,
+                max_topics: args.max_topics,
+                max_subscriptions_per_topic: args.max_subscriptions_per_topic,
+                max_headers_per_message: args.max_headers_per_message,
+                max_inflight_request_bytes: args.max_inflight_request_bytes,
+                rate_limit_messages_per_s: args.rate_limit_messages_per_s,
+                rate_limit_bytes_per_s: args.rate_limit_bytes_per_s,
+                rate_limit_requests_per_s: args.rate_limit_requests_per_s,
+                header_read_timeout_ms: args.header_read_timeout_ms,
+                idle_timeout_ms: args.idle_timeout_ms,
+                request_body_timeout_ms: args.request_body_timeout_ms,
             },
         );
         finish(merged)
@@ -260,11 +409,38 @@ fn overlay(base: &mut FileConfig, top: FileConfig) {
         ws_outbound_buffer,
         ws_outbound_buffer_bytes,
         ws_slow_consumer_timeout_ms,
-        ws_publish_max_in_flight
+        ws_publish_max_in_flight,
+        auth_tokens_file,
+        auth_jwks_file,
+        auth_jwt_audience,
+        auth_jwt_issuer,
+        auth_jwt_grants_claim,
+        auth_reload_interval_ms,
+        auth_protect_metrics,
+        auth_protect_docs,
+        allow_anonymous,
+        tls_cert_file,
+        tls_key_file,
+        tls_client_ca_file,
+        tls_client_auth,
+        max_connections,
+        max_concurrent_requests,
+        max_long_polls,
+        max_ws_per_principal,
+        max_topics,
+        max_subscriptions_per_topic,
+        max_headers_per_message,
+        max_inflight_request_bytes,
+        rate_limit_messages_per_s,
+        rate_limit_bytes_per_s,
+        rate_limit_requests_per_s,
+        header_read_timeout_ms,
+        idle_timeout_ms,
+        request_body_timeout_ms
     );
 }
 
-fn required<T>(value: Option<T>, option: &'static str) -> Result<T, ConfigError> {
+pub(super) fn required<T>(value: Option<T>, option: &'static str) -> Result<T, ConfigError> {
     value.ok_or(ConfigError::Invalid {
         option,
         detail: "missing".into(),
@@ -273,11 +449,21 @@ fn required<T>(value: Option<T>, option: &'static str) -> Result<T, ConfigError>
 
 fn finish(f: FileConfig) -> Result<Config, ConfigError> {
     let websocket = websocket_options(&f)?;
-    let listen_text = required(f.listen, "listen")?;
+    let listen_text = required(f.listen.clone(), "listen")?;
     let listen = listen_text.parse().map_err(|e| ConfigError::Invalid {
         option: "listen",
         detail: format!("`{listen_text}`: {e} (expected host:port, e.g. 127.0.0.1:8080)"),
     })?;
+    let max_request_bytes = required(f.max_request_bytes, "max_request_bytes")?;
+    if !(1024..=MAX_REQUEST_BYTES_BOUND).contains(&max_request_bytes) {
+        return Err(ConfigError::Invalid {
+            option: "max_request_bytes",
+            detail: format!(
+                "{max_request_bytes} is not between 1024 and {MAX_REQUEST_BYTES_BOUND}"
+            ),
+        });
+    }
+    let (auth, tls, limits) = security::resolve(&f, listen, max_request_bytes)?;
     let interval = required(f.fsync_interval_ms, "fsync_interval_ms")?;
     let fsync = match required(f.fsync, "fsync")?.as_str() {
         "always" => FsyncMode::Always,
@@ -306,13 +492,6 @@ fn finish(f: FileConfig) -> Result<Config, ConfigError> {
             })
         }
     };
-    let max_request_bytes = required(f.max_request_bytes, "max_request_bytes")?;
-    if max_request_bytes < 1024 {
-        return Err(ConfigError::Invalid {
-            option: "max_request_bytes",
-            detail: "must be at least 1024".into(),
-        });
-    }
     let retention = required(f.retention_interval_ms, "retention_interval_ms")?;
     if retention == 0 {
         return Err(ConfigError::Invalid {
@@ -339,6 +518,9 @@ fn finish(f: FileConfig) -> Result<Config, ConfigError> {
             block_cache_bytes: required(f.block_cache_bytes, "block_cache_bytes")?,
         },
         websocket,
+        auth,
+        tls,
+        limits,
     })
 }
 

@@ -1,4 +1,5 @@
-//! Client errors; server failures keep their stable `code`.
+//! Client errors; server failures keep their stable `code`. Which of them
+//! are worth retrying is decided in `transient.rs`.
 //!
 //! `Error` is `Clone` (non-cloneable causes are held in an `Arc`) so that one
 //! failure can be handed to every caller it concerns, e.g. every message of a
@@ -8,6 +9,8 @@ use std::sync::Arc;
 
 use thiserror::Error;
 use weir_protocol::{ErrorCode, Problem};
+
+mod transient;
 
 /// Everything a client call can fail with.
 ///
@@ -28,7 +31,9 @@ pub enum Error {
     /// The server answered with a problem document.
     #[error("{} ({}): {}", .0.title, .0.code, .0.detail)]
     Api(Problem),
-    /// The server could not be reached or the connection broke.
+    /// The server could not be reached, the connection broke or timed out,
+    /// or TLS failed (e.g. a server certificate no trusted CA signed: see
+    /// [`Error::is_transient`] for which of these are worth retrying).
     #[error("request failed: {0}")]
     Transport(#[source] Arc<reqwest::Error>),
     /// A response or value could not be (de)serialized.
@@ -85,43 +90,6 @@ impl Error {
             _ => None,
         }
     }
-
-    /// True when retrying the same request later may succeed: the server was
-    /// unreachable, overloaded, shutting down, rate limiting or failed
-    /// internally. Client mistakes (bad request, unknown resource, denied)
-    /// are not transient.
-    ///
-    /// ```no_run
-    /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
-    /// let messages = loop {
-    ///     match client.pull("orders", "billing", &Default::default()).await {
-    ///         Err(e) if e.is_transient() => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
-    ///         other => break other?,
-    ///     }
-    /// };
-    /// # Ok(()) }
-    /// ```
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Error::Api(p) => matches!(
-                p.code,
-                ErrorCode::Unavailable
-                    | ErrorCode::ShuttingDown
-                    | ErrorCode::RateLimited
-                    | ErrorCode::Internal
-            ),
-            Error::Transport(_) | Error::WebSocket(_) => true,
-            // Going away, abnormal end, server error, restart, try again.
-            Error::SocketClosed { code, .. } => {
-                matches!(code, None | Some(1001 | 1006 | 1011 | 1012 | 1013))
-            }
-            Error::Decode(_)
-            | Error::Url(_)
-            | Error::Local(_)
-            | Error::Protocol(_)
-            | Error::ProducerClosed => false,
-        }
-    }
 }
 
 impl From<reqwest::Error> for Error {
@@ -141,35 +109,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transient_codes_are_retryable_and_client_mistakes_are_not() {
-        let api = |code| Error::Api(Problem::new(code, "x"));
-        assert!(api(ErrorCode::Unavailable).is_transient());
-        assert!(api(ErrorCode::ShuttingDown).is_transient());
-        assert!(api(ErrorCode::RateLimited).is_transient());
-        assert!(!api(ErrorCode::SubscriptionNotFound).is_transient());
-        assert!(!api(ErrorCode::InvalidRequest).is_transient());
-        assert!(!api(ErrorCode::Forbidden).is_transient());
-        assert!(!Error::ProducerClosed.is_transient());
-        let closed = |code| Error::SocketClosed {
-            code,
-            reason: "x".into(),
-        };
-        assert!(closed(Some(1001)).is_transient());
-        assert!(closed(None).is_transient());
-        assert!(
-            !closed(Some(1008)).is_transient(),
-            "slow consumer: read faster"
-        );
-        assert_eq!(
-            closed(Some(1001)).to_string(),
-            "websocket closed with code 1001: x"
-        );
-    }
-
-    #[test]
     fn clones_keep_the_code() {
         let e = Error::Api(Problem::new(ErrorCode::Conflict, "mode cannot change"));
         assert_eq!(e.clone().code(), Some(ErrorCode::Conflict));
         assert_eq!(e.clone().to_string(), e.to_string());
+    }
+
+    #[test]
+    fn a_close_code_is_shown_when_there_is_one() {
+        let closed = |code| Error::SocketClosed {
+            code,
+            reason: "x".into(),
+        };
+        assert_eq!(
+            closed(Some(1001)).to_string(),
+            "websocket closed with code 1001: x"
+        );
+        assert_eq!(closed(None).to_string(), "websocket closed: x");
     }
 }
