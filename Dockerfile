@@ -2,8 +2,26 @@
 #
 # Weir server image.
 #
+# The image listens on 0.0.0.0:8080 (WEIR_LISTEN below), and a server
+# reachable from other machines refuses to start without authentication
+# (protected mode). Give it a tokens file (WEIR_AUTH_TOKENS_FILE; make a
+# token with `weir auth new-token --principal NAME`) or a JWKS
+# (WEIR_AUTH_JWKS_FILE, with WEIR_AUTH_JWT_AUDIENCE/_ISSUER), or, for a
+# throwaway local test only, an explicit --allow-anonymous:
+#
 #   docker build -t weir-server:0.1.0 .
-#   docker run --rm -p 8080:8080 -v weir-data:/var/lib/weir weir-server:0.1.0
+#   docker run --rm -p 8080:8080 -v weir-data:/var/lib/weir \
+#     -v "$PWD/tokens.toml:/etc/weir/tokens.toml:ro" \
+#     -e WEIR_AUTH_TOKENS_FILE=/etc/weir/tokens.toml weir-server:0.1.0
+#   docker run --rm -p 127.0.0.1:8080:8080 weir-server:0.1.0 --allow-anonymous
+#
+# HTTPS: WEIR_TLS_CERT_FILE and WEIR_TLS_KEY_FILE (PEM; re-read when they
+# change), plus WEIR_TLS_CLIENT_CA_FILE for mTLS.
+#
+# Read-only root filesystem: the server writes only below WEIR_DATA_DIR
+# (the volume /var/lib/weir); it needs no writable /tmp, HOME or /etc. Run it
+# with `docker run --read-only` (Kubernetes: readOnlyRootFilesystem: true,
+# as the Helm chart does); credentials and certificates are only read.
 #
 # The workspace links Debian's RocksDB 7.8 (librocksdb-dev) instead of
 # compiling RocksDB from C++; .cargo/config.toml points the build at it, so
@@ -43,6 +61,7 @@ COPY --from=builder /out/weir-server /usr/local/bin/weir-server
 
 # Environment variables override a config file (WEIR_CONFIG) and are
 # overridden by flags; the Helm chart sets the same two values explicitly.
+# No authentication default here: the operator must choose (see the top).
 ENV WEIR_LISTEN=0.0.0.0:8080 \
     WEIR_DATA_DIR=/var/lib/weir
 VOLUME ["/var/lib/weir"]

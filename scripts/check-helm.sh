@@ -4,17 +4,41 @@
 #
 #   scripts/check-helm.sh
 #
-# What it checks, for the default values and for every helm/weir/ci/*.yaml:
+# The default values do NOT render, on purpose: the broker listens on
+# 0.0.0.0, so the chart (like the server) refuses to run without
+# authentication unless auth.allowAnonymous is true. The script checks that
+# refusal (helm template of the defaults fails with the explanation; helm
+# lint --strict of the defaults passes, as lint mode only reports `fail`)
+# and renders helm/weir/ci/minimal-values.yaml (the defaults plus one
+# token) in place of the defaults.
+#
+# What it checks, for every helm/weir/ci/*.yaml:
 #   helm lint --strict; helm template; structural/security assertions on the
-#   rendered objects (helm/tests/render_checks.py); kubernetes-validate
-#   --strict against the Kubernetes 1.30 schemas (core kinds); ServiceMonitor
-#   and PrometheusRule against the prometheus-operator CRD schemas (npm
-#   @kubernetes-models/prometheus-operator) plus a strict field whitelist;
-#   the dashboards and alert rules in the rendered objects are byte-identical
-#   to dashboards/*; yamllint. Then: promtool on the rendered rules (when
-#   promtool is installed), that the schema and template guards reject bad
-#   values, that `helm package` ships the real dashboard files, hadolint on
-#   the Dockerfile, and checkov (optional).
+#   rendered objects (helm/tests/render_checks.py: security contexts, probes
+#   and their HTTP/HTTPS scheme, weir.toml keys, protected mode, every auth/
+#   TLS file an item of a read-only directory mount without subPath, the
+#   rendered tokens file, ServiceMonitor scheme/tlsConfig/authorization,
+#   NetworkPolicy); kubernetes-validate --strict against the Kubernetes 1.30
+#   schemas (core kinds); ServiceMonitor and PrometheusRule against the
+#   prometheus-operator CRD schemas (npm @kubernetes-models/prometheus-operator)
+#   plus a strict field whitelist; the dashboards and alert rules in the
+#   rendered objects are byte-identical to dashboards/*; yamllint; NOTES.txt;
+#   and a real weir-server with the rendered env and weir.toml (below). Then:
+#   promtool on the rendered rules (when promtool is installed), that the
+#   schema and template guards reject bad values (anonymous without
+#   allowAnonymous, TLS without a Secret, JWT without audience, protected
+#   metrics without scrape credentials, ...), that `helm package` ships the
+#   real dashboard files, hadolint on the Dockerfile, and checkov (optional).
+#
+# The weir-server smoke test (render_checks.py smoke) runs the binary on
+# 0.0.0.0 (so its protected mode applies) with the rendered configuration,
+# the Secrets/ConfigMaps laid out like the kubelet does and filled with
+# openssl-made certificates, a JWKS and test tokens, and checks: probes
+# without credentials, 401 without/with wrong credentials, 200 with a token,
+# client certificate or JWT, /metrics and /openapi.json as protected, a
+# rotated tokens file and a renewed certificate taken up without restart,
+# the anonymous config refused without allow_anonymous, clean SIGTERM; under
+# strace (when usable) no file writes outside the data dir and /tmp.
 #
 # Tools are installed under .tools/ (gitignored), each only if missing, so
 # once they are there the script needs no network:
@@ -235,6 +259,12 @@ image_matches_chart() {
   grep -q '^VOLUME \["/var/lib/weir"\]' "$df" || { echo "Dockerfile: VOLUME /var/lib/weir expected"; return 1; }
   grep -q '^EXPOSE 8080$' "$df" || { echo "Dockerfile: EXPOSE 8080 expected"; return 1; }
   grep -q 'cargo build --release -p weir-server --locked' "$df" || { echo "Dockerfile: build command"; return 1; }
+  # The image listens on 0.0.0.0: it must not switch authentication off itself.
+  if grep -Eiq '^(ENV|ARG|CMD|ENTRYPOINT).*(ALLOW_ANONYMOUS|allow-anonymous)' "$df" \
+    || grep -Eq '^ *WEIR_ALLOW_ANONYMOUS' "$df"; then
+    echo "Dockerfile: the image must not enable anonymous access"; return 1
+  fi
+  grep -q 'WEIR_AUTH_TOKENS_FILE' "$df" || { echo "Dockerfile: document WEIR_AUTH_TOKENS_FILE"; return 1; }
   grep -q 'runAsUser: 10001' "$CHART_REPO/values.yaml" || { echo "chart: runAsUser 10001 expected"; return 1; }
   grep -q 'define "weir.dataDir" -}}/var/lib/weir' "$CHART_REPO/templates/_helpers.tpl" || { echo "chart data dir"; return 1; }
   local app
@@ -244,7 +274,7 @@ image_matches_chart() {
   [ -z "$ws" ] || [ "$ws" = "$app" ] || { echo "Chart appVersion $app != workspace version $ws"; return 1; }
   grep -Eq '^\.git$' "$ROOT/.dockerignore" && grep -Eq '^target$' "$ROOT/.dockerignore"
 }
-run_step "Dockerfile, .dockerignore and chart agree (uid, data dir, port, version)" image_matches_chart
+run_step "Dockerfile, .dockerignore and chart agree (uid, data dir, port, version, no anonymous default)" image_matches_chart
 
 # ------------------------------------------------------------------ yamllint
 YAMLLINT_CHART='{extends: default, rules: {line-length: {max: 120}, document-start: disable, comments: {min-spaces-from-content: 1}}}'
@@ -252,16 +282,45 @@ YAMLLINT_RENDERED='{extends: default, rules: {line-length: disable, document-sta
 run_step "yamllint Chart.yaml, values.yaml, ci/*.yaml" \
   "$VENV/bin/yamllint" -s -d "$YAMLLINT_CHART" "$CHART_REPO/Chart.yaml" "$CHART_REPO/values.yaml" "$CHART_REPO"/ci/*.yaml
 
+# ------------------------------------------------------------ default values
+# Without authentication the chart must refuse to render, and say how to fix it.
+AUTH_REFUSAL='auth: the broker listens on 0.0.0.0.*'
+defaults_refused() {
+  local out
+  if out=$(helm_q template "$RELEASE" "$CHART" -n "$NAMESPACE" --kube-version "$KUBE_VERSION" 2>&1); then
+    echo "the default values rendered, but they configure no authentication"; return 1
+  fi
+  grep -Eq "$AUTH_REFUSAL" <<<"$out" || { echo "$out"; return 1; }
+  grep -q 'weir auth new-token --principal' <<<"$out" || { echo "no hint how to create a token: $out"; return 1; }
+  grep -q 'auth.allowAnonymous=true' <<<"$out" || { echo "no hint about allowAnonymous: $out"; return 1; }
+}
+run_step "default values (no auth) refuse to render: helm template fails with the explanation" defaults_refused
+# helm lint treats `fail` as informational (lint mode), so the defaults lint
+# cleanly; the refusal shows up as an INFO line.
+defaults_lint() {
+  local out
+  out=$("$HELM" lint --strict --kube-version "$KUBE_VERSION" "$CHART" 2>&1)
+  grep -Eq "$AUTH_REFUSAL" <<<"$out" || { echo "the refusal is missing from the lint output: $out"; return 1; }
+}
+run_step "helm lint --strict of the default values passes (and reports the auth refusal)" defaults_lint
+
 # --------------------------------------------------------- per values case
 # name | values file | expected kinds | flags for the identical check
 CASES=(
-  "defaults||ConfigMap=1,PodDisruptionBudget=1,Service=2,StatefulSet=1|"
-  "all-features|ci/all-features-values.yaml|ConfigMap=2,PodDisruptionBudget=1,PrometheusRule=1,Secret=1,Service=2,ServiceAccount=1,ServiceMonitor=1,StatefulSet=1|--expect-dashboards --expect-rules"
+  "minimal|ci/minimal-values.yaml|ConfigMap=1,PodDisruptionBudget=1,Secret=1,Service=2,StatefulSet=1|"
+  "all-features|ci/all-features-values.yaml|ConfigMap=2,NetworkPolicy=1,PodDisruptionBudget=1,PrometheusRule=1,Secret=1,Service=2,ServiceAccount=1,ServiceMonitor=1,StatefulSet=1|--expect-dashboards --expect-rules"
   "existing-secret|ci/existing-secret-values.yaml|ConfigMap=2,PodDisruptionBudget=1,PrometheusRule=1,Service=2,ServiceMonitor=1,StatefulSet=1|--expect-dashboards --expect-rules"
+  "mtls-required|ci/mtls-required-values.yaml|ConfigMap=1,PodDisruptionBudget=1,Secret=1,Service=2,ServiceMonitor=1,StatefulSet=1|"
+  "jwt|ci/jwt-values.yaml|ConfigMap=1,NetworkPolicy=1,PodDisruptionBudget=1,Service=2,StatefulSet=1|"
   "no-persistence|ci/no-persistence-values.yaml|ConfigMap=1,Service=2,StatefulSet=1|"
 )
 n_ci=$(find "$CHART_REPO/ci" -name '*.yaml' | wc -l)
-run_step "every ci/*.yaml has a case in this script ($n_ci files)" test "$n_ci" -eq $((${#CASES[@]} - 1))
+run_step "every ci/*.yaml has a case in this script ($n_ci files)" test "$n_ci" -eq "${#CASES[@]}"
+# The smoke test traces the server's file writes when strace works here.
+TRACE=()
+if command -v strace >/dev/null && strace -f -qq -o /dev/null true 2>/dev/null; then
+  TRACE=(--trace-writes)
+fi
 
 SERVER_BIN=${WEIR_SERVER_BIN:-}
 if [ -z "$SERVER_BIN" ]; then
@@ -319,9 +378,24 @@ for entry in "${CASES[@]}"; do
     KUBECONFIG=$WORK/no-kubeconfig helm_q install "$RELEASE" "$CHART" -n "$NAMESPACE" \
       --dry-run=client "${vargs[@]}" >"$WORK/$name-install.txt"
     sed -n '/^NOTES:/,$p' "$WORK/$name-install.txt" >"$RENDERED/$name-NOTES.txt"
-    grep -q 'port-forward svc/' "$RENDERED/$name-NOTES.txt"
-    grep -q "weir --server http://127.0.0.1:8080 topics create orders" "$RENDERED/$name-NOTES.txt"
-    grep -q "curl -X PUT localhost:8080/v1/topics/orders" "$RENDERED/$name-NOTES.txt"
+    local n=$RENDERED/$name-NOTES.txt
+    grep -q 'port-forward svc/' "$n"
+    if grep -q '^ *tls_cert_file = ' "$out"; then
+      grep -q "weir --server https://localhost:8080 topics create orders" "$n"
+      grep -q "curl --cacert weir-ca.crt .*https://localhost:8080/v1/topics/orders$" "$n"
+      grep -q "WEIR_CA_FILE" "$n"
+    else
+      grep -q "weir --server http://127.0.0.1:8080 topics create orders" "$n"
+      grep -q "curl .*-X PUT localhost:8080/v1/topics/orders$" "$n"
+    fi
+    if grep -q '^ *allow_anonymous = true' "$out"; then
+      grep -q 'WARNING: auth.allowAnonymous is true' "$n"
+    else
+      grep -q 'export WEIR_TOKEN=' "$n"
+      grep -q 'authorization: Bearer \$TOKEN' "$n"
+      ! grep -q 'allowAnonymous' "$n"
+    fi
+    if grep -q 'name: WEIR_AUTH_TOKENS_FILE' "$out"; then grep -q 'weir auth new-token --principal' "$n"; fi
   }
   if "$HELM" version --short | grep -q '^v[4-9]'; then
     run_step "[$name] NOTES.txt renders (helm install --dry-run=client)" notes
@@ -330,8 +404,8 @@ for entry in "${CASES[@]}"; do
   fi
 
   if [ -n "$SERVER_BIN" ]; then
-    run_step "[$name] weir-server runs with the rendered env and weir.toml (loopback smoke test)" \
-      "$PY" "$TESTS/render_checks.py" smoke "$out" "$SERVER_BIN"
+    run_step "[$name] weir-server runs with the rendered env, weir.toml and mounted files (smoke test on 0.0.0.0)" \
+      "$PY" "$TESTS/render_checks.py" smoke "$out" "$SERVER_BIN" "${TRACE[@]}"
   else
     skip_step "[$name] weir-server smoke test (no built binary; set WEIR_SERVER_BIN)"
   fi
@@ -375,6 +449,35 @@ tamper() {
 }
 run_step "identical check detects a changed dashboard or rule file" tamper
 
+asserts_detect() {
+  # The security assertions must notice a broken render: each mutation of a
+  # good rendering has to make `render_checks.py asserts` fail.
+  local af=$RENDERED/all-features.yaml mini=$RENDERED/minimal.yaml
+  local kinds_af kinds_min m=$WORK/mutated.yaml
+  kinds_af="ConfigMap=2,NetworkPolicy=1,PodDisruptionBudget=1,PrometheusRule=1,Secret=1,Service=2,ServiceAccount=1,ServiceMonitor=1,StatefulSet=1"
+  kinds_min="ConfigMap=1,PodDisruptionBudget=1,Secret=1,Service=2,StatefulSet=1"
+  mutate() { # NAME SRC KINDS SED-SCRIPT
+    sed -e "$4" "$2" >"$m"
+    if cmp -s "$2" "$m"; then echo "mutation '$1' changed nothing"; return 1; fi
+    if "$PY" "$TESTS/render_checks.py" asserts "$m" --kinds "$3" --require-startup >"$WORK/mutated.log" 2>&1; then
+      echo "not detected: $1"; return 1
+    fi
+    echo "detected: $1: $(grep -m1 "^error: " "$WORK/mutated.log" || tail -1 "$WORK/mutated.log")"
+  }
+  "$PY" "$TESTS/render_checks.py" asserts "$af" --kinds "$kinds_af" --require-startup >/dev/null
+  mutate "probe over HTTP while TLS is on" "$af" "$kinds_af" 's/scheme: HTTPS/scheme: HTTP/'
+  mutate "ServiceMonitor scheme http while TLS is on" "$af" "$kinds_af" 's/scheme: https/scheme: http/'
+  mutate "tokens Secret mounted with subPath" "$af" "$kinds_af" \
+    '/mountPath: \/etc\/weir\/auth$/a\              subPath: tokens.toml'
+  mutate "ServiceMonitor without credentials for protected /metrics" "$af" "$kinds_af" '/^      authorization:$/,/^          key: token$/d'
+  mutate "TLS key outside the mounted items" "$af" "$kinds_af" 's#tls_key_file = "/etc/weir/tls/tls.key"#tls_key_file = "/etc/weir/tls/key.pem"#'
+  mutate "NetworkPolicy opening another port" "$af" "$kinds_af" 's/^        - port: http$/        - port: 9090/'
+  mutate "no tokens file and no allow_anonymous (protected mode)" "$mini" "$kinds_min" '/name: WEIR_AUTH_TOKENS_FILE/,+1d'
+  mutate "tokens file entry with an unknown action" "$mini" "$kinds_min" \
+    "s#tokens.toml: \".*\"#tokens.toml: \"$(printf '[[tokens]]\nprincipal = "a"\nsha256 = "%s"\n[[tokens.grants]]\nactions = ["write"]\ntopics = "*"\n' "$(printf x | sha256sum | cut -c1-64)" | base64 -w0)\"#"
+}
+run_step "security assertions detect broken renders (scheme, subPath, credentials, mounts, protected mode)" asserts_detect
+
 validator_rejects() {
   cat >"$WORK/bad.yaml" <<'EOF'
 apiVersion: apps/v1
@@ -398,11 +501,15 @@ EOF
 }
 run_step "kubernetes-validate --strict rejects a broken manifest" validator_rejects
 
-# expect_reject REGEX HELM_ARGS... : helm template must fail with REGEX in its output.
+# expect_reject REGEX HELM_ARGS... : helm template must fail with REGEX in its
+# output. The values start from ci/minimal-values.yaml (the defaults plus a
+# token), so that only the given change can be the reason.
+MINIMAL=$CHART/ci/minimal-values.yaml
 expect_reject() {
   local re=$1 out
   shift
-  if out=$("$HELM" template "$RELEASE" "$CHART" -n "$NAMESPACE" --kube-version "$KUBE_VERSION" "$@" 2>&1); then
+  if out=$("$HELM" template "$RELEASE" "$CHART" -n "$NAMESPACE" --kube-version "$KUBE_VERSION" \
+    -f "$MINIMAL" "$@" 2>&1); then
     echo "accepted: $*"; return 1
   fi
   if ! grep -Eq -- "$re" <<<"$out"; then
@@ -412,6 +519,19 @@ expect_reject() {
   fi
   grep -v 'found symbolic link in path' <<<"$out" | tail -3
 }
+# Values files for the cases --set cannot express.
+printf 'auth:\n  tokens: []\n' >"$WORK/no-auth.yaml"
+cat >"$WORK/token-no-sha.yaml" <<'EOF'
+auth:
+  tokens:
+    - principal: cert-only
+      grants: [{actions: [consume], topics: "orders.*"}]
+EOF
+cat >"$WORK/tls-mtls-sm.yaml" <<'EOF'
+tls: {enabled: true, secretName: weir-tls, clientAuth: true, requireClientCert: true}
+metrics:
+  serviceMonitor: {enabled: true}
+EOF
 run_step "rejects replicaCount: 2" expect_reject 'replicaCount' --set replicaCount=2
 run_step "rejects persistence.size as a number" expect_reject 'persistence.size' --set persistence.size=10
 run_step "rejects persistence.size that is not a quantity" expect_reject 'persistence.size' --set persistence.size=lots
@@ -422,7 +542,62 @@ run_step "rejects service.port as a string" expect_reject 'service.port' --set-s
 run_step "rejects a bad ServiceMonitor interval" expect_reject 'interval' --set 'metrics.serviceMonitor.interval=30 seconds'
 run_step "rejects a bad image digest" expect_reject 'digest' --set image.digest=md5:abc
 run_step "rejects a grafana label value with spaces" expect_reject 'labelValue' --set 'grafanaDashboards.labelValue=has space'
-run_step "rejects auth.enabled without tokens or existingSecret" expect_reject 'tokens' --set auth.enabled=true
+# Authentication.
+run_step "rejects no tokens, no JWT and no allowAnonymous (protected mode)" \
+  expect_reject "$AUTH_REFUSAL" -f "$WORK/no-auth.yaml"
+run_step "rejects allowAnonymous together with tokens" expect_reject 'allowAnonymous' --set auth.allowAnonymous=true
+run_step "rejects the old auth.enabled key" expect_reject "auth.*enabled" --set auth.enabled=true
+run_step "rejects auth.tokens as a string (the old format)" expect_reject 'auth/tokens' --set-string 'auth.tokens=x'
+run_step "rejects existingSecret together with tokens" expect_reject 'not both' --set auth.existingSecret=weir-tokens
+run_step "rejects a token without sha256 unless mTLS" expect_reject 'no sha256' -f "$WORK/token-no-sha.yaml"
+run_step "rejects a sha256 that is not 64 hex digits" expect_reject 'sha256' --set 'auth.tokens[0].sha256=abc'
+run_step "rejects an unknown grant action" expect_reject 'actions' --set 'auth.tokens[0].grants[0].actions[0]=write'
+run_step "rejects a grant topic pattern with a space" expect_reject 'topics' --set 'auth.tokens[0].grants[0].topics=a b'
+run_step "rejects a token entry with an unknown field" expect_reject 'token' --set 'auth.tokens[0].token=plain'
+run_step "rejects an existingSecretKey starting with .." expect_reject 'existingSecretKey' \
+  -f "$WORK/no-auth.yaml" --set auth.existingSecret=s --set auth.existingSecretKey=..data
+run_step "rejects protectMetrics without authentication" \
+  expect_reject 'protectMetrics' -f "$WORK/no-auth.yaml" --set auth.allowAnonymous=true --set auth.protectMetrics=true
+run_step "rejects JWT without audience and issuer" expect_reject 'audience and issuer' --set auth.jwt.jwksSecret=jwks
+run_step "rejects JWT with both jwksSecret and jwksConfigMap" expect_reject 'not both' \
+  --set auth.jwt.jwksSecret=a --set auth.jwt.jwksConfigMap=b --set auth.jwt.audience=w --set auth.jwt.issuer=i
+run_step "rejects JWT audience without a JWKS" expect_reject 'no JWKS' --set auth.jwt.audience=weir
+# TLS.
+run_step "rejects tls.enabled without tls.secretName" expect_reject 'secretName' --set tls.enabled=true
+run_step "rejects tls.clientAuth without tls.enabled" expect_reject 'tls.enabled is false' --set tls.clientAuth=true
+run_step "rejects tls.requireClientCert without clientAuth" expect_reject 'requireClientCert' \
+  --set tls.enabled=true --set tls.secretName=t --set tls.requireClientCert=true
+run_step "rejects tls.clientCa from both a Secret and a ConfigMap" expect_reject 'not both' \
+  --set tls.enabled=true --set tls.secretName=t --set tls.clientAuth=true \
+  --set tls.clientCa.secretName=a --set tls.clientCa.configMapName=b
+# Monitoring credentials.
+run_step "rejects protected /metrics with a ServiceMonitor but no credentials" expect_reject 'bearerTokenSecret' \
+  --set auth.protectMetrics=true --set metrics.serviceMonitor.enabled=true
+run_step "rejects TLS + ServiceMonitor in another namespace without tlsConfig" expect_reject 'tlsConfig' \
+  --set tls.enabled=true --set tls.secretName=t --set metrics.serviceMonitor.enabled=true \
+  --set metrics.serviceMonitor.namespace=monitoring
+run_step "rejects required client certificates + ServiceMonitor without a client certificate" \
+  expect_reject 'client certificate' -f "$WORK/tls-mtls-sm.yaml"
+run_step "rejects a ServiceMonitor tlsConfig without TLS" expect_reject 'tls.enabled is false' \
+  --set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.tlsConfig.insecureSkipVerify=true
+# NetworkPolicy, limits, and security settings that would bypass the values.
+run_step "rejects a NetworkPolicy that admits nobody" expect_reject 'block every client' \
+  --set networkPolicy.enabled=true --set networkPolicy.allowSameNamespace=false --set networkPolicy.metricsFrom=null
+run_step "rejects a NetworkPolicy peer with an unknown field" expect_reject 'from' \
+  --set networkPolicy.enabled=true --set 'networkPolicy.from[0].namespace=x'
+run_step "rejects limits.maxInflightRequestBytes below config.maxRequestBytes" \
+  expect_reject 'maxInflightRequestBytes' --set limits.maxInflightRequestBytes=1048576
+run_step "rejects limits.maxConnections: 0" expect_reject 'maxConnections' --set limits.maxConnections=0
+run_step "rejects rateLimits as a string" expect_reject 'requestsPerSecond' --set-string rateLimits.requestsPerSecond=10
+run_step "rejects an unknown limits key" expect_reject 'maxQueues' --set limits.maxQueues=1
+run_step "rejects allow_anonymous in config.extraToml" expect_reject 'extraToml sets allow_anonymous' \
+  --set-string 'config.extraToml=allow_anonymous = true'
+run_step "rejects a limit in config.extraToml (use limits.*)" expect_reject 'limits.maxTopics' \
+  --set-string 'config.extraToml=max_topics = 5'
+run_step "rejects WEIR_ALLOW_ANONYMOUS in extraEnv" expect_reject 'WEIR_ALLOW_ANONYMOUS' \
+  --set 'extraEnv[0].name=WEIR_ALLOW_ANONYMOUS' --set-string 'extraEnv[0].value=true'
+run_step "rejects --allow-anonymous in extraArgs" expect_reject 'allow-anonymous' --set 'extraArgs[0]=--allow-anonymous'
+# Template guards that existed before.
 run_step "rejects terminationGracePeriodSeconds <= shutdown timeout" \
   expect_reject 'terminationGracePeriodSeconds' --set terminationGracePeriodSeconds=30
 run_step "rejects a PDB with both minAvailable and maxUnavailable" \
@@ -431,7 +606,7 @@ run_step "rejects a PDB with neither minAvailable nor maxUnavailable" \
   expect_reject 'exactly one' --set podDisruptionBudget.maxUnavailable=null
 
 accepts_good_overrides() {
-  helm_q template "$RELEASE" "$CHART" --kube-version "$KUBE_VERSION" \
+  helm_q template "$RELEASE" "$CHART" --kube-version "$KUBE_VERSION" -f "$MINIMAL" \
     --set persistence.size=20Gi --set persistence.storageClass=- \
     --set config.shutdownTimeoutMs=120000 >"$WORK/good.yaml"
   grep -q 'storage: "20Gi"' "$WORK/good.yaml"
@@ -464,23 +639,25 @@ run_step "helm package ships the dashboard files themselves; renders the same" p
 
 # --------------------------------------------------------------- checkov
 if install_checkov >"$WORK/checkov-install.log" 2>&1; then
+  # On the rendered manifests of the minimal and all-features cases (the
+  # chart's default values do not render: they configure no authentication).
   # Skipped on purpose: CKV_K8S_21 (namespace comes from `helm -n`),
   # CKV_K8S_11 (no CPU limit: throttling hurts latency; set one in values if
   # wanted), CKV_K8S_43/CKV_K8S_15 (digest and pull policy are user choices,
-  # image.digest is supported), CKV2_K8S_6 (no NetworkPolicy in the chart yet),
-  # CKV_DOCKER_2 (no HEALTHCHECK: no HTTP client in the slim image; k8s probes).
+  # image.digest is supported), CKV2_K8S_6 (the NetworkPolicy is optional:
+  # networkPolicy.enabled), CKV_DOCKER_2 (no HEALTHCHECK: no HTTP client in
+  # the slim image; k8s probes).
   run_checkov() {
-    local pkg=$WORK/checkov
-    mkdir -p "$pkg"
-    helm_q package "$CHART" -d "$pkg" >/dev/null
-    tar xzf "$pkg"/weir-*.tgz -C "$pkg"
-    PATH=$(dirname "$HELM"):$PATH "$HC/checkov-venv/bin/checkov" -d "$pkg/weir" --framework helm \
-      --skip-download --quiet --compact \
-      --skip-check CKV_K8S_21,CKV_K8S_11,CKV_K8S_43,CKV_K8S_15,CKV2_K8S_6
+    local f
+    for f in "$RENDERED/minimal.yaml" "$RENDERED/all-features.yaml"; do
+      "$HC/checkov-venv/bin/checkov" -f "$f" --framework kubernetes \
+        --skip-download --quiet --compact \
+        --skip-check CKV_K8S_21,CKV_K8S_11,CKV_K8S_43,CKV_K8S_15,CKV2_K8S_6
+    done
     "$HC/checkov-venv/bin/checkov" -f "$ROOT/Dockerfile" --framework dockerfile \
       --skip-download --quiet --compact --skip-check CKV_DOCKER_2
   }
-  run_step "checkov (packaged chart, Dockerfile)" run_checkov
+  run_step "checkov (rendered minimal and all-features manifests, Dockerfile)" run_checkov
 else
   skip_step "checkov (not installed; WEIR_CHECKOV=1 installs it)"
 fi

@@ -158,7 +158,17 @@ fi
 [ -x "$SERVER_BIN" ] || die "no server binary at $SERVER_BIN"
 
 mkdir -p "$WORK/data"
+# Authentication on, as in production: schemathesis sends an admin token
+# with every request (and its auth checks send none).
+TOKEN="schemathesis-$(date +%s%N)"
+cat >"$WORK/tokens.toml" <<EOF
+[[tokens]]
+principal = "schemathesis"
+sha256 = "$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
+grants = [{ actions = ["admin"], topics = "*" }]
+EOF
 NO_COLOR=1 "$SERVER_BIN" --listen 127.0.0.1:0 --data-dir "$WORK/data" --log-format text \
+  --auth-tokens-file "$WORK/tokens.toml" \
   --log-level "${WEIR_LOG_LEVEL:-info}" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 ADDR=""
@@ -314,6 +324,7 @@ fuzz() {
   WEIR_FILTER_LOG=$REPORT/accepted-rejections.txt SCHEMATHESIS_HOOKS=$WORK/hooks.py \
     "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
     --checks all \
+    --header "Authorization: Bearer $TOKEN" \
     --exclude-path-regex '/ws(/publish)?$' \
     --max-examples "$EXAMPLES" \
     --seed "$SEED" \

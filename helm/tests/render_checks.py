@@ -10,13 +10,24 @@ Subcommands (each exits non-zero with a message on the first problem set):
   identical RENDERED DASHBOARDS_DIR dashboards and alert rules in the rendered
                                     manifests equal the files in dashboards/
   rules-file RENDERED OUT           write the PrometheusRule spec as a rule file
-  smoke RENDERED BINARY             run a weir-server binary on loopback with the
-                                    rendered container's env, args and weir.toml
-                                    (listen/data dir/paths moved to temp places):
-                                    /healthz, /readyz, /metrics answer, SIGTERM
-                                    stops it cleanly
+  smoke RENDERED BINARY             run a weir-server binary with the rendered
+                                    container's env, args and weir.toml on 0.0.0.0
+                                    (so protected mode applies; port, data dir and
+                                    mounted files moved to temp places, Secrets and
+                                    ConfigMaps laid out like the kubelet does, test
+                                    certificates/JWKS/tokens from openssl): probes
+                                    answer without credentials, requests without or
+                                    with wrong credentials get 401 and with the test
+                                    token / client certificate / JWT 200, /metrics
+                                    as auth_protect_metrics says, a rotated tokens
+                                    file and a renewed certificate are picked up
+                                    without restart, SIGTERM stops it cleanly; with
+                                    allow_anonymous, the same config without it is
+                                    refused. --trace-writes: no file writes outside
+                                    the data dir and /tmp (read-only root fs)
 """
 import argparse
+import http.client
 import json
 import pathlib
 import re
@@ -34,12 +45,27 @@ DASHBOARD_GLOB = "weir-*.json"
 ALERTS_FILE = "alerts.yml"
 UID = 10001
 # Keys of the server's config file (weir-server --print-default-config).
+LIMIT_KEYS = {"max_connections", "max_concurrent_requests", "max_long_polls",
+              "max_ws_per_principal", "max_topics", "max_subscriptions_per_topic",
+              "max_headers_per_message", "max_inflight_request_bytes",
+              "rate_limit_messages_per_s", "rate_limit_bytes_per_s", "rate_limit_requests_per_s",
+              "header_read_timeout_ms", "request_body_timeout_ms"}
 KNOWN_TOML_KEYS = {"listen", "data_dir", "fsync", "fsync_interval_ms", "log_format",
                    "log_level", "max_request_bytes", "shutdown_timeout_ms",
                    "retention_interval_ms", "write_buffer_bytes", "block_cache_bytes",
                    "metrics_per_topic", "ws_ping_interval_ms", "ws_idle_timeout_ms",
                    "ws_max_message_bytes", "ws_outbound_buffer", "ws_outbound_buffer_bytes",
-                   "ws_slow_consumer_timeout_ms", "ws_publish_max_in_flight"}
+                   "ws_slow_consumer_timeout_ms", "ws_publish_max_in_flight",
+                   "auth_tokens_file", "auth_jwks_file", "auth_jwt_audience", "auth_jwt_issuer",
+                   "auth_jwt_grants_claim", "auth_reload_interval_ms", "auth_protect_metrics",
+                   "auth_protect_docs", "allow_anonymous", "tls_cert_file", "tls_key_file",
+                   "tls_client_ca_file", "tls_client_auth"} | LIMIT_KEYS
+# Files the chart mounts from Secrets/ConfigMaps, by mount directory.
+AUTH_DIR, JWKS_DIR, TLS_DIR, CLIENT_CA_DIR = ("/etc/weir/auth", "/etc/weir/jwks", "/etc/weir/tls",
+                                              "/etc/weir/client-ca")
+# Plaintext of the test tokens whose sha256 the ci/*.yaml files carry.
+CI_TOKENS = ("ci-admin-token", "ci-metrics-token", "ci-producer-token")
+CERT_PRINCIPAL = "ci-cert-client"
 
 errors = []
 
@@ -154,16 +180,6 @@ def cmd_asserts(a):
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
     if ports.get("http") != 8080:
         err("container must expose port http=8080")
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"),
-                        ("startupProbe", "/healthz")):
-        p = c.get(probe)
-        if p is None:
-            if probe != "startupProbe" or a.require_startup:
-                err(f"{probe} missing")
-            continue
-        hg = p.get("httpGet") or {}
-        if hg.get("path") != path or hg.get("port") not in ("http", 8080):
-            err(f"{probe} must GET {path} on port http")
 
     env = {e["name"]: e for e in c.get("env", [])}
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
@@ -200,6 +216,7 @@ def cmd_asserts(a):
         if toml_text is None:
             err(f"ConfigMap {cm_vol['name']} has no key {cfg_key}")
     shutdown_ms = None
+    cfg = {}
     if toml_text is not None and tomllib is not None:
         try:
             cfg = tomllib.loads(toml_text)
@@ -223,6 +240,8 @@ def cmd_asserts(a):
                   "write_buffer_bytes", "block_cache_bytes"):
             if k in cfg and not isinstance(cfg[k], int):
                 err(f"weir.toml {k} must be an integer")
+    check_security(a, docs, pod, c, env, mounts, volumes, cfg, clients, headless)
+
     tgps = pod.get("terminationGracePeriodSeconds")
     if not isinstance(tgps, int) or (shutdown_ms is not None and tgps * 1000 <= shutdown_ms):
         err(f"terminationGracePeriodSeconds {tgps} must exceed shutdown_timeout_ms {shutdown_ms}")
@@ -248,27 +267,139 @@ def cmd_asserts(a):
     if sas and sas[0]["metadata"]["name"] != sa_name:
         err("pod does not use the chart's ServiceAccount")
 
-    # Auth (optional).
-    tokens_file = (env.get("WEIR_AUTH_TOKENS_FILE") or {}).get("value")
-    secret_vols = {n: v["secret"] for n, v in volumes.items() if "secret" in v}
-    if tokens_file:
-        tdir, _, tkey = tokens_file.rpartition("/")
-        m = mounts.get(tdir)
-        sv = secret_vols.get((m or {}).get("name"))
-        if not m or not m.get("readOnly") or not sv:
-            err("WEIR_AUTH_TOKENS_FILE must point into a read-only Secret mount")
-        elif not any(i.get("path") == tkey for i in sv.get("items", [])):
-            err("the Secret mount does not provide the tokens file")
-        else:
-            secrets = {s["metadata"]["name"]: s for s in by_kind(docs, "Secret")}
-            if sv["secretName"] in secrets:
-                key = sv["items"][0]["key"]
-                if key not in (secrets[sv["secretName"]].get("data") or {}):
-                    err(f"Secret {sv['secretName']} lacks key {key}")
-    elif secret_vols or by_kind(docs, "Secret"):
-        err("auth Secret rendered or mounted while auth is disabled")
+    finish(f"asserts ok: {sorted(counts.items())}")
 
-    # ServiceMonitor targets the client Service only.
+
+def mounted_file(path, mounts, volumes):
+    """(volume, key) when PATH is an item of a read-only Secret/ConfigMap
+    directory mount, else None (with an error)."""
+    d, _, name = path.rpartition("/")
+    m = mounts.get(d)
+    v = volumes.get((m or {}).get("name"), {})
+    src = v.get("secret") or v.get("configMap")
+    if not m or not src:
+        err(f"{path}: not inside a Secret/ConfigMap volume mount")
+        return None
+    if not m.get("readOnly"):
+        err(f"{path}: the mount {d} must be readOnly")
+    if m.get("subPath") or m.get("subPathExpr"):
+        err(f"{path}: mounted with subPath, so updates of the Secret never reach the pod")
+    items = src.get("items")
+    if items is None:
+        return v, name
+    keys = [i["key"] for i in items if i.get("path") == name]
+    if not keys:
+        err(f"{path}: volume {m['name']} has no item with path {name}")
+        return None
+    return v, keys[0]
+
+
+def rendered_data(docs, volume, key):
+    """Content of KEY of a Secret/ConfigMap the chart renders, or None."""
+    import base64
+    if "secret" in volume:
+        for d in by_kind(docs, "Secret"):
+            if d["metadata"]["name"] == volume["secret"]["secretName"]:
+                if key not in (d.get("data") or {}):
+                    err(f"Secret {d['metadata']['name']} lacks key {key}")
+                    return None
+                return base64.b64decode(d["data"][key]).decode("utf-8")
+    elif "configMap" in volume:
+        for d in by_kind(docs, "ConfigMap"):
+            if d["metadata"]["name"] == volume["configMap"]["name"]:
+                return (d.get("data") or {}).get(key)
+    return None
+
+
+def check_security(a, docs, pod, c, env, mounts, volumes, cfg, clients, headless):
+    """Auth, TLS, probes, ServiceMonitor and NetworkPolicy agree with weir.toml."""
+    tls_on = "tls_cert_file" in cfg
+    required_cert = cfg.get("tls_client_auth") == "required"
+    tokens_file = (env.get("WEIR_AUTH_TOKENS_FILE") or {}).get("value")
+    auth_on = bool(tokens_file or cfg.get("auth_tokens_file") or cfg.get("auth_jwks_file"))
+
+    # Protected mode, as the server applies it (listen is 0.0.0.0).
+    if not auth_on and cfg.get("allow_anonymous") is not True:
+        err("no tokens file and no JWKS, and allow_anonymous is not true: the server refuses to start")
+    if auth_on and cfg.get("allow_anonymous"):
+        err("allow_anonymous = true together with authentication")
+    for k in ("auth_protect_metrics", "auth_protect_docs", "allow_anonymous"):
+        if k in cfg and not isinstance(cfg[k], bool):
+            err(f"weir.toml {k} must be a boolean")
+    for k in LIMIT_KEYS:
+        if k in cfg and not isinstance(cfg[k], int):
+            err(f"weir.toml {k} must be an integer")
+
+    # Every file the server reads is an item of a read-only directory mount.
+    files = {}
+    if tokens_file:
+        files["tokens"] = tokens_file
+    for key in ("auth_jwks_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+        if key in cfg:
+            files[key] = cfg[key]
+    used = set()
+    for what, path in files.items():
+        found = mounted_file(path, mounts, volumes)
+        if found:
+            used.add(found[0]["name"])
+        if found and what == "tokens" and tomllib is not None:
+            content = rendered_data(docs, *found)
+            if content is not None and not path.endswith((".yaml", ".yml")):
+                try:
+                    t = tomllib.loads(content)
+                except tomllib.TOMLDecodeError as e:
+                    err(f"rendered tokens file is not valid TOML: {e}")
+                    continue
+                entries = t.get("tokens")
+                if set(t) != {"tokens"} or not isinstance(entries, list) or not entries:
+                    err("rendered tokens file must be a non-empty [[tokens]] list")
+                    continue
+                for i, e in enumerate(entries):
+                    if not set(e) <= {"principal", "sha256", "grants"} or "principal" not in e:
+                        err(f"tokens[{i}]: fields {sorted(e)}")
+                    if "sha256" in e and not re.fullmatch(r"[0-9a-f]{64}", e["sha256"]):
+                        err(f"tokens[{i}].sha256 is not 64 lowercase hex digits")
+                    if "sha256" not in e and "tls_client_ca_file" not in cfg:
+                        err(f"tokens[{i}] has no sha256 and there is no mTLS")
+                    for g in e.get("grants", []):
+                        if not set(g) <= {"actions", "topics", "subscriptions"} or not g.get("actions"):
+                            err(f"tokens[{i}] grant {g}")
+                        bad = set(g.get("actions", [])) - {"produce", "consume", "manage", "admin", "metrics"}
+                        if bad:
+                            err(f"tokens[{i}]: unknown actions {sorted(bad)}")
+    if "tls_client_ca_file" in cfg and cfg.get("tls_client_auth") not in ("optional", "required"):
+        err("tls_client_auth must be optional or required with a client CA")
+    extra = {m["name"] for m in a_extra_mounts(c)}
+    for name, v in volumes.items():
+        if ("secret" in v or "configMap" in v) and name not in used | extra | {"config"}:
+            err(f"volume {name} is mounted but no server option reads it")
+    if by_kind(docs, "Secret") and not tokens_file:
+        err("a Secret is rendered but no tokens file is configured")
+
+    # Probes: HTTPS when TLS is on; TCP when client certificates are required.
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"),
+                        ("startupProbe", "/healthz")):
+        p = c.get(probe)
+        if p is None:
+            if probe != "startupProbe" or a.require_startup:
+                err(f"{probe} missing")
+            continue
+        if required_cert:
+            if (p.get("tcpSocket") or {}).get("port") not in ("http", 8080) or "httpGet" in p:
+                err(f"{probe}: with tls_client_auth = required it must be a tcpSocket check")
+            continue
+        hg = p.get("httpGet") or {}
+        if hg.get("path") != path or hg.get("port") not in ("http", 8080):
+            err(f"{probe} must GET {path} on port http")
+        if hg.get("scheme", "HTTP") != ("HTTPS" if tls_on else "HTTP"):
+            err(f"{probe} scheme {hg.get('scheme', 'HTTP')} but TLS is {'on' if tls_on else 'off'}")
+    for s in clients + headless:
+        for p in s["spec"]["ports"]:
+            if p.get("appProtocol") != ("https" if tls_on else "http"):
+                err(f"Service {s['metadata']['name']} appProtocol {p.get('appProtocol')} (TLS {tls_on})")
+
+    # ServiceMonitor targets the client Service only, with scheme, TLS and
+    # credentials that match the server.
     for sm in by_kind(docs, "ServiceMonitor"):
         sel = sm["spec"]["selector"].get("matchLabels", {})
         if len(clients) == 1 and not subset(sel, clients[0]["metadata"]["labels"]):
@@ -279,7 +410,58 @@ def cmd_asserts(a):
         for ep in sm["spec"]["endpoints"]:
             if ep.get("port") not in svc_ports or ep.get("path") != "/metrics":
                 err("ServiceMonitor endpoint must scrape /metrics on a Service port")
-    finish(f"asserts ok: {sorted(counts.items())}")
+            if ep.get("scheme") != ("https" if tls_on else "http"):
+                err(f"ServiceMonitor scheme {ep.get('scheme')} but TLS is {'on' if tls_on else 'off'}")
+            tc = ep.get("tlsConfig") or {}
+            if tls_on and not (tc.get("ca") or tc.get("insecureSkipVerify")):
+                err("ServiceMonitor over https needs tlsConfig.ca")
+            if required_cert and not (tc.get("cert") and tc.get("keySecret")):
+                err("ServiceMonitor needs a client certificate (tls_client_auth = required)")
+            sm_ns = sm["metadata"].get("namespace")
+            ca_secret = ((tc.get("ca") or {}).get("secret") or {}).get("name")
+            tls_vol = volumes.get((mounts.get(TLS_DIR) or {}).get("name"), {})
+            if ca_secret and ca_secret == (tls_vol.get("secret") or {}).get("secretName") \
+                    and sm_ns != pod_namespace(docs):
+                err("ServiceMonitor uses the server's TLS Secret from another namespace")
+            authz = ep.get("authorization")
+            if cfg.get("auth_protect_metrics") and not authz and not tc.get("cert"):
+                err("auth_protect_metrics is on but the ServiceMonitor sends no credentials")
+            if authz is not None:
+                if authz.get("type") != "Bearer" or set(authz.get("credentials") or {}) != {"name", "key"}:
+                    err(f"ServiceMonitor authorization {authz} is not {{type: Bearer, credentials: {{name, key}}}}")
+            if "bearerTokenSecret" in ep or "bearerTokenFile" in ep:
+                err("use authorization, not the deprecated bearerTokenSecret/bearerTokenFile")
+
+    # NetworkPolicy selects the pod and opens the http port.
+    pod_labels = spec_pod_labels(docs)
+    for np_ in by_kind(docs, "NetworkPolicy"):
+        sp = np_["spec"]
+        if not subset(sp["podSelector"].get("matchLabels", {}), pod_labels):
+            err("NetworkPolicy does not select the pod")
+        if not sp.get("ingress"):
+            err("NetworkPolicy has no ingress rule: every client is blocked")
+        for r in sp.get("ingress", []):
+            if not r.get("from"):
+                err("NetworkPolicy ingress rule without `from` allows everyone")
+            if [p.get("port") for p in r.get("ports", [])] != ["http"]:
+                err("NetworkPolicy ingress rules must open only port http")
+        if "Egress" in sp.get("policyTypes", []) and sp.get("egress") is None:
+            err("NetworkPolicy with Egress policy must list egress (possibly [])")
+
+
+def a_extra_mounts(c):
+    """Mounts the chart does not manage (values extraVolumeMounts)."""
+    managed = {"/var/lib/weir", "/etc/weir/config", "/tmp", AUTH_DIR, JWKS_DIR, TLS_DIR,
+               CLIENT_CA_DIR}
+    return [m for m in c.get("volumeMounts", []) if m["mountPath"] not in managed]
+
+
+def pod_namespace(docs):
+    return by_kind(docs, "StatefulSet")[0]["metadata"].get("namespace")
+
+
+def spec_pod_labels(docs):
+    return by_kind(docs, "StatefulSet")[0]["spec"]["template"]["metadata"]["labels"]
 
 
 # ---------------------------------------------------------------- crd-fields
@@ -531,99 +713,480 @@ def cmd_rules_file(a):
     finish(f"wrote {a.out}")
 
 
-def cmd_smoke(a):
+# --------------------------------------------------------------------- smoke
+class Pki:
+    """Test certificates and keys made with the openssl CLI: a CA, a server
+    certificate for 127.0.0.1/localhost (RSA, PKCS#1 key like cert-manager's
+    default), client certificates (EC) and an RSA key whose public half is a
+    JWKS."""
+
+    def __init__(self, d):
+        import subprocess
+        self.run = lambda *args: subprocess.run(["openssl", *args], check=True, cwd=d,
+                                                capture_output=True)
+        self.d = d
+        d.mkdir()
+        self.run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+                 "-out", "ca.crt", "-days", "2", "-subj", "/CN=weir-check CA",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self.ca = d / "ca.crt"
+        self.serial = 1000
+        self.server("server")
+        self.jwt_key = d / "jwt.key"
+        self.run("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                 "-out", "jwt.key")
+
+    def _sign(self, name, csr_args, ext):
+        self.serial += 1
+        (self.d / f"{name}.ext").write_text(ext)
+        self.run("req", "-new", *csr_args, "-out", f"{name}.csr")
+        self.run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-set_serial", str(self.serial), "-days", "2", "-out", f"{name}.crt",
+                 "-extfile", f"{name}.ext")
+        return self.serial
+
+    def server(self, name):
+        """A server certificate; returns (cert, key, serial)."""
+        self.run("genrsa", "-traditional", "-out", f"{name}.key", "2048")
+        serial = self._sign(name, ["-key", f"{name}.key", "-subj", "/CN=weir-check"],
+                            "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                            "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
+        return self.d / f"{name}.crt", self.d / f"{name}.key", serial
+
+    def client(self, cn):
+        name = f"client-{cn}"
+        if not (self.d / f"{name}.crt").exists():
+            self.run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                     "-out", f"{name}.key")
+            self._sign(name, ["-key", f"{name}.key", "-subj", f"/CN={cn}"],
+                       "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n")
+        return str(self.d / f"{name}.crt"), str(self.d / f"{name}.key")
+
+    def jwks(self):
+        import base64
+        out = self.run("rsa", "-in", "jwt.key", "-noout", "-modulus").stdout.decode()
+        n = bytes.fromhex(out.strip().split("=", 1)[1])
+        b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+        return json.dumps({"keys": [{"kty": "RSA", "kid": "weir-check", "use": "sig",
+                                     "alg": "RS256", "n": b64(n), "e": b64((65537).to_bytes(3, "big"))}]})
+
+    def jwt(self, claims):
+        import base64
+        b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+        head = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "weir-check"}).encode())
+        body = b64(json.dumps(claims).encode())
+        (self.d / "jwt.in").write_text(f"{head}.{body}")
+        sig = self.run("dgst", "-sha256", "-sign", "jwt.key", "jwt.in").stdout
+        return f"{head}.{body}.{b64(sig)}"
+
+
+class _Abort(Exception):
+    """The server did not come up: skip the remaining smoke checks."""
+
+
+def sha256_hex(text):
+    import hashlib
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fixture_tokens(path, mtls):
+    """A tokens file for an existing Secret the chart only references."""
+    entries = [{"principal": "ci-admin", "sha256": sha256_hex("ci-admin-token"),
+                "grants": [{"actions": ["admin"], "topics": "*"}]},
+               {"principal": "prometheus", "sha256": sha256_hex("ci-metrics-token"),
+                "grants": [{"actions": ["metrics"], "topics": "*"}]}]
+    if mtls:
+        entries.append({"principal": CERT_PRINCIPAL, "grants": [{"actions": ["admin"], "topics": "*"}]})
+    if path.endswith((".yaml", ".yml")):
+        return yaml.safe_dump({"tokens": entries}, sort_keys=False)
+    out = ["# tokens file written by render_checks.py smoke"]
+    for e in entries:
+        out += ["", "[[tokens]]", f"principal = {json.dumps(e['principal'])}"]
+        if "sha256" in e:
+            out.append(f"sha256 = {json.dumps(e['sha256'])}")
+        for g in e["grants"]:
+            out += ["", "[[tokens.grants]]", f"actions = {json.dumps(g['actions'])}",
+                    f"topics = {json.dumps(g['topics'])}"]
+    return "\n".join(out) + "\n"
+
+
+def parse_tokens(path, text):
+    if path.endswith((".yaml", ".yml")):
+        return (yaml.safe_load(text) or {}).get("tokens", [])
+    return tomllib.loads(text).get("tokens", [])
+
+
+def kubelet_write(host_dir, files, generation):
+    """Write FILES ({name: text}) the way the kubelet's atomic writer updates a
+    Secret/ConfigMap volume: a timestamped directory, the `..data` symlink
+    swapped by rename, and per-file symlinks through `..data`."""
     import os
+    host_dir.mkdir(parents=True, exist_ok=True)
+    old = os.readlink(host_dir / "..data") if (host_dir / "..data").is_symlink() else None
+    ts = f"..2025_01_01_00_00_00.{generation:09d}"
+    (host_dir / ts).mkdir()
+    for name, text in files.items():
+        (host_dir / ts / name).write_text(text, encoding="utf-8")
+        os.chmod(host_dir / ts / name, 0o440)
+    tmp_link = host_dir / "..data_tmp"
+    os.symlink(ts, tmp_link)
+    os.replace(tmp_link, host_dir / "..data")
+    for name in files:
+        if not (host_dir / name).is_symlink():
+            os.symlink(f"..data/{name}", host_dir / name)
+    if old:
+        import shutil
+        shutil.rmtree(host_dir / old)
+
+
+def check_writes(trace_path, allowed_dirs, test_root=None):
+    """Errors for file writes outside ALLOWED_DIRS in an strace -f log (they
+    would fail on the pod's read-only root filesystem). Paths under TEST_ROOT
+    (the test's own tree, e.g. the mounted Secrets) count only when inside
+    ALLOWED_DIRS, even if TEST_ROOT itself lies in an allowed directory."""
+    write_re = re.compile(r'^\d+\s+(openat|open|creat|mkdir|mkdirat|rename|renameat2?|unlink|unlinkat|'
+                          r'truncate|symlink|symlinkat|link|linkat|chmod|fchmodat)\((.*)$')
+    bad = set()
+    for line in pathlib.Path(trace_path).read_text(errors="replace").splitlines():
+        m = write_re.match(line)
+        if not m:
+            continue
+        call, rest = m.groups()
+        if call in ("open", "openat") and not re.search(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC", rest):
+            continue
+        if "= -1 " in rest and call in ("open", "openat"):
+            continue  # a failed attempt, reported by the server itself if it matters
+        for path in re.findall(r'"((?:[^"\\]|\\.)*)"', rest):
+            if not path.startswith("/"):
+                if rest.startswith("AT_FDCWD") or call in ("open", "creat", "mkdir", "rename",
+                                                          "unlink", "truncate", "chmod"):
+                    continue  # relative to the working directory = the data volume
+                continue  # relative to an opened directory
+            if path.startswith("/proc/self/") or re.match(r"/proc/\d+/task/\d+/comm", path) \
+                    or path == "/dev/null":
+                continue
+            inside = lambda d: path == d or path.startswith(d.rstrip("/") + "/")  # noqa: E731
+            ok = [d for d in allowed_dirs if inside(d)]
+            if not ok or (test_root and inside(test_root)
+                          and not any(len(d) > len(test_root) for d in ok)):
+                bad.add(f"{call} {path}")
+    for b in sorted(bad)[:20]:
+        err(f"writes outside the data volume and /tmp (read-only root filesystem): {b}")
+
+
+def cmd_smoke(a):
+    """Run the server with the rendered configuration; see the module doc."""
+    import os
+    import shutil
     import signal
     import socket
+    import ssl
     import subprocess
     import tempfile
     import time
     import urllib.error
     import urllib.request
 
+    a.binary = str(pathlib.Path(a.binary).resolve())
     docs = load_docs(a.rendered)
     sts = by_kind(docs, "StatefulSet")[0]
-    c = sts["spec"]["template"]["spec"]["containers"][0]
+    pod = sts["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
     env_in = {e["name"]: e.get("value") for e in c.get("env", []) if "value" in e}
     cfg_path = env_in["WEIR_CONFIG"]
-    cm_name = next(v["configMap"]["name"] for v in sts["spec"]["template"]["spec"]["volumes"]
-                   if "configMap" in v)
+    cfg_dir = cfg_path.rpartition("/")[0]
+    cm_name = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
     cm = next(d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == cm_name)
     toml_text = cm["data"][cfg_path.rpartition("/")[2]]
-    shutdown_ms = 30000
-    m = re.search(r"(?m)^shutdown_timeout_ms = ([0-9]+)$", toml_text)
-    if m:
-        shutdown_ms = int(m.group(1))
+    cfg = tomllib.loads(toml_text)
+    shutdown_ms = cfg.get("shutdown_timeout_ms", 30000)
+    tls_on = "tls_cert_file" in cfg
+    mtls = "tls_client_ca_file" in cfg
+    required_cert = cfg.get("tls_client_auth") == "required"
+    reload_s = cfg.get("auth_reload_interval_ms", 2000) / 1000
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
+    scheme = "https" if tls_on else "http"
+    base = f"{scheme}://127.0.0.1:{port}"
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
+        pki = Pki(tmp / "pki")
+        data_dir = tmp / "data"
+        data_dir.mkdir()
+        (tmp / "tmp").mkdir()
+        # Every Secret/ConfigMap mount, laid out like the kubelet does it.
+        host_of = {}
+        mounted = {}  # container path of a file -> (host dir, {name: text})
+        generation = 1
+        for m in c.get("volumeMounts", []):
+            v = volumes.get(m["name"], {})
+            src = v.get("secret") or v.get("configMap")
+            if m["mountPath"] == cfg_dir or not src:
+                continue
+            host = tmp / "mnt" / m["mountPath"].strip("/")
+            files = {}
+            for item in src.get("items", []):
+                text = rendered_data(docs, v, item["key"])
+                if text is None:
+                    text = {
+                        AUTH_DIR: lambda p: fixture_tokens(p, mtls),
+                        JWKS_DIR: lambda p: pki.jwks(),
+                        TLS_DIR: lambda p: {"tls.crt": (pki.d / "server.crt").read_text(),
+                                            "tls.key": (pki.d / "server.key").read_text(),
+                                            "ca.crt": pki.ca.read_text()}[p],
+                        CLIENT_CA_DIR: lambda p: pki.ca.read_text(),
+                    }.get(m["mountPath"], lambda p: "")(item["path"])
+                files[item["path"]] = text
+            kubelet_write(host, files, generation)
+            host_of[m["mountPath"]] = host
+            for name in files:
+                mounted[f"{m['mountPath']}/{name}"] = (host, files)
+        for d, host in host_of.items():
+            toml_text = toml_text.replace(f'"{d}/', f'"{host}/')
         (tmp / "config").mkdir()
         (tmp / "config" / "weir.toml").write_text(toml_text, encoding="utf-8")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env_in}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(data_dir),
+               "TMPDIR": str(tmp / "tmp")}
+        for k, val in env_in.items():
+            for d, host in host_of.items():
+                if val.startswith(d + "/"):
+                    val = str(host) + val[len(d):]
+            env[k] = val
         env["WEIR_CONFIG"] = str(tmp / "config" / "weir.toml")
-        env["WEIR_LISTEN"] = f"127.0.0.1:{port}"
-        env["WEIR_DATA_DIR"] = str(tmp / "data")
-        if "WEIR_AUTH_TOKENS_FILE" in env:
-            (tmp / "auth").mkdir()
-            secrets = by_kind(docs, "Secret")
-            import base64
-            content = (base64.b64decode(next(iter(secrets[0]["data"].values()))) if secrets
-                       else b"# tokens from an existing Secret\n")
-            (tmp / "auth" / "tokens").write_bytes(content)
-            env["WEIR_AUTH_TOKENS_FILE"] = str(tmp / "auth" / "tokens")
-        log_path = tmp / "server.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([a.binary, *c.get("args", [])], env=env, cwd=tmp,
-                                    stdout=log, stderr=subprocess.STDOUT)
-        try:
-            def get(path):
-                try:
-                    with urllib.request.urlopen(base + path, timeout=2) as r:
-                        return r.status, r.read().decode("utf-8", "replace")
-                except urllib.error.HTTPError as e:
-                    return e.code, ""
-                except OSError:
-                    return None, ""
+        # Listen on all interfaces like the pod: the server's protected mode applies.
+        env["WEIR_LISTEN"] = f"0.0.0.0:{port}"
+        env["WEIR_DATA_DIR"] = str(data_dir)
 
-            def wait_for(path, seconds):
-                end = time.monotonic() + seconds
-                while time.monotonic() < end and proc.poll() is None:
-                    status, body = get(path)
-                    if status == 200:
-                        return body
-                    time.sleep(0.2)
+        tokens_path = env_in.get("WEIR_AUTH_TOKENS_FILE")
+        entries = []
+        if tokens_path:
+            host, files = mounted[tokens_path]
+            entries = parse_tokens(tokens_path, files[tokens_path.rpartition("/")[2]])
+
+        def token_with(action):
+            for t in CI_TOKENS:
+                for e in entries:
+                    if e.get("sha256", "").lower() == sha256_hex(t) and any(
+                            action in g["actions"] and g["topics"] == "*" for g in e["grants"]):
+                        return t
+            return None
+
+        def cert_principal_with(action):
+            return any(e["principal"] == CERT_PRINCIPAL and "sha256" not in e and any(
+                action in g["actions"] for g in e["grants"]) for e in entries)
+
+        # With tls_client_auth = required every connection needs a certificate:
+        # one whose CN has no tokens-file entry (a bearer token then decides),
+        # and Prometheus' (CN prometheus, see ci/mtls-required-values.yaml).
+        conn_cert = pki.client("weir-check-client") if required_cert else None
+        prom_cert = pki.client("prometheus") if required_cert else None
+
+        def get(path, token=None, cert=None, url_base=None):
+            cert = cert or conn_cert
+            req = urllib.request.Request((url_base or base) + path)
+            if token:
+                req.add_header("Authorization", f"Bearer {token}")
+            ctx = None
+            if (url_base or base).startswith("https"):
+                ctx = ssl.create_default_context(cafile=str(pki.ca))
+                if cert and cert[0]:
+                    ctx.load_cert_chain(*cert)
+            try:
+                with urllib.request.urlopen(req, timeout=3, context=ctx) as r:
+                    return r.status, r.read().decode("utf-8", "replace")
+            except urllib.error.HTTPError as e:
+                return e.code, ""
+            except (OSError, ssl.SSLError, http.client.HTTPException):
+                return None, ""
+
+        checked = []
+
+        def expect(what, path, want, **kw):
+            status, body = get(path, **kw)
+            checked.append(f"{what} -> {want}")
+            if status != want:
+                err(f"{what}: GET {path} answered {status}, want {want}")
+            return body
+
+        def eventually(cond, seconds):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                if cond():
+                    return True
+                time.sleep(0.3)
+            return False
+
+        def served_serial():
+            ctx = ssl.create_default_context(cafile=str(pki.ca))
+            if conn_cert:
+                ctx.load_cert_chain(*conn_cert)
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=3) as raw, \
+                        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as t:
+                    return int(t.getpeercert()["serialNumber"], 16)
+            except (OSError, ssl.SSLError):
                 return None
 
-            if wait_for("/healthz", 30) is None:
+        log_path = tmp / "server.log"
+        cmd = [a.binary, *c.get("args", [])]
+        trace = tmp / "strace.txt"
+        if a.trace_writes:
+            cmd = ["strace", "-f", "-qq", "-o", str(trace), "-e",
+                   "trace=open,openat,creat,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat,"
+                   "truncate,symlink,symlinkat,link,linkat,chmod,fchmodat", *cmd]
+        with open(log_path, "wb") as log:
+            # Own process group: whatever happens, nothing outlives the check.
+            proc = subprocess.Popen(cmd, env=env, cwd=data_dir, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+        def server_pid():
+            """The server's pid (under strace it is strace's child)."""
+            if not a.trace_writes:
+                return proc.pid
+            for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == proc.pid:
+                    return int(stat.parent.name)
+            return None
+        try:
+            up = eventually(lambda: proc.poll() is not None
+                            or get("/healthz", cert=conn_cert)[0] == 200, 30)
+            if not up or proc.poll() is not None:
                 err("/healthz did not answer 200 within 30 s"
                     + (f" (server exited with {proc.returncode})" if proc.poll() is not None else ""))
-            elif wait_for("/readyz", 15) is None:
-                err("/readyz did not answer 200 within 15 s")
+                raise _Abort()
+            # Probes carry no credentials (and, with TLS, no client certificate).
+            if not eventually(lambda: get("/readyz", cert=conn_cert)[0] == 200, 15):
+                err("/readyz did not answer 200 within 15 s (without credentials)")
+            checked.append("/healthz and /readyz 200 without credentials")
+            if tls_on:
+                checked.append("no plain HTTP on the TLS port")
+                if get("/healthz", url_base=f"http://127.0.0.1:{port}")[0] is not None:
+                    err("TLS is on but the port also answers plain HTTP")
+                if required_cert:
+                    checked.append("no answer without a client certificate")
+                    if get("/healthz", cert=("", ""))[0] is not None:
+                        err("tls_client_auth = required but a client without certificate got an answer")
+            auth_on = bool(tokens_path or "auth_jwks_file" in cfg)
+            admin = token_with("admin")
+            if auth_on:
+                if not required_cert:
+                    expect("no credentials", "/v1/topics", 401)
+                    expect("unknown token", "/v1/topics", 401, token="not-a-known-token")
+                if admin:
+                    expect("admin token", "/v1/topics", 200, token=admin, cert=conn_cert)
+                if mtls and cert_principal_with("admin"):
+                    expect(f"client certificate CN={CERT_PRINCIPAL}", "/v1/topics", 200,
+                           cert=pki.client(CERT_PRINCIPAL))
+                if "auth_jwks_file" in cfg:
+                    now = int(time.time())
+                    claims = {"sub": "ci-jwt", "iat": now, "exp": now + 300,
+                              "aud": cfg.get("auth_jwt_audience"), "iss": cfg.get("auth_jwt_issuer"),
+                              cfg.get("auth_jwt_grants_claim", "weir"): [{"actions": ["admin"], "topics": "*"}]}
+                    claims = {k: v for k, v in claims.items() if v is not None}
+                    expect("JWT signed by the JWKS key", "/v1/topics", 200, token=pki.jwt(claims),
+                           cert=conn_cert)
+                    if "aud" in claims:
+                        expect("JWT for another audience", "/v1/topics", 401,
+                               token=pki.jwt({**claims, "aud": "someone-else"}), cert=conn_cert)
             else:
-                body = wait_for("/metrics", 5)
-                if body is None or "# TYPE" not in body:
-                    err("/metrics did not answer Prometheus text")
+                expect("anonymous (allow_anonymous)", "/v1/topics", 200)
+            if cfg.get("auth_protect_metrics"):
+                if not required_cert:
+                    expect("/metrics without credentials (auth_protect_metrics)", "/metrics", 401)
+                metrics_token = token_with("metrics") if not required_cert else None
+                body = expect("/metrics with Prometheus' credentials", "/metrics", 200,
+                              token=metrics_token, cert=prom_cert)
+            else:
+                body = expect("/metrics without credentials", "/metrics", 200, cert=conn_cert)
+            if body and "# TYPE" not in body:
+                err("/metrics did not answer Prometheus text")
+            if cfg.get("auth_protect_docs") and not required_cert:
+                expect("/openapi.json without credentials (auth_protect_docs)", "/openapi.json", 401)
+                if admin:
+                    expect("/openapi.json with a token", "/openapi.json", 200, token=admin)
+
+            # Secret rotation: the kubelet swaps ..data; the server re-reads.
+            if tokens_path and admin:
+                host, files = mounted[tokens_path]
+                name = tokens_path.rpartition("/")[2]
+                new = {**files, name: files[name].replace(sha256_hex(admin), sha256_hex("ci-rotated-token"))
+                       .replace(sha256_hex(admin).upper(), sha256_hex("ci-rotated-token"))}
+                generation += 1
+                kubelet_write(host, new, generation)
+                checked.append("rotated tokens file picked up")
+                if not eventually(lambda: get("/v1/topics", token="ci-rotated-token", cert=conn_cert)[0] == 200
+                                  and get("/v1/topics", token=admin, cert=conn_cert)[0] == 401,
+                                  reload_s + 15):
+                    err(f"rotated tokens file (kubelet ..data swap) not picked up within {reload_s + 15:.0f} s")
+            if tls_on:
+                crt, key, serial = pki.server("server-renewed")
+                host = host_of[TLS_DIR]
+                files = {p.name: (host / p.name).read_text() for p in host.iterdir()
+                         if not p.name.startswith("..")}
+                files.update({"tls.crt": crt.read_text(), "tls.key": key.read_text()})
+                generation += 1
+                kubelet_write(host, files, generation)
+                checked.append("renewed certificate served")
+                if not eventually(lambda: served_serial() == serial, reload_s + 15):
+                    err(f"renewed certificate (kubelet ..data swap) not served within {reload_s + 15:.0f} s")
+        except _Abort:
+            pass
         finally:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                pid = server_pid()
+                if pid:
+                    os.kill(pid, signal.SIGTERM)
                 try:
                     proc.wait(timeout=shutdown_ms / 1000 + 10)
                 except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
                     err("server did not stop within shutdown_timeout_ms after SIGTERM")
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         if not errors and proc.returncode != 0:
             err(f"server exited with status {proc.returncode} after SIGTERM")
+        if a.trace_writes and trace.exists():
+            # The pod's writable places: the data volume and the /tmp emptyDir.
+            check_writes(trace, [str(data_dir), str(tmp / "tmp"), "/tmp"], test_root=str(tmp))
+
+        # Protected mode: the same configuration without allow_anonymous must
+        # be refused by the server, as the chart refuses to render it.
+        if cfg.get("allow_anonymous") is True:
+            checked.append("refused without allow_anonymous")
+            refused = re.sub(r"(?m)^allow_anonymous = true$", "allow_anonymous = false", toml_text)
+            (tmp / "config" / "weir.toml").write_text(refused, encoding="utf-8")
+            shutil.rmtree(data_dir)
+            data_dir.mkdir()
+            with open(tmp / "refused.log", "wb") as log:
+                r = subprocess.Popen([a.binary, *c.get("args", [])], env=env, cwd=data_dir,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                r.wait(timeout=20)
+                if r.returncode == 0:
+                    err("without allow_anonymous the server started on 0.0.0.0 (exit 0)")
+                elif "anonymous" not in (tmp / "refused.log").read_text(errors="replace"):
+                    err("without allow_anonymous the server failed, but not naming allow-anonymous")
+            except subprocess.TimeoutExpired:
+                os.killpg(r.pid, signal.SIGKILL)
+                r.wait()
+                err("without allow_anonymous the server started on 0.0.0.0 (protected mode missing)")
         if errors:
             tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
             print("server log (last lines):\n  " + "\n  ".join(tail), file=sys.stderr)
-    finish(f"smoke ok: {a.binary} served /healthz, /readyz, /metrics with the rendered "
-           f"config and stopped cleanly on SIGTERM")
+    print("checked:\n  " + "\n  ".join(checked))
+    finish(f"smoke ok: {a.binary} on 0.0.0.0 with the rendered config ({scheme}"
+           f"{', mTLS ' + cfg.get('tls_client_auth', '') if mtls else ''}"
+           f"{', auth' if tokens_path or 'auth_jwks_file' in cfg else ', anonymous'}), stopped cleanly "
+           f"by SIGTERM{'; no writes outside the data dir and /tmp' if a.trace_writes else ''}")
 
 
 def main():
@@ -650,6 +1213,8 @@ def main():
     s = sub.add_parser("smoke")
     s.add_argument("rendered")
     s.add_argument("binary")
+    s.add_argument("--trace-writes", action="store_true",
+                   help="run the server under strace and fail on writes outside the data dir")
     a = p.parse_args()
     {"split": cmd_split, "asserts": cmd_asserts, "crd-fields": cmd_crd_fields,
      "identical": cmd_identical, "rules-file": cmd_rules_file, "smoke": cmd_smoke}[a.cmd](a)

@@ -83,7 +83,6 @@ pub(super) struct FileConfig {
     rate_limit_bytes_per_s: Option<u64>,
     rate_limit_requests_per_s: Option<u64>,
     header_read_timeout_ms: Option<u64>,
-    idle_timeout_ms: Option<u64>,
     request_body_timeout_ms: Option<u64>,
 }
 
@@ -233,12 +232,11 @@ pub struct Args {
     /// Requests per second per principal; 0 = unlimited [default: 0].
     #[arg(long, env = "WEIR_RATE_LIMIT_REQUESTS_PER_S")]
     pub rate_limit_requests_per_s: Option<u64>,
-    /// Time a client has to send a request's headers, in milliseconds [default: 10000].
+    /// Time a client has to send a request's headers (and the TLS
+    /// handshake) from the moment the server waits for them; idle
+    /// keep-alive connections close after it too. In milliseconds [default: 10000].
     #[arg(long, env = "WEIR_HEADER_READ_TIMEOUT_MS")]
     pub header_read_timeout_ms: Option<u64>,
-    /// Idle keep-alive connections are closed after this, in milliseconds [default: 60000].
-    #[arg(long, env = "WEIR_IDLE_TIMEOUT_MS")]
-    pub idle_timeout_ms: Option<u64>,
     /// Time a client has to send a whole request body, in milliseconds [default: 30000].
     #[arg(long, env = "WEIR_REQUEST_BODY_TIMEOUT_MS")]
     pub request_body_timeout_ms: Option<u64>,
@@ -371,7 +369,6 @@ impl Config {
                 rate_limit_bytes_per_s: args.rate_limit_bytes_per_s,
                 rate_limit_requests_per_s: args.rate_limit_requests_per_s,
                 header_read_timeout_ms: args.header_read_timeout_ms,
-                idle_timeout_ms: args.idle_timeout_ms,
                 request_body_timeout_ms: args.request_body_timeout_ms,
             },
         );
@@ -435,7 +432,6 @@ fn overlay(base: &mut FileConfig, top: FileConfig) {
         rate_limit_bytes_per_s,
         rate_limit_requests_per_s,
         header_read_timeout_ms,
-        idle_timeout_ms,
         request_body_timeout_ms
     );
 }

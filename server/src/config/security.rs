@@ -63,7 +63,6 @@ pub struct Limits {
     pub rate_bytes: Option<u32>,
     pub rate_requests: Option<u32>,
     pub header_read_timeout: Duration,
-    pub idle_timeout: Duration,
     pub request_body_timeout: Duration,
 }
 
@@ -202,7 +201,6 @@ fn limits(f: &FileConfig, max_request_bytes: usize) -> Result<Limits, ConfigErro
         rate_bytes: rate(f.rate_limit_bytes_per_s, "rate_limit_bytes_per_s")?,
         rate_requests: rate(f.rate_limit_requests_per_s, "rate_limit_requests_per_s")?,
         header_read_timeout: millis(f.header_read_timeout_ms, "header_read_timeout_ms")?,
-        idle_timeout: millis(f.idle_timeout_ms, "idle_timeout_ms")?,
         request_body_timeout: millis(f.request_body_timeout_ms, "request_body_timeout_ms")?,
     })
 }

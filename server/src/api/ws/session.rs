@@ -60,6 +60,12 @@ impl Close {
         }
     }
 
+    /// The close code the one error table gives `code` (1001 shutting
+    /// down, 1013 retry later, 1011 internal, 1000 resource deleted, ...).
+    pub fn for_error(code: weir_protocol::ErrorCode, reason: impl Into<Cow<'static, str>>) -> Self {
+        Close::new(code.ws_close_code(), reason)
+    }
+
     /// 1000: the protocol is done.
     pub fn normal(reason: impl Into<Cow<'static, str>>) -> Self {
         Close::new(close_code::NORMAL, reason)

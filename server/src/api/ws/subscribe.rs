@@ -13,7 +13,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::ws::close_code;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
@@ -204,24 +203,16 @@ impl Subscribe {
     /// A delivery failed for good (subscription or topic deleted, server
     /// shutting down, store failure): say why, then close.
     async fn fatal(&self, error: BrokerError, outbox: &Outbox) -> Stop {
-        let code = match &error {
-            BrokerError::SubscriptionNotFound { .. } | BrokerError::TopicNotFound(_) => {
-                close_code::NORMAL
-            }
-            BrokerError::ShuttingDown => close_code::AWAY,
-            BrokerError::Unavailable => close_code::AGAIN,
-            _ => close_code::ERROR,
-        };
-        let (code_text, detail) = error_parts(error);
+        let (code, detail) = error_parts(error);
         let frame = ServerFrame::Error {
-            code: code_text,
+            code,
             detail: detail.clone(),
             request_id: None,
         };
         if outbox.send(&frame).await.is_err() {
             return Stop::Closed;
         }
-        Stop::Close(Close::new(code, detail))
+        Stop::Close(Close::for_error(code, detail))
     }
 
     fn handle(&self, text: &str) -> Handled {

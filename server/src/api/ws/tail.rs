@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::close_code;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
@@ -230,12 +229,11 @@ impl Tail {
 /// Tells the client why the tail ends, then ends it.
 async fn fail(error: BrokerError, outbox: &Outbox) -> Stop {
     let (code, detail) = error_parts(error);
-    let close = match code {
-        ErrorCode::TopicNotFound => Close::normal("topic deleted"),
-        ErrorCode::ShuttingDown => Close::new(close_code::AWAY, "server shutting down"),
-        ErrorCode::Unavailable => Close::new(close_code::AGAIN, "store unavailable: retry later"),
-        _ => Close::internal(),
+    let reason = match code {
+        ErrorCode::TopicNotFound => "topic deleted".to_owned(),
+        _ => detail.clone(),
     };
+    let close = Close::for_error(code, reason);
     match outbox.send(&TailFrame::Error { code, detail }).await {
         Ok(()) => Stop::Close(close),
         Err(stop) => stop,
@@ -380,7 +378,7 @@ mod tests {
         assert_eq!(frame["type"], "error", "{frame}");
         assert_eq!(frame["code"], "topic_not_found", "{frame}");
         let close = client.close_frame().await;
-        assert_eq!(close.code, close_code::NORMAL);
+        assert_eq!(close.code, axum::extract::ws::close_code::NORMAL);
         assert_eq!(close.reason.as_str(), "topic deleted");
         task.await.unwrap();
     }
