@@ -12,7 +12,6 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// All metrics of the process.
 /// Whether metrics carry per-topic and per-subscription label values. Off
 /// (`metrics_per_topic = false`) for deployments with very many topics:
 /// every series is then labelled `_all` and aggregated.
@@ -21,20 +20,76 @@ static PER_NAME_LABELS: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 /// The label value aggregated series use when per-name labels are off.
 pub const AGGREGATE_LABEL: &str = "_all";
 
-/// Switches per-topic/per-subscription labels on or off (at startup).
-pub fn set_per_name_labels(on: bool) {
-    PER_NAME_LABELS.store(on, std::sync::atomic::Ordering::Relaxed);
+/// The label value of names beyond `metrics_max_label_names`.
+pub const OVERFLOW_LABEL: &str = "_other";
+
+/// The topic and subscription names that have their own label value: the
+/// first `max` distinct names seen (until restart); later ones share
+/// `_other`, so the number of series stays bounded by configuration.
+pub struct NameLabels {
+    max: std::sync::atomic::AtomicUsize,
+    labelled: std::sync::RwLock<std::collections::HashSet<String>>,
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl NameLabels {
+    pub fn new(max: usize) -> NameLabels {
+        NameLabels {
+            max: std::sync::atomic::AtomicUsize::new(max),
+            labelled: std::sync::RwLock::new(std::collections::HashSet::new()),
+            warned: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// `name` itself while there is room for it, else `_other`.
+    pub fn label<'a>(&self, name: &'a str) -> &'a str {
+        let known = match self.labelled.read() {
+            Ok(set) => set.contains(name),
+            Err(p) => p.into_inner().contains(name),
+        };
+        if known {
+            return name;
+        }
+        let mut set = match self.labelled.write() {
+            Ok(set) => set,
+            Err(p) => p.into_inner(),
+        };
+        let max = self.max.load(std::sync::atomic::Ordering::Relaxed);
+        if set.contains(name) {
+            name
+        } else if set.len() < max {
+            set.insert(name.to_owned());
+            name
+        } else {
+            if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(max, "metric label names exhausted: further topics and subscriptions are labelled `_other` (raise `metrics_max_label_names`)");
+            }
+            OVERFLOW_LABEL
+        }
+    }
+}
+
+static NAME_LABELS: LazyLock<NameLabels> = LazyLock::new(|| NameLabels::new(usize::MAX));
+
+/// Switches per-topic/per-subscription labels on or off and bounds how
+/// many names get their own label value (at startup).
+pub fn configure_name_labels(per_name: bool, max_names: usize) {
+    PER_NAME_LABELS.store(per_name, std::sync::atomic::Ordering::Relaxed);
+    NAME_LABELS
+        .max
+        .store(max_names, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The label value for a topic or subscription name.
 pub fn name_label(name: &str) -> &str {
     if PER_NAME_LABELS.load(std::sync::atomic::Ordering::Relaxed) {
-        name
+        NAME_LABELS.label(name)
     } else {
         AGGREGATE_LABEL
     }
 }
 
+/// All metrics of the process.
 pub struct Metrics {
     pub registry: Registry,
     pub http_requests: IntCounterVec,
@@ -431,6 +486,17 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    #[test]
+    fn label_names_beyond_the_cap_share_one_series() {
+        let labels = NameLabels::new(2);
+        assert_eq!(labels.label("a"), "a");
+        assert_eq!(labels.label("b"), "b");
+        assert_eq!(labels.label("c"), OVERFLOW_LABEL);
+        assert_eq!(labels.label("a"), "a");
+        assert_eq!(labels.label("d"), OVERFLOW_LABEL);
+        assert_eq!(labels.label("b"), "b");
+    }
 
     /// `dashboards/metric-names.txt` (what dashboards and alerts may use,
     /// checked by `scripts/check-dashboards.sh`) must list exactly what the

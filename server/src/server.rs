@@ -39,7 +39,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    crate::metrics::set_per_name_labels(config.metrics_per_topic);
+    crate::metrics::configure_name_labels(config.metrics_per_topic, config.metrics_max_label_names);
     // Credentials and certificates are checked before the store opens, so
     // a bad file is reported without touching the data directory.
     let auth = Authenticator::load(&config.auth)?.map(Arc::new);

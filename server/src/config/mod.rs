@@ -49,6 +49,7 @@ pub(super) struct FileConfig {
     shutdown_timeout_ms: Option<u64>,
     retention_interval_ms: Option<u64>,
     metrics_per_topic: Option<bool>,
+    metrics_max_label_names: Option<usize>,
     write_buffer_bytes: Option<usize>,
     block_cache_bytes: Option<usize>,
     ws_ping_interval_ms: Option<u64>,
@@ -128,6 +129,10 @@ pub struct Args {
     /// `_all`, for very many topics) [default: true].
     #[arg(long, env = "WEIR_METRICS_PER_TOPIC")]
     pub metrics_per_topic: Option<bool>,
+    /// Topic and subscription names that get their own metric label value;
+    /// later ones are aggregated under `_other` [default: 2000].
+    #[arg(long, env = "WEIR_METRICS_MAX_LABEL_NAMES")]
+    pub metrics_max_label_names: Option<usize>,
     /// RocksDB memtable budget in bytes [default: 268435456].
     #[arg(long, env = "WEIR_WRITE_BUFFER_BYTES")]
     pub write_buffer_bytes: Option<usize>,
@@ -265,6 +270,8 @@ pub struct Config {
     pub retention_interval: Duration,
     /// Per-topic/per-subscription metric labels (else aggregated).
     pub metrics_per_topic: bool,
+    /// Names with their own label value; the rest share `_other`.
+    pub metrics_max_label_names: usize,
     pub store: StoreOptions,
     pub websocket: WebSocketOptions,
     /// Who may do what (tokens, JWTs, client certificates).
@@ -335,6 +342,7 @@ impl Config {
                 shutdown_timeout_ms: args.shutdown_timeout_ms,
                 retention_interval_ms: args.retention_interval_ms,
                 metrics_per_topic: args.metrics_per_topic,
+                metrics_max_label_names: args.metrics_max_label_names,
                 write_buffer_bytes: args.write_buffer_bytes,
                 block_cache_bytes: args.block_cache_bytes,
                 ws_ping_interval_ms: args.ws_ping_interval_ms,
@@ -398,6 +406,7 @@ fn overlay(base: &mut FileConfig, top: FileConfig) {
         shutdown_timeout_ms,
         retention_interval_ms,
         metrics_per_topic,
+        metrics_max_label_names,
         write_buffer_bytes,
         block_cache_bytes,
         ws_ping_interval_ms,
@@ -508,6 +517,18 @@ fn finish(f: FileConfig) -> Result<Config, ConfigError> {
         )?),
         retention_interval: Duration::from_millis(retention),
         metrics_per_topic: required(f.metrics_per_topic, "metrics_per_topic")?,
+        metrics_max_label_names: match required(
+            f.metrics_max_label_names,
+            "metrics_max_label_names",
+        )? {
+            0 => {
+                return Err(ConfigError::Invalid {
+                    option: "metrics_max_label_names",
+                    detail: "must be positive".into(),
+                })
+            }
+            n => n,
+        },
         store: StoreOptions {
             fsync,
             write_buffer_bytes: required(f.write_buffer_bytes, "write_buffer_bytes")?,

@@ -10,6 +10,7 @@
 
 pub mod tls;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,6 +78,7 @@ pub async fn serve(
         let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let stop = stop.clone();
         let acceptor = acceptor.clone();
         let handshake_timeout = options.header_read_timeout;
         tokio::spawn(async move {
@@ -84,7 +86,15 @@ pub async fn serve(
             METRICS.connections_open.inc();
             match acceptor {
                 None => {
-                    serve_connection(tcp, PeerIdentity::default(), router, &builder, watcher).await
+                    serve_connection(
+                        tcp,
+                        PeerIdentity::default(),
+                        router,
+                        &builder,
+                        watcher,
+                        stop,
+                    )
+                    .await
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
@@ -97,7 +107,8 @@ pub async fn serve(
                                     .and_then(|certs| certs.first())
                                     .and_then(tls::certificate_name),
                             };
-                            serve_connection(stream, identity, router, &builder, watcher).await
+                            serve_connection(stream, identity, router, &builder, watcher, stop)
+                                .await
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -117,19 +128,69 @@ async fn serve_connection<I>(
     router: Router,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
+    mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = router.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(identity.clone());
-        req
-    });
+    // Requests of this connection being handled (from the end of their
+    // headers to their response).
+    let active = Arc::new(AtomicUsize::new(0));
+    let counted = active.clone();
+    let service = router
+        .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(identity.clone());
+            req
+        })
+        .map_future(move |response| {
+            let handling = Handling::enter(&counted);
+            async move {
+                let response = response.await;
+                drop(handling);
+                response
+            }
+        });
     let hyper_service = TowerToHyperService::new(service);
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), hyper_service)
         .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(error = %e, "connection ended with an error");
+    let conn = watcher.watch(conn);
+    tokio::pin!(conn);
+    // Graceful shutdown closes idle connections and lets requests finish;
+    // a connection still sending a request's headers is neither, so once
+    // nothing is being handled it is dropped instead of holding the stop
+    // up for the whole header timeout.
+    let abandoned = async {
+        let _ = stop.wait_for(|s| *s).await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if active.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        result = &mut conn => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        () = abandoned => tracing::debug!("connection with an unfinished request closed by shutdown"),
+    }
+}
+
+/// One request being handled on a connection.
+struct Handling(Arc<AtomicUsize>);
+
+impl Handling {
+    fn enter(active: &Arc<AtomicUsize>) -> Handling {
+        active.fetch_add(1, Ordering::SeqCst);
+        Handling(active.clone())
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

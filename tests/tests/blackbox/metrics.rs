@@ -184,3 +184,23 @@ async fn per_topic_labels_can_be_switched_off() {
     assert!(!text.contains(r#"topic="a""#), "no per-topic series");
     promtool_check(&text);
 }
+
+#[tokio::test]
+async fn label_names_beyond_the_cap_are_aggregated_under_other() {
+    let s = TestServer::start_with(&["--metrics-max-label-names", "2"]);
+    for t in ["a", "b", "c", "d"] {
+        s.create_topic(t, &json!({})).await;
+        produce_n(&s, t, 2, false).await;
+    }
+    let text = s.get("/metrics").await.text;
+    expect(&text, r#"weir_messages_produced_total{topic="a"}"#, 2.0);
+    expect(&text, r#"weir_messages_produced_total{topic="b"}"#, 2.0);
+    expect(
+        &text,
+        r#"weir_messages_produced_total{topic="_other"}"#,
+        4.0,
+    );
+    expect(&text, r#"weir_topic_messages{topic="_other"}"#, 4.0);
+    assert!(!text.contains(r#"topic="c""#), "no series beyond the cap");
+    promtool_check(&text);
+}

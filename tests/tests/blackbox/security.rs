@@ -621,6 +621,95 @@ async fn connection_limit_and_slow_clients_do_not_starve_others() {
     assert_eq!(server.get("/healthz").await.status, 200);
 }
 
+#[tokio::test]
+async fn metrics_and_docs_can_be_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let scraper = "scraper-secret-token";
+    let entry = format!(
+        "[[tokens]]\nprincipal = \"prometheus\"\nsha256 = \"{}\"\ngrants = [{{ actions = [\"metrics\"], topics = \"*\" }}]\n",
+        sha256_hex(scraper)
+    );
+    let tokens = tokens_file(dir.path(), &entry);
+    let server = TestServer::start_with(&[
+        "--auth-tokens-file",
+        tokens.to_str().unwrap(),
+        "--auth-protect-metrics",
+        "--auth-protect-docs",
+    ]);
+    assert_eq!(
+        call(&server, Method::GET, "/metrics", None, None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        call(&server, Method::GET, "/metrics", Some(PRODUCER), None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        call(&server, Method::GET, "/metrics", Some(scraper), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(&server, Method::GET, "/metrics", Some(ADMIN), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(&server, Method::GET, "/openapi.json", None, None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        call(&server, Method::GET, "/openapi.json", Some(PRODUCER), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(&server, Method::GET, "/healthz", None, None)
+            .await
+            .status,
+        200
+    );
+    // The metrics principal may not touch topics.
+    assert_eq!(
+        call(
+            &server,
+            Method::GET,
+            "/v1/topics/orders",
+            Some(scraper),
+            None
+        )
+        .await
+        .status,
+        403
+    );
+}
+
+#[tokio::test]
+async fn half_sent_requests_do_not_hold_up_a_graceful_stop() {
+    let mut server = TestServer::start();
+    let addr = server.url("").trim_start_matches("http://").to_owned();
+    let mut half = TcpStream::connect(&addr).unwrap();
+    half.write_all(b"POST /v1/topics/t/messages HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    server.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "graceful stop waited {:?} for a half-sent request",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn non_loopback_without_auth_refuses_to_start() {
     let output = std::process::Command::new(built_binary(
