@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR
 APT_PACKAGES := clang libclang-dev librocksdb-dev prometheus python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi openapi-check bench fmt
+.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi openapi-check clients bench fmt
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -62,7 +62,13 @@ helm:
 openapi-check:
 	bash scripts/check-openapi.sh
 
-test: lint unit ws-python dashboards helm openapi-check
+# Python and TypeScript clients generated from the committed spec with
+# standard generators, each running a round trip against a real server
+# (tools into .tools/clients; needs python3-venv and npm).
+clients:
+	bash scripts/check-clients.sh
+
+test: lint unit ws-python dashboards helm openapi-check clients
 
 # Regenerate openapi/openapi.json from the code.
 openapi:

@@ -109,13 +109,19 @@ fn produce_messages_schema() -> utoipa::openapi::schema::Array {
     let payload = OneOfBuilder::new()
         .item(only(
             "value",
-            ObjectBuilder::new().schema_type(SchemaType::from_iter([
-                Type::Object,
-                Type::Array,
-                Type::String,
-                Type::Number,
-                Type::Boolean,
-            ])),
+            // Free-form objects: code generators read an object type
+            // without properties as "empty object" otherwise.
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([
+                    Type::Object,
+                    Type::Array,
+                    Type::String,
+                    Type::Number,
+                    Type::Boolean,
+                ]))
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(true),
+                )),
         ))
         .item(only(
             "value_b64",

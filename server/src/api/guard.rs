@@ -107,7 +107,13 @@ pub fn need(method: &Method, route: &str) -> Need {
         "/v1/topics" if get => Need::Authenticated,
         "/v1/topics/{topic}" if get => Need::SeeTopic,
         "/v1/topics/{topic}" if put_or_delete => Need::Topic(Action::Admin),
-        "/v1/topics/{topic}/messages" if post => Need::Topic(Action::Produce),
+        "/v1/topics/{topic}/messages"
+        | "/v1/topics/{topic}/messages/ndjson"
+        | "/v1/topics/{topic}/messages/raw"
+            if post =>
+        {
+            Need::Topic(Action::Produce)
+        }
         "/v1/topics/{topic}/partitions/{partition}/messages" if get => Need::Topic(Action::Consume),
         "/v1/topics/{topic}/ws" if get => Need::Topic(Action::Consume),
         "/v1/topics/{topic}/ws/publish" if get => Need::Topic(Action::Produce),

@@ -20,18 +20,17 @@ use crate::broker::read::{ReadFrom, MAX_READ_LIMIT, MAX_WAIT_MS};
 
 /// Produce messages to a topic.
 ///
-/// Answers only once every message of the batch is durable. Accepts
-/// `application/json` (`{"messages": [...]}`), `application/x-ndjson` (one
-/// message object per line) and `application/octet-stream` (one message
-/// whose value is the raw body; key in `Weir-Key`, headers in
-/// `Weir-Header-<name>`).
+/// Answers only once every message of the batch is durable. The body is
+/// `{"messages": [...]}`. For compatibility this operation also accepts
+/// the bodies of the two operations below by their `Content-Type`
+/// (`application/x-ndjson`, `application/octet-stream`); generated clients
+/// use those operations instead.
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/messages", tag = TAG_MESSAGES,
+    operation_id = "produce",
     params(("topic" = Name, Path, description = "Topic name")),
     request_body(content(
         (ProduceRequest = "application/json", example = json!({"messages": [{"key": "customer-7", "value": {"order": 1}}, {"value_b64": "AAEC", "partition": 0}, {"value": "x", "id": "order-1-created", "delay_ms": 60000}]})),
-        (inline(NdjsonMessages) = "application/x-ndjson"),
-        (inline(RawPayload) = "application/octet-stream"),
     )),
     responses(
         (status = 200, description = "Every message is durable; results in request order", body = ProduceResponse,
@@ -45,21 +44,101 @@ pub async fn produce(
     ApiPath(topic): ApiPath<String>,
     request: Request,
 ) -> ApiResult<Json<ProduceResponse>> {
+    produce_as(state, caller, topic, request, None).await
+}
+
+/// Produce messages given as NDJSON.
+///
+/// One message object per line (the objects of `messages` in the JSON
+/// form), for large batches and streaming producers. Answers once every
+/// message is durable.
+#[utoipa::path(
+    post, path = "/v1/topics/{topic}/messages/ndjson", tag = TAG_MESSAGES,
+    operation_id = "produce_ndjson",
+    params(("topic" = Name, Path, description = "Topic name")),
+    request_body(content(
+        (inline(NdjsonMessages) = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 200, description = "Every message is durable; results in line order", body = ProduceResponse),
+        Errors,
+    )
+)]
+pub async fn produce_ndjson(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(topic): ApiPath<String>,
+    request: Request,
+) -> ApiResult<Json<ProduceResponse>> {
+    produce_as(state, caller, topic, request, Some(NDJSON)).await
+}
+
+/// Produce one message whose value is the raw body.
+///
+/// Any bytes; the key, partition, idempotency id and delay come from the
+/// `Weir-Key`, `Weir-Partition`, `Weir-Id` and `Weir-Delay-Ms` headers,
+/// message headers from `Weir-Header-<name>`. Answers once durable.
+#[utoipa::path(
+    post, path = "/v1/topics/{topic}/messages/raw", tag = TAG_MESSAGES,
+    operation_id = "produce_raw",
+    params(
+        ("topic" = Name, Path, description = "Topic name"),
+        ("Weir-Key" = Option<String>, Header, description = "Message key"),
+        ("Weir-Partition" = Option<u32>, Header, description = "Explicit partition"),
+        ("Weir-Id" = Option<String>, Header, description = "Idempotency id"),
+        ("Weir-Delay-Ms" = Option<u64>, Header, description = "Delay before queue delivery, in milliseconds"),
+    ),
+    request_body(content(
+        (inline(RawPayload) = "application/octet-stream"),
+    )),
+    responses(
+        (status = 200, description = "The message is durable", body = ProduceResponse),
+        Errors,
+    )
+)]
+pub async fn produce_raw(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(topic): ApiPath<String>,
+    request: Request,
+) -> ApiResult<Json<ProduceResponse>> {
+    produce_as(state, caller, topic, request, Some(OCTET_STREAM)).await
+}
+
+const JSON: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// Parses the body as `expected` (or, with `None`, as its `Content-Type`
+/// says), then produces it.
+async fn produce_as(
+    state: AppState,
+    caller: Caller,
+    topic: String,
+    request: Request,
+    expected: Option<&'static str>,
+) -> ApiResult<Json<ProduceResponse>> {
     // Resolve the topic first so an unknown topic is a 404 whatever the body.
     state.broker.topic(&topic)?;
     let headers = request.headers().clone();
     let media = media_type(&headers);
-    let body = read_body(request, &state).await?;
-    let messages = match media.as_deref() {
-        Some("application/json") => parse_json::<ProduceRequest>(&body)?.messages,
-        Some("application/x-ndjson") => parse_ndjson(&body)?,
-        Some("application/octet-stream") => vec![raw_message(&headers, &body)?],
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "use `application/json`, `application/x-ndjson` or `application/octet-stream`",
+    let unsupported =
+        |accepted: &str| ApiError::new(ErrorCode::UnsupportedMediaType, format!("use {accepted}"));
+    let kind = match (expected, media.as_deref()) {
+        (None, Some(m @ (JSON | NDJSON | OCTET_STREAM))) => m,
+        (None, _) => {
+            return Err(unsupported(
+                "`application/json`, `application/x-ndjson` or `application/octet-stream`",
             ))
         }
+        (Some(wanted), Some(m)) if m == wanted => wanted,
+        (Some(wanted), _) => return Err(unsupported(&format!("`{wanted}`"))),
+    };
+    let body = read_body(request, &state).await?;
+    let messages = match kind {
+        NDJSON => parse_ndjson(&body)?,
+        OCTET_STREAM => vec![raw_message(&headers, &body)?],
+        _ => parse_json::<ProduceRequest>(&body)?.messages,
     };
     state
         .limits

@@ -82,6 +82,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
             topics::delete_topic
         ))
         .routes(routes!(messages::produce))
+        .routes(routes!(messages::produce_ndjson))
+        .routes(routes!(messages::produce_raw))
         .routes(routes!(messages::read))
         .routes(routes!(subscriptions::list_subscriptions))
         .routes(routes!(
@@ -101,14 +103,21 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(ws::routes())
 }
 
+/// The routes and the finished OpenAPI document of the server.
+fn routes_and_spec() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut spec) = api_routes().split_for_parts();
+    openapi::finish(&mut spec);
+    (routes, spec)
+}
+
 /// The OpenAPI document of the server.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    routes_and_spec().1
 }
 
 /// Builds the full application router.
 pub fn router(state: AppState, body_timeout: std::time::Duration) -> Router {
-    let (routes, spec) = api_routes().split_for_parts();
+    let (routes, spec) = routes_and_spec();
     let request_id = HeaderName::from_static("x-request-id");
     routes
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec))

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
@@ -30,7 +30,7 @@ pub const TAG_OPS: &str = "operations";
         (name = "operations", description = "Health, readiness, metrics"),
     ),
     components(schemas(Problem, Name, ProduceMessage)),
-    modifiers(&BearerAuth, &SecuredOperations),
+    modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
 
@@ -160,30 +160,117 @@ impl IntoResponses for Errors {
     }
 }
 
-/// Every `/v1` operation accepts a bearer token (required when the server
-/// has authentication configured, ignored otherwise).
-struct SecuredOperations;
-
-impl Modify for SecuredOperations {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/v1/") {
-                continue;
-            }
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                operation.security = Some(vec![
-                    SecurityRequirement::new("bearer", Vec::<String>::new()),
-                    SecurityRequirement::default(),
-                ]);
+/// Completes the document once every route is in it: every `/v1`
+/// operation accepts a bearer token (required when the server has
+/// authentication configured, so the empty alternative is listed too), and
+/// the WebSocket frame unions are flattened (each variant one plain
+/// object, no `allOf`), a shape code generators can parse.
+pub fn finish(openapi: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.security = Some(vec![
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+                SecurityRequirement::default(),
+            ]);
+        }
+    }
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    let all = components.schemas.clone();
+    let mut variants = Vec::new();
+    for union in ["ServerFrame", "TailFrame", "ClientFrame"] {
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(union) {
+            for item in one_of.items.iter_mut() {
+                let Some(flat) = flatten(item, &all, 0) else {
+                    continue;
+                };
+                let Some(tag) = frame_type(&flat) else {
+                    continue;
+                };
+                // A named schema per variant (`ServerFrameAcked`, ...):
+                // generators name nested models after it, uniquely.
+                let name = format!("{union}{}", camel(&tag));
+                *item = RefOr::Ref(Ref::from_schema_name(name.clone()));
+                variants.push((name, RefOr::T(Schema::Object(flat))));
             }
         }
+    }
+    components.schemas.extend(variants);
+}
+
+/// The single value of a frame variant's `type` property.
+fn frame_type(object: &Object) -> Option<String> {
+    match object.properties.get("type")? {
+        RefOr::T(Schema::Object(t)) => t.enum_values.as_ref()?.first()?.as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// `dead_letter` → `DeadLetter`.
+fn camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut chars = w.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// One object with the properties of every part of `schema` (following
+/// `$ref`s and `allOf`), or `None` for shapes that are not objects.
+fn flatten(
+    schema: &RefOr<Schema>,
+    all: &BTreeMap<String, RefOr<Schema>>,
+    depth: usize,
+) -> Option<Object> {
+    if depth > 8 {
+        return None;
+    }
+    match schema {
+        RefOr::Ref(r) => {
+            let name = r.ref_location.rsplit('/').next()?;
+            flatten(all.get(name)?, all, depth + 1)
+        }
+        RefOr::T(Schema::Object(object)) => Some(object.clone()),
+        RefOr::T(Schema::AllOf(all_of)) => {
+            let mut merged: Option<Object> = None;
+            for part in &all_of.items {
+                let part = flatten(part, all, depth + 1)?;
+                match merged.as_mut() {
+                    None => merged = Some(part),
+                    Some(m) => {
+                        m.properties.extend(part.properties);
+                        for name in part.required {
+                            if !m.required.contains(&name) {
+                                m.required.push(name);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(m) = merged.as_mut() {
+                if all_of.description.is_some() {
+                    m.description = all_of.description.clone();
+                }
+            }
+            merged
+        }
+        _ => None,
     }
 }
 
