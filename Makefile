@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR
 APT_PACKAGES := clang libclang-dev librocksdb-dev prometheus python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi openapi-check clients bench fmt
+.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi openapi-check clients bench fmt docs examples
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -50,6 +50,7 @@ ws-python: deps
 	  $(WS_PYTHON) -m pip install --quiet --disable-pip-version-check 'websockets>=14,<18'; }
 	cargo build -p weir-server
 	$(WS_PYTHON) tests/python/ws_check.py $(CARGO_TARGET_DIR)/debug/weir-server
+	python3 tests/python/sse_check.py $(CARGO_TARGET_DIR)/debug/weir-server
 
 dashboards:
 	bash scripts/check-dashboards.sh
@@ -68,7 +69,18 @@ openapi-check:
 clients:
 	bash scripts/check-clients.sh
 
-test: lint unit ws-python dashboards helm openapi-check clients
+# Documentation: links, code blocks run against a real server, coverage of
+# options, metrics, alerts and API paths (scripts/check-docs.sh).
+docs:
+	bash scripts/check-docs.sh
+
+# The examples end to end: the pizza story against real servers, and the
+# Compose stack's configuration (schema, promtool, wiring, tokens).
+examples:
+	bash examples/pizza/run.sh
+	bash examples/compose/check.sh
+
+test: lint unit ws-python dashboards helm openapi-check clients docs examples
 
 # Regenerate openapi/openapi.json from the code.
 openapi:

@@ -1,6 +1,8 @@
-//! Consume a subscription over a WebSocket: handle each message, ack it (or
-//! nack it with a reason), stop cleanly on Ctrl-C, and reconnect when the
-//! server goes away (shutdown, restart, network failure).
+//! Consume a subscription over a WebSocket: decode each message, ack it, or
+//! dead-letter what can never be processed, and stop cleanly on Ctrl-C.
+//! The stream reconnects on its own when the server goes away (shutdown,
+//! restart, a network failure, a half-open connection), renews the leases
+//! of messages being processed, and keeps at most 50 unacked.
 //!
 //! ```text
 //! weir topics create orders
@@ -12,13 +14,15 @@
 //! `WEIR_SERVER` (default `http://127.0.0.1:8080`) and `WEIR_TOKEN` are
 //! read as by the `weir` CLI.
 
-use std::time::Duration;
-
 use futures_util::StreamExt;
-use weir_client::{Client, Error, NackRequest, ReceivedMessage, Refill, SubscribeOptions};
+use serde::Deserialize;
+use weir_client::{Client, Error, Nack, SubscribeOptions};
 
-/// Pause before reconnecting after a transient failure.
-const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+/// What an order looks like to this application.
+#[derive(Debug, Deserialize)]
+struct Order {
+    order: u64,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -26,75 +30,53 @@ async fn main() -> Result<(), Error> {
     let topic = args.next().unwrap_or_else(|| "orders".into());
     let sub = args.next().unwrap_or_else(|| "billing".into());
     let server = std::env::var("WEIR_SERVER").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    let client = Client::new(&server)?.with_token(std::env::var("WEIR_TOKEN").ok());
+    let client = Client::builder(&server)
+        .token(std::env::var("WEIR_TOKEN").ok())
+        .build()?;
+    let options = SubscribeOptions {
+        consumer: Some(format!("ws-consumer-{}", std::process::id())),
+        // At most 20 messages travel ahead of the handler, and at most 50
+        // are received and not yet settled.
+        credit: 20,
+        max_unacked: Some(50),
+        ..SubscribeOptions::default()
+    };
+    let mut subscription = client
+        .subscriber(&topic, &sub)
+        .subscribe_ws(options)
+        .await?;
+    eprintln!("consuming {topic}/{sub}");
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
-        let ended = tokio::select! {
-            _ = &mut interrupted => return Ok(()),
-            ended = consume(&client, &topic, &sub) => ended,
+        let message = tokio::select! {
+            _ = &mut interrupted => break,
+            message = subscription.next() => message,
         };
-        match ended {
-            // The stream ended without an error: only a close on this side does that.
-            Ok(()) => return Ok(()),
-            // Messages that were not acked are delivered again: nothing is lost.
-            Err(e) if e.is_transient() => {
-                eprintln!("{e}; reconnecting");
-                tokio::time::sleep(RECONNECT_AFTER).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Consumes until the socket ends. Dropping this future (Ctrl-C) drops the
-/// subscription, which closes the socket: the server releases the leases
-/// of unsettled messages for redelivery.
-async fn consume(client: &Client, topic: &str, sub: &str) -> Result<(), Error> {
-    let options = SubscribeOptions {
-        consumer: Some(format!("ws-consumer-{}", std::process::id())),
-        // At most 20 messages travel ahead of the handler; each message
-        // the stream yields is granted again (`Refill::OnYield`).
-        credit: 20,
-        refill: Refill::OnYield,
-    };
-    let mut subscription = client.subscribe_ws(topic, sub, options).await?;
-    eprintln!("consuming {topic}/{sub}");
-    while let Some(message) = subscription.next().await {
+        // The stream ends only on a failure it does not reconnect after
+        // (the subscription was deleted, access was revoked).
+        let Some(message) = message else { break };
         let message = message?;
-        let ack_id = message.ack_id.clone();
-        let settled = match handle(&message) {
-            Ok(()) => subscription.ack(vec![ack_id]).await?,
-            Err(reason) => {
-                let request = NackRequest {
-                    ack_ids: vec![ack_id],
-                    reason: Some(reason),
-                    ..NackRequest::default()
-                };
-                subscription.nack(request).await?
+        let settled = match message.json::<Order>() {
+            Ok(order) => {
+                println!("order {} (attempt {})", order.order, message.attempt);
+                message.ack().await
+            }
+            // Retrying cannot make it an order: dead-letter it now.
+            Err(e) => {
+                let nack = Nack::dead_letter().with_reason(format!("not an order: {e}"));
+                message.nack_with(nack).await
             }
         };
-        if !settled.unknown.is_empty() {
-            eprintln!(
+        match settled {
+            Err(Error::LeaseLost { .. }) => eprintln!(
                 "lease of offset {} ran out before it was settled: it will come again",
                 message.message.offset
-            );
+            ),
+            other => other?,
         }
     }
+    // The server releases the leases of unsettled messages for redelivery.
+    subscription.close().await;
     Ok(())
-}
-
-/// The application's work: here, orders must be JSON objects.
-fn handle(message: &ReceivedMessage) -> Result<(), String> {
-    let m = &message.message;
-    let value = m.value.as_ref().map(|v| v.get()).unwrap_or("null");
-    println!(
-        "{}:{} attempt {} {value}",
-        m.partition, m.offset, message.attempt
-    );
-    if value.starts_with('{') {
-        Ok(())
-    } else {
-        Err(format!("expected a JSON object, got {value}"))
-    }
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use weir_protocol::{
@@ -13,6 +14,9 @@ use weir_protocol::{
     ReadResponse, TopicInfo, TopicList, TopicSpec,
 };
 
+use crate::observe::{Observer, Operation, Target};
+use crate::token::{self, TokenProvider};
+use crate::ws::Keepalive;
 use crate::{ClientBuilder, Error};
 
 /// What a long poll gets beyond its wait: the server answers at the end of
@@ -24,11 +28,25 @@ const LONG_POLL_MARGIN: Duration = Duration::from_secs(10);
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    token: Option<String>,
+    token: Option<Arc<dyn TokenProvider>>,
     /// Shared with the HTTP pool, kept for `wss://` sockets.
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
     request_timeout: Duration,
+    keepalive: Keepalive,
+    observer: Observer,
+}
+
+/// Everything a [`ClientBuilder`] settles, handed over in one piece.
+pub(crate) struct Parts {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: Option<Arc<dyn TokenProvider>>,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub keepalive: Keepalive,
+    pub observer: Observer,
 }
 
 /// Leaves out the TLS config (its root store alone is ~150 certificates)
@@ -40,6 +58,7 @@ impl std::fmt::Debug for Client {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("keepalive", &self.keepalive)
             .finish_non_exhaustive()
     }
 }
@@ -53,32 +72,27 @@ impl Client {
     }
 
     /// Configures a client: token, TLS trust and client certificate,
-    /// timeouts (see [`ClientBuilder`]).
+    /// timeouts, pool, keepalive, metrics (see [`ClientBuilder`]).
     pub fn builder(base: &str) -> ClientBuilder {
         ClientBuilder::new(base)
     }
 
-    pub(crate) fn from_parts(
-        http: reqwest::Client,
-        base: String,
-        token: Option<String>,
-        tls: Arc<rustls::ClientConfig>,
-        connect_timeout: Duration,
-        request_timeout: Duration,
-    ) -> Client {
+    pub(crate) fn from_parts(parts: Parts) -> Client {
         Client {
-            http,
-            base,
-            token,
-            tls,
-            connect_timeout,
-            request_timeout,
+            http: parts.http,
+            base: parts.base,
+            token: parts.token,
+            tls: parts.tls,
+            connect_timeout: parts.connect_timeout,
+            request_timeout: parts.request_timeout,
+            keepalive: parts.keepalive,
+            observer: parts.observer,
         }
     }
 
     /// Sends `Authorization: Bearer <token>` with every request.
     pub fn with_token(mut self, token: Option<String>) -> Client {
-        self.token = token;
+        self.token = token::fixed(token);
         self
     }
 
@@ -97,15 +111,34 @@ impl Client {
         self.connect_timeout
     }
 
-    /// The bound on a request that waits up to `wait_ms` on the server: the
+    /// Ping interval and idle timeout of open sockets.
+    pub(crate) fn keepalive(&self) -> Keepalive {
+        self.keepalive
+    }
+
+    /// Runs `call` under the client's metrics hook and tracing span.
+    pub(crate) async fn observe<T, F>(
+        &self,
+        target: Target<'_>,
+        sent: usize,
+        counted: impl FnOnce(&T) -> usize,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: std::future::Future<Output = Result<T, Error>>,
+    {
+        self.observer.observe(target, sent, counted, call).await
+    }
+
+    /// The bound on a request that waits up to `wait` on the server: the
     /// wait plus a margin, and never less than the usual request bound.
-    pub(crate) fn long_poll_timeout(&self, wait_ms: u64) -> Duration {
-        (Duration::from_millis(wait_ms) + LONG_POLL_MARGIN).max(self.request_timeout)
+    pub(crate) fn long_poll_timeout(&self, wait: Duration) -> Duration {
+        (wait + LONG_POLL_MARGIN).max(self.request_timeout)
     }
 
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let rb = self.http.request(method, format!("{}{}", self.base, path));
-        match &self.token {
+        match self.token.as_ref().and_then(|provider| provider.token()) {
             Some(t) => rb.bearer_auth(t),
             None => rb,
         }
@@ -114,12 +147,13 @@ impl Client {
     pub(crate) async fn send<T: DeserializeOwned>(rb: RequestBuilder) -> Result<T, Error> {
         let response = rb.send().await?;
         let status = response.status();
+        let retry_after = retry_after(response.headers());
         let bytes = response.bytes().await?;
         if status.is_success() {
             let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
             return Ok(serde_json::from_slice(body)?);
         }
-        Err(Error::Api(problem(status, &bytes)))
+        Err(Error::from_problem(problem(status, &bytes), retry_after))
     }
 
     /// The server's Prometheus metrics (`GET /metrics`), as text. Sent with
@@ -127,11 +161,12 @@ impl Client {
     pub async fn metrics(&self) -> Result<String, Error> {
         let response = self.request(Method::GET, "/metrics").send().await?;
         let status = response.status();
+        let retry_after = retry_after(response.headers());
         let bytes = response.bytes().await?;
         if status.is_success() {
             return Ok(String::from_utf8_lossy(&bytes).into_owned());
         }
-        Err(Error::Api(problem(status, &bytes)))
+        Err(Error::from_problem(problem(status, &bytes), retry_after))
     }
 
     /// Creates a topic, or updates its settings.
@@ -199,10 +234,13 @@ impl Client {
         topic: &str,
         messages: Vec<ProduceMessage>,
     ) -> Result<Vec<ProduceResult>, Error> {
+        let sent = messages.len();
         let body = ProduceRequest { messages };
         let path = format!("{}/messages", topic_path(topic));
-        let response: ProduceResponse =
-            Self::send(self.request(Method::POST, &path).json(&body)).await?;
+        let call = Self::send(self.request(Method::POST, &path).json(&body));
+        let response: ProduceResponse = self
+            .observe(produce_target(topic), sent, produced, call)
+            .await?;
         Ok(response.results)
     }
 
@@ -212,13 +250,26 @@ impl Client {
         topic: &str,
         body: Vec<u8>,
     ) -> Result<Vec<ProduceResult>, Error> {
+        self.produce_body(topic, body.into(), 0).await
+    }
+
+    /// [`produce_raw`](Self::produce_raw) of a body known to hold `sent`
+    /// messages (for the metrics hook when the request fails).
+    pub(crate) async fn produce_body(
+        &self,
+        topic: &str,
+        body: bytes::Bytes,
+        sent: usize,
+    ) -> Result<Vec<ProduceResult>, Error> {
         let path = format!("{}/messages", topic_path(topic));
-        let response: ProduceResponse = Self::send(
+        let call = Self::send(
             self.request(Method::POST, &path)
                 .header("content-type", "application/json")
                 .body(body),
-        )
-        .await?;
+        );
+        let response: ProduceResponse = self
+            .observe(produce_target(topic), sent, produced, call)
+            .await?;
         Ok(response.results)
     }
 
@@ -254,23 +305,24 @@ impl Client {
         .await
     }
 
-    /// Long-polls a partition: waits up to `wait_ms` for a message at `offset`.
+    /// Long-polls a partition: waits up to `wait` (at most 60 s, counted
+    /// in whole milliseconds) for a message at `offset`.
     pub async fn read_wait(
         &self,
         topic: &str,
         partition: u32,
         offset: u64,
         limit: u32,
-        wait_ms: u64,
+        wait: Duration,
     ) -> Result<ReadResponse, Error> {
         let path = format!("{}/partitions/{partition}/messages", topic_path(topic));
         let query = [
             ("offset", offset),
             ("limit", u64::from(limit)),
-            ("wait_ms", wait_ms),
+            ("wait_ms", millis(wait)),
         ];
         let request = self.request(Method::GET, &path).query(&query);
-        Self::send(request.timeout(self.long_poll_timeout(wait_ms))).await
+        Self::send(request.timeout(self.long_poll_timeout(wait))).await
     }
 
     async fn read_query(
@@ -282,6 +334,35 @@ impl Client {
         let path = format!("{}/partitions/{partition}/messages", topic_path(topic));
         Self::send(self.request(Method::GET, &path).query(query)).await
     }
+}
+
+/// Messages a produce stored, for the metrics hook.
+fn produced(response: &ProduceResponse) -> usize {
+    response.results.len()
+}
+
+fn produce_target(topic: &str) -> Target<'_> {
+    Target {
+        operation: Operation::Produce,
+        topic,
+        subscription: None,
+    }
+}
+
+/// A duration in whole milliseconds, as the wire counts them.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The `Retry-After` of a response, in seconds (the only form this server
+/// sends; an HTTP date from a proxy is ignored).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    parse_retry_after(headers.get(RETRY_AFTER)?.to_str().ok()?)
+}
+
+/// A `Retry-After` value in seconds.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse().ok().map(Duration::from_secs)
 }
 
 pub(crate) fn topic_path(topic: &str) -> String {
@@ -305,7 +386,7 @@ pub(crate) fn encode_segment(s: &str) -> String {
 /// The problem document of a failed response; a body that is not one (a
 /// proxy's error page) still gets a code from the status, by the protocol's
 /// table.
-fn problem(status: StatusCode, body: &[u8]) -> Problem {
+pub(crate) fn problem(status: StatusCode, body: &[u8]) -> Problem {
     serde_json::from_slice(body).unwrap_or_else(|_| {
         let code = ErrorCode::from_status(status.as_u16());
         Problem::new(code, String::from_utf8_lossy(body).into_owned())
@@ -357,12 +438,48 @@ mod tests {
             .request_timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        assert_eq!(client.long_poll_timeout(0), Duration::from_secs(30));
-        assert_eq!(client.long_poll_timeout(60_000), Duration::from_secs(70));
+        let ms = Duration::from_millis;
+        assert_eq!(client.long_poll_timeout(ms(0)), Duration::from_secs(30));
+        assert_eq!(
+            client.long_poll_timeout(ms(60_000)),
+            Duration::from_secs(70)
+        );
         let short = Client::builder("http://h:1")
             .request_timeout(Duration::from_secs(1))
             .build()
             .unwrap();
-        assert_eq!(short.long_poll_timeout(5_000), Duration::from_secs(15));
+        assert_eq!(short.long_poll_timeout(ms(5_000)), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn a_token_provider_is_asked_per_request() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = calls.clone();
+        let client = Client::builder("http://h:1")
+            .token_provider(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                Some(format!("t{n}"))
+            })
+            .build()
+            .unwrap();
+        let first = client.request(Method::GET, "/x").build().unwrap();
+        let second = client.request(Method::GET, "/x").build().unwrap();
+        assert_eq!(first.headers()["authorization"], "Bearer t0");
+        assert_eq!(second.headers()["authorization"], "Bearer t1");
+        assert!(!format!("{client:?}").contains("t1"));
     }
 }

@@ -4,20 +4,44 @@
 //! - [`Client`]: one method per endpoint — topics, produce, read
 //!   (`client.rs`) and subscriptions: create, pull, ack, nack, extend, seek,
 //!   redrive (`subscriptions.rs`).
+//! - [`Subscriber`] (`client.subscriber(topic, sub)`, `subscriber.rs`): one
+//!   subscription as a handle, with every subscription call and the four
+//!   ways to consume it: [`Subscriber::receive`], [`Subscriber::stream`]
+//!   (HTTP pull as a `Stream`, `pull_stream.rs`),
+//!   [`Subscriber::subscribe_ws`] and [`Subscriber::consume`].
+//! - [`Received`] (`received.rs`): a delivered message that settles itself
+//!   (`ack`, `nack`, `nack_with(`[`Nack`]`)`, `in_progress`) and decodes its
+//!   value (`json::<T>()`, `bytes()`). Settles of many messages share
+//!   requests, and the leases of messages held by a stream are renewed in
+//!   one batched extend per period (`settle/`).
 //! - [`Producer`] (`client.producer(..)`): batches many `send`s into few
-//!   produce requests (`producer/`).
+//!   produce requests and retries failed batches with generated
+//!   idempotency ids, so a retry never stores a message twice (`producer/`).
 //! - [`Client::consume`]: a consumer loop that runs a handler per message,
-//!   renews leases, acks or nacks, and stops on a signal (`consumer/`).
+//!   renews leases, acks or nacks as the handler's [`Outcome`] says, and
+//!   stops on a signal (`consumer/`).
 //! - WebSockets (`ws/`): [`Client::subscribe_ws`] streams a subscription's
-//!   messages against credit ([`WsSubscription`], with acks, nacks and
-//!   extends confirmed once durable), [`Client::tail_ws`] tails a topic
-//!   live ([`WsTail`]), [`Client::publisher_ws`] publishes with pipelined
-//!   requests ([`WsPublisher`]).
+//!   messages against credit ([`WsSubscription`]: flow control by unacked
+//!   messages and bytes, lease renewal, reconnect with jittered backoff),
+//!   [`Client::tail_ws`] tails a topic live ([`WsTail`]),
+//!   [`Client::publisher_ws`] publishes with pipelined requests
+//!   ([`WsPublisher`]). Every socket pings and notices a silent peer.
 //!
 //! - Connecting ([`Client::builder`] → [`ClientBuilder`], `builder.rs`):
-//!   a bearer token, timeouts, and TLS with rustls for `https://` and
-//!   `wss://` alike (`tls.rs`): the built-in web roots, or a private CA
-//!   file trusted instead of them, and a client certificate for mutual TLS.
+//!   a bearer token or a [`TokenProvider`], timeouts, the connection pool
+//!   (or a `reqwest::Client` of your own), WebSocket keepalive, a
+//!   [`MetricsHook`] (`observe.rs`; `tracing` spans with the `tracing`
+//!   feature), and TLS with rustls for `https://` and `wss://` alike
+//!   (`tls.rs`): the built-in web roots, or a private CA file trusted
+//!   instead of them, and a client certificate for mutual TLS.
+//! - Automatic retries back off with jitter ([`RetryBackoff`],
+//!   `backoff.rs`) and never come back before the server's `Retry-After`.
+//!
+//! Conventions: durations are [`std::time::Duration`]; `close` consumes
+//! the handle it is called on (for cloneable handles it closes every
+//! clone). The `cli` feature (default) builds the `weir` binary; a library
+//! user can turn it off (`default-features = false`) and skip compiling
+//! clap and hdrhistogram.
 //!
 //! Errors are one [`Error`] type; server failures keep their stable
 //! [`ErrorCode`] (`error.code()`), and [`Error::is_transient`] tells what is
@@ -47,47 +71,74 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Consuming over a WebSocket:
+//! Consuming over a WebSocket, with messages that settle themselves:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), weir_client::Error> {
 //! use futures_util::StreamExt;
-//! use weir_client::{Client, SubscribeOptions};
+//! use weir_client::{Client, Nack, SubscribeOptions};
+//! #[derive(serde::Deserialize)]
+//! struct Order { id: u64 }
 //! let client = Client::new("http://127.0.0.1:8080")?;
-//! let mut sub = client
-//!     .subscribe_ws("orders", "billing", SubscribeOptions::default())
-//!     .await?;
+//! let options = SubscribeOptions { max_unacked: Some(100), ..Default::default() };
+//! let mut sub = client.subscriber("orders", "billing").subscribe_ws(options).await?;
 //! while let Some(message) = sub.next().await {
 //!     let message = message?;
-//!     // ... process ...
-//!     sub.ack(vec![message.ack_id]).await?;
+//!     match message.json::<Order>() {
+//!         Ok(order) => {
+//!             // ... process order.id ...
+//!             message.ack().await?;
+//!         }
+//!         Err(e) => message.nack_with(Nack::dead_letter().with_reason(e.to_string())).await?,
+//!     }
 //! }
 //! # Ok(()) }
 //! ```
 
+mod backoff;
 mod builder;
 mod client;
 mod consumer;
 mod error;
+mod nack;
+mod observe;
 mod paging;
 mod producer;
+mod pull_stream;
+mod received;
+mod settle;
+mod subscriber;
 mod subscriptions;
 mod tls;
+mod token;
 mod ws;
 
-pub use builder::{ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
+pub use backoff::RetryBackoff;
+pub use builder::{
+    ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WS_IDLE_TIMEOUT, DEFAULT_WS_PING_INTERVAL,
+};
 pub use client::Client;
 pub use consumer::{ConsumerConfig, ConsumerStats};
 pub use error::Error;
+pub use nack::{IntoOutcome, Nack, Outcome, MAX_REASON_BYTES};
+pub use observe::{MetricsHook, Operation, OperationEvent};
 pub use producer::{Delivery, Producer, ProducerConfig};
+pub use pull_stream::{PullOptions, PullStream};
+pub use received::Received;
+pub use subscriber::Subscriber;
+pub use token::TokenProvider;
 pub use weir_protocol::{
-    AckResponse, AtOffsets, AtTimestamp, Backoff, ErrorCode, ExtendRequest, Message, Mode,
-    NackRequest, Ordering, PartitionCursor, Problem, ProduceMessage, ProduceResult, PullRequest,
-    ReadResponse, ReceivedMessage, RedriveResponse, RetryPolicy, SeekRequest, SeekTarget, Start,
-    StartName, SubscriptionConfig, SubscriptionInfo, SubscriptionList, SubscriptionSpec,
-    SubscriptionStats, TopicInfo, TopicList, TopicSpec,
+    AckResponse, AtOffsets, AtTimestamp, Backoff, BackoffSpec, ErrorCode, ExtendRequest, Message,
+    Mode, NackRequest, Ordering, PartitionCursor, Problem, ProduceMessage, ProduceResult,
+    PullRequest, ReadResponse, ReceivedMessage, RedriveResponse, RetryPolicy, RetrySpec,
+    SeekRequest, SeekTarget, Start, StartName, SubscriptionConfig, SubscriptionInfo,
+    SubscriptionList, SubscriptionSpec, SubscriptionStats, TopicInfo, TopicList, TopicSpec,
 };
-pub use ws::{Refill, SubscribeOptions, TailFrom, WsAcker, WsPublisher, WsSubscription, WsTail};
+pub use ws::{
+    LeaseRenewal, Reconnect, Refill, SubscribeOptions, TailFrom, WsAcker, WsPublisher,
+    WsSubscription, WsTail,
+};
 
 /// Extension constructors for [`ProduceMessage`].
 pub trait ProduceMessageExt: Sized {

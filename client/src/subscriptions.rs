@@ -12,6 +12,7 @@ use weir_protocol::{
 };
 
 use crate::client::{encode_segment, topic_path};
+use crate::observe::{Operation, Target};
 use crate::{paging, Client, Error};
 
 impl Client {
@@ -140,9 +141,11 @@ impl Client {
         let path = format!("{}/pull", subscription_path(topic, sub));
         // A long poll answers at the end of its wait: the request bound
         // must not cut it short.
-        let timeout = self.long_poll_timeout(request.wait_ms.unwrap_or(0));
+        let wait = std::time::Duration::from_millis(request.wait_ms.unwrap_or(0));
         let http = self.request(Method::POST, &path).json(request);
-        let response: PullResponse = Self::send(http.timeout(timeout)).await?;
+        let call = Self::send::<PullResponse>(http.timeout(self.long_poll_timeout(wait)));
+        let target = target(Operation::Pull, topic, sub);
+        let response = self.observe(target, 0, |r| r.messages.len(), call).await?;
         Ok(response.messages)
     }
 
@@ -164,7 +167,11 @@ impl Client {
         sub: &str,
         ack_ids: Vec<String>,
     ) -> Result<AckResponse, Error> {
-        self.post(topic, sub, "ack", &AckRequest { ack_ids }).await
+        let sent = ack_ids.len();
+        let body = AckRequest { ack_ids };
+        let call = self.post(topic, sub, "ack", &body);
+        let target = target(Operation::Ack, topic, sub);
+        self.observe(target, sent, acked, call).await
     }
 
     /// Releases deliveries for redelivery per the retry policy (or after
@@ -188,7 +195,10 @@ impl Client {
         sub: &str,
         request: &NackRequest,
     ) -> Result<AckResponse, Error> {
-        self.post(topic, sub, "nack", request).await
+        let call = self.post(topic, sub, "nack", request);
+        let target = target(Operation::Nack, topic, sub);
+        self.observe(target, request.ack_ids.len(), acked, call)
+            .await
     }
 
     /// Renews leases for `request.ack_timeout_ms` from now (default: the
@@ -208,7 +218,10 @@ impl Client {
         sub: &str,
         request: &ExtendRequest,
     ) -> Result<AckResponse, Error> {
-        self.post(topic, sub, "extend", request).await
+        let call = self.post(topic, sub, "extend", request);
+        let target = target(Operation::Extend, topic, sub);
+        self.observe(target, request.ack_ids.len(), acked, call)
+            .await
     }
 
     /// Moves the subscription to `request.to` and returns it as it is after
@@ -247,7 +260,10 @@ impl Client {
         sub: &str,
         max_messages: Option<u64>,
     ) -> Result<RedriveResponse, Error> {
-        let body = RedriveRequest { max_messages };
+        let body = RedriveRequest {
+            max_messages,
+            ..RedriveRequest::default()
+        };
         self.post(topic, sub, "dead-letters/redrive", &body).await
     }
 
@@ -267,7 +283,20 @@ fn spec_body(spec: &SubscriptionSpec) -> Result<serde_json::Value, Error> {
     Ok(serde_json::to_value(spec)?)
 }
 
-fn subscription_path(topic: &str, sub: &str) -> String {
+fn target<'a>(operation: Operation, topic: &'a str, sub: &'a str) -> Target<'a> {
+    Target {
+        operation,
+        topic,
+        subscription: Some(sub),
+    }
+}
+
+/// Deliveries a settle changed, for the metrics hook.
+fn acked(response: &AckResponse) -> usize {
+    usize::try_from(response.acked).unwrap_or(usize::MAX)
+}
+
+pub(crate) fn subscription_path(topic: &str, sub: &str) -> String {
     format!(
         "{}/subscriptions/{}",
         topic_path(topic),

@@ -5,14 +5,20 @@
 //! (`ErrorCode` → HTTP status). It must not know about storage, axum or
 //! reqwest: it is plain serde + utoipa schema types.
 
+pub mod dead_letter;
 pub mod error;
 pub mod message;
 pub mod names;
+pub mod push;
+pub mod retry;
 pub mod subscription;
 pub mod topic;
 pub mod ws;
 
 pub use error::{ErrorCode, Problem};
+pub use dead_letter::*;
 pub use message::*;
+pub use push::*;
+pub use retry::*;
 pub use subscription::*;
 pub use topic::*;

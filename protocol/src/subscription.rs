@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::message::Message;
+use crate::push::{PushConfig, PushSpec};
+use crate::retry::{RetryPolicy, RetrySpec};
 
 /// How a subscription consumes its topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -57,36 +59,6 @@ pub enum StartName {
     Latest,
 }
 
-/// Exponential backoff between deliveries of a failed message:
-/// `min(max_ms, initial_ms * multiplier^(attempt-1))`, then ± `jitter` share.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Backoff {
-    /// Delay after the first failure (at most `max_ms`).
-    #[schema(maximum = 2592000000u64)]
-    pub initial_ms: u64,
-    /// Upper bound of the delay, at least `initial_ms` and at most 30 days.
-    #[schema(maximum = 2592000000u64)]
-    pub max_ms: u64,
-    /// Growth factor per attempt, 1..=1000 (1 = fixed delay).
-    #[schema(minimum = 1, maximum = 1000)]
-    pub multiplier: f64,
-    /// Random share of the delay added or removed, 0..=1.
-    #[schema(minimum = 0, maximum = 1)]
-    pub jitter: f64,
-}
-
-/// Retry policy of a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RetryPolicy {
-    /// Deliveries before the message is dead-lettered; `null` = forever.
-    #[schema(minimum = 1)]
-    pub max_attempts: Option<u32>,
-    /// Delay between deliveries.
-    pub backoff: Backoff,
-}
-
 /// Body of `PUT /v1/topics/{topic}/subscriptions/{sub}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -102,9 +74,10 @@ pub struct SubscriptionSpec {
     #[serde(default)]
     #[schema(minimum = 10, maximum = 43200000)]
     pub ack_timeout_ms: Option<u64>,
-    /// Retry policy.
+    /// Retry policy; every field optional (an update changes only the
+    /// fields it names).
     #[serde(default)]
-    pub retry: Option<RetryPolicy>,
+    pub retry: Option<RetrySpec>,
     /// Dead-letter topic, other than the subscription's own; default
     /// `<topic>.<sub>.dlq` (name one explicitly when that is not a valid
     /// name). Explicit `null` disables dead-lettering.
@@ -118,6 +91,24 @@ pub struct SubscriptionSpec {
     /// Queue mode ordering (`key` is for queue mode only).
     #[serde(default)]
     pub ordering: Option<Ordering>,
+    /// Messages older than this (since they were produced) are never
+    /// delivered: they are dead-lettered with reason `expired`. `null`
+    /// turns it off (the default).
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u64>, minimum = 1)]
+    pub message_ttl_ms: Option<Option<u64>>,
+    /// Push delivery to an HTTP endpoint (webhook); `null` turns it off.
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<PushSpec>)]
+    pub push: Option<Option<PushSpec>>,
 }
 
 /// The effective configuration of a subscription.
@@ -133,6 +124,12 @@ pub struct SubscriptionConfig {
     pub dead_letter_topic: Option<String>,
     /// Queue mode ordering.
     pub ordering: Ordering,
+    /// Age after which an undelivered message is dead-lettered as `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_ttl_ms: Option<u64>,
+    /// Push delivery, when configured (secrets are not shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushConfig>,
 }
 
 /// Per-partition position of a subscription.
@@ -179,6 +176,32 @@ pub struct SubscriptionInfo {
     pub config: SubscriptionConfig,
     /// Statistics.
     pub stats: SubscriptionStats,
+    /// True while no new deliveries are made (acks, nacks and extends
+    /// keep working).
+    #[serde(default)]
+    pub paused: bool,
+    /// Why it was paused (by hand, or the circuit breaker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
+}
+
+/// Body of `POST .../pause` (optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// Shown in `paused_reason` (at most 1024 bytes).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Body of `POST .../resume` (optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    /// Also redrive the dead letters of the circuit breaker's window (the
+    /// ones that tripped it).
+    #[serde(default)]
+    pub redrive: Option<bool>,
 }
 
 /// Response of the subscription list.
@@ -355,23 +378,6 @@ pub struct SeekRequest {
     pub to: SeekTarget,
 }
 
-/// Body of `POST .../dead-letters/redrive`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RedriveRequest {
-    /// Most dead letters to redrive; `null` = all.
-    #[serde(default)]
-    #[schema(minimum = 1)]
-    pub max_messages: Option<u64>,
-}
-
-/// Response of a redrive.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RedriveResponse {
-    /// Dead letters made deliverable again.
-    pub redriven: u64,
-}
-
 /// Ack ids as issued by pulls: 24 bytes, URL-safe base64 without padding.
 fn ack_ids_schema() -> utoipa::openapi::schema::Array {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
@@ -480,12 +486,13 @@ mod maps_only {
     }
 }
 
-/// Distinguishes an absent field from an explicit `null`.
-mod double_option {
+/// Distinguishes an absent field from an explicit `null`: `None` = absent
+/// (keep the current value), `Some(None)` = `null` (turn it off).
+pub(crate) mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer>(
-        value: &Option<Option<String>>,
+    pub fn serialize<S: Serializer, T: Serialize>(
+        value: &Option<Option<T>>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         match value {
@@ -494,10 +501,10 @@ mod double_option {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
         deserializer: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(deserializer).map(Some)
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(deserializer).map(Some)
     }
 }
 

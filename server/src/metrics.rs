@@ -108,6 +108,8 @@ pub struct Metrics {
     pub dead_lettered: IntCounterVec,
     pub websocket_connections: IntGaugeVec,
     pub websocket_slow_disconnects: IntCounter,
+    pub circuit_breaker_trips: IntCounterVec,
+    pub sub_paused: IntGaugeVec,
     pub auth_failures: IntCounterVec,
     pub requests_denied: IntCounter,
     pub config_reload_failures: IntCounterVec,
@@ -309,6 +311,18 @@ impl Metrics {
                 &r,
                 "weir_websocket_slow_consumer_disconnects_total",
                 "WebSocket connections closed because the client did not keep up.",
+            ),
+            circuit_breaker_trips: counter_vec(
+                &r,
+                "weir_subscription_circuit_breaker_trips_total",
+                "Times a subscription's circuit breaker paused it (too many dead letters in its window).",
+                TOPIC_SUB,
+            ),
+            sub_paused: gauge_vec(
+                &r,
+                "weir_subscription_paused",
+                "1 while a subscription is paused, by cause (manual, circuit_breaker).",
+                &["topic", "subscription", "cause"],
             ),
             auth_failures: counter_vec(
                 &r,
@@ -532,6 +546,8 @@ mod tests {
         }
         m.sub_oldest_unacked_age.with_label_values(&two);
         m.sub_lag_seconds.with_label_values(&two);
+        m.circuit_breaker_trips.with_label_values(&two);
+        m.sub_paused.with_label_values(&["a", "b", "manual"]);
         let declared: BTreeSet<String> = m
             .registry
             .gather()

@@ -14,8 +14,16 @@ mod harness;
 mod cli;
 #[path = "blackbox/client_api.rs"]
 mod client_api;
+#[path = "blackbox/client_proxy.rs"]
+mod client_proxy;
+#[path = "blackbox/client_resilience.rs"]
+mod client_resilience;
+#[path = "blackbox/client_settling.rs"]
+mod client_settling;
 #[path = "blackbox/client_ws.rs"]
 mod client_ws;
+#[path = "blackbox/control.rs"]
+mod control;
 #[path = "blackbox/dead_letters.rs"]
 mod dead_letters;
 #[path = "blackbox/durability.rs"]
@@ -32,6 +40,8 @@ mod produce_read;
 mod retention;
 #[path = "blackbox/security.rs"]
 mod security;
+#[path = "blackbox/sse.rs"]
+mod sse;
 #[path = "blackbox/subs_helpers.rs"]
 mod subs_helpers;
 #[path = "blackbox/subscriptions.rs"]

@@ -1,15 +1,16 @@
-//! The consumer loop ([`Client::consume`]): pull, run a handler per message
-//! with bounded concurrency, renew leases while handlers run, ack or nack,
-//! stop on a shutdown signal and report what happened.
+//! The consumer loop ([`Client::consume`], [`Subscriber::consume`]): pull,
+//! run a handler per message with bounded concurrency, renew leases while
+//! handlers run, ack or nack as the handler decided, stop on a shutdown
+//! signal and report what happened.
 //!
 //! This module owns the pull loop, its configuration and its statistics.
-//! What happens to one message is in `lease.rs`; the HTTP calls are behind
-//! the trait in `api.rs`.
+//! What happens to one message is in `lease.rs`; the pull is behind the
+//! trait in `api.rs`. Acks, nacks and renewals of all running handlers
+//! are batched by the [`Settler`] and renewed by one keeper (`settle/`).
 
 mod api;
 mod lease;
 
-use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,20 +20,26 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 use weir_protocol::{PullRequest, ReceivedMessage};
 
-use crate::{Client, Error};
-use api::{HttpSubscription, SubscriptionApi};
-use lease::{LeasePolicy, Settled};
+use crate::client::millis;
+use crate::received::SettleHandle;
+use crate::settle::{spawn_keeper, InHand, Renewal, Settler};
+use crate::{Client, Error, IntoOutcome, RetryBackoff, Subscriber};
+use api::SubscriptionApi;
+use lease::Settled;
 
 /// Lease renewals are never more frequent than this.
-const MIN_EXTEND_EVERY: Duration = Duration::from_millis(100);
-/// Pause after an empty pull that did not wait (`wait_ms` = 0).
+pub(crate) const MIN_EXTEND_EVERY: Duration = Duration::from_millis(100);
+/// Pause after an empty pull that did not wait (`wait` = 0).
 const IDLE_PAUSE: Duration = Duration::from_millis(200);
-/// First pause after a failed pull; doubled per further failure.
-const PULL_RETRY_FIRST: Duration = Duration::from_millis(100);
-/// Longest pause between pull attempts.
-const PULL_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Pauses between pull attempts after transient failures (at least the
+/// server's `Retry-After`).
+pub(crate) const PULL_RETRY: RetryBackoff = RetryBackoff {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+    jitter: 0.5,
+};
 /// The server's most messages per pull.
-const MAX_PULL: u32 = 1000;
+pub(crate) const MAX_PULL: u32 = 1000;
 
 /// How [`Client::consume`] pulls and leases.
 ///
@@ -42,6 +49,7 @@ const MAX_PULL: u32 = 1000;
 /// let config = ConsumerConfig {
 ///     consumer: Some("worker-1".into()),
 ///     concurrency: 32,
+///     wait: Duration::from_secs(20),
 ///     lease: Some(Duration::from_secs(60)),
 ///     ..ConsumerConfig::default()
 /// };
@@ -53,8 +61,8 @@ pub struct ConsumerConfig {
     /// Most messages per pull (default 10, 1..=1000); a pull never asks for
     /// more than there are free handler slots.
     pub max_messages: u32,
-    /// Long-poll time of a pull in milliseconds (default 10000).
-    pub wait_ms: u64,
+    /// Long-poll time of a pull (default 10 s, at most 60 s).
+    pub wait: Duration,
     /// Handlers running at once (default 10, at least 1). In stream mode
     /// acks are cumulative per partition: use 1 to keep order.
     pub concurrency: usize,
@@ -76,7 +84,7 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             consumer: None,
             max_messages: 10,
-            wait_ms: 10_000,
+            wait: Duration::from_secs(10),
             concurrency: 10,
             extend_every: None,
             lease: None,
@@ -101,7 +109,7 @@ pub struct ConsumerStats {
     pub handled: u64,
     /// Messages acked after their handler succeeded.
     pub acked: u64,
-    /// Messages nacked after their handler failed or panicked.
+    /// Messages nacked after their handler failed, panicked or chose a nack.
     pub nacked: u64,
     /// Acks or nacks the server refused as unknown: the lease had run out
     /// and the message is (or will be) delivered again.
@@ -129,21 +137,26 @@ impl ConsumerStats {
 impl Client {
     /// Consumes `sub` of `topic` until `shutdown` completes: pulls, runs
     /// `handler` on each message (at most `config.concurrency` at once),
-    /// renews the lease while it runs, acks when it returns `Ok` and nacks
-    /// with the error text as reason when it returns `Err` or panics.
+    /// renews the leases of running handlers (one batched extend per
+    /// period), then acks or nacks as the handler's result says (see
+    /// [`IntoOutcome`]): `Ok(())` acks, `Err(e)` nacks for a retry with
+    /// `e` as reason, an [`Outcome`](crate::Outcome) chooses (e.g. a
+    /// delayed retry or dead-letter now). A panicking handler is nacked
+    /// for a retry. Acks and nacks of concurrent handlers share requests.
     ///
     /// After `shutdown` no new pull starts (a pull in progress is dropped;
     /// messages it had leased come back after their lease), running handlers
     /// finish and are settled, then the stats are returned. Transient pull
     /// failures (server unreachable, overloaded, restarting) are retried
-    /// with backoff; any other pull failure (unknown subscription, denied)
-    /// ends the run with that error once running handlers are settled.
-    /// Dropping the returned future instead abandons running handlers
-    /// unsettled: their messages are delivered again after the lease.
+    /// with backoff, waiting at least the server's `Retry-After`; any other
+    /// pull failure (unknown subscription, denied) ends the run with that
+    /// error once running handlers are settled. Dropping the returned
+    /// future instead abandons running handlers unsettled: their messages
+    /// are delivered again after the lease.
     ///
     /// ```no_run
     /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
-    /// use weir_client::{ConsumerConfig, ReceivedMessage};
+    /// use weir_client::{ConsumerConfig, Nack, Outcome, ReceivedMessage};
     /// let (stop, mut stopped) = tokio::sync::watch::channel(false);
     /// tokio::spawn(async move {
     ///     let _ = tokio::signal::ctrl_c().await;
@@ -151,9 +164,11 @@ impl Client {
     /// });
     /// let handler = |message: ReceivedMessage| async move {
     ///     if message.message.value.is_none() {
-    ///         return Err(format!("offset {}: not JSON", message.message.offset));
+    ///         // Retrying cannot make it JSON: dead-letter it now.
+    ///         let nack = Nack::dead_letter().with_reason("not JSON");
+    ///         return Ok::<_, String>(Outcome::Nack(nack));
     ///     }
-    ///     Ok(())
+    ///     Ok(Outcome::Ack)
     /// };
     /// let shutdown = async move {
     ///     let _ = stopped.wait_for(|stop| *stop).await;
@@ -164,7 +179,7 @@ impl Client {
     /// println!("acked {}, nacked {}", stats.acked, stats.nacked);
     /// # Ok(()) }
     /// ```
-    pub async fn consume<F, Fut, E, S>(
+    pub async fn consume<F, Fut, R, S>(
         &self,
         topic: &str,
         sub: &str,
@@ -174,49 +189,81 @@ impl Client {
     ) -> Result<ConsumerStats, Error>
     where
         F: Fn(ReceivedMessage) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Display + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoOutcome,
         S: Future<Output = ()>,
     {
-        let extend_every = match config.extend_every {
-            Some(every) => every,
-            None => {
-                let info = self.subscription(topic, sub).await?;
-                let ack_timeout = Duration::from_millis(info.config.ack_timeout_ms);
-                config.lease.map_or(ack_timeout, |l| l.min(ack_timeout)) / 3
-            }
-        };
-        let policy = LeasePolicy {
-            extend_every: extend_every.max(MIN_EXTEND_EVERY),
-            lease: config.lease,
-            max_extension: config.max_extension,
-        };
-        let api = HttpSubscription {
-            client: self.clone(),
-            topic: topic.into(),
-            sub: sub.into(),
-        };
-        run(api, &config, policy, handler, shutdown).await
+        self.subscriber(topic, sub)
+            .consume(config, handler, shutdown)
+            .await
     }
 }
 
-async fn run<A, F, Fut, E, S>(
+impl Subscriber {
+    /// [`Client::consume`] on this subscription.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
+    /// use weir_client::ReceivedMessage;
+    /// let billing = client.subscriber("orders", "billing");
+    /// let handler = |m: ReceivedMessage| async move { Ok::<_, String>(()) };
+    /// let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
+    /// billing.consume(Default::default(), handler, shutdown).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn consume<F, Fut, R, S>(
+        &self,
+        config: ConsumerConfig,
+        handler: F,
+        shutdown: S,
+    ) -> Result<ConsumerStats, Error>
+    where
+        F: Fn(ReceivedMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoOutcome,
+        S: Future<Output = ()>,
+    {
+        let every = match config.extend_every {
+            Some(every) => every,
+            None => self.default_renewal_period(config.lease).await?,
+        };
+        let renewal = Renewal {
+            every: every.max(MIN_EXTEND_EVERY),
+            lease: config.lease,
+            max_extension: config.max_extension,
+        };
+        run(
+            self.reference().clone(),
+            &config,
+            renewal,
+            handler,
+            shutdown,
+        )
+        .await
+    }
+}
+
+async fn run<A, F, Fut, R, S>(
     api: A,
     config: &ConsumerConfig,
-    policy: LeasePolicy,
+    renewal: Renewal,
     handler: F,
     shutdown: S,
 ) -> Result<ConsumerStats, Error>
 where
     A: SubscriptionApi,
     F: Fn(ReceivedMessage) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: Display + Send + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: IntoOutcome,
     S: Future<Output = ()>,
 {
     let handler = Arc::new(handler);
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let per_pull = config.max_messages.clamp(1, MAX_PULL) as usize;
+    let settler = Settler::spawn(api.clone());
+    let in_hand = Arc::new(InHand::new());
+    let _keeper = spawn_keeper(in_hand.clone(), settler.clone(), renewal);
+    let settle = Arc::new(SettleHandle::new(settler, Some(in_hand), renewal.lease));
     let mut leases = JoinSet::new();
     let mut stats = ConsumerStats::default();
     let mut failed_pulls = 0u32;
@@ -245,7 +292,7 @@ where
         }
         let request = PullRequest {
             max_messages: u32::try_from(held.len()).ok(),
-            wait_ms: Some(config.wait_ms),
+            wait_ms: Some(millis(config.wait)),
             consumer: config.consumer.clone(),
         };
         let pulled = tokio::select! {
@@ -265,12 +312,12 @@ where
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break Ok(()),
-                    () = tokio::time::sleep(pull_retry_delay(failed_pulls)) => continue,
+                    () = tokio::time::sleep(PULL_RETRY.delay_after(failed_pulls, &e)) => continue,
                 }
             }
             Err(e) => break Err(e),
         };
-        if messages.is_empty() && config.wait_ms == 0 {
+        if messages.is_empty() && config.wait.is_zero() {
             drop(held);
             tokio::select! {
                 biased;
@@ -289,7 +336,7 @@ where
                     Err(_) => break,
                 },
             };
-            let lease = lease::process(api.clone(), message, handler.clone(), policy, slot);
+            let lease = lease::process(message, handler.clone(), settle.clone(), slot);
             leases.spawn(lease);
         }
         // Slots asked for but not filled are released here.
@@ -298,14 +345,6 @@ where
         stats.record(joined);
     }
     ended.map(|()| stats)
-}
-
-/// Pause before the next pull after `failures` transient failures in a row.
-fn pull_retry_delay(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    PULL_RETRY_FIRST
-        .saturating_mul(1 << doublings)
-        .min(PULL_RETRY_MAX)
 }
 
 #[cfg(test)]

@@ -10,8 +10,10 @@ use std::sync::Mutex;
 use tokio::time::{sleep, Instant};
 use weir_protocol::{AckResponse, ErrorCode, Message, Problem};
 
-use super::lease::{truncate, MAX_REASON_BYTES};
 use super::*;
+use crate::nack::{truncate, MAX_REASON_BYTES};
+use crate::settle::SettleApi;
+use crate::{Nack, Outcome};
 
 #[derive(Default)]
 struct State {
@@ -20,7 +22,9 @@ struct State {
     pulls: Vec<u32>,
     acks: Vec<String>,
     nacks: Vec<(String, String)>,
+    nack_options: Vec<Nack>,
     extends: Vec<(String, Duration)>,
+    extend_requests: usize,
     /// Ack ids the server no longer knows (lease ran out).
     expired: HashSet<String>,
 }
@@ -47,18 +51,50 @@ impl FakeSubscription {
         self.state.lock().unwrap()
     }
 
-    fn answer(&self, ack_id: &str) -> AckResponse {
-        if self.state().expired.contains(ack_id) {
-            AckResponse {
-                acked: 0,
-                unknown: vec![ack_id.to_owned()],
-            }
-        } else {
-            AckResponse {
-                acked: 1,
-                unknown: Vec::new(),
-            }
+    fn answer(&self, ack_ids: &[String]) -> AckResponse {
+        let state = self.state();
+        let unknown: Vec<String> = ack_ids
+            .iter()
+            .filter(|id| state.expired.contains(*id))
+            .cloned()
+            .collect();
+        AckResponse {
+            acked: (ack_ids.len() - unknown.len()) as u64,
+            unknown,
         }
+    }
+}
+
+impl SettleApi for FakeSubscription {
+    async fn ack(&self, ack_ids: Vec<String>) -> Result<AckResponse, Error> {
+        self.state().acks.extend(ack_ids.iter().cloned());
+        Ok(self.answer(&ack_ids))
+    }
+
+    async fn nack(&self, ack_ids: Vec<String>, nack: &Nack) -> Result<AckResponse, Error> {
+        let reason = nack.reason().unwrap_or_default().to_owned();
+        let mut state = self.state();
+        for id in &ack_ids {
+            state.nacks.push((id.clone(), reason.clone()));
+            state.nack_options.push(nack.clone());
+        }
+        drop(state);
+        Ok(self.answer(&ack_ids))
+    }
+
+    async fn extend(
+        &self,
+        ack_ids: Vec<String>,
+        _lease: Option<Duration>,
+    ) -> Result<AckResponse, Error> {
+        let at = self.started.elapsed();
+        let mut state = self.state();
+        state.extend_requests += 1;
+        for id in &ack_ids {
+            state.extends.push((id.clone(), at));
+        }
+        drop(state);
+        Ok(self.answer(&ack_ids))
     }
 }
 
@@ -79,24 +115,6 @@ impl SubscriptionApi for FakeSubscription {
         }
         Ok(messages)
     }
-
-    async fn ack(&self, ack_id: &str) -> Result<AckResponse, Error> {
-        self.state().acks.push(ack_id.to_owned());
-        Ok(self.answer(ack_id))
-    }
-
-    async fn nack(&self, ack_id: &str, reason: &str) -> Result<AckResponse, Error> {
-        self.state()
-            .nacks
-            .push((ack_id.to_owned(), reason.to_owned()));
-        Ok(self.answer(ack_id))
-    }
-
-    async fn extend(&self, ack_id: &str, _lease: Option<Duration>) -> Result<AckResponse, Error> {
-        let at = self.started.elapsed();
-        self.state().extends.push((ack_id.to_owned(), at));
-        Ok(self.answer(ack_id))
-    }
 }
 
 fn received(offset: u64) -> ReceivedMessage {
@@ -116,9 +134,9 @@ fn received(offset: u64) -> ReceivedMessage {
     }
 }
 
-fn policy(extend_every_s: u64, max_extension_s: u64) -> LeasePolicy {
-    LeasePolicy {
-        extend_every: Duration::from_secs(extend_every_s),
+fn policy(extend_every_s: u64, max_extension_s: u64) -> Renewal {
+    Renewal {
+        every: Duration::from_secs(extend_every_s),
         lease: None,
         max_extension: Duration::from_secs(max_extension_s),
     }
@@ -127,7 +145,7 @@ fn policy(extend_every_s: u64, max_extension_s: u64) -> LeasePolicy {
 fn config(concurrency: usize) -> ConsumerConfig {
     ConsumerConfig {
         concurrency,
-        wait_ms: 1_000,
+        wait: Duration::from_secs(1),
         ..ConsumerConfig::default()
     }
 }
@@ -254,7 +272,7 @@ async fn a_panicking_handler_is_nacked_with_its_message() {
 #[tokio::test(start_paused = true)]
 async fn long_reasons_are_cut_on_a_character_boundary() {
     let api = FakeSubscription::with_messages(1);
-    let handler = |_m: ReceivedMessage| async move { Err("é".repeat(MAX_REASON_BYTES)) };
+    let handler = |_m: ReceivedMessage| async move { Err::<(), _>("é".repeat(MAX_REASON_BYTES)) };
     run(api.clone(), &config(1), policy(10, 3600), handler, after(5))
         .await
         .unwrap();
@@ -354,10 +372,34 @@ async fn shutdown_lets_running_handlers_finish_and_settle() {
     assert_eq!(api.state().queue.len(), 0);
 }
 
-#[test]
-fn pull_retry_delay_doubles_up_to_a_cap() {
-    let ms = |n| pull_retry_delay(n).as_millis();
-    assert_eq!((ms(1), ms(2), ms(3)), (100, 200, 400));
-    assert_eq!(ms(7), 5000);
-    assert_eq!(ms(u32::MAX), 5000);
+#[tokio::test(start_paused = true)]
+async fn handlers_choose_the_nack_and_concurrent_renewals_share_requests() {
+    let api = FakeSubscription::with_messages(4);
+    let handler = |m: ReceivedMessage| async move {
+        sleep(Duration::from_secs(25)).await;
+        match m.message.offset {
+            0 => Ok::<_, String>(Outcome::Ack),
+            1 => Ok(Outcome::Nack(Nack::dead_letter().with_reason("poison"))),
+            2 => Ok(Nack::retry_after(Duration::from_secs(60)).into()),
+            _ => Err("plain failure".to_owned()),
+        }
+    };
+    let stats = run(api.clone(), &config(4), policy(10, 3600), handler, after(1))
+        .await
+        .unwrap();
+    assert_eq!((stats.acked, stats.nacked), (1, 3));
+    let state = api.state();
+    assert_eq!(state.acks, vec!["a0"]);
+    let mut options = state.nack_options.clone();
+    options.sort_by_key(|n| format!("{n:?}"));
+    let mut expected = vec![
+        Nack::dead_letter().with_reason("poison"),
+        Nack::retry_after(Duration::from_secs(60)),
+        Nack::retry().with_reason("plain failure"),
+    ];
+    expected.sort_by_key(|n| format!("{n:?}"));
+    assert_eq!(options, expected);
+    // Four running handlers, renewed at 10 s and 20 s: one request each time.
+    assert_eq!(state.extends.len(), 8);
+    assert_eq!(state.extend_requests, 2);
 }

@@ -6,6 +6,7 @@
 //! [`Producer`](crate::Producer) batch that failed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 use weir_protocol::{ErrorCode, Problem};
@@ -31,6 +32,18 @@ pub enum Error {
     /// The server answered with a problem document.
     #[error("{} ({}): {}", .0.title, .0.code, .0.detail)]
     Api(Problem),
+    /// The server refused for now and said when to come back: a problem
+    /// document (429 `rate_limited`, 503 `overloaded`, `unavailable`,
+    /// `shutting_down`) with a `Retry-After` header. The client's own
+    /// retries (producer batches, pulls, reconnects) wait at least that
+    /// long; see [`Error::retry_after`].
+    #[error("{} ({}): {} (retry after {retry_after:?})", .problem.title, .problem.code, .problem.detail)]
+    RetryLater {
+        /// The server's problem document.
+        problem: Problem,
+        /// The server's `Retry-After`.
+        retry_after: Duration,
+    },
     /// The server could not be reached, the connection broke or timed out,
     /// or TLS failed (e.g. a server certificate no trusted CA signed: see
     /// [`Error::is_transient`] for which of these are worth retrying).
@@ -68,6 +81,14 @@ pub enum Error {
         /// Why, as the server or this client said.
         reason: String,
     },
+    /// An ack, nack or extend named a delivery the server no longer knows:
+    /// its lease ran out (or the socket it was leased to closed) before
+    /// the request arrived, so the message is, or will be, delivered again.
+    #[error("the lease of `{ack_id}` was lost before it was settled; the message will be delivered again")]
+    LeaseLost {
+        /// The ack id of the lost delivery.
+        ack_id: String,
+    },
 }
 
 fn close_code_text(code: Option<u16>) -> String {
@@ -85,9 +106,44 @@ impl Error {
     /// # }
     /// ```
     pub fn code(&self) -> Option<ErrorCode> {
+        self.problem().map(|p| p.code)
+    }
+
+    /// The server's problem document, when it answered with one.
+    pub fn problem(&self) -> Option<&Problem> {
         match self {
-            Error::Api(p) => Some(p.code),
+            Error::Api(p) | Error::RetryLater { problem: p, .. } => Some(p),
             _ => None,
+        }
+    }
+
+    /// How long the server asked to wait before trying again (its
+    /// `Retry-After`), when it said.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
+    /// if let Err(e) = client.topics().await {
+    ///     if let Some(wait) = e.retry_after() {
+    ///         tokio::time::sleep(wait).await;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RetryLater { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// A problem document, with the server's `Retry-After` when it sent one.
+    pub(crate) fn from_problem(problem: Problem, retry_after: Option<Duration>) -> Error {
+        match retry_after {
+            Some(retry_after) => Error::RetryLater {
+                problem,
+                retry_after,
+            },
+            None => Error::Api(problem),
         }
     }
 }
@@ -126,5 +182,17 @@ mod tests {
             "websocket closed with code 1001: x"
         );
         assert_eq!(closed(None).to_string(), "websocket closed: x");
+    }
+
+    #[test]
+    fn retry_later_keeps_the_code_and_the_wait() {
+        let problem = Problem::new(ErrorCode::RateLimited, "slow down");
+        let later = Error::from_problem(problem.clone(), Some(Duration::from_secs(2)));
+        assert_eq!(later.code(), Some(ErrorCode::RateLimited));
+        assert_eq!(later.retry_after(), Some(Duration::from_secs(2)));
+        assert!(later.is_transient());
+        let plain = Error::from_problem(problem, None);
+        assert!(matches!(plain, Error::Api(_)));
+        assert_eq!(plain.retry_after(), None);
     }
 }

@@ -35,7 +35,7 @@ impl Error {
     /// ```
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Api(p) => p.code.is_retryable(),
+            Error::Api(p) | Error::RetryLater { problem: p, .. } => p.code.is_retryable(),
             Error::Transport(e) => transport_is_transient(e),
             Error::WebSocket(e) => websocket_is_transient(e),
             Error::SocketClosed { code, .. } => close_is_transient(*code),
@@ -43,7 +43,9 @@ impl Error {
             | Error::Url(_)
             | Error::Local(_)
             | Error::Protocol(_)
-            | Error::ProducerClosed => false,
+            | Error::ProducerClosed
+            // Retrying the same settle cannot bring a lease back.
+            | Error::LeaseLost { .. } => false,
         }
     }
 }

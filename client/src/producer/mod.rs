@@ -1,26 +1,32 @@
 //! The batching [`Producer`]: many small `send`s become few produce
-//! requests, like Kafka's `linger.ms` / `batch.size`.
+//! requests, like Kafka's `linger.ms` / `batch.size`, and batches that fail
+//! transiently are sent again — without duplicates, because every message
+//! carries an idempotency `id` (generated when the caller gave none), like
+//! Kafka's idempotent producer.
 //!
-//! This module owns the public handle and its configuration. The batching
-//! rules are in `accumulator.rs`, the background loop in `task.rs`; the
-//! handle only serializes messages and talks to that loop over a bounded
-//! channel, so a slow server slows senders down instead of growing memory.
+//! This module owns the public handle, its configuration and the id
+//! generator. The batching rules are in `accumulator.rs`, the background
+//! loop and its retries in `task.rs`; the handle only serializes messages
+//! and talks to that loop over a bounded channel, so a slow server slows
+//! senders down instead of growing memory.
 
 mod accumulator;
 mod task;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use weir_protocol::{ProduceMessage, ProduceResult};
 
-use crate::{Client, Error};
+use crate::{Client, Error, RetryBackoff};
 use accumulator::Limits;
-use task::{BatchSink, Command};
+use task::{BatchSink, Command, Retries};
 
 /// How a [`Producer`] batches.
 ///
@@ -30,10 +36,11 @@ use task::{BatchSink, Command};
 /// let config = ProducerConfig {
 ///     linger: Duration::from_millis(20),
 ///     max_batch_messages: 5_000,
+///     retries: 10,
 ///     ..ProducerConfig::default()
 /// };
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProducerConfig {
     /// How long the first message of a batch waits for others before the
     /// batch is sent (default 5 ms). While `max_in_flight` requests are
@@ -51,6 +58,24 @@ pub struct ProducerConfig {
     /// Messages buffered between `send` and the batching task (default
     /// 10000, at least 1); when full, `send` waits.
     pub queue_capacity: usize,
+    /// Give every message sent without an `id` a generated one, unique to
+    /// this producer (default `true`). The server then stores a message
+    /// once however often its batch is sent within the topic's
+    /// `dedupe_window_ms` (a repeat answers `duplicate: true` with the
+    /// first offset), so a retried batch whose first attempt did land —
+    /// a timeout after the server committed — adds no duplicates.
+    pub idempotent: bool,
+    /// How often a batch that failed transiently (server unreachable,
+    /// timed out, overloaded, rate limited, restarting) is sent again
+    /// before its messages fail (default 5; 0 = never). Without
+    /// `idempotent` (or ids of the caller's), a retry after a timeout may
+    /// store messages twice.
+    pub retries: u32,
+    /// Pauses before those retries (default 100 ms doubling to 5 s,
+    /// jittered), never shorter than the server's `Retry-After`. While a
+    /// batch waits to be retried, later batches wait too (with
+    /// `max_in_flight` 1, order is kept).
+    pub retry_backoff: RetryBackoff,
 }
 
 impl Default for ProducerConfig {
@@ -61,6 +86,13 @@ impl Default for ProducerConfig {
             max_batch_bytes: 1 << 20,
             max_in_flight: 1,
             queue_capacity: 10_000,
+            idempotent: true,
+            retries: 5,
+            retry_backoff: RetryBackoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(5),
+                jitter: 0.5,
+            },
         }
     }
 }
@@ -71,8 +103,9 @@ impl Default for ProducerConfig {
 /// message or it is full. A batch is one produce request, so it is appended
 /// all or nothing: if the server rejects it (for instance because one of its
 /// messages exceeds the topic's `max_message_bytes`), every message of the
-/// batch receives that error. There is no automatic retry; retry with an
-/// `id` on each message to avoid duplicates.
+/// batch receives that error. A batch that fails transiently is sent again
+/// (`retries`, `retry_backoff`); with `idempotent` (the default) every
+/// message carries an `id`, so a retry never stores a message twice.
 ///
 /// Dropping every handle without [`close`](Producer::close) still sends what
 /// was accepted, as long as the runtime keeps running.
@@ -97,6 +130,32 @@ impl Default for ProducerConfig {
 pub struct Producer {
     commands: mpsc::Sender<Command>,
     finished: watch::Receiver<bool>,
+    /// Present when messages without an id get one.
+    ids: Option<Arc<IdGenerator>>,
+}
+
+/// Idempotency ids unique to one producer: a random prefix (64 bits from
+/// the OS) and a sequence number.
+#[derive(Debug)]
+struct IdGenerator {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl IdGenerator {
+    fn new() -> Result<Self, Error> {
+        let prefix = getrandom::u64()
+            .map_err(|e| Error::Local(format!("no randomness for producer ids: {e}")))?;
+        Ok(IdGenerator {
+            prefix: format!("wp-{prefix:016x}"),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.prefix)
+    }
 }
 
 impl Client {
@@ -127,14 +186,26 @@ impl Producer {
             max_bytes: config.max_batch_bytes,
             linger: config.linger,
         };
+        let retries = Retries {
+            retries: config.retries,
+            backoff: config.retry_backoff,
+        };
+        let ids = match config.idempotent {
+            true => Some(Arc::new(IdGenerator::new()?)),
+            false => None,
+        };
         let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let (done, finished) = watch::channel(false);
         let max_in_flight = config.max_in_flight;
         runtime.spawn(async move {
-            task::run(Arc::new(sink), limits, max_in_flight, receiver).await;
+            task::run(Arc::new(sink), limits, max_in_flight, retries, receiver).await;
             done.send_replace(true);
         });
-        Ok(Producer { commands, finished })
+        Ok(Producer {
+            commands,
+            finished,
+            ids,
+        })
     }
 
     /// Queues `message` for the next batch, waiting while the queue is full.
@@ -155,8 +226,11 @@ impl Producer {
     /// println!("stored at {}:{}", result.partition, result.offset);
     /// # Ok(()) }
     /// ```
-    pub async fn send(&self, message: ProduceMessage) -> Result<Delivery, Error> {
+    pub async fn send(&self, mut message: ProduceMessage) -> Result<Delivery, Error> {
         check(&message)?;
+        if let (None, Some(ids)) = (&message.id, &self.ids) {
+            message.id = Some(ids.next());
+        }
         let message = serde_json::to_vec(&message)?;
         let (reply, receiver) = oneshot::channel();
         self.commands
@@ -185,14 +259,16 @@ impl Producer {
     }
 
     /// Stops accepting messages (for every clone), sends everything accepted
-    /// and returns when it is settled. Calling it again is harmless.
+    /// and returns when it is settled. Like every `close` of this crate it
+    /// consumes the handle; other clones then fail with
+    /// [`Error::ProducerClosed`].
     ///
     /// ```no_run
     /// # async fn demo(producer: weir_client::Producer) -> Result<(), weir_client::Error> {
     /// producer.close().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn close(&self) -> Result<(), Error> {
+    pub async fn close(self) -> Result<(), Error> {
         // Fails only when the task already stopped taking commands.
         let _ = self.commands.send(Command::Close).await;
         let mut finished = self.finished.clone();
@@ -265,9 +341,10 @@ struct HttpSink {
 impl BatchSink for HttpSink {
     fn produce(
         &self,
-        body: Vec<u8>,
+        body: Bytes,
+        messages: usize,
     ) -> impl Future<Output = Result<Vec<ProduceResult>, Error>> + Send {
-        self.client.produce_raw(&self.topic, body)
+        self.client.produce_body(&self.topic, body, messages)
     }
 }
 

@@ -3,21 +3,23 @@
 //! batches (at most `max_in_flight` at a time) and answers every message and
 //! every flush once its batch is settled.
 //!
-//! It owns the timers and the in-flight requests; the batching rules belong
-//! to `accumulator.rs`, the public handle to `mod.rs`. The transport is the
-//! [`BatchSink`] trait so tests can drive the task with a paused clock.
+//! It owns the timers, the in-flight requests and their retries; the
+//! batching rules belong to `accumulator.rs`, the public handle to
+//! `mod.rs`. The transport is the [`BatchSink`] trait so tests can drive
+//! the task with a paused clock.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 use weir_protocol::ProduceResult;
 
 use super::accumulator::{Accumulator, Batch, Limits};
-use crate::Error;
+use crate::{Error, RetryBackoff};
 
 /// Where a message's outcome is delivered.
 pub(crate) type Reply = oneshot::Sender<Result<ProduceResult, Error>>;
@@ -33,13 +35,21 @@ pub(crate) enum Command {
     Close,
 }
 
-/// Sends one produce body (`{"messages":[...]}`) and returns one result per
-/// message, in order.
+/// Sends one produce body (`{"messages":[...]}` of `messages` messages)
+/// and returns one result per message, in order.
 pub(crate) trait BatchSink: Send + Sync + 'static {
     fn produce(
         &self,
-        body: Vec<u8>,
+        body: Bytes,
+        messages: usize,
     ) -> impl Future<Output = Result<Vec<ProduceResult>, Error>> + Send;
+}
+
+/// How a batch that failed transiently is sent again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retries {
+    pub retries: u32,
+    pub backoff: RetryBackoff,
 }
 
 /// Runs until the channel is closed (by [`Command::Close`] or by dropping
@@ -48,6 +58,7 @@ pub(crate) async fn run<S: BatchSink>(
     sink: Arc<S>,
     limits: Limits,
     max_in_flight: usize,
+    retries: Retries,
     mut commands: mpsc::Receiver<Command>,
 ) {
     let max_in_flight = max_in_flight.max(1);
@@ -60,7 +71,7 @@ pub(crate) async fn run<S: BatchSink>(
             let Some((seq, batch)) = closed.ready.pop_front() else {
                 break;
             };
-            in_flight.push(deliver(sink.clone(), seq, batch));
+            in_flight.push(deliver(sink.clone(), seq, batch, retries));
         }
         if !receiving && open.is_empty() && closed.ready.is_empty() && in_flight.is_empty() {
             break;
@@ -141,10 +152,27 @@ impl Closed {
     }
 }
 
-/// Sends one batch and answers each of its messages; returns its sequence number.
-async fn deliver<S: BatchSink>(sink: Arc<S>, seq: u64, batch: Batch<Reply>) -> u64 {
+/// Sends one batch, again after transient failures, and answers each of its
+/// messages; returns its sequence number.
+async fn deliver<S: BatchSink>(
+    sink: Arc<S>,
+    seq: u64,
+    batch: Batch<Reply>,
+    retries: Retries,
+) -> u64 {
     let expected = batch.tags.len();
-    match sink.produce(batch.body).await {
+    let body = Bytes::from(batch.body);
+    let mut attempt = 0;
+    let outcome = loop {
+        match sink.produce(body.clone(), expected).await {
+            Err(e) if e.is_transient() && attempt < retries.retries => {
+                attempt += 1;
+                tokio::time::sleep(retries.backoff.delay_after(attempt, &e)).await;
+            }
+            outcome => break outcome,
+        }
+    };
+    match outcome {
         Ok(results) if results.len() == expected => {
             for (reply, result) in batch.tags.into_iter().zip(results) {
                 // A dropped `Delivery` only means nobody waits for the result.

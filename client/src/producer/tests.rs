@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -19,8 +20,12 @@ use crate::ProduceMessageExt;
 #[derive(Default)]
 struct FakeSink {
     batches: Mutex<Vec<(Instant, usize)>>,
+    /// The `id` of every message of every attempt, in order.
+    ids: Mutex<Vec<Option<String>>>,
     offset: AtomicUsize,
     fail: Option<Error>,
+    /// Fail this many attempts (with `fail`), then answer.
+    fail_times: AtomicUsize,
     drop_one_result: bool,
     gate: Option<Arc<Semaphore>>,
     latency: Duration,
@@ -29,10 +34,14 @@ struct FakeSink {
 }
 
 impl BatchSink for Arc<FakeSink> {
-    async fn produce(&self, body: Vec<u8>) -> Result<Vec<ProduceResult>, Error> {
+    async fn produce(&self, body: Bytes, messages: usize) -> Result<Vec<ProduceResult>, Error> {
         let body: serde_json::Value = serde_json::from_slice(&body).expect("valid body");
-        let count = body["messages"].as_array().expect("messages").len();
+        let listed = body["messages"].as_array().expect("messages");
+        let count = listed.len();
+        assert_eq!(count, messages, "the count handed over matches the body");
         self.batches.lock().unwrap().push((Instant::now(), count));
+        let ids = listed.iter().map(|m| m["id"].as_str().map(str::to_owned));
+        self.ids.lock().unwrap().extend(ids);
         let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_running.fetch_max(running, Ordering::SeqCst);
         if let Some(gate) = &self.gate {
@@ -41,7 +50,14 @@ impl BatchSink for Arc<FakeSink> {
         tokio::time::sleep(self.latency).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
         if let Some(e) = &self.fail {
-            return Err(e.clone());
+            let left = self.fail_times.load(Ordering::SeqCst);
+            if left == usize::MAX {
+                return Err(e.clone());
+            }
+            if left > 0 {
+                self.fail_times.fetch_sub(1, Ordering::SeqCst);
+                return Err(e.clone());
+            }
         }
         let first = self.offset.fetch_add(count, Ordering::SeqCst);
         let returned = if self.drop_one_result {
@@ -158,6 +174,7 @@ async fn while_a_request_is_in_flight_the_next_batch_keeps_filling() {
 async fn a_failed_batch_fails_every_message_with_the_server_code() {
     let sink = Arc::new(FakeSink {
         fail: Some(Error::Api(Problem::new(ErrorCode::Unavailable, "stall"))),
+        fail_times: AtomicUsize::new(usize::MAX),
         ..FakeSink::default()
     });
     let producer = Producer::spawn(sink.clone(), &config(5, 100)).unwrap();
@@ -168,7 +185,71 @@ async fn a_failed_batch_fails_every_message_with_the_server_code() {
     for d in deliveries {
         assert_eq!(d.await.unwrap_err().code(), Some(ErrorCode::Unavailable));
     }
-    assert_eq!(sink.sizes(), vec![3]);
+    // The first attempt and five retries.
+    assert_eq!(sink.sizes(), vec![3; 6]);
+
+    // A refusal that would be refused again is not retried.
+    let refused = Arc::new(FakeSink {
+        fail: Some(Error::Api(Problem::new(ErrorCode::MessageTooLarge, "big"))),
+        fail_times: AtomicUsize::new(usize::MAX),
+        ..FakeSink::default()
+    });
+    let producer = Producer::spawn(refused.clone(), &config(5, 100)).unwrap();
+    let d = producer.send(msg(0)).await.unwrap();
+    assert_eq!(
+        d.await.unwrap_err().code(),
+        Some(ErrorCode::MessageTooLarge)
+    );
+    assert_eq!(refused.sizes(), vec![1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_with_the_same_ids_after_a_backoff() {
+    let later = Error::from_problem(
+        Problem::new(ErrorCode::RateLimited, "slow down"),
+        Some(Duration::from_secs(2)),
+    );
+    let sink = Arc::new(FakeSink {
+        fail: Some(later),
+        fail_times: AtomicUsize::new(2),
+        ..FakeSink::default()
+    });
+    let producer = Producer::spawn(sink.clone(), &config(0, 100)).unwrap();
+    let mut own_id = msg(2);
+    own_id.id = Some("mine".into());
+    let t0 = Instant::now();
+    let a = producer.send(msg(0)).await.unwrap();
+    let b = producer.send(msg(1)).await.unwrap();
+    let c = producer.send(own_id).await.unwrap();
+    for d in [a, b, c] {
+        d.await.unwrap();
+    }
+    // Two failures, each followed by at least the server's Retry-After.
+    assert!(t0.elapsed() >= Duration::from_secs(4), "{:?}", t0.elapsed());
+    let attempts = sink.batches.lock().unwrap().len();
+    let ids = sink.ids.lock().unwrap().clone();
+    assert_eq!(
+        ids.len(),
+        3 * attempts,
+        "the batch was sent whole each time"
+    );
+    let first: Vec<Option<String>> = ids[..3].to_vec();
+    assert!(first[0].as_deref().is_some_and(|id| id.starts_with("wp-")));
+    assert_ne!(first[0], first[1], "each message has its own id");
+    assert_eq!(first[2].as_deref(), Some("mine"), "a caller's id is kept");
+    for attempt in ids.chunks(3) {
+        assert_eq!(attempt, &first[..], "every attempt carries the same ids");
+    }
+
+    // Without idempotence, no ids are invented.
+    let plain = Arc::new(FakeSink::default());
+    let config = ProducerConfig {
+        idempotent: false,
+        ..config(0, 100)
+    };
+    let producer = Producer::spawn(plain.clone(), &config).unwrap();
+    producer.send(msg(0)).await.unwrap().await.unwrap();
+    assert_eq!(plain.ids.lock().unwrap().clone(), vec![None]);
 }
 
 #[tokio::test(start_paused = true)]

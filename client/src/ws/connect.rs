@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use weir_protocol::{ErrorCode, Problem};
 
+use crate::client::parse_retry_after;
 use crate::{Client, Error};
 
 /// An open client socket.
@@ -44,8 +45,13 @@ pub(crate) async fn open(
         Ok((socket, _response)) => Ok(socket),
         Err(WsError::Http(response)) => {
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
             let body = response.body().as_deref().unwrap_or_default();
-            Err(Error::Api(refusal(status, body)))
+            Err(Error::from_problem(refusal(status, body), retry_after))
         }
         Err(e) => Err(Error::WebSocket(Arc::new(e))),
     }

@@ -1,12 +1,19 @@
 //! One open socket, driven by two tasks: a reader that dispatches every
 //! server frame (pushed messages to a bounded channel, answers to their
 //! waiting request by `request_id`) and a writer that owns the write half
-//! (request frames from a queue, credit as it is owed, the close frame).
+//! (request frames from a queue, credit as it is owed, pings, the close
+//! frame).
 //!
-//! Callers hold a [`Connection`]: they send requests through it and close
-//! it. The socket ends for everyone at once: waiting requests fail with the
-//! reason, the pushed stream gets it as its last item (unless this side
-//! closed), and the channel ends.
+//! Keepalive: the writer pings every `ping_interval`, and the reader takes
+//! a socket that delivered nothing at all — no frame, no pong, no ping of
+//! the server's — for `idle_timeout` as dead, so a half-open connection
+//! ends (transiently) instead of stalling its stream forever.
+//!
+//! Callers hold a [`Connection`]: they send requests through it, close it,
+//! and learn how it [`Ended`]. The socket ends for everyone at once:
+//! waiting requests fail with the reason, and a tail's stream gets it as
+//! its last item (a subscription's session decides instead: it may
+//! reconnect).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,7 +23,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
-use tokio::time::timeout;
+use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -25,6 +32,7 @@ use super::connect::Socket;
 use super::credit::SharedCredit;
 use super::frames::{self, Incoming, Reply};
 use super::requests::{answer, Requests};
+use super::Keepalive;
 use crate::Error;
 
 /// How long each step of closing may take: our close frame going out, and
@@ -36,17 +44,45 @@ const OUTGOING_QUEUE: usize = 64;
 /// Reads a text frame of this kind of socket.
 pub(crate) type Decode<T> = fn(&str) -> Result<Incoming<T>, Error>;
 
+/// A pushed item of a subscription socket, with its socket's generation.
+pub(crate) type Tagged<T> = (u64, Result<T, Error>);
+
 /// Where pushed messages (and errors about the socket) go.
 pub(crate) enum Push<T> {
     /// Nowhere: a publish socket pushes nothing.
     Nothing,
-    /// A bounded channel, but the socket is read on when it is full: the
-    /// rest waits in a queue that only credit granted by the consumer can
-    /// fill, and answers and pings are never held up behind messages.
-    Credited(mpsc::Sender<Result<T, Error>>),
+    /// A subscription's channel, shared by the sockets of its session,
+    /// each item tagged with this socket's `generation`. The socket is
+    /// read on when the channel is full: the rest waits in a queue that
+    /// only credit granted by the consumer can fill, so answers and pings
+    /// are never held up behind messages. At the end nothing more is
+    /// pushed (the session decides what the end means) and queued
+    /// messages are dropped: their leases ended with the socket.
+    Credited {
+        tx: mpsc::Sender<Tagged<T>>,
+        generation: u64,
+    },
     /// A bounded channel; when it is full the socket is not read, so the
-    /// server's backpressure applies (a tail, which has no credit).
+    /// server's backpressure applies (a tail, which has no credit). The
+    /// reason the socket ended is the last item.
     Backpressure(mpsc::Sender<Result<T, Error>>),
+}
+
+/// The credit a subscription socket sends: the session's, for this
+/// socket's generation.
+pub(crate) struct CreditLink {
+    pub credit: Arc<SharedCredit>,
+    pub generation: u64,
+}
+
+/// How a socket ended.
+#[derive(Debug, Clone)]
+pub(crate) struct Ended {
+    /// Why (what waiting requests failed with).
+    pub reason: Error,
+    /// The reason already reached the stream (an error frame about the
+    /// socket preceded the close), or this side closed.
+    pub reported: bool,
 }
 
 /// The caller's side of an open socket.
@@ -55,7 +91,7 @@ pub(crate) struct Connection {
     frames: mpsc::Sender<String>,
     requests: Arc<Requests>,
     close: watch::Sender<bool>,
-    ended: watch::Receiver<bool>,
+    ended: watch::Receiver<Option<Ended>>,
 }
 
 impl Connection {
@@ -64,12 +100,13 @@ impl Connection {
         socket: Socket,
         decode: Decode<T>,
         push: Push<T>,
-        credit: Option<Arc<SharedCredit>>,
+        credit: Option<CreditLink>,
+        keepalive: Keepalive,
     ) -> Connection {
         let (sink, stream) = socket.split();
         let requests = Arc::new(Requests::new());
         let (close, close_rx) = watch::channel(false);
-        let (ended_tx, ended) = watch::channel(false);
+        let (ended_tx, ended) = watch::channel(None);
         let (frames, frames_rx) = mpsc::channel(OUTGOING_QUEUE);
         let reader = Reader {
             decode,
@@ -80,6 +117,7 @@ impl Connection {
             requests: requests.clone(),
             close: close_rx.clone(),
             ended: ended_tx,
+            idle_timeout: keepalive.idle_timeout,
         };
         let reader = tokio::spawn(reader.run(stream));
         let writer = Writer {
@@ -89,6 +127,7 @@ impl Connection {
             ended: ended.clone(),
             reader: reader.abort_handle(),
             requests: requests.clone(),
+            ping_interval: keepalive.ping_interval,
         };
         tokio::spawn(writer.run(sink));
         Connection {
@@ -127,7 +166,21 @@ impl Connection {
     pub async fn close(&self) {
         self.start_close();
         let mut ended = self.ended.clone();
-        let _ = timeout(CLOSE_TIMEOUT * 2, ended.wait_for(|ended| *ended)).await;
+        let _ = timeout(CLOSE_TIMEOUT * 2, ended.wait_for(Option::is_some)).await;
+    }
+
+    /// Waits until the socket has ended, and says how.
+    pub async fn ended(&self) -> Ended {
+        let mut ended = self.ended.clone();
+        let outcome = match ended.wait_for(Option::is_some).await {
+            Ok(ended) => ended.clone(),
+            // The reader is gone without saying: it was aborted.
+            Err(_) => None,
+        };
+        outcome.unwrap_or_else(|| Ended {
+            reason: self.requests.end_reason(),
+            reported: false,
+        })
     }
 }
 
@@ -158,39 +211,51 @@ impl<T> Outlet<T> {
                 // A receiver that is gone wants nothing more.
                 let _ = tx.send(item).await;
             }
-            Push::Credited(tx) if self.queued.is_empty() => {
-                if let Err(mpsc::error::TrySendError::Full(item)) = tx.try_send(item) {
+            Push::Credited { tx, generation } if self.queued.is_empty() => {
+                if let Err(mpsc::error::TrySendError::Full((_, item))) =
+                    tx.try_send((*generation, item))
+                {
                     self.queued.push_back(item);
                 }
             }
-            Push::Credited(_) => self.queued.push_back(item),
+            Push::Credited { .. } => self.queued.push_back(item),
         }
     }
 
     /// Moves one queued item into the channel once it has room.
     async fn drain_one(&mut self) {
-        let Push::Credited(tx) = &self.push else {
+        let Push::Credited { tx, generation } = &self.push else {
             return;
         };
         match tx.reserve().await {
             Ok(permit) => {
                 if let Some(item) = self.queued.pop_front() {
-                    permit.send(item);
+                    permit.send((*generation, item));
                 }
             }
             Err(_) => self.queued.clear(),
         }
     }
 
-    /// At the end: everything queued, then the final item, waiting for room.
-    async fn finish(mut self, last: Option<Result<T, Error>>) {
-        let tx = match self.push {
-            Push::Nothing => return,
-            Push::Credited(tx) | Push::Backpressure(tx) => tx,
-        };
-        for item in self.queued.drain(..).chain(last) {
-            if tx.send(item).await.is_err() {
-                return;
+    /// At the end, waiting for room: for a tail, everything queued, then
+    /// the final item; for a subscription, only queued errors (one may be
+    /// why the socket ended), not the messages (see [`Push`]).
+    async fn finish(self, last: Option<Result<T, Error>>) {
+        match self.push {
+            Push::Nothing => {}
+            Push::Backpressure(tx) => {
+                for item in self.queued.into_iter().chain(last) {
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Push::Credited { tx, generation } => {
+                for item in self.queued.into_iter().filter(Result::is_err) {
+                    if tx.send((generation, item)).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -202,7 +267,8 @@ struct Reader<T> {
     outlet: Outlet<T>,
     requests: Arc<Requests>,
     close: watch::Receiver<bool>,
-    ended: watch::Sender<bool>,
+    ended: watch::Sender<Option<Ended>>,
+    idle_timeout: Duration,
 }
 
 impl<T> Reader<T> {
@@ -213,11 +279,23 @@ impl<T> Reader<T> {
         // An error frame about the socket, while it is the latest frame:
         // a fatal one is followed by the close, and is the reason for it.
         let mut last_error: Option<Error> = None;
+        let idle = tokio::time::sleep(self.idle_timeout);
+        tokio::pin!(idle);
         loop {
-            let next = tokio::select! {
-                biased;
-                () = self.outlet.drain_one(), if !self.outlet.queued.is_empty() => continue,
-                next = stream.next() => next,
+            // Counted from the last frame handled, not read: time spent
+            // waiting for a full channel is this side's, not the server's.
+            idle.as_mut().reset(Instant::now() + self.idle_timeout);
+            let next = loop {
+                tokio::select! {
+                    biased;
+                    () = self.outlet.drain_one(), if !self.outlet.queued.is_empty() => {}
+                    () = &mut idle => break Err(()),
+                    next = stream.next() => break Ok(next),
+                }
+            };
+            let Ok(next) = next else {
+                broken = Some(idle_timeout(self.idle_timeout));
+                break;
             };
             let text = match next {
                 None => break,
@@ -234,7 +312,8 @@ impl<T> Reader<T> {
                     });
                     continue;
                 }
-                // Pings are answered by the library; nothing else is sent.
+                // Pings are answered by the library; pongs answer ours:
+                // either way the connection is alive.
                 Some(Ok(_)) => continue,
             };
             match (self.decode)(text.as_str()) {
@@ -266,9 +345,20 @@ impl<T> Reader<T> {
         }
         let by_us = *self.close.borrow();
         let (reason, last) = end_reason(by_us, closed, broken, last_error);
-        self.requests.end(reason);
-        self.ended.send_replace(true);
+        self.requests.end(reason.clone());
+        self.ended.send_replace(Some(Ended {
+            reason,
+            reported: last.is_none(),
+        }));
         self.outlet.finish(last.map(Err)).await;
+    }
+}
+
+/// The reason a socket that went silent is given up.
+fn idle_timeout(after: Duration) -> Error {
+    Error::SocketClosed {
+        code: None,
+        reason: format!("nothing received for {after:?} (idle timeout): the connection is gone"),
     }
 }
 
@@ -312,34 +402,39 @@ fn end_reason(
 /// The writer task's state.
 struct Writer {
     frames: mpsc::Receiver<String>,
-    credit: Option<Arc<SharedCredit>>,
+    credit: Option<CreditLink>,
     close: watch::Receiver<bool>,
-    ended: watch::Receiver<bool>,
+    ended: watch::Receiver<Option<Ended>>,
     reader: AbortHandle,
     requests: Arc<Requests>,
+    ping_interval: Duration,
 }
 
 impl Writer {
     async fn run(mut self, mut sink: SplitSink<Socket, WsMessage>) {
+        let every = self.ping_interval.max(Duration::from_millis(10));
+        let mut ping = interval_at(Instant::now() + every, every);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let text = tokio::select! {
+            let message = tokio::select! {
                 biased;
                 // The socket is gone: nothing to write or close.
-                _ = self.ended.wait_for(|ended| *ended) => return,
+                _ = self.ended.wait_for(Option::is_some) => return,
                 // Asked to close (or every handle is gone).
                 _ = self.close.wait_for(|close| *close) => break,
-                Some(messages) = owed(self.credit.as_deref()) => match frames::credit(messages) {
-                    Ok(text) => text,
+                messages = owed(self.credit.as_ref()) => match frames::credit(messages) {
+                    Ok(text) => WsMessage::text(text),
                     Err(_) => continue,
                 },
+                _ = ping.tick() => WsMessage::Ping(Default::default()),
                 frame = self.frames.recv() => match frame {
-                    Some(text) => text,
+                    Some(text) => WsMessage::text(text),
                     None => break,
                 },
             };
             // Flushed once the queue is momentarily empty: a burst of
             // pipelined requests shares one write.
-            let mut written = sink.feed(WsMessage::text(text)).await;
+            let mut written = sink.feed(message).await;
             if written.is_ok() && self.frames.is_empty() {
                 written = sink.flush().await;
             }
@@ -360,7 +455,7 @@ impl Writer {
             reason: "".into(),
         };
         let _ = timeout(CLOSE_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
-        if timeout(CLOSE_TIMEOUT, self.ended.wait_for(|ended| *ended))
+        if timeout(CLOSE_TIMEOUT, self.ended.wait_for(Option::is_some))
             .await
             .is_err()
         {
@@ -375,9 +470,9 @@ impl Writer {
 }
 
 /// Credit owed to the server, when this socket has credit.
-async fn owed(credit: Option<&SharedCredit>) -> Option<u32> {
+async fn owed(credit: Option<&CreditLink>) -> u32 {
     match credit {
-        Some(credit) => credit.owed().await,
+        Some(link) => link.credit.owed(link.generation).await,
         None => std::future::pending().await,
     }
 }

@@ -11,11 +11,15 @@
 //! reader task and a writer task (`connection.rs`): the reader dispatches
 //! each server frame — pushed messages to the stream's bounded channel,
 //! answers to the request waiting on that `request_id` (`requests.rs`) —
-//! and the writer owns the write half. Frames are read and written in
-//! `frames.rs`; the credit arithmetic is a pure struct in `credit.rs`.
+//! and notices a silent (half-open) socket; the writer owns the write half
+//! and pings. Frames are read and written in `frames.rs`; the credit
+//! arithmetic is a pure struct in `credit.rs`.
 //!
-//! No HTTP endpoint and no policy beyond credit lives here: retries and
-//! reconnects are the caller's, guided by [`Error::is_transient`](crate::Error::is_transient).
+//! A subscription socket lives in a session (`session.rs`) that
+//! reconnects after transient failures with jittered backoff and resumes
+//! the stream; tails and publish sockets end with the failure, and
+//! [`Error::is_transient`](crate::Error::is_transient) tells the caller
+//! whether to open another.
 
 mod connect;
 mod connection;
@@ -23,10 +27,23 @@ mod credit;
 mod frames;
 mod publisher;
 mod requests;
+mod session;
 mod subscription;
 mod tail;
 
+use std::time::Duration;
+
 pub use credit::Refill;
 pub use publisher::WsPublisher;
-pub use subscription::{SubscribeOptions, WsAcker, WsSubscription};
+pub use subscription::{LeaseRenewal, Reconnect, SubscribeOptions, WsAcker, WsSubscription};
 pub use tail::{TailFrom, WsTail};
+
+/// Keepalive of every open socket (see
+/// [`ClientBuilder::ws_ping_interval`](crate::ClientBuilder::ws_ping_interval)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Keepalive {
+    /// A ping goes out this often.
+    pub ping_interval: Duration,
+    /// A socket that received nothing for this long is dead.
+    pub idle_timeout: Duration,
+}

@@ -9,6 +9,7 @@ use super::connect;
 use super::connection::{Connection, Push};
 use super::frames;
 use crate::client::topic_path;
+use crate::observe::{Operation, Target};
 use crate::{Client, Error};
 
 /// A publish socket on one topic. Cheap to clone; the clones share the
@@ -36,6 +37,9 @@ pub struct WsPublisher {
 #[derive(Debug)]
 struct Inner {
     connection: Connection,
+    /// For the metrics hook and spans.
+    client: Client,
+    topic: String,
 }
 
 impl Drop for Inner {
@@ -62,9 +66,14 @@ impl Client {
     pub async fn publisher_ws(&self, topic: &str) -> Result<WsPublisher, Error> {
         let path = format!("{}/ws/publish", topic_path(topic));
         let socket = connect::open(self, &path, &[]).await?;
-        let connection = Connection::start(socket, frames::decode, Push::Nothing, None);
+        let keepalive = self.keepalive();
+        let connection = Connection::start(socket, frames::decode, Push::Nothing, None, keepalive);
         Ok(WsPublisher {
-            inner: Arc::new(Inner { connection }),
+            inner: Arc::new(Inner {
+                connection,
+                client: self.clone(),
+                topic: topic.to_owned(),
+            }),
         })
     }
 }
@@ -90,23 +99,33 @@ impl WsPublisher {
         messages: Vec<ProduceMessage>,
     ) -> Result<Vec<ProduceResult>, Error> {
         let sent = messages.len();
-        let reply = self
-            .inner
-            .connection
-            .request(|id| frames::publish(id, messages))
-            .await?;
-        frames::published(reply, sent)
+        let inner = &self.inner;
+        let call = async {
+            let reply = inner
+                .connection
+                .request(|id| frames::publish(id, messages))
+                .await?;
+            frames::published(reply, sent)
+        };
+        let target = Target {
+            operation: Operation::Publish,
+            topic: &inner.topic,
+            subscription: None,
+        };
+        inner.client.observe(target, sent, Vec::len, call).await
     }
 
     /// Closes the socket for every clone, once the server has answered
-    /// what it already read (waits a few seconds at most).
+    /// what it already read (waits a few seconds at most). Like every
+    /// `close` of this crate it consumes the handle; other clones then
+    /// fail with [`Error::SocketClosed`].
     ///
     /// ```no_run
     /// # async fn demo(publisher: weir_client::WsPublisher) {
     /// publisher.close().await;
     /// # }
     /// ```
-    pub async fn close(&self) {
+    pub async fn close(self) {
         self.inner.connection.close().await;
     }
 }

@@ -113,8 +113,13 @@ impl Client {
         let from = from.to_string();
         let socket = connect::open(self, &path, &[("from", &from)]).await?;
         let (tx, messages) = mpsc::channel(TAIL_BUFFER);
-        let connection =
-            Connection::start(socket, frames::decode_tail, Push::Backpressure(tx), None);
+        let connection = Connection::start(
+            socket,
+            frames::decode_tail,
+            Push::Backpressure(tx),
+            None,
+            self.keepalive(),
+        );
         Ok(WsTail {
             messages,
             connection,

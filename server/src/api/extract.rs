@@ -523,7 +523,7 @@ mod tests {
         let sub: SubscriptionSpec =
             from_json_slice(br#"{"retry": {"max_attempts": 2.0, "backoff": {"initial_ms": 1, "max_ms": 2, "multiplier": 2, "jitter": 0}}}"#)
                 .unwrap();
-        assert_eq!(sub.retry.unwrap().max_attempts, Some(2));
+        assert_eq!(sub.retry.unwrap().max_attempts, Some(Some(2)));
         assert!(from_json_slice::<TopicSpec>(br#"{"partitions": 2.5}"#).is_err());
     }
 

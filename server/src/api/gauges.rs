@@ -35,6 +35,7 @@ pub async fn refresh(state: &AppState) {
         g.reset();
     }
     m.sub_oldest_unacked_age.reset();
+    m.sub_paused.reset();
     m.sub_lag_seconds.reset();
     let mut topics: HashMap<String, (u64, u64)> = HashMap::new();
     let mut subs: HashMap<(String, String), SubTotals> = HashMap::new();
@@ -46,6 +47,15 @@ pub async fn refresh(state: &AppState) {
             t.1 += p.bytes();
         }
         for sub in topic.subscription_list() {
+            let record = sub.record();
+            for (cause, on) in [
+                ("manual", record.paused.as_ref().is_some_and(|p| !p.breaker)),
+                ("circuit_breaker", record.paused.as_ref().is_some_and(|p| p.breaker)),
+            ] {
+                let labels = [name_label(&name), name_label(&record.name), cause];
+                let gauge = m.sub_paused.with_label_values(&labels);
+                gauge.set(gauge.get().max(i64::from(on)));
+            }
             let Ok(snap) = sub.snapshot().await else {
                 continue;
             };

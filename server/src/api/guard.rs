@@ -104,6 +104,8 @@ pub fn need(method: &Method, route: &str) -> Need {
         "/metrics" => Need::Metrics,
         "/openapi.json" => Need::Docs,
         r if r == "/docs" || r.starts_with("/docs/") => Need::Docs,
+        // The console's static files; its data calls go through the API.
+        r if (r == "/ui" || r.starts_with("/ui/")) && (get || method == Method::HEAD) => Need::Open,
         "/v1/topics" if get => Need::Authenticated,
         "/v1/topics/{topic}" if get => Need::SeeTopic,
         "/v1/topics/{topic}" if put_or_delete => Need::Topic(Action::Admin),
@@ -116,6 +118,7 @@ pub fn need(method: &Method, route: &str) -> Need {
         }
         "/v1/topics/{topic}/partitions/{partition}/messages" if get => Need::Topic(Action::Consume),
         "/v1/topics/{topic}/ws" if get => Need::Topic(Action::Consume),
+        "/v1/topics/{topic}/events" if get => Need::Topic(Action::Consume),
         "/v1/topics/{topic}/ws/publish" if get => Need::Topic(Action::Produce),
         "/v1/topics/{topic}/subscriptions" if get => Need::SeeTopic,
         "/v1/topics/{topic}/subscriptions/{sub}" if get => Need::SeeSubscription,
@@ -131,8 +134,17 @@ pub fn need(method: &Method, route: &str) -> Need {
             Need::Subscription(Action::Consume)
         }
         "/v1/topics/{topic}/subscriptions/{sub}/ws" if get => Need::Subscription(Action::Consume),
+        "/v1/topics/{topic}/subscriptions/{sub}/events" if get => {
+            Need::Subscription(Action::Consume)
+        }
+        "/v1/topics/{topic}/subscriptions/{sub}/dead-letters" if get => {
+            Need::Subscription(Action::Consume)
+        }
         "/v1/topics/{topic}/subscriptions/{sub}/seek"
         | "/v1/topics/{topic}/subscriptions/{sub}/dead-letters/redrive"
+        | "/v1/topics/{topic}/subscriptions/{sub}/dead-letters/purge"
+        | "/v1/topics/{topic}/subscriptions/{sub}/pause"
+        | "/v1/topics/{topic}/subscriptions/{sub}/resume"
             if post =>
         {
             Need::Subscription(Action::Manage)

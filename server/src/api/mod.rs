@@ -2,6 +2,7 @@
 //! metrics and request-id middleware, and the OpenAPI document built from
 //! the same declarations as the routes. Knows HTTP, not RocksDB.
 
+mod dead_letters;
 pub mod error;
 pub mod extract;
 mod gauges;
@@ -10,9 +11,12 @@ pub mod limits;
 mod messages;
 pub mod openapi;
 mod ops;
+mod pause;
 mod paging;
+mod sse;
 mod subscriptions;
 mod topics;
+mod ui;
 pub mod ws;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -96,11 +100,16 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(subscriptions::nack))
         .routes(routes!(subscriptions::extend))
         .routes(routes!(subscriptions::seek))
-        .routes(routes!(subscriptions::redrive))
+        .routes(routes!(dead_letters::redrive))
+        .routes(routes!(dead_letters::list_dead_letters))
+        .routes(routes!(dead_letters::purge))
+        .routes(routes!(pause::pause))
+        .routes(routes!(pause::resume))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .merge(ws::routes())
+        .merge(sse::routes())
 }
 
 /// The routes and the finished OpenAPI document of the server.
@@ -121,6 +130,7 @@ pub fn router(state: AppState, body_timeout: std::time::Duration) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     routes
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard))

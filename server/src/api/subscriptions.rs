@@ -6,8 +6,7 @@ use axum::http::StatusCode;
 use axum::Extension;
 use axum::Json;
 use weir_protocol::{
-    AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, PullResponse, RedriveRequest,
-    RedriveResponse, SeekRequest, SubscriptionInfo, SubscriptionList, SubscriptionSpec,
+    AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, PullResponse, SeekRequest, SubscriptionInfo, SubscriptionList, SubscriptionSpec,
 };
 
 use super::error::ApiResult;
@@ -258,26 +257,4 @@ pub async fn seek(
     let subscription = state.broker.subscription(&topic, &sub)?;
     subscription.seek(&request.to).await?;
     Ok(Json(subscription.info().await?))
-}
-
-/// Redrive dead letters.
-///
-/// Makes this subscription's dead-lettered messages deliverable to it
-/// again (attempts reset, other subscriptions unaffected), at most
-/// `max_messages` (default all). The dead-letter topic keeps its copies; a
-/// second redrive does not redeliver the same dead letters.
-#[utoipa::path(
-    post, path = "/v1/topics/{topic}/subscriptions/{sub}/dead-letters/redrive", tag = TAG_SUBSCRIPTIONS,
-    params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
-    request_body(content = Option<RedriveRequest>, description = "Every field optional; an empty body or `null` reads as `{}`", example = json!({"max_messages": null})),
-    responses((status = 200, description = "Redriven", body = RedriveResponse, example = json!({"redriven": 3})), Errors)
-)]
-pub async fn redrive(
-    State(state): State<AppState>,
-    ApiPath((topic, sub)): ApiPath<(String, String)>,
-    ApiJson(request): ApiJson<RedriveRequest>,
-) -> ApiResult<Json<RedriveResponse>> {
-    let subscription = state.broker.subscription(&topic, &sub)?;
-    let redriven = subscription.redrive(request.max_messages).await?;
-    Ok(Json(RedriveResponse { redriven }))
 }

@@ -130,6 +130,9 @@ impl Broker {
             }),
         });
         for sub in subs {
+            if let Some(pause) = sub.record().paused {
+                sub.schedule_cooldown(&broker, &pause);
+            }
             tokio::spawn(sub.run_timers(Arc::downgrade(&broker)));
         }
         Ok(broker)
@@ -339,6 +342,7 @@ impl Broker {
             name: name.to_owned(),
             config: config.clone(),
             created_at: now,
+            paused: None,
         };
         let mut set = WriteSet::new();
         set.put_subscription(&record);

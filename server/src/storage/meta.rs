@@ -24,6 +24,20 @@ pub struct SubscriptionRecord {
     pub name: String,
     pub config: SubscriptionConfig,
     pub created_at: u64,
+    /// Set while deliveries are paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<PauseRecord>,
+}
+
+/// Why and since when a subscription is paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseRecord {
+    pub reason: String,
+    /// When it was paused (ms since the epoch).
+    pub at: u64,
+    /// Paused by the circuit breaker (else by hand).
+    #[serde(default)]
+    pub breaker: bool,
 }
 
 /// The durable head of a partition, written in the same batch as appends.

@@ -27,7 +27,7 @@ use rocksdb::{
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-pub use meta::{PartitionMeta, SubscriptionRecord, TopicRecord};
+pub use meta::{PartitionMeta, PauseRecord, SubscriptionRecord, TopicRecord};
 pub use record::{NewMessage, StoredMessage};
 pub use sub_state::{EntryState, SubEntry};
 pub use write_set::WriteSet;
@@ -489,14 +489,28 @@ impl Store {
         Ok(loaded)
     }
 
-    /// Up to `limit` dead letters of a subscription, in (partition, offset)
-    /// order: `(partition, offset, record)`.
-    pub fn sub_dead_letters(&self, sub: u32, limit: usize) -> Result<Vec<(u32, u64, SubEntry)>> {
+    /// Up to `limit` dead-letter records of a subscription (every state),
+    /// in (partition, offset) order, after `after` when given:
+    /// `(partition, offset, record)`.
+    pub fn sub_dead_letters(
+        &self,
+        sub: u32,
+        after: Option<(u32, u64)>,
+        limit: usize,
+    ) -> Result<Vec<(u32, u64, SubEntry)>> {
         let prefix = sub_kind_prefix(sub, SUB_DEAD);
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(prefix_end(&prefix));
         let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_SUB_STATE)?, opts);
-        iter.seek(&prefix);
+        match after {
+            Some((p, o)) => {
+                iter.seek(sub_key(sub, SUB_DEAD, p, o));
+                if iter.valid() && iter.key().is_some_and(|k| decode_sub_key(k).is_some_and(|(_, kp, ko)| (kp, ko) == (p, o))) {
+                    iter.next();
+                }
+            }
+            None => iter.seek(&prefix),
+        }
         let mut out = Vec::new();
         while iter.valid() && out.len() < limit {
             let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
@@ -513,7 +527,7 @@ impl Store {
         Ok(out)
     }
 
-    /// How many dead letters a subscription has (startup).
+    /// How many dead letters of a subscription are waiting (startup).
     pub fn count_sub_dead_letters(&self, sub: u32) -> Result<u64> {
         let prefix = sub_kind_prefix(sub, SUB_DEAD);
         let mut opts = ReadOptions::default();
@@ -522,7 +536,11 @@ impl Store {
         iter.seek(&prefix);
         let mut n = 0;
         while iter.valid() {
-            n += 1;
+            let waiting = iter
+                .value()
+                .and_then(SubEntry::decode)
+                .is_some_and(|e| e.state == EntryState::DeadLettered);
+            n += u64::from(waiting);
             iter.next();
         }
         iter.status()?;

@@ -16,6 +16,11 @@ pub enum EntryState {
     /// Failed for the last time: to be copied to the dead-letter topic
     /// (done again after a restart if the copy had not happened).
     DeadLettering,
+    /// A dead letter (record of the subscription's dead letters) that was
+    /// made deliverable again.
+    Redriven,
+    /// A dead letter removed from the waiting ones without redelivery.
+    Purged,
 }
 
 /// One message's durable subscription state.
@@ -38,6 +43,8 @@ impl SubEntry {
             EntryState::Pending => 1,
             EntryState::DeadLettered => 2,
             EntryState::DeadLettering => 3,
+            EntryState::Redriven => 4,
+            EntryState::Purged => 5,
         });
         out.extend_from_slice(&self.attempts.to_be_bytes());
         out.extend_from_slice(&self.due_at.to_be_bytes());
@@ -51,6 +58,8 @@ impl SubEntry {
             1 => EntryState::Pending,
             2 => EntryState::DeadLettered,
             3 => EntryState::DeadLettering,
+            4 => EntryState::Redriven,
+            5 => EntryState::Purged,
             _ => return None,
         };
         Some(SubEntry {
@@ -82,6 +91,8 @@ mod tests {
             EntryState::Pending,
             EntryState::DeadLettered,
             EntryState::DeadLettering,
+            EntryState::Redriven,
+            EntryState::Purged,
         ] {
             let e = SubEntry {
                 state,

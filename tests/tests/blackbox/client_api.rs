@@ -56,6 +56,7 @@ fn retry(max_attempts: Option<u32>, backoff_ms: u64) -> RetryPolicy {
             multiplier: 1.0,
             jitter: 0.0,
         },
+        circuit_breaker: None,
     }
 }
 
@@ -64,7 +65,11 @@ fn queue_spec(ack_timeout_ms: u64, retry: RetryPolicy) -> SubscriptionSpec {
         mode: Some(Mode::Queue),
         start: Some(Start::Named(StartName::Earliest)),
         ack_timeout_ms: Some(ack_timeout_ms),
-        retry: Some(retry),
+        // The policy whole; the circuit breaker left as it is.
+        retry: Some(weir_protocol::RetrySpec {
+            circuit_breaker: None,
+            ..retry.into()
+        }),
         ..SubscriptionSpec::default()
     }
 }
@@ -287,7 +292,10 @@ async fn client_topics_produce_and_read() {
 
     // read_wait: an empty long poll waits, then returns nothing...
     let started = Instant::now();
-    let empty = c.read_wait("orders", 0, 0, 10, 200).await.unwrap();
+    let empty = c
+        .read_wait("orders", 0, 0, 10, Duration::from_millis(200))
+        .await
+        .unwrap();
     assert!(empty.messages.is_empty());
     assert!(started.elapsed() >= Duration::from_millis(150));
     // ...and returns as soon as a message arrives.
@@ -299,7 +307,10 @@ async fn client_topics_produce_and_read() {
         producer.produce("orders", vec![m]).await.unwrap()
     });
     let started = Instant::now();
-    let page = c.read_wait("orders", 0, 0, 10, 5000).await.unwrap();
+    let page = c
+        .read_wait("orders", 0, 0, 10, Duration::from_millis(5000))
+        .await
+        .unwrap();
     let waited = started.elapsed();
     assert_eq!(page.messages.len(), 1, "{page:?}");
     assert_eq!(value_i(&page.messages[0]), 6);
@@ -695,7 +706,8 @@ async fn producer_batches_concurrent_sends() {
         "a lone message lingers"
     );
     let pending = small.send(msg(2001)).await.unwrap();
-    small.close().await.unwrap();
+    // `close` consumes the handle it is called on and closes every clone.
+    small.clone().close().await.unwrap();
     assert_eq!(lone.await.unwrap().offset, total + 50);
     assert_eq!(pending.await.unwrap().offset, total + 51);
     // Closed: for every clone, and closing twice is harmless.
@@ -800,7 +812,7 @@ async fn consume_acks_successes_and_dead_letters_failures_with_their_error() {
     };
     let config = ConsumerConfig {
         consumer: Some("worker-1".into()),
-        wait_ms: 500,
+        wait: Duration::from_millis(500),
         concurrency: 4,
         ..ConsumerConfig::default()
     };
@@ -866,7 +878,7 @@ async fn consume_renews_the_lease_of_a_slow_handler() {
         }
     };
     let config = ConsumerConfig {
-        wait_ms: 300,
+        wait: Duration::from_millis(300),
         ..ConsumerConfig::default()
     };
     let consumer = {
@@ -937,7 +949,7 @@ async fn consume_stops_on_shutdown_and_reports_errors() {
 
     // An idle loop in a long poll stops promptly on shutdown.
     let config = ConsumerConfig {
-        wait_ms: 10_000,
+        wait: Duration::from_millis(10_000),
         ..ConsumerConfig::default()
     };
     let started = Instant::now();
@@ -1010,7 +1022,7 @@ async fn consume_a_stream_subscription_in_order() {
     let config = ConsumerConfig {
         consumer: Some("reader-1".into()),
         concurrency: 1,
-        wait_ms: 300,
+        wait: Duration::from_millis(300),
         ..ConsumerConfig::default()
     };
     let stats = c

@@ -81,6 +81,7 @@ async fn a_subscription_stream_receives_produced_messages_and_acks_them() {
         consumer: Some("w1".into()),
         credit: 4,
         refill: Refill::OnYield,
+        ..SubscribeOptions::default()
     };
     let mut sub = c.subscribe_ws("t", "q", options).await.unwrap();
     c.produce("t", values(0..30)).await.unwrap();
@@ -323,7 +324,8 @@ async fn concurrent_publishes_share_one_socket_and_land_where_they_say() {
     assert_eq!(err.code(), Some(ErrorCode::InvalidRequest), "{err}");
     let ok = publisher.publish(values(0..1)).await.unwrap();
     assert_eq!(ok.len(), 1);
-    publisher.close().await;
+    // `close` consumes the handle it is called on and closes every clone.
+    publisher.clone().close().await;
     let closed = publisher.publish(values(0..1)).await.unwrap_err();
     assert!(matches!(closed, Error::SocketClosed { .. }), "{closed}");
 }

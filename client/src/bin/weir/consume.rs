@@ -1,13 +1,22 @@
 //! `weir consume`: pull messages of a subscription, print them, then ack
 //! (default), nack (`--nack`) or leave them leased (`--no-ack`). Runs until
 //! Ctrl-C, `--count` messages, or an empty pull with `--until-empty`.
+//! `--ws` consumes over the subscription's WebSocket instead: messages are
+//! pushed (at most `--max` ahead), each settled as it is printed, and
+//! "empty" means nothing arrived for `--wait-ms`.
 //!
 //! A debugging and scripting tool: one pull at a time, settled before the
 //! next. Programs should use `Client::consume`, which renews leases and
 //! runs handlers concurrently.
 
+use std::time::Duration;
+
 use clap::Args;
-use weir_client::{AckResponse, Client, Error, NackRequest, PullRequest, ReceivedMessage};
+use futures_util::StreamExt;
+use weir_client::{
+    AckResponse, Client, Error, Nack, NackRequest, PullRequest, Received, ReceivedMessage, Refill,
+    SubscribeOptions,
+};
 
 use super::output::Printer;
 
@@ -42,6 +51,10 @@ pub struct ConsumeArgs {
     /// Stop at the first pull that returns no message.
     #[arg(long)]
     until_empty: bool,
+    /// Consume over the subscription's WebSocket (pushed messages) instead
+    /// of HTTP pulls. With `--no-ack`, leases end when the socket closes.
+    #[arg(long)]
+    ws: bool,
 }
 
 /// What happens to each pulled batch.
@@ -76,6 +89,9 @@ impl ConsumeArgs {
 }
 
 pub async fn run(args: ConsumeArgs, client: &Client, printer: &Printer) -> Result<(), Error> {
+    if args.ws {
+        return run_ws(args, client, printer).await;
+    }
     let settle = args.settle();
     let (topic, sub) = (args.topic.as_str(), args.sub.as_str());
     let interrupted = tokio::signal::ctrl_c();
@@ -112,6 +128,86 @@ pub async fn run(args: ConsumeArgs, client: &Client, printer: &Printer) -> Resul
             lost += response.unknown.len();
         }
     }
+    summary(printer, &settle, seen, lost);
+    Ok(())
+}
+
+/// `--ws`: the same over the subscription socket, one message at a time.
+async fn run_ws(args: ConsumeArgs, client: &Client, printer: &Printer) -> Result<(), Error> {
+    let settle = args.settle();
+    // With `--count`, exactly that many are granted: a message pushed
+    // beyond it would be leased for nothing, and released (a failed
+    // attempt) when the socket closes.
+    let (credit, refill) = match args.count {
+        Some(_) => (args.batch(0), Refill::Manual),
+        None => (args.max.clamp(1, MAX_PULL), Refill::OnYield),
+    };
+    let options = SubscribeOptions {
+        consumer: args.consumer.clone(),
+        credit,
+        refill,
+        ..SubscribeOptions::default()
+    };
+    let mut messages = client.subscribe_ws(&args.topic, &args.sub, options).await?;
+    let mut granted = u64::from(credit);
+    let wait = Duration::from_millis(args.wait_ms);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let (mut seen, mut lost) = (0u64, 0usize);
+    while args.batch(seen) > 0 {
+        let next = tokio::select! {
+            biased;
+            _ = &mut interrupted => break,
+            next = tokio::time::timeout(wait, messages.next()) => next,
+        };
+        let message = match next {
+            // Nothing for `--wait-ms`: an empty pull.
+            Err(_) if args.until_empty => break,
+            Err(_) => continue,
+            Ok(None) => break,
+            Ok(Some(message)) => message?,
+        };
+        printer.received(&plain(&message));
+        seen += 1;
+        // `--count` beyond `--max`: one more for each one taken.
+        if args.count.is_some_and(|count| granted < count) {
+            messages.add_credit(1);
+            granted += 1;
+        }
+        match settle_one(&settle, &message).await {
+            Err(Error::LeaseLost { .. }) => lost += 1,
+            other => other?,
+        }
+    }
+    messages.close().await;
+    summary(printer, &settle, seen, lost);
+    Ok(())
+}
+
+/// The delivery as the printer shows it.
+fn plain(message: &Received) -> ReceivedMessage {
+    ReceivedMessage {
+        message: message.message.clone(),
+        ack_id: message.ack_id.clone(),
+        attempt: message.attempt,
+    }
+}
+
+async fn settle_one(settle: &Settle, message: &Received) -> Result<(), Error> {
+    match settle {
+        Settle::Ack => message.ack().await,
+        Settle::Nack(reason) => {
+            let nack = match reason {
+                Some(reason) => Nack::retry().with_reason(reason.clone()),
+                None => Nack::retry(),
+            };
+            message.nack_with(nack).await
+        }
+        Settle::Leave => Ok(()),
+    }
+}
+
+fn summary(printer: &Printer, settle: &Settle, seen: u64, lost: usize) {
     if !printer.is_json() {
         let done = match settle {
             Settle::Ack => "acked",
@@ -125,7 +221,6 @@ pub async fn run(args: ConsumeArgs, client: &Client, printer: &Printer) -> Resul
             "weir: {lost} leases had expired before they were settled; those messages will be delivered again"
         );
     }
-    Ok(())
 }
 
 async fn settle_all(

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use clap::{Args, Subcommand, ValueEnum};
 use weir_client::{
     AtOffsets, AtTimestamp, Backoff, Client, Error, ErrorCode, Mode, Ordering, RetryPolicy,
-    SeekRequest, SeekTarget, Start, StartName, SubscriptionSpec,
+    RetrySpec, SeekRequest, SeekTarget, Start, StartName, SubscriptionSpec,
 };
 
 use super::output::Printer;
@@ -23,6 +23,7 @@ const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
         multiplier: 2.0,
         jitter: 0.1,
     },
+    circuit_breaker: None,
 };
 
 #[derive(Subcommand)]
@@ -150,7 +151,7 @@ impl CreateArgs {
     fn spec(&self, current: Option<RetryPolicy>) -> SubscriptionSpec {
         let retry = self.changes_retry().then(|| {
             let base = current.unwrap_or(DEFAULT_RETRY);
-            RetryPolicy {
+            let merged = RetryPolicy {
                 max_attempts: self.max_attempts.map_or(base.max_attempts, |m| m.0),
                 backoff: Backoff {
                     initial_ms: self.backoff_initial_ms.unwrap_or(base.backoff.initial_ms),
@@ -158,6 +159,12 @@ impl CreateArgs {
                     multiplier: self.backoff_multiplier.unwrap_or(base.backoff.multiplier),
                     jitter: self.jitter.unwrap_or(base.backoff.jitter),
                 },
+                circuit_breaker: base.circuit_breaker,
+            };
+            // The circuit breaker has no flag here: leave it as it is.
+            RetrySpec {
+                circuit_breaker: None,
+                ..RetrySpec::from(merged)
             }
         });
         let dead_letter_topic = if self.no_dead_letter {
@@ -178,6 +185,7 @@ impl CreateArgs {
                 OrderingArg::None => Ordering::None,
                 OrderingArg::Key => Ordering::Key,
             }),
+            ..SubscriptionSpec::default()
         }
     }
 }
@@ -379,14 +387,15 @@ mod tests {
                 multiplier: 1.5,
                 jitter: 0.0,
             },
+            circuit_breaker: None,
         };
         let spec = create(&["--max-attempts", "10"]).spec(Some(current));
-        let retry = spec.retry.unwrap();
+        let retry = spec.retry.unwrap().apply(DEFAULT_RETRY);
         assert_eq!(retry.max_attempts, Some(10));
         assert_eq!(retry.backoff, current.backoff);
 
         let spec = create(&["--backoff-max-ms", "90000", "--max-attempts", "unlimited"]).spec(None);
-        let retry = spec.retry.unwrap();
+        let retry = spec.retry.unwrap().apply(current);
         assert_eq!(retry.max_attempts, None);
         assert_eq!(retry.backoff.max_ms, 90_000);
         assert_eq!(retry.backoff.initial_ms, DEFAULT_RETRY.backoff.initial_ms);

@@ -1,7 +1,13 @@
 //! Subscription configuration rules: defaults, limits, and what may change
 //! after creation.
 
-use weir_protocol::{Backoff, Mode, Ordering, RetryPolicy, SubscriptionConfig, SubscriptionSpec};
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use weir_protocol::{
+    Backoff, Mode, Ordering, PushBatch, PushConfig, PushSpec, RetryPolicy, SubscriptionConfig,
+    SubscriptionSpec,
+};
 
 use super::backoff::MAX_BACKOFF_MS;
 use crate::broker::check_name;
@@ -21,8 +27,15 @@ pub fn default_retry() -> RetryPolicy {
             multiplier: 2.0,
             jitter: 0.1,
         },
+        circuit_breaker: None,
     }
 }
+
+/// Bounds of `message_ttl_ms`: one second to one year.
+pub const MIN_MESSAGE_TTL_MS: u64 = 1000;
+pub const MAX_MESSAGE_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
+pub const DEFAULT_PUSH_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_PUSH_MAX_IN_FLIGHT: u32 = 16;
 
 /// The default dead-letter topic name, `<topic>.<sub>.dlq`.
 pub fn default_dead_letter_topic(topic: &str, sub: &str) -> String {
@@ -42,6 +55,8 @@ pub fn apply_spec(
         retry: default_retry(),
         dead_letter_topic: Some(default_dead_letter_topic(topic, sub)),
         ordering: Ordering::None,
+        message_ttl_ms: None,
+        push: None,
     });
     if let Some(mode) = spec.mode {
         if current.is_some_and(|c| c.mode != mode) {
@@ -62,8 +77,26 @@ pub fn apply_spec(
         config.ack_timeout_ms = t;
     }
     if let Some(retry) = &spec.retry {
-        check_retry(retry)?;
-        config.retry = *retry;
+        let applied = retry.apply(config.retry);
+        check_retry(&applied)?;
+        config.retry = applied;
+    }
+    if let Some(ttl) = spec.message_ttl_ms {
+        if let Some(t) = ttl {
+            if !(MIN_MESSAGE_TTL_MS..=MAX_MESSAGE_TTL_MS).contains(&t) {
+                return Err(BrokerError::invalid(
+                    "message_ttl_ms",
+                    format!("`message_ttl_ms` must be between {MIN_MESSAGE_TTL_MS} and {MAX_MESSAGE_TTL_MS} (one year), or null"),
+                ));
+            }
+        }
+        config.message_ttl_ms = ttl;
+    }
+    if let Some(push) = &spec.push {
+        config.push = match push {
+            Some(p) => Some(push_config(p, config.push.as_ref())?),
+            None => None,
+        };
     }
     if let Some(dlq) = &spec.dead_letter_topic {
         config.dead_letter_topic = dlq.clone();
@@ -94,8 +127,113 @@ pub fn apply_spec(
     Ok(config)
 }
 
+/// The push settings a spec yields (over the current ones on update).
+fn push_config(spec: &PushSpec, current: Option<&PushConfig>) -> Result<PushConfig> {
+    let url = spec.url.trim();
+    let parsed: axum::http::Uri = url.parse().map_err(|_| {
+        BrokerError::invalid("push.url", format!("`push.url` `{url}` is not a URL"))
+    })?;
+    if !matches!(parsed.scheme_str(), Some("https" | "http")) || parsed.host().is_none() {
+        return Err(BrokerError::invalid(
+            "push.url",
+            "`push.url` must be an absolute http:// or https:// URL",
+        ));
+    }
+    if url.len() > 2048 {
+        return Err(BrokerError::invalid("push.url", "`push.url` must be at most 2048 bytes"));
+    }
+    let timeout_ms = spec
+        .timeout_ms
+        .or(current.map(|c| c.timeout_ms))
+        .unwrap_or(DEFAULT_PUSH_TIMEOUT_MS);
+    if !(100..=300_000).contains(&timeout_ms) {
+        return Err(BrokerError::invalid(
+            "push.timeout_ms",
+            "`push.timeout_ms` must be between 100 and 300000",
+        ));
+    }
+    let max_in_flight = spec
+        .max_in_flight
+        .or(current.map(|c| c.max_in_flight))
+        .unwrap_or(DEFAULT_PUSH_MAX_IN_FLIGHT);
+    if !(1..=1024).contains(&max_in_flight) {
+        return Err(BrokerError::invalid(
+            "push.max_in_flight",
+            "`push.max_in_flight` must be between 1 and 1024",
+        ));
+    }
+    let batch = spec.batch.or(current.map(|c| c.batch)).unwrap_or(PushBatch {
+        max_messages: 1,
+        max_wait_ms: 0,
+    });
+    if !(1..=1000).contains(&batch.max_messages) || batch.max_wait_ms > 60_000 {
+        return Err(BrokerError::invalid(
+            "push.batch",
+            "`push.batch.max_messages` must be between 1 and 1000 and `max_wait_ms` at most 60000",
+        ));
+    }
+    if spec.rate_per_s == Some(0) {
+        return Err(BrokerError::invalid("push.rate_per_s", "`push.rate_per_s` must be positive"));
+    }
+    for (field, secret) in [("push.secret", &spec.secret), ("push.previous_secret", &spec.previous_secret)] {
+        if let Some(secret) = secret {
+            let key = secret.strip_prefix("whsec_").unwrap_or(secret);
+            let ok = base64::engine::general_purpose::STANDARD
+                .decode(key)
+                .is_ok_and(|k| (16..=256).contains(&k.len()));
+            if !ok {
+                return Err(BrokerError::invalid(
+                    field,
+                    format!("`{field}` must be `whsec_` followed by 16 to 256 bytes in standard base64"),
+                ));
+            }
+        }
+    }
+    let headers: BTreeMap<String, String> = spec.headers.clone().unwrap_or_default();
+    for (name, value) in &headers {
+        let valid = axum::http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+            && axum::http::HeaderValue::from_str(value).is_ok();
+        if !valid || name.to_ascii_lowercase().starts_with("webhook-") {
+            return Err(BrokerError::invalid(
+                "push.headers",
+                format!("`push.headers` `{name}` is not a valid header (names starting with `webhook-` are reserved)"),
+            ));
+        }
+    }
+    Ok(PushConfig {
+        url: url.to_owned(),
+        headers,
+        timeout_ms,
+        max_in_flight,
+        rate_per_s: spec.rate_per_s,
+        secret: spec.secret.clone(),
+        previous_secret: spec.previous_secret.clone(),
+        batch,
+    })
+}
+
 /// Validates a retry policy, naming the offending field.
 pub fn check_retry(retry: &RetryPolicy) -> Result<()> {
+    if let Some(cb) = &retry.circuit_breaker {
+        if !(1..=1_000_000).contains(&cb.max_dead_letters) {
+            return Err(BrokerError::invalid(
+                "retry.circuit_breaker.max_dead_letters",
+                "`retry.circuit_breaker.max_dead_letters` must be between 1 and 1000000",
+            ));
+        }
+        if !(1000..=86_400_000).contains(&cb.window_ms) {
+            return Err(BrokerError::invalid(
+                "retry.circuit_breaker.window_ms",
+                "`retry.circuit_breaker.window_ms` must be between 1000 and 86400000",
+            ));
+        }
+        if cb.cooldown_ms.is_some_and(|c| !(1000..=604_800_000).contains(&c)) {
+            return Err(BrokerError::invalid(
+                "retry.circuit_breaker.cooldown_ms",
+                "`retry.circuit_breaker.cooldown_ms` must be between 1000 and 604800000, or null",
+            ));
+        }
+    }
     let b = &retry.backoff;
     if retry.max_attempts == Some(0) {
         return Err(BrokerError::invalid(

@@ -14,8 +14,6 @@ fn first_offsets(firsts: &[Option<u64>]) -> Vec<(u32, u64)> {
         .collect()
 }
 
-/// Dead letters redriven per commit.
-const REDRIVE_BATCH: usize = 10_000;
 
 /// Stats plus what the metrics need.
 #[derive(Debug, Clone)]
@@ -32,11 +30,15 @@ impl Subscription {
     pub async fn info(&self) -> Result<SubscriptionInfo> {
         let snapshot = self.snapshot().await?;
         let record = self.record();
+        let mut config = record.config;
+        config.push = config.push.map(|p| p.redacted());
         Ok(SubscriptionInfo {
             topic: self.topic.name(),
             name: record.name,
-            config: record.config,
+            config,
             stats: snapshot.stats,
+            paused: record.paused.is_some(),
+            paused_reason: record.paused.map(|p| p.reason),
         })
     }
 
@@ -158,48 +160,5 @@ impl Subscription {
         committed(rx).await?;
         self.wake();
         Ok(())
-    }
-
-    /// Makes up to `max` dead letters deliverable again to this
-    /// subscription; answers once durable with how many were redriven.
-    pub async fn redrive(&self, max: Option<u64>) -> Result<u64> {
-        if max == Some(0) {
-            return Err(BrokerError::invalid(
-                "max_messages",
-                "`max_messages` must be positive or null (all)",
-            ));
-        }
-        let mut remaining = max.unwrap_or(u64::MAX);
-        let mut total = 0;
-        let sub_id = self.id();
-        // Each round deletes every dead letter it reads, so it ends.
-        while remaining > 0 {
-            let limit = remaining.min(REDRIVE_BATCH as u64) as usize;
-            let store = self.store.clone();
-            let dead = tokio::task::spawn_blocking(move || store.sub_dead_letters(sub_id, limit))
-                .await??;
-            if dead.is_empty() {
-                break;
-            }
-            let read = dead.len();
-            let offsets: Vec<(u32, u64)> = dead.iter().map(|(p, o, _)| (*p, *o)).collect();
-            let now = now_ms();
-            let (mut state, mut changes) = self.lock(now).await;
-            let (redrive_changes, n) = state.redrive(&offsets);
-            changes.extend(redrive_changes);
-            let rx = self.enqueue(&mut state, changes).await?;
-            drop(state);
-            committed(rx).await?;
-            total += n;
-            remaining = remaining.saturating_sub(read as u64);
-            tracing::info!(subscription = %self.name(), redriven = total, "redrive in progress");
-            if read < limit {
-                break;
-            }
-        }
-        if total > 0 {
-            self.wake();
-        }
-        Ok(total)
     }
 }

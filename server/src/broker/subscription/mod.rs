@@ -9,7 +9,10 @@ pub mod ack_id;
 pub mod backoff;
 pub mod config;
 pub mod dead_letter;
+mod dead_letters;
+mod holder;
 mod manage;
+pub mod pause;
 pub mod pull;
 pub mod settle;
 pub mod state;
@@ -55,6 +58,10 @@ pub struct Subscription {
     /// Wakes the timer task (new deadlines, jobs).
     timer_wake: Notify,
     deleted: AtomicBool,
+    /// `record.paused.is_some()`, read on every pull.
+    paused: AtomicBool,
+    /// Times of recent dead letters, for the circuit breaker.
+    breaker_window: std::sync::Mutex<std::collections::VecDeque<u64>>,
 }
 
 impl Subscription {
@@ -66,6 +73,8 @@ impl Subscription {
     ) -> Arc<Self> {
         Arc::new(Subscription {
             id: record.id,
+            paused: AtomicBool::new(record.paused.is_some()),
+            breaker_window: std::sync::Mutex::new(std::collections::VecDeque::new()),
             record: RwLock::new(record),
             topic,
             store,
@@ -98,6 +107,8 @@ impl Subscription {
 
     pub(super) async fn set_record(&self, record: SubscriptionRecord) {
         self.state.lock().await.set_config(record.config.clone());
+        self.paused
+            .store(record.paused.is_some(), AtomicOrdering::SeqCst);
         match self.record.write() {
             Ok(mut r) => *r = record,
             Err(p) => *p.into_inner() = record,
@@ -281,7 +292,6 @@ pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
                 offset,
                 entry,
             } => set.put_sub_dead(sub, partition, offset, &entry),
-            Change::Undead { partition, offset } => set.delete_sub_dead(sub, partition, offset),
         }
     }
     flush_cursors(sub, &mut set, &mut cursors);

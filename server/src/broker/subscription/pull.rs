@@ -11,7 +11,7 @@ use std::time::Duration;
 use weir_protocol::{Mode, ReceivedMessage};
 
 use super::ack_id::AckId;
-use super::state::{Delivery, MsgMeta};
+use super::state::{Delivery, FailKind, Failure, MsgMeta};
 use super::{committed, Subscription};
 use crate::broker::clock::now_ms;
 use crate::broker::error::{BrokerError, Result};
@@ -57,6 +57,17 @@ impl Subscription {
             }
             topic_rx.borrow_and_update();
             sub_rx.borrow_and_update();
+            if self.is_paused() {
+                // Nothing is delivered; a resume (a state change) wakes us.
+                if params.wait_ms == 0 || self.topic.is_closing() {
+                    return Ok(Vec::new());
+                }
+                tokio::select! {
+                    _ = sub_rx.changed() => continue,
+                    _ = topic_rx.changed() => continue,
+                    _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+                }
+            }
             let (messages, next_timer) = self.pull_once(&params).await?;
             if !messages.is_empty() || params.wait_ms == 0 || self.topic.is_closing() {
                 return Ok(messages);
@@ -94,6 +105,7 @@ impl Subscription {
         let now = now_ms();
         let (mut state, mut changes) = self.lock(now).await;
         let mode = state.mode();
+        let ttl = state.config().message_ttl_ms;
         let owned = match mode {
             Mode::Stream => {
                 let consumer = params.consumer.as_deref().unwrap_or(DEFAULT_CONSUMER);
@@ -192,6 +204,48 @@ impl Subscription {
                         attach(&mut delivered, ds, messages);
                     }
                 }
+            }
+        }
+        if let Some(ttl) = ttl {
+            // Never delivered stale: messages past their age limit are
+            // dead-lettered (reason `expired`) instead.
+            let now = now_ms();
+            let is_stale = |m: &StoredMessage| m.timestamp.saturating_add(ttl) <= now;
+            let mut expired: Vec<Delivery> = Vec::new();
+            if mode == Mode::Stream {
+                // A partition's deliveries are in offset order: the first
+                // stale one is failed (the partition rewinds to it and moves
+                // past it once it is dead-lettered); the rest of that
+                // partition is not handed out.
+                let mut stale_parts: HashMap<u32, Delivery> = HashMap::new();
+                for (d, m) in &delivered {
+                    if is_stale(m) {
+                        stale_parts.entry(d.partition).or_insert(*d);
+                    }
+                }
+                delivered.retain(|(d, _)| !stale_parts.contains_key(&d.partition));
+                expired.extend(stale_parts.into_values());
+            } else {
+                let (stale, fresh): (Vec<_>, Vec<_>) =
+                    delivered.into_iter().partition(|(_, m)| is_stale(m));
+                delivered = fresh;
+                expired.extend(stale.into_iter().map(|(d, _)| d));
+            }
+            if !expired.is_empty() {
+                let mut state = self.state.lock().await;
+                let mut changes = Vec::new();
+                for d in &expired {
+                    let failure = Failure {
+                        kind: FailKind::Expired,
+                        reason: "expired".to_owned(),
+                        delay_ms: None,
+                        permanent: true,
+                    };
+                    state.nack(d.partition, d.offset, d.token, failure, now, &mut changes);
+                }
+                commits.push(self.enqueue(&mut state, changes).await?);
+                drop(state);
+                self.timer_wake.notify_one();
             }
         }
         let next_timer = self.state.lock().await.next_deadline();

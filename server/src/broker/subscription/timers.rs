@@ -44,9 +44,12 @@ impl Subscription {
             let ran = !jobs.is_empty();
             if let Some(broker) = broker.upgrade() {
                 for job in jobs {
-                    if let Err(e) = dead_letter::run(&broker, &self, &job).await {
-                        tracing::warn!(error = %e, partition = job.partition, offset = job.offset, "dead-lettering failed; will retry");
-                        retry.push((job, now + JOB_RETRY_MS));
+                    match dead_letter::run(&broker, &self, &job).await {
+                        Ok(()) => self.note_dead_letter(&broker, now_ms()).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, partition = job.partition, offset = job.offset, "dead-lettering failed; will retry");
+                            retry.push((job, now + JOB_RETRY_MS));
+                        }
                     }
                 }
             } else {

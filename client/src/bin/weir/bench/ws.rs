@@ -65,6 +65,9 @@ impl Ws {
             consumer: Some(consumer.clone()),
             credit,
             refill: Refill::OnYield,
+            // The bench acks at once: renewing would only add requests.
+            renew: None,
+            ..SubscribeOptions::default()
         };
         let subscription = self.client.subscribe_ws(topic, sub, options).await?;
         self.acker
@@ -98,17 +101,17 @@ impl Transport for Ws {
         match tokio::time::timeout(wait, stream.next()).await {
             Err(_) => return Ok(out),
             Ok(None) => return Err(Error::Local("the subscription socket closed".into())),
-            Ok(Some(first)) => out.push(first?),
+            Ok(Some(first)) => out.push(first?.into_inner()),
         }
         // Batch like a pull: take what keeps arriving, until `max` or a
         // short gap in the push.
         while out.len() < max {
             match stream.next().now_or_never() {
-                Some(Some(m)) => out.push(m?),
+                Some(Some(m)) => out.push(m?.into_inner()),
                 Some(None) => break,
                 None if self.batch_gap.is_zero() => break,
                 None => match tokio::time::timeout(self.batch_gap, stream.next()).await {
-                    Ok(Some(m)) => out.push(m?),
+                    Ok(Some(m)) => out.push(m?.into_inner()),
                     Ok(None) | Err(_) => break,
                 },
             }

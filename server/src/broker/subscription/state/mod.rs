@@ -10,6 +10,7 @@
 //! redelivery, held back by key ordering, being dead-lettered, or redriven.
 //! Timers live in one deadline heap.
 
+mod holder;
 mod queue;
 mod ranges;
 mod stream;
@@ -70,8 +71,6 @@ pub enum Change {
         offset: u64,
         entry: SubEntry,
     },
-    /// A dead letter was redriven.
-    Undead { partition: u32, offset: u64 },
 }
 
 /// Which stored entries a cursor move deletes.
@@ -104,6 +103,9 @@ pub enum FailKind {
     Nack,
     LeaseExpired,
     Disconnect,
+    /// Older than the subscription's `message_ttl_ms` when met (always
+    /// permanent: dead-lettered, never redelivered).
+    Expired,
 }
 
 impl FailKind {
@@ -112,6 +114,7 @@ impl FailKind {
             FailKind::Nack => "nack",
             FailKind::LeaseExpired => "lease_expired",
             FailKind::Disconnect => "disconnect",
+            FailKind::Expired => "expired",
         }
     }
 }
@@ -350,7 +353,10 @@ impl State {
                 continue;
             }
             match stored.state {
-                EntryState::Acked | EntryState::DeadLettered => {
+                EntryState::Acked
+                | EntryState::DeadLettered
+                | EntryState::Redriven
+                | EntryState::Purged => {
                     part.settled.insert(offset, offset + 1)
                 }
                 EntryState::Pending | EntryState::DeadLettering => {
@@ -480,6 +486,7 @@ impl State {
             FailKind::Nack => self.events.redeliveries_nack += 1,
             FailKind::LeaseExpired => self.events.redeliveries_expired += 1,
             FailKind::Disconnect => self.events.redeliveries_disconnect += 1,
+            FailKind::Expired => {}
         }
         now.saturating_add(delay)
     }
@@ -818,7 +825,7 @@ impl State {
         };
         match failure.kind {
             FailKind::Nack => self.events.nacks += 1,
-            FailKind::LeaseExpired | FailKind::Disconnect => {}
+            FailKind::LeaseExpired | FailKind::Disconnect | FailKind::Expired => {}
         }
         if failure.permanent || self.exhausted(attempts) {
             if let Some(e) = self.entry_mut(partition, offset) {
@@ -1058,16 +1065,40 @@ impl State {
         vec![Change::Reset { partition, cursor }]
     }
 
-    /// Makes dead letters deliverable again (attempts reset). Skips ones
-    /// already pending. Returns the changes and how many were redriven.
-    pub fn redrive(&mut self, dead: &[(u32, u64)]) -> (Vec<Change>, u64) {
+    /// Marks waiting dead letters purged: they stay on record but are no
+    /// longer counted or redrivable.
+    pub fn purge(&mut self, dead: &[(u32, u64, SubEntry)]) -> Vec<Change> {
+        dead.iter()
+            .map(|(p, o, entry)| {
+                self.dead_letters = self.dead_letters.saturating_sub(1);
+                Change::Dead {
+                    partition: *p,
+                    offset: *o,
+                    entry: SubEntry {
+                        state: EntryState::Purged,
+                        ..entry.clone()
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Makes waiting dead letters deliverable again (attempts reset) and
+    /// marks their records redriven. Skips delivering ones already pending.
+    /// Returns the changes and how many were redriven.
+    pub fn redrive(&mut self, dead: &[(u32, u64, SubEntry)]) -> (Vec<Change>, u64) {
         let mut changes = Vec::new();
         let mut n = 0;
         let stream = self.config.mode == Mode::Stream;
-        for &(p, o) in dead {
-            changes.push(Change::Undead {
+        for (p, o, entry) in dead {
+            let (p, o) = (*p, *o);
+            changes.push(Change::Dead {
                 partition: p,
                 offset: o,
+                entry: SubEntry {
+                    state: EntryState::Redriven,
+                    ..entry.clone()
+                },
             });
             self.dead_letters = self.dead_letters.saturating_sub(1);
             let Some(part) = self.parts.get_mut(p as usize) else {

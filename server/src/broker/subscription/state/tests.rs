@@ -26,9 +26,12 @@ fn config(mode: Mode, max_attempts: Option<u32>, ordering: Ordering) -> Subscrip
                 multiplier: 2.0,
                 jitter: 0.0,
             },
+            circuit_breaker: None,
         },
         dead_letter_topic: Some("dlq".into()),
         ordering,
+        message_ttl_ms: None,
+        push: None,
     }
 }
 
@@ -121,11 +124,15 @@ impl FakeStore {
                 } => {
                     self.dead.insert((partition, offset), entry);
                 }
-                Change::Undead { partition, offset } => {
-                    self.dead.remove(&(partition, offset));
-                }
             }
         }
+    }
+
+    fn waiting_dead(&self) -> u64 {
+        self.dead
+            .values()
+            .filter(|e| e.state == EntryState::DeadLettered)
+            .count() as u64
     }
 
     fn loaded(&self) -> LoadedSubState {
@@ -276,14 +283,20 @@ impl Harness {
             self.config.clone(),
             partitions,
             self.store.loaded(),
-            self.store.dead.len() as u64,
+            self.store.waiting_dead(),
             now,
         );
         self.run_jobs(now);
     }
 
     fn redrive(&mut self) -> u64 {
-        let dead: Vec<(u32, u64)> = self.store.dead.keys().copied().collect();
+        let dead: Vec<(u32, u64, SubEntry)> = self
+            .store
+            .dead
+            .iter()
+            .filter(|(_, e)| e.state == EntryState::DeadLettered)
+            .map(|(&(p, o), e)| (p, o, e.clone()))
+            .collect();
         let (changes, n) = self.state.redrive(&dead);
         self.commit(changes);
         n
