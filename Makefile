@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR
 APT_PACKAGES := clang libclang-dev librocksdb-dev prometheus python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi openapi-check clients bench fmt docs examples
+.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi openapi-check clients bench fmt docs examples ui
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -80,7 +80,13 @@ examples:
 	bash examples/pizza/run.sh
 	bash examples/compose/check.sh
 
-test: lint unit ws-python dashboards helm openapi-check clients docs examples
+# The web console (/ui) in a real headless Chromium (Debian's chromium +
+# playwright-core from tests/ui/package-lock.json into .tools/ui), with and
+# without authentication.
+ui:
+	bash scripts/check-ui.sh
+
+test: lint unit ws-python dashboards helm openapi-check clients docs examples ui
 
 # Regenerate openapi/openapi.json from the code.
 openapi:

@@ -3,7 +3,8 @@
 //!
 //! - [`Client`]: one method per endpoint — topics, produce, read
 //!   (`client.rs`) and subscriptions: create, pull, ack, nack, extend, seek,
-//!   redrive (`subscriptions.rs`).
+//!   redrive (`subscriptions.rs`); pause, resume, and the dead letters of a
+//!   subscription: browse with filters, redrive, purge (`dead_letters.rs`).
 //! - [`Subscriber`] (`client.subscriber(topic, sub)`, `subscriber.rs`): one
 //!   subscription as a handle, with every subscription call and the four
 //!   ways to consume it: [`Subscriber::receive`], [`Subscriber::stream`]
@@ -99,6 +100,7 @@ mod backoff;
 mod builder;
 mod client;
 mod consumer;
+mod dead_letters;
 mod error;
 mod nack;
 mod observe;
@@ -129,11 +131,14 @@ pub use received::Received;
 pub use subscriber::Subscriber;
 pub use token::TokenProvider;
 pub use weir_protocol::{
-    AckResponse, AtOffsets, AtTimestamp, Backoff, BackoffSpec, ErrorCode, ExtendRequest, Message,
-    Mode, NackRequest, Ordering, PartitionCursor, Problem, ProduceMessage, ProduceResult,
-    PullRequest, ReadResponse, ReceivedMessage, RedriveResponse, RetryPolicy, RetrySpec,
-    SeekRequest, SeekTarget, Start, StartName, SubscriptionConfig, SubscriptionInfo,
-    SubscriptionList, SubscriptionSpec, SubscriptionStats, TopicInfo, TopicList, TopicSpec,
+    AckResponse, AtOffsets, AtTimestamp, Backoff, BackoffSpec, CircuitBreaker, DeadLetter,
+    DeadLetterFilter, DeadLetterList, DeadLetterQuery, DeadLetterState, ErrorCode, ExtendRequest,
+    Message, Mode, NackRequest, Ordering, PartitionCursor, PartitionInfo, PauseRequest, Problem,
+    ProduceMessage, ProduceResult, PullRequest, PurgeRequest, PurgeResponse, PushBatch,
+    PushConfig, PushSpec, ReadResponse, ReceivedMessage, RedriveRequest, RedriveResponse,
+    ResumeRequest, Retention, RetryPolicy, RetrySpec, SeekRequest, SeekTarget, Start, StartName,
+    SubscriptionConfig, SubscriptionInfo, SubscriptionList, SubscriptionSpec, SubscriptionStats,
+    TopicConfig, TopicInfo, TopicList, TopicSpec,
 };
 pub use ws::{
     LeaseRenewal, Reconnect, Refill, SubscribeOptions, TailFrom, WsAcker, WsPublisher,

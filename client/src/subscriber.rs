@@ -12,7 +12,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use weir_protocol::{
-    AckResponse, ExtendRequest, PullRequest, ReceivedMessage, RedriveResponse, SeekRequest,
+    AckResponse, DeadLetter, DeadLetterList, DeadLetterQuery, ExtendRequest, PullRequest,
+    PurgeRequest, PurgeResponse, ReceivedMessage, RedriveRequest, RedriveResponse, SeekRequest,
     SeekTarget, SubscriptionInfo, SubscriptionSpec,
 };
 
@@ -170,6 +171,54 @@ impl Subscriber {
     pub async fn redrive(&self, max_messages: Option<u64>) -> Result<RedriveResponse, Error> {
         let (client, topic, name) = self.parts();
         client.redrive(topic, name, max_messages).await
+    }
+
+    /// Pauses the subscription: no new deliveries until
+    /// [`resume`](Self::resume) (see [`Client::pause`]).
+    pub async fn pause(&self, reason: Option<&str>) -> Result<SubscriptionInfo, Error> {
+        let (client, topic, name) = self.parts();
+        client.pause(topic, name, reason).await
+    }
+
+    /// Resumes the subscription; with `redrive`, also redrives the dead
+    /// letters that tripped its circuit breaker (see [`Client::resume`]).
+    pub async fn resume(&self, redrive: bool) -> Result<SubscriptionInfo, Error> {
+        let (client, topic, name) = self.parts();
+        client.resume(topic, name, redrive).await
+    }
+
+    /// One page of dead letters (see [`Client::dead_letters`]).
+    pub async fn dead_letters(&self, query: &DeadLetterQuery) -> Result<DeadLetterList, Error> {
+        let (client, topic, name) = self.parts();
+        client.dead_letters(topic, name, query).await
+    }
+
+    /// Every matching dead letter, up to `max`, following the pages (see
+    /// [`Client::dead_letters_all`]).
+    pub async fn dead_letters_all(
+        &self,
+        query: &DeadLetterQuery,
+        max: Option<usize>,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        let (client, topic, name) = self.parts();
+        client.dead_letters_all(topic, name, query, max).await
+    }
+
+    /// Redrives (or, with `dry_run`, counts) the matching waiting dead
+    /// letters (see [`Client::redrive_dead_letters`]).
+    pub async fn redrive_dead_letters(
+        &self,
+        request: &RedriveRequest,
+    ) -> Result<RedriveResponse, Error> {
+        let (client, topic, name) = self.parts();
+        client.redrive_dead_letters(topic, name, request).await
+    }
+
+    /// Purges (or, with `dry_run`, counts) the matching waiting dead
+    /// letters (see [`Client::purge_dead_letters`]).
+    pub async fn purge_dead_letters(&self, request: &PurgeRequest) -> Result<PurgeResponse, Error> {
+        let (client, topic, name) = self.parts();
+        client.purge_dead_letters(topic, name, request).await
     }
 
     /// The renewal period when none is configured: a third of the shorter

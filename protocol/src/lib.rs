@@ -7,6 +7,7 @@
 
 pub mod dead_letter;
 pub mod error;
+pub mod limits;
 pub mod message;
 pub mod names;
 pub mod push;

@@ -161,6 +161,12 @@ pub struct SubscriptionStats {
     pub dead_lettered: u64,
     /// Unsettled messages removed by retention since the server started.
     pub expired_by_retention: u64,
+    /// Messages not delivered yet (the consumer lag).
+    #[serde(default)]
+    pub lag_messages: u64,
+    /// Age of the oldest message not delivered yet, in milliseconds.
+    #[serde(default)]
+    pub lag_ms: u64,
     /// Per-partition cursors.
     pub partitions: Vec<PartitionCursor>,
 }

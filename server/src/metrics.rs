@@ -89,6 +89,76 @@ pub fn name_label(name: &str) -> &str {
     }
 }
 
+/// Creates a topic's counter series at 0 (so `rate()` and `increase()`
+/// see its first events), when the topic is created or loaded.
+pub fn topic_created(topic: &str) {
+    let m = &*METRICS;
+    let t = [name_label(topic)];
+    for v in [
+        &m.messages_produced,
+        &m.bytes_produced,
+        &m.retention_deleted,
+    ] {
+        v.with_label_values(&t);
+    }
+}
+
+/// Removes a deleted topic's series (unless they are shared aggregates).
+pub fn topic_deleted(topic: &str) {
+    if name_label(topic) != topic {
+        return;
+    }
+    let m = &*METRICS;
+    for v in [
+        &m.messages_produced,
+        &m.bytes_produced,
+        &m.retention_deleted,
+    ] {
+        let _ = v.remove_label_values(&[topic]);
+    }
+}
+
+const REDELIVERY_REASONS: [&str; 3] = ["nack", "lease_expired", "disconnect"];
+
+/// Creates a subscription's counter series at 0.
+pub fn subscription_created(topic: &str, sub: &str) {
+    let m = &*METRICS;
+    let labels = [name_label(topic), name_label(sub)];
+    for v in [
+        &m.deliveries,
+        &m.acks,
+        &m.nacks,
+        &m.dead_lettered,
+        &m.circuit_breaker_trips,
+    ] {
+        v.with_label_values(&labels);
+    }
+    for reason in REDELIVERY_REASONS {
+        m.redeliveries
+            .with_label_values(&[labels[0], labels[1], reason]);
+    }
+}
+
+/// Removes a deleted subscription's series (unless they are aggregates).
+pub fn subscription_deleted(topic: &str, sub: &str) {
+    if name_label(topic) != topic || name_label(sub) != sub {
+        return;
+    }
+    let m = &*METRICS;
+    for v in [
+        &m.deliveries,
+        &m.acks,
+        &m.nacks,
+        &m.dead_lettered,
+        &m.circuit_breaker_trips,
+    ] {
+        let _ = v.remove_label_values(&[topic, sub]);
+    }
+    for reason in REDELIVERY_REASONS {
+        let _ = m.redeliveries.remove_label_values(&[topic, sub, reason]);
+    }
+}
+
 /// All metrics of the process.
 pub struct Metrics {
     pub registry: Registry,
@@ -110,6 +180,9 @@ pub struct Metrics {
     pub websocket_slow_disconnects: IntCounter,
     pub circuit_breaker_trips: IntCounterVec,
     pub sub_paused: IntGaugeVec,
+    pub push_requests: IntCounterVec,
+    pub push_duration: HistogramVec,
+    pub push_in_flight: IntGaugeVec,
     pub auth_failures: IntCounterVec,
     pub requests_denied: IntCounter,
     pub config_reload_failures: IntCounterVec,
@@ -190,9 +263,14 @@ fn register(r: &Registry, m: Box<dyn prometheus::core::Collector>) {
     }
 }
 
+/// Buckets for integer counts: boundaries halfway between integers, so a
+/// histogram whose observations are all `n` reports quantiles of `n`
+/// (with a bucket ending at `n`, interpolation would put the median at
+/// `n - 0.5`).
 fn size_buckets() -> Vec<f64> {
     vec![
-        1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
+        0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5, 64.5, 128.5, 256.5, 512.5, 1024.5, 2048.5, 4096.5,
+        8192.5, 16384.5,
     ]
 }
 
@@ -323,6 +401,31 @@ impl Metrics {
                 "weir_subscription_paused",
                 "1 while a subscription is paused, by cause (manual, circuit_breaker).",
                 &["topic", "subscription", "cause"],
+            ),
+            push_requests: counter_vec(
+                &r,
+                "weir_push_requests_total",
+                "Push (webhook) requests by outcome class (2xx, 3xx, 4xx, 5xx, timeout, error, refused).",
+                &["topic", "subscription", "class"],
+            ),
+            push_duration: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "weir_push_request_duration_seconds",
+                        "Latency of push (webhook) requests sent, until the answer or the timeout.",
+                    )
+                    .buckets(latency_buckets()),
+                    TOPIC_SUB,
+                )
+                .unwrap_or_else(|e| panic!("metric: {e}"));
+                register(&r, Box::new(h.clone()));
+                h
+            },
+            push_in_flight: gauge_vec(
+                &r,
+                "weir_push_in_flight",
+                "Push (webhook) requests in flight now.",
+                TOPIC_SUB,
             ),
             auth_failures: counter_vec(
                 &r,
@@ -531,6 +634,9 @@ mod tests {
             v.with_label_values(&two);
         }
         m.redeliveries.with_label_values(&["a", "b", "nack"]);
+        m.push_requests.with_label_values(&["a", "b", "2xx"]);
+        m.push_duration.with_label_values(&two);
+        m.push_in_flight.with_label_values(&two);
         m.http_requests.with_label_values(&["r", "GET", "2xx"]);
         m.http_duration.with_label_values(&["r", "GET"]);
         m.websocket_connections.with_label_values(&["tail"]);

@@ -12,6 +12,7 @@ use crate::api::limits::Limits;
 use crate::api::ws::Sockets;
 use crate::api::{self, AppState, Protect};
 use crate::auth::{AuthConfigError, Authenticator};
+use crate::broker::subscription::push::PushOptions;
 use crate::broker::{clock::now_ms, Broker, BrokerError, BrokerLimits};
 use crate::config::Config;
 use crate::net::{self, tls::TlsError, ServeOptions};
@@ -47,12 +48,15 @@ pub async fn run(
     net::raise_open_files_limit();
     let store = Store::open(&config.data_dir, &config.store)?;
     let limits = &config.limits;
-    let broker = Broker::open(
+    let broker = Broker::open_with(
         store.clone(),
         BrokerLimits {
             max_topics: limits.max_topics,
             max_subscriptions_per_topic: limits.max_subscriptions_per_topic,
             max_headers_per_message: limits.max_headers_per_message,
+        },
+        PushOptions {
+            allow_networks: config.push_allow_networks.clone(),
         },
     )?;
     let shutting_down = Arc::new(AtomicBool::new(false));

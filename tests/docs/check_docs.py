@@ -408,7 +408,7 @@ def script_for(steps: list[tuple[Block, str]], addr: str, work: Path) -> str:
         # `weir tail` without --count runs until Ctrl-C: a few seconds suffice.
         "weir() {",
         '  if [ "${1:-}" = tail ] && ! printf "%s\\n" "$@" | grep -qx -- --count; then',
-        f'    local rc=0; timeout {TAIL_SECONDS} command weir "$@" || rc=$?; [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]',
+        f'    local rc=0; timeout {TAIL_SECONDS} "$(type -P weir)" "$@" || rc=$?; [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]',
         '  else command weir "$@"; fi',
         "}",
     ]

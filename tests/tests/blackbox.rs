@@ -36,6 +36,8 @@ mod idempotency;
 mod metrics;
 #[path = "blackbox/produce_read.rs"]
 mod produce_read;
+#[path = "blackbox/push.rs"]
+mod push;
 #[path = "blackbox/retention.rs"]
 mod retention;
 #[path = "blackbox/security.rs"]

@@ -83,9 +83,18 @@ impl Order {
             order_id: n,
             customer,
             seq,
-            pizza: PIZZAS.get(index).copied().unwrap_or("margherita").to_owned(),
+            pizza: PIZZAS
+                .get(index)
+                .copied()
+                .unwrap_or("margherita")
+                .to_owned(),
             amount_cents: 900 + (n * 37) % 1100,
-            payment: if n % 5 == 0 { "gift-card" } else { "card" }.to_owned(),
+            payment: if n.is_multiple_of(5) {
+                "gift-card"
+            } else {
+                "card"
+            }
+            .to_owned(),
             wave: wave.to_owned(),
         }
     }

@@ -3,7 +3,7 @@
 // timers and sockets end when the user navigates away).
 
 import { getToken, setToken, describe } from './api.js';
-import { h, notify, clearNotices, pageHeader } from './dom.js';
+import { h, notify, clearNotices, pageHeader, fill } from './dom.js';
 import * as overview from './page-overview.js';
 import * as topic from './page-topic.js';
 import * as messages from './page-messages.js';
@@ -62,19 +62,26 @@ function makeContext(path, query) {
     every(ms, fn) {
       let timer = null;
       let running = false;
+      let again = false;
       const tick = async () => {
         clearTimeout(timer);
         if (!ctx.alive) return;
-        if (!running) {
-          running = true;
+        // Asked while a refresh runs (after an action): run once more
+        // when it ends, so the page shows the action's effect.
+        if (running) {
+          again = true;
+          return;
+        }
+        running = true;
+        do {
+          again = false;
           try {
             await fn();
           } catch (err) {
             if (ctx.alive) failed(err);
-          } finally {
-            running = false;
           }
-        }
+        } while (again && ctx.alive);
+        running = false;
         if (ctx.alive) {
           timer = setTimeout(() => {
             if (autoRefresh.checked && !document.hidden) tick();
@@ -157,7 +164,8 @@ function showTokenForm(rejected) {
     setToken(value);
     route();
   });
-  main.replaceChildren(
+  fill(
+    main,
     pageHeader('Sign in'),
     h(
       'p',

@@ -45,6 +45,12 @@ let ids = 0;
 /** A fresh element id. */
 export const uid = (prefix = 'f') => `${prefix}${++ids}`;
 
+/** Replaces the children of `el`, skipping null / false / undefined. */
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
+}
+
 /** A labelled form control. */
 export function field(label, control, hint) {
   if (!control.id) control.id = uid();
@@ -90,7 +96,7 @@ export function table(label, columns, rows, empty = 'Nothing yet.') {
   // The wrapper scrolls wide tables; focusable so keyboards can scroll it.
   return h(
     'div',
-    { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': label },
+    { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': `${label} (table)` },
     h('table', {}, h('caption', { class: 'sr-only', text: label }), h('thead', {}, headRow), h('tbody', {}, body)),
   );
 }

@@ -132,6 +132,7 @@ function tail(ctx, name) {
     toggle.textContent = 'Start live tail';
     toggle.setAttribute('aria-pressed', 'false');
     from.disabled = false;
+    state.textContent = received ? `Stopped after ${num(received)} message(s).` : 'Stopped.';
   };
   const start = () => {
     received = 0;

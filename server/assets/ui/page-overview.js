@@ -3,7 +3,7 @@
 // a topic.
 
 import { api } from './api.js';
-import { h, link, field, table, section, pageHeader, busy, notify } from './dom.js';
+import { h, link, field, table, section, pageHeader, busy, notify, fill } from './dom.js';
 import { num, bytes, rate, duration } from './format.js';
 import { fetchMetrics } from './metrics.js';
 
@@ -134,7 +134,8 @@ export async function render(ctx) {
     const diskFree = m('weir_storage_disk_free_bytes');
     const diskTotal = m('weir_storage_disk_total_bytes');
     const stopped = m('weir_storage_write_stopped');
-    cards.replaceChildren(
+    fill(
+      cards,
       card('Readiness', ready.ok ? 'Ready' : 'Not ready', ready.ok ? null : ready.status),
       card('Topics', num(topics.length) + (list.truncated ? '+' : '')),
       card('Messages stored', num(stored)),
@@ -149,7 +150,8 @@ export async function render(ctx) {
       ),
     );
 
-    topicsBox.replaceChildren(
+    fill(
+      topicsBox,
       table(
         'Topics',
         [
@@ -168,7 +170,8 @@ export async function render(ctx) {
     );
 
     const lag = (s, name) => (metrics ? metrics.get(name, { topic: s.topic, subscription: s.name }) : null);
-    subsBox.replaceChildren(
+    fill(
+      subsBox,
       table(
         'Subscriptions',
         [

@@ -48,7 +48,10 @@ function consumePanel(ctx, topic, name, getSub, refresh) {
     leasesBox.replaceChildren(
       ...leases.map((l) => {
         const left = l.deadline - now;
-        const tag = h('span', { class: left > 0 ? 'badge' : 'badge warn', text: left > 0 ? `lease ${duration(left)} left` : 'lease expired' });
+        const tag = h('span', {
+          class: left > 0 ? 'badge' : 'badge warn',
+          text: `${l.consumer || 'no consumer'} · ${left > 0 ? `lease ${duration(left)} left` : 'lease expired'}`,
+        });
         return h(
           'div',
           { class: 'lease' },

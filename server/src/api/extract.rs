@@ -42,10 +42,55 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
                 }
             }
         }
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| ApiQuery(q.0))
-            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))
+        let _ = state;
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                field_error(
+                    e.path().to_string(),
+                    &e.into_inner().to_string(),
+                    "query parameter",
+                )
+            })
+    }
+}
+
+/// A 400 naming the field at fault and, for the fields whose error serde
+/// words in Rust terms, what the field accepts.
+fn field_error(path: String, error: &str, what: &str) -> ApiError {
+    let field = path.trim_start_matches('.').to_owned();
+    let leaf = field.rsplit('.').next().unwrap_or_default();
+    let accepted = match leaf {
+        "start" => Some("`start` accepts \"earliest\", \"latest\" or {\"timestamp\": <ms since the epoch>}"),
+        "to" => Some("`to` accepts \"earliest\", \"latest\", {\"timestamp\": <ms>} or {\"offsets\": {\"<partition>\": <offset>}}"),
+        "mode" => Some("`mode` accepts \"queue\" or \"stream\""),
+        "ordering" => Some("`ordering` accepts \"none\" or \"key\""),
+        "state" => Some("`state` accepts \"waiting\", \"redriven\" or \"purged\""),
+        _ => None,
+    };
+    // serde's own words name Rust types (`untagged enum Start`, `u32`):
+    // say what the API accepts instead.
+    let detail = match accepted {
+        Some(accepted) if field.is_empty() || error.contains("variant") => accepted.to_owned(),
+        _ => {
+            let plain = error
+                .replace("u32", "a non-negative 32-bit integer")
+                .replace("u64", "a non-negative integer")
+                .replace("usize", "a non-negative integer")
+                .replace("i64", "an integer");
+            if field.is_empty() || field == "?" {
+                format!("invalid {what}: {plain}")
+            } else {
+                format!("invalid {what} `{field}`: {plain}")
+            }
+        }
+    };
+    if field.is_empty() || field == "?" {
+        ApiError::new(ErrorCode::InvalidRequest, detail)
+    } else {
+        ApiError::invalid(field, detail)
     }
 }
 
@@ -117,8 +162,23 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    from_json_slice(bytes)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("invalid JSON body: {e}")))
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T =
+        serde_path_to_error::deserialize(numbers::Numbers::new(&mut de)).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("invalid JSON body: {inner}"),
+                )
+            } else {
+                field_error(path, &inner.to_string(), "field")
+            }
+        })?;
+    de.end()
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }
 
 /// `serde_json::from_slice` with the integer rules of the OpenAPI spec
@@ -510,7 +570,41 @@ mod tests {
 
     use weir_protocol::{ProduceRequest, SeekRequest, SeekTarget, SubscriptionSpec, TopicSpec};
 
-    use super::from_json_slice;
+    use super::{from_json_slice, parse_json};
+
+    #[test]
+    fn errors_name_the_field_and_what_it_accepts() {
+        let e = parse_json::<SubscriptionSpec>(br#"{"start": 5}"#).unwrap_err();
+        assert_eq!(e.problem.field.as_deref(), Some("start"));
+        assert!(
+            e.problem.detail.contains("\"earliest\""),
+            "{}",
+            e.problem.detail
+        );
+        assert!(
+            !e.problem.detail.contains("untagged"),
+            "{}",
+            e.problem.detail
+        );
+        let e = parse_json::<SubscriptionSpec>(br#"{"retry": {"backoff": {"max_ms": "soon"}}}"#)
+            .unwrap_err();
+        assert_eq!(e.problem.field.as_deref(), Some("retry.backoff.max_ms"));
+        let e = parse_json::<SeekRequest>(br#"{"to": "middle"}"#).unwrap_err();
+        assert_eq!(e.problem.field.as_deref(), Some("to"));
+        assert!(e.problem.detail.contains("offsets"), "{}", e.problem.detail);
+        let e = parse_json::<SubscriptionSpec>(br#"{"mode": "fifo"}"#).unwrap_err();
+        assert!(
+            e.problem.detail.contains("\"queue\""),
+            "{}",
+            e.problem.detail
+        );
+        let e = parse_json::<SubscriptionSpec>(b"{").unwrap_err();
+        assert!(
+            e.problem.detail.starts_with("invalid JSON body"),
+            "{}",
+            e.problem.detail
+        );
+    }
 
     #[test]
     fn whole_floats_are_integers() {

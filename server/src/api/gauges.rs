@@ -50,7 +50,10 @@ pub async fn refresh(state: &AppState) {
             let record = sub.record();
             for (cause, on) in [
                 ("manual", record.paused.as_ref().is_some_and(|p| !p.breaker)),
-                ("circuit_breaker", record.paused.as_ref().is_some_and(|p| p.breaker)),
+                (
+                    "circuit_breaker",
+                    record.paused.as_ref().is_some_and(|p| p.breaker),
+                ),
             ] {
                 let labels = [name_label(&name), name_label(&record.name), cause];
                 let gauge = m.sub_paused.with_label_values(&labels);

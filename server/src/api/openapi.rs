@@ -20,7 +20,7 @@ pub const TAG_OPS: &str = "operations";
 #[openapi(
     info(
         title = "Weir",
-        description = "Durable partitioned topics with queue and stream subscriptions over HTTP and WebSocket.",
+        description = "Durable partitioned topics with queue and stream subscriptions over HTTP and WebSocket.\n\nThis page is the reference. The guide — concepts, the API guide with examples, configuration, operations, monitoring, security, generated clients — is the `docs/` directory of the Weir repository: start at `docs/README.md` (API guide: `docs/api.md`).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     tags(

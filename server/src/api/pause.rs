@@ -26,7 +26,10 @@ pub async fn pause(
     ApiPath((topic, sub)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<PauseRequest>,
 ) -> ApiResult<Json<SubscriptionInfo>> {
-    state.broker.pause_subscription(&topic, &sub, request.reason).await?;
+    state
+        .broker
+        .pause_subscription(&topic, &sub, request.reason)
+        .await?;
     Ok(Json(state.broker.subscription(&topic, &sub)?.info().await?))
 }
 

@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::Extension;
 use axum::Json;
 use weir_protocol::{
-    AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, PullResponse, SeekRequest, SubscriptionInfo, SubscriptionList, SubscriptionSpec,
+    AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, PullResponse, SeekRequest,
+    SubscriptionInfo, SubscriptionList, SubscriptionSpec,
 };
 
 use super::error::ApiResult;

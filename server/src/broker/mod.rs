@@ -28,6 +28,7 @@ use crate::storage::{
     PartitionMeta, Store, SubscriptionRecord, TopicRecord, WriteSet, COUNTER_SUBSCRIPTION,
     COUNTER_TOPIC,
 };
+use subscription::push::PushOptions;
 use subscription::state::State;
 use subscription::Subscription;
 
@@ -66,6 +67,8 @@ pub struct Broker {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serializes topic and subscription configuration changes.
     admin: tokio::sync::Mutex<AdminState>,
+    /// Server-wide settings of push (webhook) deliveries.
+    push: Arc<PushOptions>,
 }
 
 struct AdminState {
@@ -77,6 +80,15 @@ impl Broker {
     /// Rebuilds the broker from what the store recovered, and starts each
     /// subscription's timer task (call from within the Tokio runtime).
     pub fn open(store: Arc<Store>, limits: BrokerLimits) -> Result<Arc<Broker>> {
+        Broker::open_with(store, limits, PushOptions::default())
+    }
+
+    /// `open`, with the push settings; also starts the push workers.
+    pub fn open_with(
+        store: Arc<Store>,
+        limits: BrokerLimits,
+        push: PushOptions,
+    ) -> Result<Arc<Broker>> {
         let recovered = store.recover()?;
         let now = clock::now_ms();
         let mut topics = HashMap::new();
@@ -97,6 +109,7 @@ impl Broker {
             let id = record.id;
             let topic = Arc::new(Topic::new(record, &metas));
             by_id.insert(id, topic.clone());
+            crate::metrics::topic_created(&name);
             topics.insert(name, topic);
         }
         let mut subs = Vec::new();
@@ -117,6 +130,7 @@ impl Broker {
             );
             let name = record.name.clone();
             let sub = Subscription::new(record, topic.clone(), store.clone(), state);
+            crate::metrics::subscription_created(&topic.name(), &name);
             topic.subscriptions_mut().insert(name, sub.clone());
             subs.push(sub);
         }
@@ -128,11 +142,13 @@ impl Broker {
                 next_topic_id: recovered.next_topic_id,
                 next_subscription_id: recovered.next_subscription_id,
             }),
+            push: Arc::new(push),
         });
         for sub in subs {
             if let Some(pause) = sub.record().paused {
                 sub.schedule_cooldown(&broker, &pause);
             }
+            sub.attach_push(broker.push.clone());
             tokio::spawn(sub.run_timers(Arc::downgrade(&broker)));
         }
         Ok(broker)
@@ -244,6 +260,7 @@ impl Broker {
                 admin.next_topic_id = id + 1;
                 self.topics_write()
                     .insert(name.to_owned(), Arc::new(Topic::new(record, &metas)));
+                crate::metrics::topic_created(name);
                 Ok(Upsert::Created)
             }
         }
@@ -262,9 +279,7 @@ impl Broker {
         self.store.commit(set).await?;
         self.topics_write().remove(name);
         topic.mark_deleted();
-        for label in [&METRICS.messages_produced, &METRICS.bytes_produced] {
-            let _ = label.remove_label_values(&[name]);
-        }
+        crate::metrics::topic_deleted(name);
         Ok(())
     }
 
@@ -362,6 +377,8 @@ impl Broker {
         topic
             .subscriptions_mut()
             .insert(name.to_owned(), sub.clone());
+        crate::metrics::subscription_created(topic_name, name);
+        sub.attach_push(self.push.clone());
         tokio::spawn(sub.run_timers(Arc::downgrade(self)));
         Ok(Upsert::Created)
     }

@@ -6,19 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
+pub use weir_protocol::limits::{MAX_BATCH_MESSAGES, MAX_DELAY_MS, MAX_ID_BYTES};
 use weir_protocol::{ProduceMessage, ProduceResult, TopicConfig};
 
 use super::error::{BrokerError, Result};
 use super::partitioner::partition_for_key;
 use super::topic::Topic;
 use crate::storage::{record, DedupeEntry, NewMessage, PartitionMeta, Store, WriteSet};
-
-/// Longest accepted idempotency id, in bytes.
-pub const MAX_ID_BYTES: usize = 256;
-/// Longest accepted delay: one year.
-pub const MAX_DELAY_MS: u64 = 365 * 24 * 3600 * 1000;
-/// Most messages in one produce request.
-pub const MAX_BATCH_MESSAGES: usize = 100_000;
 
 /// A validated message, ready to be placed.
 #[derive(Debug, Clone)]
@@ -54,6 +48,10 @@ pub fn prepare(
 }
 
 fn prepare_one(i: usize, m: ProduceMessage, config: &TopicConfig, now: u64) -> Result<Prepared> {
+    // The rules clients check too, from the protocol crate; then what only
+    // the server knows (the topic, the bytes behind `value_b64`).
+    weir_protocol::limits::check_message(&m, i, now)
+        .map_err(|e| BrokerError::invalid(e.field, e.detail))?;
     let field = |name: &str| format!("messages[{i}].{name}");
     let (json, payload) = match (m.value, m.value_b64) {
         (Some(v), None) => (true, v.get().as_bytes().to_vec()),

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+pub use weir_protocol::limits::{MAX_READ_LIMIT, MAX_WAIT_MS};
 
 use base64::Engine;
 use serde_json::value::RawValue;
@@ -14,10 +15,6 @@ use super::error::{BrokerError, Result};
 use super::topic::Topic;
 use crate::storage::{Store, StoredMessage};
 
-/// Most messages one read returns.
-pub const MAX_READ_LIMIT: u32 = 10_000;
-/// Longest long poll.
-pub const MAX_WAIT_MS: u64 = 60_000;
 /// Soft cap on bytes per read response.
 pub const MAX_READ_BYTES: u64 = 8 << 20;
 

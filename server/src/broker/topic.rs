@@ -16,10 +16,10 @@ use super::subscription::Subscription;
 use crate::storage::{PartitionMeta, TopicRecord};
 
 pub const DEFAULT_PARTITIONS: u32 = 1;
-pub const MAX_PARTITIONS: u32 = 1024;
+pub const MAX_PARTITIONS: u32 = weir_protocol::limits::MAX_PARTITIONS;
 pub const DEFAULT_MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
 pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1 << 20;
-pub const MAX_MAX_MESSAGE_BYTES: u32 = 16 << 20;
+pub const MAX_MAX_MESSAGE_BYTES: u32 = weir_protocol::limits::MAX_MESSAGE_BYTES_LIMIT;
 pub const DEFAULT_DEDUPE_WINDOW_MS: u64 = 120_000;
 pub const MAX_DEDUPE_WINDOW_MS: u64 = 7 * 24 * 3600 * 1000;
 

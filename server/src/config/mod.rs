@@ -85,6 +85,7 @@ pub(super) struct FileConfig {
     rate_limit_requests_per_s: Option<u64>,
     header_read_timeout_ms: Option<u64>,
     request_body_timeout_ms: Option<u64>,
+    push_allow_networks: Option<String>,
 }
 
 /// Command line; every option also reads `WEIR_<NAME>`.
@@ -245,6 +246,11 @@ pub struct Args {
     /// Time a client has to send a whole request body, in milliseconds [default: 30000].
     #[arg(long, env = "WEIR_REQUEST_BODY_TIMEOUT_MS")]
     pub request_body_timeout_ms: Option<u64>,
+    /// Networks push subscriptions may reach although the SSRF guard
+    /// refuses them (loopback, private, link-local, metadata), as
+    /// comma-separated CIDRs, e.g. `127.0.0.0/8,10.0.0.0/8` [default: none].
+    #[arg(long, env = "WEIR_PUSH_ALLOW_NETWORKS")]
+    pub push_allow_networks: Option<String>,
     /// Print the commented default configuration file and exit.
     #[arg(long)]
     pub print_default_config: bool,
@@ -280,6 +286,8 @@ pub struct Config {
     pub tls: Option<TlsOptions>,
     /// Connection, request, rate and resource limits and timeouts.
     pub limits: Limits,
+    /// Networks push deliveries may reach despite the SSRF guard.
+    pub push_allow_networks: Vec<ipnet::IpNet>,
 }
 
 /// Limits and timers of every WebSocket (`ws_*` options).
@@ -378,6 +386,7 @@ impl Config {
                 rate_limit_requests_per_s: args.rate_limit_requests_per_s,
                 header_read_timeout_ms: args.header_read_timeout_ms,
                 request_body_timeout_ms: args.request_body_timeout_ms,
+                push_allow_networks: args.push_allow_networks.clone(),
             },
         );
         finish(merged)
@@ -441,7 +450,8 @@ fn overlay(base: &mut FileConfig, top: FileConfig) {
         rate_limit_bytes_per_s,
         rate_limit_requests_per_s,
         header_read_timeout_ms,
-        request_body_timeout_ms
+        request_body_timeout_ms,
+        push_allow_networks
     );
 }
 
@@ -469,6 +479,7 @@ fn finish(f: FileConfig) -> Result<Config, ConfigError> {
         });
     }
     let (auth, tls, limits) = security::resolve(&f, listen, max_request_bytes)?;
+    let push_allow_networks = security::push_allow_networks(&f)?;
     let interval = required(f.fsync_interval_ms, "fsync_interval_ms")?;
     let fsync = match required(f.fsync, "fsync")?.as_str() {
         "always" => FsyncMode::Always,
@@ -538,6 +549,7 @@ fn finish(f: FileConfig) -> Result<Config, ConfigError> {
         auth,
         tls,
         limits,
+        push_allow_networks,
     })
 }
 

@@ -205,6 +205,14 @@ fn limits(f: &FileConfig, max_request_bytes: usize) -> Result<Limits, ConfigErro
     })
 }
 
+/// `push_allow_networks`: comma-separated networks (CIDR, or single
+/// addresses) the push SSRF guard lets through.
+pub(super) fn push_allow_networks(f: &FileConfig) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let text = f.push_allow_networks.as_deref().unwrap_or_default();
+    crate::broker::subscription::push::ssrf::parse_networks(text)
+        .map_err(|detail| invalid("push_allow_networks", detail))
+}
+
 fn bounded(
     value: Option<u64>,
     option: &'static str,
@@ -261,6 +269,13 @@ mod tests {
         assert_eq!(c.limits.max_headers_per_message, 64);
         assert_eq!(c.limits.rate_messages, None);
         assert!(c.tls.is_none());
+        assert!(c.push_allow_networks.is_empty());
+        let allowed = Config::resolve(&Args {
+            push_allow_networks: Some("127.0.0.0/8, 10.0.0.0/8".into()),
+            ..Args::default()
+        })
+        .unwrap();
+        assert_eq!(allowed.push_allow_networks.len(), 2);
         for bad in [
             Args {
                 max_headers_per_message: Some(100_000),
@@ -276,6 +291,10 @@ mod tests {
             },
             Args {
                 max_connections: Some(0),
+                ..Args::default()
+            },
+            Args {
+                push_allow_networks: Some("127.0.0.0/8,localhost".into()),
                 ..Args::default()
             },
         ] {

@@ -175,8 +175,19 @@ impl Store {
             ColumnFamilyDescriptor::new(*name, cf_opts)
         });
         let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("lock")
+                && (text.contains("temporarily unavailable") || text.contains("already held"))
+            {
+                // RocksDB's LOCK file: another process has this directory open.
+                return open_err(
+                    "the data directory is in use by another process (another weir-server?): \
+                     its LOCK file is held. Stop that process or give this one another --data-dir"
+                        .to_owned(),
+                );
+            }
             open_err(format!(
-                "{e} (if this reports corruption, the data directory is damaged: \
+                "{text} (if this reports corruption, the data directory is damaged: \
                  restore it from a backup or move it aside; Weir will not guess)"
             ))
         })?;
@@ -505,7 +516,11 @@ impl Store {
         match after {
             Some((p, o)) => {
                 iter.seek(sub_key(sub, SUB_DEAD, p, o));
-                if iter.valid() && iter.key().is_some_and(|k| decode_sub_key(k).is_some_and(|(_, kp, ko)| (kp, ko) == (p, o))) {
+                if iter.valid()
+                    && iter.key().is_some_and(|k| {
+                        decode_sub_key(k).is_some_and(|(_, kp, ko)| (kp, ko) == (p, o))
+                    })
+                {
                     iter.next();
                 }
             }

@@ -189,6 +189,36 @@ async fn a_half_open_subscription_socket_is_noticed_and_replaced() {
 }
 
 #[tokio::test]
+async fn a_reconnect_refused_with_retry_after_waits_that_long() {
+    // One request per second: the reconnect right after a cut is refused
+    // with 429 and `Retry-After: 1`.
+    let s = TestServer::start_with(&["--rate-limit-requests-per-s", "1"]);
+    let proxy = Proxy::start(&s.url("")).await;
+    let c = keepalive_client(&proxy, "http").build().unwrap();
+    topic_and_queue(&c, "t", "q").await;
+    let options = SubscribeOptions {
+        renew: None,
+        reconnect: quick_reconnect(),
+        ..SubscribeOptions::default()
+    };
+    let sub = retrying(|| c.subscribe_ws("t", "q", options.clone())).await;
+    let accepted = proxy.accepted();
+    let cut = Instant::now();
+    proxy.sever();
+    eventually("the socket reconnects", || sub.reconnects() >= 1).await;
+    // Without `Retry-After`, the 50..500 ms backoff would have tried
+    // several times within that second.
+    assert!(
+        cut.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        cut.elapsed()
+    );
+    let attempts = proxy.accepted() - accepted;
+    assert!(attempts <= 3, "{attempts} connection attempts");
+    sub.close().await;
+}
+
+#[tokio::test]
 async fn a_tail_on_a_half_open_connection_ends_instead_of_stalling() {
     let s = TestServer::start();
     let proxy = Proxy::start(&s.url("")).await;

@@ -1,17 +1,21 @@
-//! `weir subs`: create, list, describe, delete and seek subscriptions.
+//! `weir subs`: create, update, list, describe, delete, seek, pause and
+//! resume subscriptions.
 //!
 //! Owns the flags and their parsing into protocol types (`--start`,
-//! `--to`, the retry flags); printing is in `output.rs`.
+//! `--to`, the retry, breaker, TTL and push flags); printing is in
+//! `output.rs`.
 
 use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand, ValueEnum};
 use weir_client::{
-    AtOffsets, AtTimestamp, Backoff, Client, Error, ErrorCode, Mode, Ordering, RetryPolicy,
-    RetrySpec, SeekRequest, SeekTarget, Start, StartName, SubscriptionSpec,
+    AtOffsets, AtTimestamp, Backoff, CircuitBreaker, Client, Error, ErrorCode, Mode, Ordering,
+    PushBatch, PushSpec, RetryPolicy, RetrySpec, SeekRequest, SeekTarget, Start, StartName,
+    SubscriptionInfo, SubscriptionSpec,
 };
 
-use super::output::Printer;
+use super::output::{outln, Printer};
+use super::produce::parse_headers;
 
 /// The server's retry defaults, the base when a retry flag is given for a
 /// subscription that does not exist yet (the protocol sends the policy whole).
@@ -28,35 +32,95 @@ const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
 
 #[derive(Subcommand)]
 pub enum SubsCommand {
-    /// Create a subscription, or update the settings given.
+    /// Create a subscription, or update the settings given when it exists.
     Create(CreateArgs),
-    /// List the subscriptions of a topic with their backlog.
-    List { topic: String },
-    /// Describe a subscription: configuration, stats and cursors.
-    Describe { topic: String, sub: String },
+    /// Change the settings given of an existing subscription (fails when
+    /// it does not exist).
+    Update(UpdateArgs),
+    /// List the subscriptions of a topic with their state and backlog.
+    List {
+        /// Topic whose subscriptions to list.
+        topic: String,
+    },
+    /// Describe a subscription: state, configuration, stats and cursors.
+    Describe {
+        /// Topic of the subscription.
+        topic: String,
+        /// Subscription name.
+        sub: String,
+    },
     /// Delete a subscription and its state.
-    Delete { topic: String, sub: String },
+    Delete {
+        /// Topic of the subscription.
+        topic: String,
+        /// Subscription name.
+        sub: String,
+    },
     /// Move a subscription; messages from the new position are delivered again.
     Seek {
+        /// Topic of the subscription.
         topic: String,
+        /// Subscription name.
         sub: String,
         /// `earliest`, `latest`, `timestamp:<ms>` or `offsets:<partition>=<offset>,...`.
         #[arg(long, value_parser = parse_seek_target)]
         to: SeekTarget,
     },
+    /// Pause deliveries: pulls return nothing, sockets and push send
+    /// nothing; acks, nacks and extends keep working. Survives restarts.
+    Pause {
+        /// Topic of the subscription.
+        topic: String,
+        /// Subscription name.
+        sub: String,
+        /// Why, shown by `weir subs describe` (at most 1024 bytes).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume deliveries of a subscription paused by hand or by its
+    /// circuit breaker.
+    Resume {
+        /// Topic of the subscription.
+        topic: String,
+        /// Subscription name.
+        sub: String,
+        /// Also redrive the dead letters of the circuit breaker's window
+        /// (the ones that tripped it).
+        #[arg(long)]
+        redrive: bool,
+    },
 }
 
 #[derive(Args)]
 pub struct CreateArgs {
+    /// Topic to subscribe to.
     topic: String,
+    /// Subscription name.
     sub: String,
     /// Delivery mode; cannot change after creation (server default: queue).
     #[arg(long, value_enum)]
     mode: Option<ModeArg>,
     /// Where a new subscription starts: `earliest`, `latest` or a timestamp
-    /// in ms (server default: latest).
+    /// in ms (server default: latest). Ignored when it exists.
     #[arg(long, value_parser = parse_start)]
     start: Option<Start>,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// Topic of the subscription.
+    topic: String,
+    /// Subscription name.
+    sub: String,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+/// The settings `create` and `update` share.
+#[derive(Args, Default)]
+pub struct Settings {
     /// Lease length in milliseconds.
     #[arg(long)]
     ack_timeout_ms: Option<u64>,
@@ -75,15 +139,73 @@ pub struct CreateArgs {
     /// Random share of the retry delay, 0..=1.
     #[arg(long)]
     jitter: Option<f64>,
-    /// Dead-letter topic (server default: `<topic>.<sub>.dlq`).
+    /// Circuit breaker: pause the subscription when more than this many
+    /// messages are dead-lettered within --breaker-window-ms.
+    #[arg(long, requires = "breaker_window_ms", conflicts_with = "no_breaker")]
+    breaker_max_dead_letters: Option<u32>,
+    /// Circuit breaker: the sliding window, in ms (1000..=86400000).
+    #[arg(long, requires = "breaker_max_dead_letters")]
+    breaker_window_ms: Option<u64>,
+    /// Circuit breaker: resume by itself this long after tripping, in ms
+    /// (default: stay paused until `weir subs resume`).
+    #[arg(long, requires = "breaker_max_dead_letters")]
+    breaker_cooldown_ms: Option<u64>,
+    /// Remove the circuit breaker.
+    #[arg(long)]
+    no_breaker: bool,
+    /// Dead-letter topic the failed messages are copied to (server default:
+    /// `<topic>.<sub>.dlq`).
     #[arg(long, conflicts_with = "no_dead_letter")]
     dead_letter_topic: Option<String>,
-    /// Do not dead-letter: drop messages after the last attempt.
+    /// No dead-letter topic: no copy is made. After the last attempt the
+    /// message is settled and kept as a dead letter of the subscription
+    /// (listed, redrivable and purgeable with `weir dlq`) until retention
+    /// removes it.
     #[arg(long)]
     no_dead_letter: bool,
     /// Queue mode ordering: `key` keeps one message per key in flight.
     #[arg(long, value_enum)]
     ordering: Option<OrderingArg>,
+    /// Messages older than this many ms (since produced) are never
+    /// delivered: they are dead-lettered with reason `expired`. `off`
+    /// removes the limit.
+    #[arg(long, value_parser = parse_ttl, value_name = "MS|off")]
+    message_ttl_ms: Option<Ttl>,
+    /// Push delivery: POST messages to this http(s) URL (a webhook)
+    /// instead of waiting for pulls. The push settings are sent whole: a
+    /// secret, headers or rate not given again are removed.
+    #[arg(long, conflicts_with = "no_push", value_name = "URL")]
+    push_url: Option<String>,
+    /// Push: extra request header `name=value` (repeatable).
+    #[arg(long = "push-header", requires = "push_url", value_name = "NAME=VALUE")]
+    push_headers: Vec<String>,
+    /// Push: signing secret, `whsec_<base64>` (Standard Webhooks); without
+    /// it requests are unsigned.
+    #[arg(long, requires = "push_url", value_name = "whsec_...")]
+    push_secret: Option<String>,
+    /// Push: a second signing secret during a rotation (both sign).
+    #[arg(long, requires = "push_secret", value_name = "whsec_...")]
+    push_previous_secret: Option<String>,
+    /// Push: per-request timeout in ms, 100..=300000 (server default 10000).
+    #[arg(long, requires = "push_url")]
+    push_timeout_ms: Option<u64>,
+    /// Push: requests in flight at once, 1..=1024 (server default 16).
+    #[arg(long, requires = "push_url")]
+    push_max_in_flight: Option<u32>,
+    /// Push: most requests per second (default: unlimited).
+    #[arg(long, requires = "push_url")]
+    push_rate: Option<u32>,
+    /// Push: messages per request, 1..=1000 (more than 1: the body is
+    /// `{"messages": [...]}`).
+    #[arg(long, requires = "push_url")]
+    push_batch: Option<u32>,
+    /// Push: longest wait for a batch to fill, in ms (default 0: send what
+    /// is ready).
+    #[arg(long, requires = "push_batch")]
+    push_batch_wait_ms: Option<u64>,
+    /// Turn push delivery off (consumers pull again).
+    #[arg(long)]
+    no_push: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -102,10 +224,14 @@ enum OrderingArg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct MaxAttempts(Option<u32>);
 
+/// `--message-ttl-ms`: `None` inside means off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ttl(Option<u64>);
+
 pub async fn run(command: SubsCommand, client: &Client, printer: &Printer) -> Result<(), Error> {
     match command {
         SubsCommand::Create(args) => {
-            let current = if args.changes_retry() {
+            let current = if args.settings.changes_retry() {
                 match client.subscription(&args.topic, &args.sub).await {
                     Ok(info) => Some(info.config.retry),
                     Err(e) if e.code() == Some(ErrorCode::SubscriptionNotFound) => None,
@@ -114,7 +240,22 @@ pub async fn run(command: SubsCommand, client: &Client, printer: &Printer) -> Re
             } else {
                 None
             };
-            let spec = args.spec(current);
+            let spec = args.spec(current)?;
+            let info = client
+                .create_subscription(&args.topic, &args.sub, &spec)
+                .await?;
+            printer.subscription(&info);
+        }
+        SubsCommand::Update(args) => {
+            // `PUT` would create a missing subscription: look first.
+            let current = client.subscription(&args.topic, &args.sub).await?;
+            if !args.settings.any() {
+                return Err(Error::Local(
+                    "nothing to update: give at least one setting (see `weir subs update --help`)"
+                        .into(),
+                ));
+            }
+            let spec = args.settings.spec(Some(current.config.retry))?;
             let info = client
                 .create_subscription(&args.topic, &args.sub, &spec)
                 .await?;
@@ -132,11 +273,68 @@ pub async fn run(command: SubsCommand, client: &Client, printer: &Printer) -> Re
             let info = client.seek(&topic, &sub, &SeekRequest { to }).await?;
             printer.subscription(&info);
         }
+        SubsCommand::Pause { topic, sub, reason } => {
+            let info = client.pause(&topic, &sub, reason.as_deref()).await?;
+            paused_or_resumed(printer, &info);
+        }
+        SubsCommand::Resume {
+            topic,
+            sub,
+            redrive,
+        } => {
+            let info = client.resume(&topic, &sub, redrive).await?;
+            paused_or_resumed(printer, &info);
+        }
     }
     Ok(())
 }
 
+/// The answer of `pause` and `resume`: the subscription (JSON), or one line.
+fn paused_or_resumed(printer: &Printer, info: &SubscriptionInfo) {
+    if printer.is_json() {
+        return printer.json(info);
+    }
+    let (sub, topic) = (&info.name, &info.topic);
+    if info.paused {
+        let reason = info
+            .paused_reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        outln!("subscription {sub} of topic {topic} is paused{reason}");
+    } else {
+        outln!("subscription {sub} of topic {topic} is active");
+    }
+}
+
 impl CreateArgs {
+    /// The request body: the settings, plus mode and start.
+    fn spec(&self, current: Option<RetryPolicy>) -> Result<SubscriptionSpec, Error> {
+        Ok(SubscriptionSpec {
+            mode: self.mode.map(|m| match m {
+                ModeArg::Queue => Mode::Queue,
+                ModeArg::Stream => Mode::Stream,
+            }),
+            start: self.start,
+            ..self.settings.spec(current)?
+        })
+    }
+}
+
+impl Settings {
+    /// Whether any setting is given.
+    fn any(&self) -> bool {
+        self.ack_timeout_ms.is_some()
+            || self.changes_retry()
+            || self.changes_breaker()
+            || self.dead_letter_topic.is_some()
+            || self.no_dead_letter
+            || self.ordering.is_some()
+            || self.message_ttl_ms.is_some()
+            || self.push_url.is_some()
+            || self.no_push
+    }
+
     fn changes_retry(&self) -> bool {
         self.max_attempts.is_some()
             || self.backoff_initial_ms.is_some()
@@ -145,11 +343,27 @@ impl CreateArgs {
             || self.jitter.is_some()
     }
 
+    fn changes_breaker(&self) -> bool {
+        self.breaker_max_dead_letters.is_some() || self.no_breaker
+    }
+
     /// The request body. Retry flags override `current` (the existing
     /// policy, or the defaults for a new subscription) field by field, so
     /// `--max-attempts 10` alone does not reset the backoff.
-    fn spec(&self, current: Option<RetryPolicy>) -> SubscriptionSpec {
-        let retry = self.changes_retry().then(|| {
+    fn spec(&self, current: Option<RetryPolicy>) -> Result<SubscriptionSpec, Error> {
+        let breaker = if self.no_breaker {
+            Some(None)
+        } else {
+            match (self.breaker_max_dead_letters, self.breaker_window_ms) {
+                (Some(max_dead_letters), Some(window_ms)) => Some(Some(CircuitBreaker {
+                    max_dead_letters,
+                    window_ms,
+                    cooldown_ms: self.breaker_cooldown_ms,
+                })),
+                _ => None,
+            }
+        };
+        let retry = if self.changes_retry() {
             let base = current.unwrap_or(DEFAULT_RETRY);
             let merged = RetryPolicy {
                 max_attempts: self.max_attempts.map_or(base.max_attempts, |m| m.0),
@@ -161,23 +375,31 @@ impl CreateArgs {
                 },
                 circuit_breaker: base.circuit_breaker,
             };
-            // The circuit breaker has no flag here: leave it as it is.
-            RetrySpec {
-                circuit_breaker: None,
+            // The breaker changes only with its own flags.
+            Some(RetrySpec {
+                circuit_breaker: breaker,
                 ..RetrySpec::from(merged)
-            }
-        });
+            })
+        } else {
+            breaker.map(|breaker| RetrySpec {
+                circuit_breaker: Some(breaker),
+                ..RetrySpec::default()
+            })
+        };
         let dead_letter_topic = if self.no_dead_letter {
             Some(None)
         } else {
             self.dead_letter_topic.clone().map(Some)
         };
-        SubscriptionSpec {
-            mode: self.mode.map(|m| match m {
-                ModeArg::Queue => Mode::Queue,
-                ModeArg::Stream => Mode::Stream,
-            }),
-            start: self.start,
+        let push = if self.no_push {
+            Some(None)
+        } else {
+            match &self.push_url {
+                Some(url) => Some(Some(self.push_spec(url)?)),
+                None => None,
+            }
+        };
+        Ok(SubscriptionSpec {
             ack_timeout_ms: self.ack_timeout_ms,
             retry,
             dead_letter_topic,
@@ -185,8 +407,27 @@ impl CreateArgs {
                 OrderingArg::None => Ordering::None,
                 OrderingArg::Key => Ordering::Key,
             }),
+            message_ttl_ms: self.message_ttl_ms.map(|t| t.0),
+            push,
             ..SubscriptionSpec::default()
-        }
+        })
+    }
+
+    fn push_spec(&self, url: &str) -> Result<PushSpec, Error> {
+        let headers = parse_headers(&self.push_headers)?;
+        Ok(PushSpec {
+            url: url.to_owned(),
+            headers: (!headers.is_empty()).then_some(headers),
+            timeout_ms: self.push_timeout_ms,
+            max_in_flight: self.push_max_in_flight,
+            rate_per_s: self.push_rate,
+            secret: self.push_secret.clone(),
+            previous_secret: self.push_previous_secret.clone(),
+            batch: self.push_batch.map(|max_messages| PushBatch {
+                max_messages,
+                max_wait_ms: self.push_batch_wait_ms.unwrap_or(0),
+            }),
+        })
     }
 }
 
@@ -247,6 +488,17 @@ fn parse_offsets(list: &str) -> Result<BTreeMap<String, u64>, String> {
         }
     }
     Ok(offsets)
+}
+
+/// `--message-ttl-ms`: milliseconds, or `off` / `none`.
+fn parse_ttl(s: &str) -> Result<Ttl, String> {
+    match s {
+        "off" | "none" => Ok(Ttl(None)),
+        _ => match s.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(Ttl(Some(ms))),
+            _ => Err(format!("`{s}` is not a positive number of ms or `off`")),
+        },
+    }
 }
 
 fn parse_max_attempts(s: &str) -> Result<MaxAttempts, String> {
@@ -350,7 +602,8 @@ mod tests {
             "--dead-letter-topic",
             "orders.failed",
         ])
-        .spec(None);
+        .spec(None)
+        .unwrap();
         assert_eq!(spec.mode, Some(Mode::Stream));
         assert_eq!(spec.start, Some(Start::Named(StartName::Earliest)));
         assert_eq!(spec.ack_timeout_ms, Some(5000));
@@ -361,7 +614,7 @@ mod tests {
 
     #[test]
     fn no_dead_letter_sends_an_explicit_null() {
-        let spec = create(&["--no-dead-letter"]).spec(None);
+        let spec = create(&["--no-dead-letter"]).spec(None).unwrap();
         assert_eq!(spec.dead_letter_topic, Some(None));
         let body = serde_json::to_value(&spec).unwrap();
         assert!(body["dead_letter_topic"].is_null());
@@ -389,16 +642,84 @@ mod tests {
             },
             circuit_breaker: None,
         };
-        let spec = create(&["--max-attempts", "10"]).spec(Some(current));
+        let spec = create(&["--max-attempts", "10"])
+            .spec(Some(current))
+            .unwrap();
         let retry = spec.retry.unwrap().apply(DEFAULT_RETRY);
         assert_eq!(retry.max_attempts, Some(10));
         assert_eq!(retry.backoff, current.backoff);
 
-        let spec = create(&["--backoff-max-ms", "90000", "--max-attempts", "unlimited"]).spec(None);
+        let spec = create(&["--backoff-max-ms", "90000", "--max-attempts", "unlimited"])
+            .spec(None)
+            .unwrap();
         let retry = spec.retry.unwrap().apply(current);
         assert_eq!(retry.max_attempts, None);
         assert_eq!(retry.backoff.max_ms, 90_000);
         assert_eq!(retry.backoff.initial_ms, DEFAULT_RETRY.backoff.initial_ms);
         assert!(parse_max_attempts("0").is_err());
+    }
+
+    #[test]
+    fn breaker_ttl_and_push_flags_build_the_spec() {
+        let spec = create(&[
+            "--breaker-max-dead-letters",
+            "10",
+            "--breaker-window-ms",
+            "60000",
+            "--message-ttl-ms",
+            "5000",
+        ])
+        .spec(None)
+        .unwrap();
+        let retry = spec.retry.unwrap();
+        assert_eq!(retry.max_attempts, None, "only the breaker changes");
+        assert_eq!(
+            retry.circuit_breaker,
+            Some(Some(CircuitBreaker {
+                max_dead_letters: 10,
+                window_ms: 60_000,
+                cooldown_ms: None
+            }))
+        );
+        assert_eq!(spec.message_ttl_ms, Some(Some(5000)));
+        let body = serde_json::to_value(
+            create(&["--no-breaker", "--message-ttl-ms", "off", "--no-push"])
+                .spec(None)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(body["retry"]["circuit_breaker"].is_null(), "{body}");
+        assert!(body["message_ttl_ms"].is_null(), "{body}");
+        assert!(body["push"].is_null(), "{body}");
+        assert!(body.get("push").is_some(), "an explicit null: {body}");
+
+        let spec = create(&[
+            "--push-url",
+            "https://example.com/hook",
+            "--push-header",
+            "authorization=Bearer x",
+            "--push-secret",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "--push-batch",
+            "50",
+            "--push-max-in-flight",
+            "4",
+        ])
+        .spec(None)
+        .unwrap();
+        let push = spec.push.unwrap().unwrap();
+        assert_eq!(push.url, "https://example.com/hook");
+        assert_eq!(push.headers.unwrap()["authorization"], "Bearer x");
+        assert_eq!(push.batch.unwrap().max_messages, 50);
+        assert_eq!(push.max_in_flight, Some(4));
+
+        let refused = |args: &[&str]| {
+            let argv = ["weir", "create", "t", "s"].iter().chain(args);
+            Cli::try_parse_from(argv).is_err()
+        };
+        assert!(refused(&["--push-secret", "whsec_x"]), "needs --push-url");
+        assert!(refused(&["--push-url", "http://h", "--no-push"]));
+        assert!(refused(&["--breaker-max-dead-letters", "3"]), "needs a window");
+        assert!(refused(&["--message-ttl-ms", "0"]));
     }
 }

@@ -85,7 +85,9 @@ async fn replay_from(
         for message in &page.messages {
             figures.add(message)?;
         }
-        page = client.read(topic, partition, page.next_offset, PAGE).await?;
+        page = client
+            .read(topic, partition, page.next_offset, PAGE)
+            .await?;
     }
 }
 

@@ -102,9 +102,12 @@ fn charge(order: &Order, attempt: u32, fixed: bool, tally: &Tally) -> Result<(),
             order.order_id
         ));
     }
-    if order.order_id % 3 == 0 && attempt == 1 {
+    if order.order_id.is_multiple_of(3) && attempt == 1 {
         tally.provider_timeouts.fetch_add(1, Ordering::Relaxed);
-        return Err(format!("payment provider timed out on order {}", order.order_id));
+        return Err(format!(
+            "payment provider timed out on order {}",
+            order.order_id
+        ));
     }
     Ok(())
 }
@@ -116,7 +119,9 @@ async fn handle(
     tally: Arc<Tally>,
 ) -> Result<(), String> {
     let order = Order::from_message(&received.message)?;
-    let mut ledger = ledger.lock().map_err(|_| "ledger lock poisoned".to_owned())?;
+    let mut ledger = ledger
+        .lock()
+        .map_err(|_| "ledger lock poisoned".to_owned())?;
     if ledger.charged.contains(&order.order_id) {
         // A second delivery of an order charged before: ack, charge nothing.
         tally.already_charged.fetch_add(1, Ordering::Relaxed);

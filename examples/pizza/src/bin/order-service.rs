@@ -99,10 +99,7 @@ async fn main() -> Result<(), Error> {
         ..TopicSpec::default()
     };
     let info = client.create_topic(topic, &spec).await?;
-    eprintln!(
-        "topic {topic}: {} partitions",
-        info.config.partitions
-    );
+    eprintln!("topic {topic}: {} partitions", info.config.partitions);
 
     // Build both waves; `seq` counts each customer's orders.
     let mut seq: BTreeMap<String, u32> = BTreeMap::new();

@@ -47,10 +47,8 @@ pub const ASSETS: &[Asset] = &[
 ];
 
 /// The page template; `%VERSION%` becomes [`version`].
-const INDEX_TEMPLATE: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/assets/ui/index.html"
-));
+const INDEX_TEMPLATE: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/ui/index.html"));
 
 /// A digest of every asset's name and bytes: asset URLs change whenever
 /// any file does, so they can be cached forever, and a page never mixes

@@ -1,10 +1,8 @@
 //! The retry backoff: a pure function of the policy, the attempt number and
 //! a random draw, so it can be property-tested and replayed.
 
+pub use weir_protocol::limits::MAX_BACKOFF_MS;
 use weir_protocol::Backoff;
-
-/// Longest delay any policy may produce: 30 days.
-pub const MAX_BACKOFF_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// Delay before the next delivery after the `attempt`-th delivery failed
 /// (`attempt` counts from 1): `min(max_ms, initial_ms * multiplier^(attempt-1))`,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use weir_protocol::{
-    Backoff, Mode, Ordering, PushBatch, PushConfig, PushSpec, RetryPolicy, SubscriptionConfig,
+    Mode, Ordering, PushBatch, PushConfig, PushSpec, RetryPolicy, SubscriptionConfig,
     SubscriptionSpec,
 };
 
@@ -13,23 +13,10 @@ use super::backoff::MAX_BACKOFF_MS;
 use crate::broker::check_name;
 use crate::broker::error::{BrokerError, Result};
 
-pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 30_000;
-pub const MIN_ACK_TIMEOUT_MS: u64 = 10;
-pub const MAX_ACK_TIMEOUT_MS: u64 = 12 * 3600 * 1000;
-pub const MAX_MULTIPLIER: f64 = 1000.0;
-
-pub fn default_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: Some(5),
-        backoff: Backoff {
-            initial_ms: 1000,
-            max_ms: 60_000,
-            multiplier: 2.0,
-            jitter: 0.1,
-        },
-        circuit_breaker: None,
-    }
-}
+pub use weir_protocol::limits::{
+    default_retry_policy as default_retry, DEFAULT_ACK_TIMEOUT_MS, MAX_ACK_TIMEOUT_MS,
+    MAX_MULTIPLIER, MIN_ACK_TIMEOUT_MS,
+};
 
 /// Bounds of `message_ttl_ms`: one second to one year.
 pub const MIN_MESSAGE_TTL_MS: u64 = 1000;
@@ -140,7 +127,10 @@ fn push_config(spec: &PushSpec, current: Option<&PushConfig>) -> Result<PushConf
         ));
     }
     if url.len() > 2048 {
-        return Err(BrokerError::invalid("push.url", "`push.url` must be at most 2048 bytes"));
+        return Err(BrokerError::invalid(
+            "push.url",
+            "`push.url` must be at most 2048 bytes",
+        ));
     }
     let timeout_ms = spec
         .timeout_ms
@@ -162,10 +152,13 @@ fn push_config(spec: &PushSpec, current: Option<&PushConfig>) -> Result<PushConf
             "`push.max_in_flight` must be between 1 and 1024",
         ));
     }
-    let batch = spec.batch.or(current.map(|c| c.batch)).unwrap_or(PushBatch {
-        max_messages: 1,
-        max_wait_ms: 0,
-    });
+    let batch = spec
+        .batch
+        .or(current.map(|c| c.batch))
+        .unwrap_or(PushBatch {
+            max_messages: 1,
+            max_wait_ms: 0,
+        });
     if !(1..=1000).contains(&batch.max_messages) || batch.max_wait_ms > 60_000 {
         return Err(BrokerError::invalid(
             "push.batch",
@@ -173,9 +166,15 @@ fn push_config(spec: &PushSpec, current: Option<&PushConfig>) -> Result<PushConf
         ));
     }
     if spec.rate_per_s == Some(0) {
-        return Err(BrokerError::invalid("push.rate_per_s", "`push.rate_per_s` must be positive"));
+        return Err(BrokerError::invalid(
+            "push.rate_per_s",
+            "`push.rate_per_s` must be positive",
+        ));
     }
-    for (field, secret) in [("push.secret", &spec.secret), ("push.previous_secret", &spec.previous_secret)] {
+    for (field, secret) in [
+        ("push.secret", &spec.secret),
+        ("push.previous_secret", &spec.previous_secret),
+    ] {
         if let Some(secret) = secret {
             let key = secret.strip_prefix("whsec_").unwrap_or(secret);
             let ok = base64::engine::general_purpose::STANDARD
@@ -184,7 +183,9 @@ fn push_config(spec: &PushSpec, current: Option<&PushConfig>) -> Result<PushConf
             if !ok {
                 return Err(BrokerError::invalid(
                     field,
-                    format!("`{field}` must be `whsec_` followed by 16 to 256 bytes in standard base64"),
+                    format!(
+                        "`{field}` must be `whsec_` followed by 16 to 256 bytes in standard base64"
+                    ),
                 ));
             }
         }
@@ -227,7 +228,10 @@ pub fn check_retry(retry: &RetryPolicy) -> Result<()> {
                 "`retry.circuit_breaker.window_ms` must be between 1000 and 86400000",
             ));
         }
-        if cb.cooldown_ms.is_some_and(|c| !(1000..=604_800_000).contains(&c)) {
+        if cb
+            .cooldown_ms
+            .is_some_and(|c| !(1000..=604_800_000).contains(&c))
+        {
             return Err(BrokerError::invalid(
                 "retry.circuit_breaker.cooldown_ms",
                 "`retry.circuit_breaker.cooldown_ms` must be between 1000 and 604800000, or null",

@@ -83,6 +83,7 @@ pub async fn run(broker: &Broker, sub: &Subscription, job: &DeadLetterJob) -> Re
     match (target, original) {
         (Some(target), Some(original)) => {
             let copy = dead_letter_copy(original, &topic.name(), &record.name, job, now);
+            let copy_bytes = copy.encoded_len() as u64;
             let prepared = Prepared {
                 partition: None,
                 id: None,
@@ -92,10 +93,12 @@ pub async fn run(broker: &Broker, sub: &Subscription, job: &DeadLetterJob) -> Re
             // Holding the state lock until durable keeps this commit in
             // order with the subscription's other changes.
             produce_with(store, target, vec![prepared], now, set).await?;
+            let label = [crate::metrics::name_label(&name)];
+            METRICS.messages_produced.with_label_values(&label).inc();
             METRICS
-                .messages_produced
-                .with_label_values(&[crate::metrics::name_label(&name)])
-                .inc();
+                .bytes_produced
+                .with_label_values(&label)
+                .inc_by(copy_bytes);
         }
         _ => {
             let rx = store.enqueue(set).await.map_err(map_storage)?;

@@ -80,8 +80,13 @@ impl Matcher {
     fn record(&self, entry: &SubEntry) -> bool {
         let f = &self.filter;
         self.state.is_none_or(|s| s == state_of(entry))
-            && f.reason.as_ref().is_none_or(|r| entry.reason.contains(r.as_str()))
-            && self.regex.as_ref().is_none_or(|r| r.is_match(&entry.reason))
+            && f.reason
+                .as_ref()
+                .is_none_or(|r| entry.reason.contains(r.as_str()))
+            && self
+                .regex
+                .as_ref()
+                .is_none_or(|r| r.is_match(&entry.reason))
             && f.from_ms.is_none_or(|t| entry.due_at >= t)
             && f.to_ms.is_none_or(|t| entry.due_at < t)
             && f.min_attempts.is_none_or(|n| entry.attempts >= n)
@@ -103,9 +108,12 @@ impl Matcher {
             .key
             .as_ref()
             .is_none_or(|k| m.key.as_deref() == Some(k.as_str()))
-            && self.filter.headers.iter().flatten().all(|(name, value)| {
-                m.headers.iter().any(|(n, v)| n == name && v == value)
-            })
+            && self
+                .filter
+                .headers
+                .iter()
+                .flatten()
+                .all(|(name, value)| m.headers.iter().any(|(n, v)| n == name && v == value))
     }
 }
 
@@ -158,8 +166,9 @@ impl Subscription {
         loop {
             let store = self.store.clone();
             let sub = self.id();
-            let batch = tokio::task::spawn_blocking(move || store.sub_dead_letters(sub, after, SCAN_BATCH))
-                .await??;
+            let batch =
+                tokio::task::spawn_blocking(move || store.sub_dead_letters(sub, after, SCAN_BATCH))
+                    .await??;
             let end = batch.len() < SCAN_BATCH;
             let mut candidates = Vec::new();
             for (p, o, entry) in batch {
@@ -210,7 +219,8 @@ impl Subscription {
         for (p, offsets) in by_partition {
             let store = self.store.clone();
             let topic = self.topic.id();
-            let found = tokio::task::spawn_blocking(move || store.read_at(topic, p, &offsets)).await??;
+            let found =
+                tokio::task::spawn_blocking(move || store.read_at(topic, p, &offsets)).await??;
             out.extend(found.into_iter().map(|m| ((p, m.offset), m)));
         }
         Ok(out)
@@ -251,7 +261,9 @@ impl Subscription {
             },
             query.state,
         )?;
-        let (found, last) = self.scan_dead(&matcher, after, limit, LIST_SCAN_BUDGET).await?;
+        let (found, last) = self
+            .scan_dead(&matcher, after, limit, LIST_SCAN_BUDGET)
+            .await?;
         let next = last.map(|(p, o)| format!("{p}:{o}"));
         Ok(DeadLetterList {
             dead_letters: found.into_iter().map(|f| self.to_wire_dead(f)).collect(),
@@ -262,101 +274,122 @@ impl Subscription {
     /// Makes the waiting dead letters matching the request deliverable
     /// again, in batches (each one commit), at most `rate_per_s` a second.
     pub async fn redrive_filtered(&self, request: &RedriveRequest) -> Result<RedriveResponse> {
-        let max = request.max.or(request.max_messages);
-        if max == Some(0) {
-            return Err(BrokerError::invalid("max", "`max` must be positive or null (all)"));
-        }
         if request.rate_per_s == Some(0) {
-            return Err(BrokerError::invalid("rate_per_s", "`rate_per_s` must be positive"));
+            return Err(BrokerError::invalid(
+                "rate_per_s",
+                "`rate_per_s` must be positive",
+            ));
         }
-        let matcher = Matcher::new(
-            request.filter.clone().unwrap_or_default(),
-            Some(DeadLetterState::Waiting),
-        )?;
-        let dry = request.dry_run.unwrap_or(false);
-        let batch = request
+        let selection = Selection {
+            filter: request.filter.clone().unwrap_or_default(),
+            max: request.max.or(request.max_messages),
+            dry_run: request.dry_run.unwrap_or(false),
+            rate_per_s: request.rate_per_s,
+        };
+        let (matched, redriven, sample) = self.apply_to_dead(selection, Apply::Redrive).await?;
+        Ok(RedriveResponse {
+            redriven,
+            matched,
+            sample,
+        })
+    }
+
+    /// Purges the waiting dead letters matching the request.
+    pub async fn purge_dead_letters(&self, request: &PurgeRequest) -> Result<PurgeResponse> {
+        let selection = Selection {
+            filter: request.filter.clone().unwrap_or_default(),
+            max: request.max,
+            dry_run: request.dry_run.unwrap_or(false),
+            rate_per_s: None,
+        };
+        let (matched, purged, sample) = self.apply_to_dead(selection, Apply::Purge).await?;
+        Ok(PurgeResponse {
+            purged,
+            matched,
+            sample,
+        })
+    }
+
+    /// Applies `what` to the waiting dead letters `selection` picks, batch
+    /// by batch, each batch one commit. Returns how many matched, how many
+    /// changed, and a sample.
+    async fn apply_to_dead(
+        &self,
+        selection: Selection,
+        what: Apply,
+    ) -> Result<(u64, u64, Vec<DeadLetter>)> {
+        if selection.max == Some(0) {
+            return Err(BrokerError::invalid(
+                "max",
+                "`max` must be positive or null (all)",
+            ));
+        }
+        let matcher = Matcher::new(selection.filter, Some(DeadLetterState::Waiting))?;
+        let batch = selection
             .rate_per_s
             .map_or(SCAN_BATCH, |r| (r as usize).clamp(1, SCAN_BATCH));
-        let mut response = RedriveResponse::default();
+        let (mut matched, mut changed, mut sample) = (0, 0, Vec::new());
         let mut after = None;
-        let mut remaining = max.unwrap_or(u64::MAX);
+        let mut remaining = selection.max.unwrap_or(u64::MAX);
         while remaining > 0 {
             let started = tokio::time::Instant::now();
             let want = remaining.min(batch as u64) as usize;
             let (found, last) = self.scan_dead(&matcher, after, want, usize::MAX).await?;
             after = last;
             remaining = remaining.saturating_sub(found.len() as u64);
-            response.matched += found.len() as u64;
+            matched += found.len() as u64;
             let records: Vec<(u32, u64, SubEntry)> = found
                 .iter()
                 .map(|f| (f.partition, f.offset, f.entry.clone()))
                 .collect();
             for f in found {
-                if response.sample.len() < SAMPLE {
-                    response.sample.push(self.to_wire_dead(f));
+                if sample.len() < SAMPLE {
+                    sample.push(self.to_wire_dead(f));
                 }
             }
-            if !dry && !records.is_empty() {
+            if !selection.dry_run && !records.is_empty() {
                 let (mut state, mut changes) = self.lock(now_ms()).await;
-                let (redriven, n) = state.redrive(&records);
-                changes.extend(redriven);
+                let n = match what {
+                    Apply::Redrive => {
+                        let (redriven, n) = state.redrive(&records);
+                        changes.extend(redriven);
+                        n
+                    }
+                    Apply::Purge => {
+                        changes.extend(state.purge(&records));
+                        records.len() as u64
+                    }
+                };
                 let rx = self.enqueue(&mut state, changes).await?;
                 drop(state);
                 committed(rx).await?;
-                response.redriven += n;
-                self.wake();
-                tracing::info!(subscription = %self.name(), redriven = response.redriven, "redrive in progress");
+                changed += n;
+                if what == Apply::Redrive {
+                    self.wake();
+                }
+                tracing::info!(subscription = %self.name(), action = ?what, done = changed, "dead letters in progress");
             }
             if after.is_none() {
                 break;
             }
-            if let (Some(_), false) = (request.rate_per_s, dry) {
+            if let (Some(_), false) = (selection.rate_per_s, selection.dry_run) {
                 tokio::time::sleep_until(started + Duration::from_secs(1)).await;
             }
         }
-        Ok(response)
+        Ok((matched, changed, sample))
     }
+}
 
-    /// Purges the waiting dead letters matching the request.
-    pub async fn purge_dead_letters(&self, request: &PurgeRequest) -> Result<PurgeResponse> {
-        if request.max == Some(0) {
-            return Err(BrokerError::invalid("max", "`max` must be positive or null (all)"));
-        }
-        let matcher = Matcher::new(
-            request.filter.clone().unwrap_or_default(),
-            Some(DeadLetterState::Waiting),
-        )?;
-        let dry = request.dry_run.unwrap_or(false);
-        let mut response = PurgeResponse::default();
-        let mut after = None;
-        let mut remaining = request.max.unwrap_or(u64::MAX);
-        while remaining > 0 {
-            let want = remaining.min(SCAN_BATCH as u64) as usize;
-            let (found, last) = self.scan_dead(&matcher, after, want, usize::MAX).await?;
-            after = last;
-            remaining = remaining.saturating_sub(found.len() as u64);
-            response.matched += found.len() as u64;
-            let records: Vec<(u32, u64, SubEntry)> = found
-                .iter()
-                .map(|f| (f.partition, f.offset, f.entry.clone()))
-                .collect();
-            for f in found {
-                if response.sample.len() < SAMPLE {
-                    response.sample.push(self.to_wire_dead(f));
-                }
-            }
-            if !dry && !records.is_empty() {
-                let (mut state, mut changes) = self.lock(now_ms()).await;
-                changes.extend(state.purge(&records));
-                let rx = self.enqueue(&mut state, changes).await?;
-                drop(state);
-                committed(rx).await?;
-                response.purged += records.len() as u64;
-            }
-            if after.is_none() {
-                break;
-            }
-        }
-        Ok(response)
-    }
+/// Which waiting dead letters a redrive or purge applies to.
+struct Selection {
+    filter: DeadLetterFilter,
+    max: Option<u64>,
+    dry_run: bool,
+    rate_per_s: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Apply {
+    Redrive,
+    Purge,
 }

@@ -14,7 +14,6 @@ fn first_offsets(firsts: &[Option<u64>]) -> Vec<(u32, u64)> {
         .collect()
 }
 
-
 /// Stats plus what the metrics need.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -64,7 +63,10 @@ impl Subscription {
                     for &(p, o) in firsts {
                         let end = high_of.get(p as usize).copied().unwrap_or(o + 1).max(o + 1);
                         if let Some(m) = store.read_messages(topic_id, p, o, end, 1, 1)?.first() {
-                            oldest = Some(oldest.map_or(m.timestamp, |t| t.min(m.timestamp)));
+                            // A delayed message ages from when it became
+                            // deliverable, not from when it was produced.
+                            let since = m.timestamp.max(m.deliver_at);
+                            oldest = Some(oldest.map_or(since, |t| t.min(since)));
                         }
                     }
                     Ok(oldest)
@@ -81,6 +83,8 @@ impl Subscription {
             oldest_unacked_age_ms: age,
             dead_lettered: view.dead_lettered,
             expired_by_retention: view.expired_by_retention,
+            lag_messages: view.undelivered,
+            lag_ms,
             partitions: view
                 .cursors
                 .iter()

@@ -14,6 +14,7 @@ mod holder;
 mod manage;
 pub mod pause;
 pub mod pull;
+pub mod push;
 pub mod settle;
 pub mod state;
 mod timers;
@@ -32,15 +33,9 @@ use crate::metrics::{name_label, METRICS};
 use crate::storage::{StorageError, Store, SubscriptionRecord, WriteSet};
 
 pub use pull::PullParams;
-
-/// Most messages one pull returns.
-pub const MAX_PULL_MESSAGES: u32 = 1000;
-/// Default messages per pull.
-pub const DEFAULT_PULL_MESSAGES: u32 = 10;
-/// Most ack ids in one ack, nack or extend request.
-pub const MAX_ACK_IDS: usize = 10_000;
-/// Longest nack reason kept, in bytes.
-pub const MAX_REASON_BYTES: usize = 1024;
+pub use weir_protocol::limits::{
+    DEFAULT_PULL_MESSAGES, MAX_ACK_IDS, MAX_PULL_MESSAGES, MAX_REASON_BYTES,
+};
 
 /// One subscription: its record, its state machine and its waiters.
 pub struct Subscription {
@@ -62,6 +57,8 @@ pub struct Subscription {
     paused: AtomicBool,
     /// Times of recent dead letters, for the circuit breaker.
     breaker_window: std::sync::Mutex<std::collections::VecDeque<u64>>,
+    /// The push (webhook) worker, when `config.push` is set.
+    push: push::PushSlot,
 }
 
 impl Subscription {
@@ -83,6 +80,7 @@ impl Subscription {
             changed: watch::Sender::new(0),
             timer_wake: Notify::new(),
             deleted: AtomicBool::new(false),
+            push: push::PushSlot::default(),
         })
     }
 
@@ -114,11 +112,13 @@ impl Subscription {
             Err(p) => *p.into_inner() = record,
         }
         self.wake();
+        self.sync_push();
     }
 
     pub fn mark_deleted(&self) {
         self.deleted.store(true, AtomicOrdering::SeqCst);
         self.wake();
+        self.sync_push();
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -211,15 +211,7 @@ impl Subscription {
 
     /// Removes this subscription's metric series (on delete).
     pub fn forget_metrics(&self) {
-        let topic = self.topic.name();
-        let sub = self.name();
-        let m = &*METRICS;
-        for c in [&m.deliveries, &m.acks, &m.nacks, &m.dead_lettered] {
-            let _ = c.remove_label_values(&[&topic, &sub]);
-        }
-        for reason in ["nack", "lease_expired", "disconnect"] {
-            let _ = m.redeliveries.remove_label_values(&[&topic, &sub, reason]);
-        }
+        crate::metrics::subscription_deleted(&self.topic.name(), &self.name());
     }
 }
 

@@ -62,7 +62,12 @@ impl Subscription {
             .circuit_breaker_trips
             .with_label_values(&[name_label(&topic), name_label(&sub)])
             .inc();
-        tracing::warn!(topic, subscription = sub, reason, "circuit breaker tripped: subscription paused");
+        tracing::warn!(
+            topic,
+            subscription = sub,
+            reason,
+            "circuit breaker tripped: subscription paused"
+        );
         let pause = PauseRecord {
             reason,
             at: now,
@@ -78,7 +83,12 @@ impl Subscription {
     /// With a cool-down configured, resumes the subscription once it has
     /// passed (unless it was resumed or paused again meanwhile).
     pub(crate) fn schedule_cooldown(self: &Arc<Self>, broker: &Arc<Broker>, pause: &PauseRecord) {
-        let Some(cooldown) = self.record().config.retry.circuit_breaker.and_then(|c| c.cooldown_ms)
+        let Some(cooldown) = self
+            .record()
+            .config
+            .retry
+            .circuit_breaker
+            .and_then(|c| c.cooldown_ms)
         else {
             return;
         };
@@ -94,7 +104,10 @@ impl Subscription {
             let (Some(sub), Some(broker)) = (sub.upgrade(), broker.upgrade()) else {
                 return;
             };
-            let still = sub.record().paused.is_some_and(|p| p.breaker && p.at == tripped_at);
+            let still = sub
+                .record()
+                .paused
+                .is_some_and(|p| p.breaker && p.at == tripped_at);
             if still && !sub.is_deleted() {
                 tracing::info!(subscription = %sub.name(), "circuit breaker cool-down over: resuming");
                 if let Err(e) = broker.set_paused(&sub, None).await {
@@ -107,8 +120,16 @@ impl Subscription {
 
 impl Broker {
     /// Pauses a subscription by hand.
-    pub async fn pause_subscription(&self, topic: &str, name: &str, reason: Option<String>) -> Result<()> {
-        if reason.as_ref().is_some_and(|r| r.len() > MAX_PAUSE_REASON_BYTES) {
+    pub async fn pause_subscription(
+        &self,
+        topic: &str,
+        name: &str,
+        reason: Option<String>,
+    ) -> Result<()> {
+        if reason
+            .as_ref()
+            .is_some_and(|r| r.len() > MAX_PAUSE_REASON_BYTES)
+        {
             return Err(BrokerError::invalid(
                 "reason",
                 format!("`reason` must be at most {MAX_PAUSE_REASON_BYTES} bytes"),
@@ -150,7 +171,11 @@ impl Broker {
     }
 
     /// Commits the pause state of `sub` and applies it.
-    pub(crate) async fn set_paused(&self, sub: &Subscription, pause: Option<PauseRecord>) -> Result<()> {
+    pub(crate) async fn set_paused(
+        &self,
+        sub: &Subscription,
+        pause: Option<PauseRecord>,
+    ) -> Result<()> {
         let _admin = self.admin.lock().await;
         let mut record = sub.record();
         if record.paused == pause {

@@ -195,7 +195,10 @@ impl Endpoint {
         }
         for addr in &addrs {
             if let Some(why) = refusal(addr.ip(), &self.allowed) {
-                return Err(Failure::new("refused", format!("push: target refused: {why}")));
+                return Err(Failure::new(
+                    "refused",
+                    format!("push: target refused: {why}"),
+                ));
             }
         }
         addrs.sort();
@@ -408,7 +411,10 @@ mod tests {
 
     #[test]
     fn statuses_are_classified() {
-        assert_eq!(classify(StatusCode::NO_CONTENT, None, ""), Outcome::Delivered);
+        assert_eq!(
+            classify(StatusCode::NO_CONTENT, None, ""),
+            Outcome::Delivered
+        );
         let f = failure(classify(StatusCode::INTERNAL_SERVER_ERROR, None, "boom"));
         assert_eq!(
             (f.class, f.reason.as_str(), f.retry),
@@ -418,7 +424,10 @@ mod tests {
         assert_eq!((f.class, f.retry), ("4xx", false));
         assert_eq!(f.reason, "push: HTTP 410 Gone");
         let f = failure(classify(StatusCode::TOO_MANY_REQUESTS, Some(1000), ""));
-        assert_eq!((f.class, f.retry, f.retry_after_ms), ("4xx", true, Some(1000)));
+        assert_eq!(
+            (f.class, f.retry, f.retry_after_ms),
+            ("4xx", true, Some(1000))
+        );
         let f = failure(classify(StatusCode::FOUND, None, "x"));
         assert_eq!(f.class, "3xx");
         assert!(f.reason.contains("not followed"), "{}", f.reason);
@@ -457,7 +466,12 @@ mod tests {
         let (outcome, elapsed) = ep.post(HeaderMap::new(), b"{}".to_vec()).await;
         let f = failure(outcome);
         assert_eq!(f.class, "refused");
-        assert!(f.reason.starts_with("push: target refused: 127.0.0.1 is a loopback"), "{}", f.reason);
+        assert!(
+            f.reason
+                .starts_with("push: target refused: 127.0.0.1 is a loopback"),
+            "{}",
+            f.reason
+        );
         assert_eq!(elapsed, None);
         let ep = Endpoint::new(
             "http://169.254.169.254/latest/meta-data",

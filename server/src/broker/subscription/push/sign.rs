@@ -58,7 +58,10 @@ impl Signer {
                 mac.update(timestamp.to_string().as_bytes());
                 mac.update(b".");
                 mac.update(body);
-                Some(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+                Some(format!(
+                    "v1,{}",
+                    STANDARD.encode(mac.finalize().into_bytes())
+                ))
             })
             .collect();
         Some(signatures.join(" "))
@@ -85,9 +88,15 @@ mod tests {
     fn rotation_sends_both_and_unsigned_sends_none() {
         let a = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let b = "whsec_c2Vjb25kLXNlY3JldC1rZXktMTIzNDU2Nzg=";
-        let both = Signer::new(Some(a), Some(b)).signature("id", 1, b"{}").unwrap();
-        let first = Signer::new(Some(a), None).signature("id", 1, b"{}").unwrap();
-        let second = Signer::new(Some(b), None).signature("id", 1, b"{}").unwrap();
+        let both = Signer::new(Some(a), Some(b))
+            .signature("id", 1, b"{}")
+            .unwrap();
+        let first = Signer::new(Some(a), None)
+            .signature("id", 1, b"{}")
+            .unwrap();
+        let second = Signer::new(Some(b), None)
+            .signature("id", 1, b"{}")
+            .unwrap();
         assert_eq!(both, format!("{first} {second}"));
         assert_eq!(Signer::new(None, None).signature("id", 1, b"{}"), None);
     }

@@ -356,9 +356,7 @@ impl State {
                 EntryState::Acked
                 | EntryState::DeadLettered
                 | EntryState::Redriven
-                | EntryState::Purged => {
-                    part.settled.insert(offset, offset + 1)
-                }
+                | EntryState::Purged => part.settled.insert(offset, offset + 1),
                 EntryState::Pending | EntryState::DeadLettering => {
                     if state.config.mode == Mode::Stream {
                         state.load_stream_head(p, offset, &stored, now);
