@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR
 APT_PACKAGES := clang libclang-dev librocksdb-dev prometheus python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi openapi-check clients bench fmt docs examples ui
+.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi openapi-check clients bench fmt docs examples ui monitoring
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -55,6 +55,12 @@ ws-python: deps
 dashboards:
 	bash scripts/check-dashboards.sh
 
+# The dashboards and alerts against a real Prometheus (Debian's package, run
+# as a plain process) scraping a real server under CLI-generated traffic:
+# every query returns data, no alert fires (scripts/check-monitoring.sh).
+monitoring: deps
+	bash scripts/check-monitoring.sh
+
 helm:
 	bash scripts/check-helm.sh
 
@@ -86,7 +92,7 @@ examples:
 ui:
 	bash scripts/check-ui.sh
 
-test: lint unit ws-python dashboards helm openapi-check clients docs examples ui
+test: lint unit ws-python dashboards helm openapi-check clients docs examples ui monitoring
 
 # Regenerate openapi/openapi.json from the code.
 openapi:

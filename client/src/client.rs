@@ -235,6 +235,7 @@ impl Client {
         messages: Vec<ProduceMessage>,
     ) -> Result<Vec<ProduceResult>, Error> {
         let sent = messages.len();
+        check_messages(&messages)?;
         let body = ProduceRequest { messages };
         let path = format!("{}/messages", topic_path(topic));
         let call = Self::send(self.request(Method::POST, &path).json(&body));
@@ -391,6 +392,33 @@ pub(crate) fn problem(status: StatusCode, body: &[u8]) -> Problem {
         let code = ErrorCode::from_status(status.as_u16());
         Problem::new(code, String::from_utf8_lossy(body).into_owned())
     })
+}
+
+/// Checks messages against the server's rules (`weir_protocol::limits`),
+/// so a client refuses exactly what the server would, with the same code
+/// and field, without a round trip.
+pub(crate) fn check_messages(messages: &[ProduceMessage]) -> Result<(), Error> {
+    if messages.len() > weir_protocol::limits::MAX_BATCH_MESSAGES {
+        return Err(Error::Api(
+            Problem::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "at most {} messages per request",
+                    weir_protocol::limits::MAX_BATCH_MESSAGES
+                ),
+            )
+            .with_field("messages"),
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    for (i, m) in messages.iter().enumerate() {
+        weir_protocol::limits::check_message(m, i, now).map_err(|e| {
+            Error::Api(Problem::new(ErrorCode::InvalidRequest, e.detail).with_field(e.field))
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

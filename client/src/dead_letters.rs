@@ -5,6 +5,8 @@
 //! One method per endpoint, plus [`Client::dead_letters_all`], which
 //! follows `next` the way [`Client::topics`] follows its pages.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use weir_protocol::{
     DeadLetter, DeadLetterList, DeadLetterQuery, DeadLetterState, PauseRequest, PurgeRequest,
@@ -13,6 +15,9 @@ use weir_protocol::{
 
 use crate::subscriptions::subscription_path;
 use crate::{paging, Client, Error};
+
+/// How long a rate-limited redrive without `max` may take.
+const RATED_REDRIVE_UNBOUNDED_S: u64 = 3600;
 
 /// Dead letters per page when the query names no `limit` (the server's
 /// default).
@@ -171,14 +176,24 @@ impl Client {
     /// println!("{} would be redriven", preview.matched);
     /// # Ok(()) }
     /// ```
+    ///
+    /// A redrive with `rate_per_s` takes `max / rate_per_s` seconds on the
+    /// server: the request waits that long plus a margin (an hour when
+    /// `max` is not given) instead of the usual request timeout.
     pub async fn redrive_dead_letters(
         &self,
         topic: &str,
         sub: &str,
         request: &RedriveRequest,
     ) -> Result<RedriveResponse, Error> {
-        self.post(topic, sub, "dead-letters/redrive", request)
-            .await
+        let path = format!("{}/dead-letters/redrive", subscription_path(topic, sub));
+        let mut http = self.request(Method::POST, &path).json(request);
+        if let Some(rate) = request.rate_per_s.filter(|&r| r > 0) {
+            let max = request.max.or(request.max_messages);
+            let seconds = max.map_or(RATED_REDRIVE_UNBOUNDED_S, |m| m / u64::from(rate) + 1);
+            http = http.timeout(self.long_poll_timeout(Duration::from_secs(seconds)));
+        }
+        Self::send(http).await
     }
 
     /// Marks the subscription's waiting dead letters that match
@@ -191,8 +206,7 @@ impl Client {
         sub: &str,
         request: &PurgeRequest,
     ) -> Result<PurgeResponse, Error> {
-        self.post(topic, sub, "dead-letters/purge", request)
-            .await
+        self.post(topic, sub, "dead-letters/purge", request).await
     }
 }
 

@@ -134,9 +134,9 @@ pub use weir_protocol::{
     AckResponse, AtOffsets, AtTimestamp, Backoff, BackoffSpec, CircuitBreaker, DeadLetter,
     DeadLetterFilter, DeadLetterList, DeadLetterQuery, DeadLetterState, ErrorCode, ExtendRequest,
     Message, Mode, NackRequest, Ordering, PartitionCursor, PartitionInfo, PauseRequest, Problem,
-    ProduceMessage, ProduceResult, PullRequest, PurgeRequest, PurgeResponse, PushBatch,
-    PushConfig, PushSpec, ReadResponse, ReceivedMessage, RedriveRequest, RedriveResponse,
-    ResumeRequest, Retention, RetryPolicy, RetrySpec, SeekRequest, SeekTarget, Start, StartName,
+    ProduceMessage, ProduceResult, PullRequest, PurgeRequest, PurgeResponse, PushBatch, PushConfig,
+    PushSpec, ReadResponse, ReceivedMessage, RedriveRequest, RedriveResponse, ResumeRequest,
+    Retention, RetryPolicy, RetrySpec, SeekRequest, SeekTarget, Start, StartName,
     SubscriptionConfig, SubscriptionInfo, SubscriptionList, SubscriptionSpec, SubscriptionStats,
     TopicConfig, TopicInfo, TopicList, TopicSpec,
 };

@@ -12,7 +12,7 @@ use crate::client::millis;
 
 /// Longest nack reason sent (the server's limit); longer texts are cut on
 /// a character boundary.
-pub const MAX_REASON_BYTES: usize = 1024;
+pub use weir_protocol::limits::MAX_REASON_BYTES;
 
 /// A nack: what happens to a delivery that was not processed.
 ///

@@ -267,7 +267,13 @@ impl Client {
         self.post(topic, sub, "dead-letters/redrive", &body).await
     }
 
-    pub(crate) async fn post<B, T>(&self, topic: &str, sub: &str, action: &str, body: &B) -> Result<T, Error>
+    pub(crate) async fn post<B, T>(
+        &self,
+        topic: &str,
+        sub: &str,
+        action: &str,
+        body: &B,
+    ) -> Result<T, Error>
     where
         B: serde::Serialize + ?Sized,
         T: serde::de::DeserializeOwned,

@@ -100,9 +100,9 @@ run subs describe "$TOPIC" billing
 expect "billing dead-lettered" "$(json subs describe "$TOPIC" billing | py 'd["stats"]["dead_lettered"]')" 2
 expect "billing backlog" "$(json subs describe "$TOPIC" billing | py 'd["stats"]["backlog"]')" 0
 
-say "The dead letters, with the headers saying where from and why"
+say "The dead letters: state, reason and attempts of each"
 run dlq list "$TOPIC" billing
-expect "dead letters listed" "$(json dlq list "$TOPIC" billing | py 'len(d["messages"])')" 2
+expect "dead letters listed" "$(json dlq list "$TOPIC" billing | py 'len(d["dead_letters"])')" 2
 
 say "The provider is back: redrive, and charge them"
 run dlq redrive "$TOPIC" billing

@@ -57,7 +57,8 @@ pub struct DeadLetterQuery {
     /// Dead letters per page, 1..=1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// The `next` of the previous page.
+    /// The `next` of the previous page (`<partition>:<offset>`).
+    #[param(pattern = "^[0-9]{1,10}:[0-9]{1,20}$")]
     pub cursor: Option<String>,
     /// Only this state (default: every state).
     pub state: Option<DeadLetterState>,

@@ -16,8 +16,8 @@ pub mod subscription;
 pub mod topic;
 pub mod ws;
 
-pub use error::{ErrorCode, Problem};
 pub use dead_letter::*;
+pub use error::{ErrorCode, Problem};
 pub use message::*;
 pub use push::*;
 pub use retry::*;

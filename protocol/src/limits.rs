@@ -102,10 +102,15 @@ pub fn check_message(m: &ProduceMessage, i: usize, now: u64) -> Result<(), Inval
                     format!("message {i} has an empty or oversized header name"),
                 ));
             }
-            if name.to_ascii_lowercase().starts_with(RESERVED_HEADER_PREFIX) {
+            if name
+                .to_ascii_lowercase()
+                .starts_with(RESERVED_HEADER_PREFIX)
+            {
                 return Err(invalid(
                     "headers",
-                    format!("header `{name}` of message {i}: names starting with `weir-` are reserved"),
+                    format!(
+                        "header `{name}` of message {i}: names starting with `weir-` are reserved"
+                    ),
                 ));
             }
         }
@@ -163,12 +168,28 @@ mod tests {
         assert!(check_message(&message(r#"{"value": 1}"#), 0, 0).is_ok());
         let e = check_message(&message(r#"{"value": 1, "value_b64": "AA=="}"#), 3, 0).unwrap_err();
         assert_eq!(e.field, "messages[3].value");
-        let e = check_message(&message(r#"{"value": 1, "headers": {"Weir-X": "1"}}"#), 0, 0).unwrap_err();
+        let e = check_message(
+            &message(r#"{"value": 1, "headers": {"Weir-X": "1"}}"#),
+            0,
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "messages[0].headers");
-        let e = check_message(&message(r#"{"value": 1, "delay_ms": 1, "deliver_at": 2}"#), 0, 0).unwrap_err();
+        let e = check_message(
+            &message(r#"{"value": 1, "delay_ms": 1, "deliver_at": 2}"#),
+            0,
+            0,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "messages[0].delay_ms");
-        let long = format!(r#"{{"value": 1, "id": "{}"}}"#, "x".repeat(MAX_ID_BYTES + 1));
-        assert_eq!(check_message(&message(&long), 0, 0).unwrap_err().field, "messages[0].id");
+        let long = format!(
+            r#"{{"value": 1, "id": "{}"}}"#,
+            "x".repeat(MAX_ID_BYTES + 1)
+        );
+        assert_eq!(
+            check_message(&message(&long), 0, 0).unwrap_err().field,
+            "messages[0].id"
+        );
         assert!(check_message(&message(r#"{"value": 1, "deliver_at": 5}"#), 0, 0).is_ok());
         assert_eq!(default_retry_policy().max_attempts, Some(5));
     }

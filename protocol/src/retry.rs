@@ -164,7 +164,8 @@ mod tests {
         let applied = spec.apply(policy());
         assert_eq!(applied.max_attempts, Some(1));
         assert_eq!(applied.backoff, policy().backoff);
-        let spec: RetrySpec = serde_json::from_str(r#"{"max_attempts": null, "backoff": {"max_ms": 5000}}"#).unwrap();
+        let spec: RetrySpec =
+            serde_json::from_str(r#"{"max_attempts": null, "backoff": {"max_ms": 5000}}"#).unwrap();
         let applied = spec.apply(policy());
         assert_eq!(applied.max_attempts, None);
         assert_eq!(applied.backoff.max_ms, 5000);

@@ -99,7 +99,7 @@ pub struct SubscriptionSpec {
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<u64>, minimum = 1)]
+    #[schema(value_type = Option<u64>, minimum = 1000, maximum = 31536000000u64)]
     pub message_ttl_ms: Option<Option<u64>>,
     /// Push delivery to an HTTP endpoint (webhook); `null` turns it off.
     #[serde(
@@ -197,6 +197,7 @@ pub struct SubscriptionInfo {
 pub struct PauseRequest {
     /// Shown in `paused_reason` (at most 1024 bytes).
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub reason: Option<String>,
 }
 

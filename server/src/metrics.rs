@@ -582,6 +582,9 @@ impl Metrics {
         for limit in ["requests", "messages", "bytes"] {
             m.requests_rate_limited.with_label_values(&[limit]);
         }
+        for kind in ["tail", "publish", "subscribe"] {
+            m.websocket_connections.with_label_values(&[kind]);
+        }
         for file in ["tokens", "jwks", "tls"] {
             m.config_reload_failures.with_label_values(&[file]);
         }

@@ -39,8 +39,8 @@ def main():
     produced = produce.sync("py-orders", client=client, body=ProduceRequest(messages=[message]))
     check(isinstance(produced, ProduceResponse) and produced.results[0].offset == 0,
           "produce JSON with a key and headers")
-    raw = produce_raw.sync("py-orders", client=client, body=File(payload=io.BytesIO(b"\x00\x01raw")),
-                          weir_key="customer-8")
+    keyed = client.with_headers({"Weir-Key": "customer-8"})
+    raw = produce_raw.sync("py-orders", client=keyed, body=File(payload=io.BytesIO(b"\x00\x01raw")))
     check(isinstance(raw, ProduceResponse) and raw.results[0].offset == 1, "produce raw bytes")
 
     got = read.sync("py-orders", 0, client=client, offset=0, limit=10)

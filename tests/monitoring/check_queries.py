@@ -5,6 +5,7 @@ scripts/check-monitoring.sh. Standard library only.
     check_queries.py PROM_URL panels   --job J --instance I [--finite] [--label NAME]
     check_queries.py PROM_URL series   --job J --instance I --topics T,.. --subscriptions T/S,..
     check_queries.py PROM_URL alerts   --job J --instance I --since UNIX_TS [--expect ALERT:LABEL=V,..]
+                                       [--require ALERT:LABEL=V,..]
     check_queries.py PROM_URL exprs    (prints the substituted expressions, one per line)
 
 panels: every PromQL expression of dashboards/*.json (panel targets, rows'
@@ -15,8 +16,9 @@ panels: every PromQL expression of dashboards/*.json (panel targets, rows'
 series: the counter series the server creates at 0 for every topic and
         subscription, so rate()/increase() see their first event.
 alerts: no alert may be active (pending or firing) now or at any time since
-        --since (the ALERTS series), except the ones given with --expect,
-        and every rule must evaluate without error.
+        --since (the ALERTS series), except the ones given with --expect
+        (allowed) or --require (allowed, and must have been active), and
+        every rule must evaluate without error.
 The last line printed is a one-line summary; the exit code is 1 on failure.
 """
 
@@ -267,7 +269,8 @@ def parse_expect(specs):
 
 
 def cmd_alerts(a):
-    expected = parse_expect(a.expect)
+    required = parse_expect(a.require)
+    expected = parse_expect(a.expect) + required
 
     def is_expected(labels):
         return any(labels.get("alertname") == n and all(labels.get(k) == v for k, v in ls.items())
@@ -290,7 +293,6 @@ def cmd_alerts(a):
             failures.append(f"rule {r.get('name')}: health {r.get('health')} {r.get('lastError', '')}".strip())
     # Active now.
     active = get(a.prom, "/api/v1/alerts")["alerts"]
-    firing = [x for x in active if x["state"] == "firing"]
     noted = []
     for x in active:
         labels = dict(x["labels"], alertname=x["labels"].get("alertname"))
@@ -298,7 +300,7 @@ def cmd_alerts(a):
             noted.append(f"{x['state']} {show(labels)}")
         else:
             failures.append(f"{x['state']} now: {show(labels)} (value {x.get('value')})")
-    # Active at any time since the traffic started: the ALERTS series.
+    # Active at any time since --since (the start of the run): the ALERTS series.
     window = max(1, int(time.time() - a.since) + 5)
     hist = query(a.prom, f"max_over_time(ALERTS[{window}s])")["result"]
     seen = set()
@@ -311,6 +313,10 @@ def cmd_alerts(a):
         # Alerts active now are reported above already.
         if not any(show(dict(x["labels"])) == key[1] and x["state"] == key[0] for x in active):
             failures.append(f"{labels.get('alertstate')} during the run: {show(labels)}")
+    for name, ls in required:
+        if not any(s["metric"].get("alertname") == name and all(s["metric"].get(k) == v for k, v in ls.items())
+                   for s in hist):
+            failures.append(f"{name}{json.dumps(ls, sort_keys=True)} was never pending or firing")
     for n in noted:
         print(f"  expected: {n}")
     for f in failures:
@@ -348,6 +354,7 @@ def main():
         if name == "alerts":
             s.add_argument("--since", type=float, required=True)
             s.add_argument("--expect", action="append")
+            s.add_argument("--require", action="append")
     a = p.parse_args()
     return {"panels": cmd_panels, "series": cmd_series, "alerts": cmd_alerts, "exprs": cmd_exprs}[a.cmd](a)
 

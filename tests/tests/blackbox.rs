@@ -12,6 +12,12 @@ mod harness;
 
 #[path = "blackbox/cli.rs"]
 mod cli;
+#[path = "blackbox/cli_dead_letters.rs"]
+mod cli_dead_letters;
+#[path = "blackbox/cli_first_run.rs"]
+mod cli_first_run;
+#[path = "blackbox/cli_webhook.rs"]
+mod cli_webhook;
 #[path = "blackbox/client_api.rs"]
 mod client_api;
 #[path = "blackbox/client_proxy.rs"]

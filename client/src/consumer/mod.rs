@@ -39,7 +39,7 @@ pub(crate) const PULL_RETRY: RetryBackoff = RetryBackoff {
     jitter: 0.5,
 };
 /// The server's most messages per pull.
-pub(crate) const MAX_PULL: u32 = 1000;
+pub(crate) const MAX_PULL: u32 = weir_protocol::limits::MAX_PULL_MESSAGES;
 
 /// How [`Client::consume`] pulls and leases.
 ///

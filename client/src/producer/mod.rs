@@ -308,28 +308,10 @@ impl Future for Delivery {
 }
 
 /// Rejects messages the server would reject for their shape alone.
+/// The server's rules for one message (from the protocol crate), checked
+/// before it is queued: a bad message fails alone, not its whole batch.
 fn check(message: &ProduceMessage) -> Result<(), Error> {
-    if message.value.is_some() == message.value_b64.is_some() {
-        return Err(Error::Local(
-            "a message needs exactly one of `value` and `value_b64`".to_owned(),
-        ));
-    }
-    if message.delay_ms.is_some() && message.deliver_at.is_some() {
-        return Err(Error::Local(
-            "a message takes at most one of `delay_ms` and `deliver_at`".to_owned(),
-        ));
-    }
-    let reserved = message
-        .headers
-        .iter()
-        .flatten()
-        .find(|(name, _)| name.to_ascii_lowercase().starts_with("weir-"));
-    if let Some((name, _)) = reserved {
-        return Err(Error::Local(format!(
-            "header `{name}` is reserved: names starting with `weir-` belong to the server"
-        )));
-    }
-    Ok(())
+    crate::client::check_messages(std::slice::from_ref(message))
 }
 
 /// The real transport: one `POST /v1/topics/{topic}/messages` per batch.

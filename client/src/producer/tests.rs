@@ -324,16 +324,18 @@ async fn messages_that_cannot_be_valid_are_refused_before_batching() {
     let producer = Producer::spawn(sink.clone(), &config(1, 100)).unwrap();
     let mut both = msg(1);
     both.value_b64 = Some("AA==".into());
-    assert!(matches!(producer.send(both).await, Err(Error::Local(_))));
+    assert!(
+        matches!(producer.send(both).await, Err(Error::Api(ref p)) if p.code == weir_protocol::ErrorCode::InvalidRequest)
+    );
     assert!(matches!(
         producer.send(ProduceMessage::default()).await,
-        Err(Error::Local(_))
+        Err(Error::Api(ref p)) if p.code == weir_protocol::ErrorCode::InvalidRequest
     ));
     let mut reserved = msg(1);
     reserved.headers = Some([("Weir-Attempts".to_owned(), "1".to_owned())].into());
     assert!(matches!(
         producer.send(reserved).await,
-        Err(Error::Local(_))
+        Err(Error::Api(ref p)) if p.code == weir_protocol::ErrorCode::InvalidRequest
     ));
     producer.close().await.unwrap();
     assert!(sink.sizes().is_empty());

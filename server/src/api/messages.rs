@@ -81,13 +81,10 @@ pub async fn produce_ndjson(
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/messages/raw", tag = TAG_MESSAGES,
     operation_id = "produce_raw",
-    params(
-        ("topic" = Name, Path, description = "Topic name"),
-        ("Weir-Key" = Option<String>, Header, description = "Message key"),
-        ("Weir-Partition" = Option<u32>, Header, description = "Explicit partition"),
-        ("Weir-Id" = Option<String>, Header, description = "Idempotency id"),
-        ("Weir-Delay-Ms" = Option<u64>, Header, description = "Delay before queue delivery, in milliseconds"),
-    ),
+    // The `Weir-*` headers are described here rather than declared as
+    // parameters: HTTP requests carry other headers too, and code
+    // generators and fuzzers treat declared header sets as closed.
+    params(("topic" = Name, Path, description = "Topic name")),
     request_body(content(
         (inline(RawPayload) = "application/octet-stream"),
     )),
@@ -209,7 +206,8 @@ fn raw_message(headers: &HeaderMap, body: &[u8]) -> ApiResult<ProduceMessage> {
         value_b64: Some(base64::engine::general_purpose::STANDARD.encode(body)),
         headers: (!message_headers.is_empty()).then_some(message_headers),
         partition,
-        id: text("weir-id")?,
+        // An empty `Weir-Id` header is no id.
+        id: text("weir-id")?.filter(|id| !id.is_empty()),
         delay_ms: parse_u64("weir-delay-ms")?,
         deliver_at: None,
     })

@@ -20,16 +20,16 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One finished `weir` run.
 #[derive(Debug)]
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Run {
     /// Asserts exit status 0 and returns stdout.
     #[track_caller]
-    fn ok(&self) -> &str {
+    pub fn ok(&self) -> &str {
         assert!(
             self.status.success(),
             "weir failed with {}; stdout: {}; stderr: {}",
@@ -42,14 +42,14 @@ impl Run {
 
     /// Asserts exit status 0 and parses stdout as one JSON document.
     #[track_caller]
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         let out = self.ok();
         serde_json::from_str(out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out:?}"))
     }
 
     /// Asserts exit status 0 and parses each stdout line as JSON.
     #[track_caller]
-    fn json_lines(&self) -> Vec<Value> {
+    pub fn json_lines(&self) -> Vec<Value> {
         self.ok()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
@@ -58,7 +58,7 @@ impl Run {
 
     /// Asserts a non-zero exit with `code` on stderr.
     #[track_caller]
-    fn fails_with(&self, code: &str) {
+    pub fn fails_with(&self, code: &str) {
         assert!(
             !self.status.success(),
             "weir must fail; stdout: {}",
@@ -73,11 +73,11 @@ impl Run {
 }
 
 /// Runs `weir --server <s> args...`, feeding `stdin`.
-fn weir(s: &TestServer, args: &[&str], stdin: &str) -> Run {
+pub(crate) fn weir(s: &TestServer, args: &[&str], stdin: &str) -> Run {
     weir_at(&s.url(""), args, stdin)
 }
 
-fn weir_at(server: &str, args: &[&str], stdin: &str) -> Run {
+pub(crate) fn weir_at(server: &str, args: &[&str], stdin: &str) -> Run {
     let mut command = Command::new(cli_bin());
     command
         .arg("--server")
@@ -132,7 +132,7 @@ fn weir_at(server: &str, args: &[&str], stdin: &str) -> Run {
 
 /// `WEIR_CLI_BIN`, else `weir` next to the test executable's `deps/`
 /// directory (i.e. `target/debug/weir`).
-fn cli_bin() -> PathBuf {
+pub(crate) fn cli_bin() -> PathBuf {
     built_binary("weir", "WEIR_CLI_BIN", "weir-client")
 }
 
@@ -142,7 +142,7 @@ fn wait_for_dead_letters(s: &TestServer, topic: &str, sub: &str, count: usize) -
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let listed = weir(s, &["--output", "json", "dlq", "list", topic, sub], "").json();
-        let found = listed["messages"].as_array().map_or(0, Vec::len);
+        let found = listed["dead_letters"].as_array().map_or(0, Vec::len);
         if found >= count {
             assert_eq!(found, count, "{listed}");
             return listed;
@@ -210,7 +210,7 @@ fn cli_round_trip_through_dead_letters_and_redrive() {
 
     // read: what was produced, in order.
     let page = run_json(&["read", "orders", "--offset", "0", "--limit", "100"], "").json();
-    assert_eq!(page["next_offset"], 7);
+    assert_eq!(page["next_offsets"]["0"], 7, "{page}");
     let values: Vec<&Value> = page["messages"]
         .as_array()
         .unwrap()
@@ -227,8 +227,24 @@ fn cli_round_trip_through_dead_letters_and_redrive() {
     assert!(page["messages"][0]["key"].is_null());
     let from_time = run_json(&["read", "orders", "--timestamp", "0", "--limit", "3"], "").json();
     assert_eq!(from_time["messages"].as_array().unwrap().len(), 3);
-    assert_eq!(from_time["next_offset"], 3);
-    let text = weir(&s, &["read", "orders", "--offset", "3", "--limit", "1"], "");
+    assert_eq!(from_time["next_offsets"]["0"], 3);
+    let one = run_json(&["read", "orders", "-p", "0", "--offset", "5"], "").json();
+    assert_eq!(one["next_offset"], 7, "{one}");
+    assert_eq!(one["messages"].as_array().unwrap().len(), 2, "{one}");
+    let text = weir(
+        &s,
+        &[
+            "read",
+            "orders",
+            "--partition",
+            "0",
+            "--offset",
+            "3",
+            "--limit",
+            "1",
+        ],
+        "",
+    );
     assert_eq!(text.ok().trim(), "0:3 key=k1 \"line one\"");
     assert!(text.stderr.contains("next offset 4"), "{text:?}");
 
@@ -287,23 +303,28 @@ fn cli_round_trip_through_dead_letters_and_redrive() {
     offsets.sort_unstable();
     assert_eq!(offsets, (0..7).collect::<Vec<u64>>());
 
-    // dlq list: all of them, with the reason.
+    // dlq list: all of them, with the reason, state and original message.
     let listed = wait_for_dead_letters(&s, "orders", "billing", 7);
-    assert_eq!(listed["dead_letter_topic"], "orders.billing.dlq");
-    for m in listed["messages"].as_array().unwrap() {
-        let h = &m["headers"];
-        assert_eq!(h["weir-dead-letter-reason"], "broken", "{m}");
-        assert_eq!(h["weir-original-topic"], "orders");
-        assert_eq!(h["weir-subscription"], "billing");
-        assert_eq!(h["weir-attempts"], "1");
+    assert!(listed["next"].is_null(), "{listed}");
+    for d in listed["dead_letters"].as_array().unwrap() {
+        assert_eq!(d["reason"], "broken", "{d}");
+        assert_eq!(d["state"], "waiting");
+        assert_eq!(d["attempts"], 1);
+        assert_eq!(d["message"]["topic"], "orders");
     }
     let text = weir(&s, &["dlq", "list", "orders", "billing"], "");
-    assert_eq!(
-        text.ok().matches("weir-dead-letter-reason: broken").count(),
-        7,
+    let rows: Vec<&str> = text.ok().lines().skip(1).collect();
+    assert_eq!(rows.len(), 7, "{text:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.contains(" waiting ") && r.contains(" broken ")),
         "{text:?}"
     );
-    assert!(text.stderr.contains("7 dead letters in orders.billing.dlq"));
+    assert!(
+        text.stderr
+            .contains("7 dead letters (7 waiting, 0 redriven, 0 purged)"),
+        "{text:?}"
+    );
     let described = run_json(&["subs", "describe", "orders", "billing"], "").json();
     assert_eq!(described["stats"]["dead_lettered"], 7);
     assert_eq!(described["stats"]["backlog"], 0);
@@ -409,7 +430,7 @@ fn cli_errors_exit_non_zero_with_the_code() {
     weir(&s, &["consume", "t", "nope", "--until-empty"], "").fails_with("subscription_not_found");
     weir(&s, &["dlq", "redrive", "t", "nope"], "").fails_with("subscription_not_found");
     weir(&s, &["topics", "create", "bad name!"], "").fails_with("invalid_name");
-    weir(&s, &["topics", "create", "t", "--partitions", "0"], "").fails_with("invalid_request");
+    weir(&s, &["topics", "create", "u", "--partitions", "0"], "").fails_with("invalid_request");
     weir(&s, &["produce", "t", "x", "-H", "weir-attempts=1"], "").fails_with("invalid_request");
     weir(&s, &["subs", "create", "t", "s", "--mode", "stream"], "").ok();
     weir(&s, &["subs", "create", "t", "s", "--mode", "queue"], "").fails_with("conflict");
@@ -428,7 +449,7 @@ fn cli_errors_exit_non_zero_with_the_code() {
     weir(&s, &["subs", "seek", "t", "s", "--to", "yesterday"], "").fails_with("yesterday");
     weir_at("localhost:1", &["topics", "list"], "").fails_with("invalid server URL");
     // Nothing listens on port 1: a transport error, not a hang.
-    weir_at("http://127.0.0.1:1", &["topics", "list"], "").fails_with("request failed");
+    weir_at("http://127.0.0.1:1", &["topics", "list"], "").fails_with("connection refused");
 
     // None of the failures changed anything.
     let t = weir(&s, &["--output", "json", "topics", "describe", "t"], "").json();
@@ -459,6 +480,7 @@ fn cli_bench_produce_reports_throughput_and_latency() {
             "4",
             "--size",
             "64",
+            "--keep",
         ],
         "",
     )
@@ -514,6 +536,23 @@ fn cli_bench_produce_reports_throughput_and_latency() {
     let out = text.ok();
     assert!(out.contains("produce: 200 msgs in"), "{out}");
     assert!(out.contains("request latency ms: p50"), "{out}");
+    // The topic existed (kept above): the bench says what it left in it.
+    assert!(
+        text.stderr
+            .contains("200 messages were added to topic `bench`, which existed before"),
+        "{text:?}"
+    );
+
+    // A topic the bench creates is deleted at the end without --keep.
+    let run = weir(
+        &s,
+        &[
+            "bench", "produce", "--topic", "scratch", "--count", "100", "--batch", "50",
+        ],
+        "",
+    );
+    run.ok();
+    weir(&s, &["topics", "describe", "scratch"], "").fails_with("topic_not_found");
 }
 
 /// `--count` that is not a multiple of `--batch` is not honoured: each

@@ -743,13 +743,18 @@ async fn producer_failures_reach_every_send_of_the_batch() {
     // A message the server would refuse for its shape fails alone, at once.
     let mut reserved = msg(0);
     reserved.headers = Some(BTreeMap::from([("weir-attempts".into(), "1".into())]));
+    // Refused by the same rules as the server's, with its code and field.
     assert!(matches!(
         producer.send(reserved).await,
-        Err(Error::Local(_))
+        Err(Error::Api(ref p)) if p.code == ErrorCode::InvalidRequest
+            && p.field.as_deref() == Some("messages[0].headers")
     ));
     let mut both = msg(0);
     both.value_b64 = Some("AA==".into());
-    assert!(matches!(producer.send(both).await, Err(Error::Local(_))));
+    assert!(matches!(
+        producer.send(both).await,
+        Err(Error::Api(ref p)) if p.code == ErrorCode::InvalidRequest
+    ));
 
     // One oversized message fails its whole batch (all or nothing).
     let good = producer.send(msg(1)).await.unwrap();

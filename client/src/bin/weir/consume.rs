@@ -18,17 +18,20 @@ use weir_client::{
     SubscribeOptions,
 };
 
-use super::output::Printer;
+use super::output::{errln, Printer};
 
 /// The server's most messages per pull.
-const MAX_PULL: u32 = 1000;
+const MAX_PULL: u32 = weir_protocol::limits::MAX_PULL_MESSAGES;
 
 #[derive(Args)]
 pub struct ConsumeArgs {
+    /// Topic of the subscription.
     topic: String,
+    /// Subscription to consume.
     sub: String,
-    /// Most messages per pull (1..=1000).
-    #[arg(long, default_value_t = 10)]
+    /// Most messages per pull, 1..=1000 (with --ws: most messages pushed
+    /// ahead of the ones printed).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PULL)))]
     max: u32,
     /// Long-poll time of each pull, in ms.
     #[arg(long, default_value_t = 5000)]
@@ -78,7 +81,7 @@ impl ConsumeArgs {
 
     /// Messages to ask for when `seen` were received so far.
     fn batch(&self, seen: u64) -> u32 {
-        let max = self.max.clamp(1, MAX_PULL);
+        let max = self.max;
         match self.count {
             Some(count) => {
                 u32::try_from(count.saturating_sub(seen)).map_or(max, |left| left.min(max))
@@ -140,7 +143,7 @@ async fn run_ws(args: ConsumeArgs, client: &Client, printer: &Printer) -> Result
     // attempt) when the socket closes.
     let (credit, refill) = match args.count {
         Some(_) => (args.batch(0), Refill::Manual),
-        None => (args.max.clamp(1, MAX_PULL), Refill::OnYield),
+        None => (args.max, Refill::OnYield),
     };
     let options = SubscribeOptions {
         consumer: args.consumer.clone(),
@@ -214,10 +217,10 @@ fn summary(printer: &Printer, settle: &Settle, seen: u64, lost: usize) {
             Settle::Nack(_) => "nacked",
             Settle::Leave => "left leased",
         };
-        eprintln!("{seen} messages {done}");
+        errln!("{seen} messages {done}");
     }
     if lost > 0 {
-        eprintln!(
+        errln!(
             "weir: {lost} leases had expired before they were settled; those messages will be delivered again"
         );
     }
@@ -283,7 +286,9 @@ mod tests {
         assert_eq!(args.batch(0), 10);
         assert_eq!(args.batch(20), 5);
         assert_eq!(args.batch(25), 0);
-        assert_eq!(parse(&["--max", "5000"]).unwrap().batch(1_000_000), 1000);
-        assert_eq!(parse(&["--max", "0"]).unwrap().batch(0), 1);
+        assert_eq!(parse(&["--max", "1000"]).unwrap().batch(0), 1000);
+        // Out of range is an error, not a silent clamp.
+        assert!(parse(&["--max", "1001"]).is_err());
+        assert!(parse(&["--max", "0"]).is_err());
     }
 }

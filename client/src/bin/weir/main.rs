@@ -5,15 +5,19 @@ mod bench;
 mod consume;
 mod dlq;
 mod output;
+mod produce;
+mod read;
 mod subs;
 mod tail;
+mod time;
+mod topics;
+mod webhook;
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use weir_client::{Client, Error, ProduceMessage, ProduceMessageExt, TopicSpec};
+use weir_client::{Client, Error};
 
 use output::{Output, Printer};
 
@@ -50,40 +54,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Manage topics.
+    /// Manage topics: create, update, list, describe, delete.
     #[command(subcommand)]
-    Topics(TopicsCommand),
-    /// Produce messages: from arguments, or one per line from stdin / a file.
-    Produce {
-        topic: String,
-        /// Message values (JSON if they parse as JSON, else strings).
-        values: Vec<String>,
-        /// Read values from this file (`-` = stdin), one per line.
-        #[arg(long, short)]
-        file: Option<String>,
-        /// Key of every message.
-        #[arg(long, short)]
-        key: Option<String>,
-        /// Header `name=value` (repeatable).
-        #[arg(long = "header", short = 'H')]
-        headers: Vec<String>,
-        /// Messages per request when reading lines.
-        #[arg(long, default_value_t = 500)]
-        batch: usize,
-    },
-    /// Read a partition from an offset or a timestamp.
-    Read {
-        topic: String,
-        #[arg(long, short, default_value_t = 0)]
-        partition: u32,
-        #[arg(long, short, default_value_t = 0)]
-        offset: u64,
-        /// Start at the first message at or after this timestamp (ms).
-        #[arg(long)]
-        timestamp: Option<u64>,
-        #[arg(long, short, default_value_t = 100)]
-        limit: u32,
-    },
+    Topics(topics::TopicsCommand),
+    /// Produce messages: from arguments, or one per line from a file or
+    /// stdin (read when no value is given and stdin is not a terminal).
+    Produce(produce::ProduceArgs),
+    /// Read a topic without a subscription: every partition merged by
+    /// timestamp (or one, with --partition), from the oldest message (or
+    /// --offset / --from).
+    Read(read::ReadArgs),
     /// Manage subscriptions (named, durable readers of a topic).
     #[command(subcommand)]
     Subs(subs::SubsCommand),
@@ -91,9 +71,12 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Print a topic's messages live (WebSocket tail) until Ctrl-C.
     Tail(tail::TailArgs),
-    /// Inspect and redrive a subscription's dead letters.
+    /// List, redrive and purge a subscription's dead letters.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Receive a push subscription's webhooks locally: verify their
+    /// signatures and print the messages (offline: no server needed).
+    WebhookReceive(webhook::WebhookArgs),
     /// Benchmark the server.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -102,36 +85,25 @@ enum Command {
     Auth(auth::AuthCommand),
 }
 
-#[derive(Subcommand)]
-enum TopicsCommand {
-    /// Create a topic (or update its settings).
-    Create {
-        topic: String,
-        #[arg(long)]
-        partitions: Option<u32>,
-        #[arg(long)]
-        retention_ms: Option<u64>,
-        #[arg(long)]
-        max_message_bytes: Option<u32>,
-    },
-    /// List topics.
-    List,
-    /// Describe a topic.
-    Describe { topic: String },
-    /// Delete a topic and its data.
-    Delete { topic: String },
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let printer = Printer::new(cli.output);
+    let printer = Printer::new(cli.output).with_server(&cli.server);
     // Offline: no server, so no TLS files to read either.
-    if let Command::Auth(command) = cli.command {
-        return match auth::run(command, &printer) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => printer.fail(&e),
-        };
+    match cli.command {
+        Command::Auth(command) => {
+            return match auth::run(command, &printer) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => printer.fail(&e),
+            };
+        }
+        Command::WebhookReceive(args) => {
+            return match webhook::run(args, &printer).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => printer.fail(&e),
+            };
+        }
+        _ => {}
     }
     let client = match connect(&cli) {
         Ok(client) => client,
@@ -142,7 +114,6 @@ async fn main() -> ExitCode {
         Err(e) => printer.fail(&e),
     }
 }
-
 /// The client the global options describe.
 fn connect(cli: &Cli) -> Result<Client, Error> {
     let mut builder = Client::builder(&cli.server).token(cli.token.clone());
@@ -170,112 +141,51 @@ fn connect(cli: &Cli) -> Result<Client, Error> {
 
 async fn run(command: Command, client: &Client, printer: &Printer) -> Result<(), Error> {
     match command {
-        Command::Topics(TopicsCommand::Create {
-            topic,
-            partitions,
-            retention_ms,
-            max_message_bytes,
-        }) => {
-            let spec = TopicSpec {
-                partitions,
-                retention: retention_ms.map(|ms| weir_protocol::Retention {
-                    max_age_ms: Some(ms),
-                    ..Default::default()
-                }),
-                max_message_bytes,
-                dedupe_window_ms: None,
-            };
-            printer.topic(&client.create_topic(&topic, &spec).await?);
-        }
-        Command::Topics(TopicsCommand::List) => printer.topics(&client.topics().await?),
-        Command::Topics(TopicsCommand::Describe { topic }) => {
-            printer.topic(&client.topic(&topic).await?)
-        }
-        Command::Topics(TopicsCommand::Delete { topic }) => {
-            client.delete_topic(&topic).await?;
-            printer.done(&format!("deleted topic {topic}"));
-        }
-        Command::Produce {
-            topic,
-            values,
-            file,
-            key,
-            headers,
-            batch,
-        } => {
-            let headers = parse_headers(&headers)?;
-            let make = |v: &str| -> Result<ProduceMessage, Error> {
-                let mut m = match serde_json::from_str::<serde_json::Value>(v) {
-                    Ok(json) => ProduceMessage::json(&json)?,
-                    Err(_) => ProduceMessage::json(&v)?,
-                };
-                m.key = key.clone();
-                m.headers = (!headers.is_empty()).then(|| headers.clone());
-                Ok(m)
-            };
-            let mut results = Vec::new();
-            if !values.is_empty() {
-                let msgs = values.iter().map(|v| make(v)).collect::<Result<_, _>>()?;
-                results.extend(client.produce(&topic, msgs).await?);
-            }
-            if let Some(path) = file {
-                let reader: Box<dyn BufRead> = if path == "-" {
-                    Box::new(std::io::stdin().lock())
-                } else {
-                    Box::new(std::io::BufReader::new(
-                        std::fs::File::open(&path)
-                            .map_err(|e| Error::Local(format!("cannot open `{path}`: {e}")))?,
-                    ))
-                };
-                let mut pending = Vec::new();
-                let mut sent = 0usize;
-                for line in reader.lines() {
-                    let line = line.map_err(|e| Error::Local(format!("read failed: {e}")))?;
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    pending.push(make(&line)?);
-                    if pending.len() >= batch.max(1) {
-                        sent += pending.len();
-                        results.extend(client.produce(&topic, std::mem::take(&mut pending)).await?);
-                        printer.progress(&format!("{sent} messages produced"));
-                    }
-                }
-                if !pending.is_empty() {
-                    results.extend(client.produce(&topic, pending).await?);
-                }
-            }
-            printer.produced(&results);
-        }
-        Command::Read {
-            topic,
-            partition,
-            offset,
-            timestamp,
-            limit,
-        } => {
-            let page = match timestamp {
-                Some(t) => client.read_from_time(&topic, partition, t, limit).await?,
-                None => client.read(&topic, partition, offset, limit).await?,
-            };
-            printer.messages(&page);
-        }
-        Command::Subs(cmd) => subs::run(cmd, client, printer).await?,
-        Command::Consume(args) => consume::run(args, client, printer).await?,
-        Command::Tail(args) => tail::run(args, client, printer).await?,
-        Command::Dlq(cmd) => dlq::run(cmd, client, printer).await?,
-        Command::Bench(cmd) => bench::run(cmd, client, printer).await?,
-        Command::Auth(cmd) => auth::run(cmd, printer)?,
+        Command::Topics(cmd) => topics::run(cmd, client, printer).await,
+        Command::Produce(args) => produce::run(args, client, printer).await,
+        Command::Read(args) => read::run(args, client, printer).await,
+        Command::Subs(cmd) => subs::run(cmd, client, printer).await,
+        Command::Consume(args) => consume::run(args, client, printer).await,
+        Command::Tail(args) => tail::run(args, client, printer).await,
+        Command::Dlq(cmd) => dlq::run(cmd, client, printer).await,
+        Command::Bench(cmd) => bench::run(cmd, client, printer).await,
+        Command::WebhookReceive(args) => webhook::run(args, printer).await,
+        Command::Auth(cmd) => auth::run(cmd, printer),
     }
-    Ok(())
 }
 
-fn parse_headers(raw: &[String]) -> Result<std::collections::BTreeMap<String, String>, Error> {
-    raw.iter()
-        .map(|h| {
-            h.split_once('=')
-                .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                .ok_or_else(|| Error::Local(format!("header `{h}` must be name=value")))
-        })
-        .collect()
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every subcommand, option and argument says what it is for.
+    #[test]
+    fn every_option_has_help_text() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_about().is_none() && path != " weir" {
+                missing.push(path.clone());
+            }
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() != "help" {
+                    walk(sub, &path, missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+        Cli::command().debug_assert();
+    }
 }

@@ -14,8 +14,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 use weir_client::{
-    Error, Message, Mode, Ordering, ProduceResult, ReadResponse, ReceivedMessage, SubscriptionInfo,
-    TopicInfo,
+    Error, Message, Mode, Ordering, ProduceResult, ReceivedMessage, SubscriptionInfo, TopicInfo,
 };
 
 /// Writes one line to stdout. A closed stdout (`weir ... | head`) ends the
@@ -223,17 +222,6 @@ impl Printer {
         outln!("{}:{} key={key} {}", m.partition, m.offset, value_text(m));
     }
 
-    /// A page of one partition.
-    pub fn messages(&self, page: &ReadResponse) {
-        if self.is_json() {
-            return self.json(page);
-        }
-        for m in &page.messages {
-            self.message(m);
-        }
-        errln!("next offset {}", page.next_offset);
-    }
-
     pub fn subscription(&self, s: &SubscriptionInfo) {
         if self.is_json() {
             return self.json(s);
@@ -270,9 +258,10 @@ impl Printer {
                 "  circuit breaker: pauses after more than {} dead letters within {} ms; {}",
                 cb.max_dead_letters,
                 cb.window_ms,
-                cb.cooldown_ms.map_or("resumed by hand".to_owned(), |ms| format!(
-                    "resumes by itself after {ms} ms"
-                ))
+                cb.cooldown_ms
+                    .map_or("resumed by hand".to_owned(), |ms| format!(
+                        "resumes by itself after {ms} ms"
+                    ))
             ),
             None => outln!("  circuit breaker: off"),
         }
@@ -405,21 +394,20 @@ pub fn describe_error(e: &Error, server: &str) -> String {
     };
     let io_kind = io_error_kind(cause);
     let lower = chain.to_ascii_lowercase();
+    let hint = "is weir-server running there? Set --server or WEIR_SERVER";
     let reason = match io_kind {
-        Some(std::io::ErrorKind::ConnectionRefused) => Some("connection refused"),
-        Some(std::io::ErrorKind::TimedOut) => Some("connection timed out"),
-        Some(std::io::ErrorKind::ConnectionReset) => Some("connection reset"),
-        _ if lower.contains("connection refused") => Some("connection refused"),
-        _ if lower.contains("dns error") || lower.contains("failed to lookup address") => {
-            Some("host name not found")
-        }
+        Some(std::io::ErrorKind::ConnectionRefused) => Some(("connection refused", hint)),
+        Some(std::io::ErrorKind::TimedOut) => Some(("connection timed out", hint)),
+        Some(std::io::ErrorKind::ConnectionReset) => Some(("connection reset", hint)),
+        _ if lower.contains("connection refused") => Some(("connection refused", hint)),
+        _ if lower.contains("dns error") || lower.contains("failed to lookup address") => Some((
+            "host name not found",
+            "check the host of --server or WEIR_SERVER",
+        )),
         _ => None,
     };
     match reason {
-        Some(reason) => format!(
-            "cannot connect to {server}: {reason} (is weir-server running there? \
-             Set --server or WEIR_SERVER)"
-        ),
+        Some((reason, hint)) => format!("cannot connect to {server}: {reason} ({hint})"),
         None => format!("request to {server} failed: {chain}"),
     }
 }

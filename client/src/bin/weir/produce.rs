@@ -11,7 +11,7 @@ use weir_client::{Client, Error, ProduceMessage, ProduceMessageExt};
 use super::output::Printer;
 
 /// Most messages in one produce request (the server's limit).
-const MAX_BATCH: i64 = 100_000;
+const MAX_BATCH: i64 = weir_protocol::limits::MAX_BATCH_MESSAGES as i64;
 
 #[derive(Args)]
 pub struct ProduceArgs {
@@ -76,10 +76,9 @@ pub async fn run(args: ProduceArgs, client: &Client, printer: &Printer) -> Resul
         let reader: Box<dyn BufRead> = if path == "-" {
             Box::new(std::io::stdin().lock())
         } else {
-            Box::new(std::io::BufReader::new(
-                std::fs::File::open(path)
-                    .map_err(|e| Error::Local(format!("cannot open `{path}`: {e}")))?,
-            ))
+            Box::new(std::io::BufReader::new(std::fs::File::open(path).map_err(
+                |e| Error::Local(format!("cannot open `{path}`: {e}")),
+            )?))
         };
         let batch = usize::try_from(args.batch).unwrap_or(1).max(1);
         let mut pending = Vec::new();

@@ -279,7 +279,10 @@ fn report_end(printer: &Printer, args: &ReadArgs, cursors: &[Cursor], limited: b
     let why = if all_at_end {
         "end of the partition".to_owned()
     } else if limited {
-        format!("stopped at --limit {}", args.limit.map_or(DEFAULT_LIMIT, u64::from))
+        format!(
+            "stopped at --limit {}",
+            args.limit.map_or(DEFAULT_LIMIT, u64::from)
+        )
     } else {
         "stopped".to_owned()
     };
@@ -298,10 +301,10 @@ fn report_end(printer: &Printer, args: &ReadArgs, cursors: &[Cursor], limited: b
                 .iter()
                 .filter_map(|c| c.next_offset().map(|o| format!("{}={o}", c.partition)))
                 .collect();
-            let why = if all_at_end {
-                "end of every partition".to_owned()
-            } else {
-                why
+            let why = match (all_at_end, args.follow) {
+                (true, true) => "end of every partition; waiting for more, Ctrl-C stops".to_owned(),
+                (true, false) => "end of every partition".to_owned(),
+                (false, _) => why,
             };
             errln!("next offsets {} ({why})", offsets.join(" "));
         }

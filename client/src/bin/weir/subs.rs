@@ -17,18 +17,12 @@ use weir_client::{
 use super::output::{outln, Printer};
 use super::produce::parse_headers;
 
-/// The server's retry defaults, the base when a retry flag is given for a
-/// subscription that does not exist yet (the protocol sends the policy whole).
-const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
-    max_attempts: Some(5),
-    backoff: Backoff {
-        initial_ms: 1000,
-        max_ms: 60_000,
-        multiplier: 2.0,
-        jitter: 0.1,
-    },
-    circuit_breaker: None,
-};
+/// The server's retry defaults (one definition, in the protocol crate):
+/// the base when a retry flag is given for a subscription that does not
+/// exist yet.
+fn default_retry() -> RetryPolicy {
+    weir_protocol::limits::default_retry_policy()
+}
 
 #[derive(Subcommand)]
 pub enum SubsCommand {
@@ -364,7 +358,7 @@ impl Settings {
             }
         };
         let retry = if self.changes_retry() {
-            let base = current.unwrap_or(DEFAULT_RETRY);
+            let base = current.unwrap_or_else(default_retry);
             let merged = RetryPolicy {
                 max_attempts: self.max_attempts.map_or(base.max_attempts, |m| m.0),
                 backoff: Backoff {
@@ -645,7 +639,7 @@ mod tests {
         let spec = create(&["--max-attempts", "10"])
             .spec(Some(current))
             .unwrap();
-        let retry = spec.retry.unwrap().apply(DEFAULT_RETRY);
+        let retry = spec.retry.unwrap().apply(default_retry());
         assert_eq!(retry.max_attempts, Some(10));
         assert_eq!(retry.backoff, current.backoff);
 
@@ -655,7 +649,7 @@ mod tests {
         let retry = spec.retry.unwrap().apply(current);
         assert_eq!(retry.max_attempts, None);
         assert_eq!(retry.backoff.max_ms, 90_000);
-        assert_eq!(retry.backoff.initial_ms, DEFAULT_RETRY.backoff.initial_ms);
+        assert_eq!(retry.backoff.initial_ms, default_retry().backoff.initial_ms);
         assert!(parse_max_attempts("0").is_err());
     }
 
@@ -719,7 +713,10 @@ mod tests {
         };
         assert!(refused(&["--push-secret", "whsec_x"]), "needs --push-url");
         assert!(refused(&["--push-url", "http://h", "--no-push"]));
-        assert!(refused(&["--breaker-max-dead-letters", "3"]), "needs a window");
+        assert!(
+            refused(&["--breaker-max-dead-letters", "3"]),
+            "needs a window"
+        );
         assert!(refused(&["--message-ttl-ms", "0"]));
     }
 }

@@ -10,10 +10,11 @@ use clap::Args;
 use futures_util::StreamExt;
 use weir_client::{Client, Error, Message, TailFrom};
 
-use super::output::Printer;
+use super::output::{errln, Printer};
 
 #[derive(Args)]
 pub struct TailArgs {
+    /// Topic to tail (every partition).
     topic: String,
     /// Where to start: `latest` (messages produced from now on),
     /// `earliest` (everything stored), or a timestamp in milliseconds.
@@ -48,7 +49,7 @@ pub async fn run(args: TailArgs, client: &Client, printer: &Printer) -> Result<(
     }
     tail.close().await;
     if !printer.is_json() {
-        eprintln!("{seen} messages");
+        errln!("{seen} messages");
     }
     Ok(())
 }
@@ -62,7 +63,7 @@ fn print(printer: &Printer, m: &Message) -> bool {
         match serde_json::to_string(m) {
             Ok(line) => line,
             Err(e) => {
-                eprintln!("weir: cannot print JSON: {e}");
+                errln!("weir: cannot print JSON: {e}");
                 return true;
             }
         }

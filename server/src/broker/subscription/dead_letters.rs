@@ -249,6 +249,12 @@ impl Subscription {
             ));
         }
         let after = parse_cursor(query.cursor.as_deref())?;
+        if query.min_attempts.is_some_and(|n| n > i32::MAX as u32) {
+            return Err(BrokerError::invalid(
+                "min_attempts",
+                format!("`min_attempts` must be at most {}", i32::MAX),
+            ));
+        }
         let matcher = Matcher::new(
             DeadLetterFilter {
                 reason: query.reason,
@@ -278,6 +284,12 @@ impl Subscription {
             return Err(BrokerError::invalid(
                 "rate_per_s",
                 "`rate_per_s` must be positive",
+            ));
+        }
+        if request.max_messages == Some(0) {
+            return Err(BrokerError::invalid(
+                "max_messages",
+                "`max_messages` must be positive or null (all)",
             ));
         }
         let selection = Selection {

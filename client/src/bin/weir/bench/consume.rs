@@ -27,8 +27,8 @@ use super::produce::Load;
 use super::report::{latency, ConsumeReport, FillReport};
 use super::ws::Ws;
 use super::{
-    counter, ensure_topic, join_all, merge, new_histogram, snapshot, wal_syncs, Http, Progress,
-    Transport, TransportKind,
+    clean_up, counter, ensure_topic, join_all, merge, new_histogram, positive, snapshot, wal_syncs,
+    Http, Progress, Transport, TransportKind,
 };
 use crate::output::Printer;
 
@@ -50,10 +50,10 @@ pub struct ConsumeArgs {
     #[arg(long, default_value_t = 100)]
     size: usize,
     /// Most messages per pull (1..=1000); each pull is acked with one request.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = positive(1000))]
     batch: usize,
-    /// Concurrent consumers (each one pull or ack in flight).
-    #[arg(long, default_value_t = 8)]
+    /// Concurrent consumers (each one pull or ack in flight; 1..=10000).
+    #[arg(long, default_value_t = 8, value_parser = positive(10_000))]
     concurrency: usize,
     /// Messages to fill and consume [default: 1000000]. With --no-fill:
     /// stop after about this many (default: the whole backlog).
@@ -69,11 +69,11 @@ pub struct ConsumeArgs {
     /// nothing is redelivered during the run.
     #[arg(long, default_value_t = 600_000)]
     ack_timeout_ms: u64,
-    /// Messages per produce request while filling.
-    #[arg(long, default_value_t = 1000)]
+    /// Messages per produce request while filling (1..=100000).
+    #[arg(long, default_value_t = 1000, value_parser = positive(100_000))]
     fill_batch: usize,
-    /// Concurrent produce requests while filling.
-    #[arg(long, default_value_t = 8)]
+    /// Concurrent produce requests while filling (1..=10000).
+    #[arg(long, default_value_t = 8, value_parser = positive(10_000))]
     fill_concurrency: usize,
     /// Do not fill: drain the existing --subscription of --topic.
     #[arg(long)]
@@ -81,7 +81,9 @@ pub struct ConsumeArgs {
     /// Keep the subscription and topic the bench created.
     #[arg(long)]
     keep: bool,
-    /// Transport of pulls and acks.
+    /// How messages are received and acked: `http` (pull and ack
+    /// requests) or `ws` (pushed on subscription sockets, acked over them).
+    /// The fill is produced over HTTP either way.
     #[arg(long, value_enum, default_value_t = TransportKind::Http)]
     transport: TransportKind,
 }
@@ -107,6 +109,8 @@ pub async fn run(
     let mut created_topic = false;
     let mut created_sub = false;
     let mut fill = None;
+    // Messages the fill added (they stay in a topic that existed before).
+    let mut filled_count = 0;
     if args.no_fill {
         if !sub_exists {
             return Err(Error::Local(format!(
@@ -132,16 +136,19 @@ pub async fn run(
         let load = Load {
             topic,
             size: args.size,
-            batch: args.fill_batch.max(1),
-            concurrency: args.fill_concurrency.max(1),
+            batch: args.fill_batch,
+            concurrency: args.fill_concurrency,
             count,
             duration: None,
             websocket: false,
         };
         let filled = match load.run(client, printer, "fill: ").await {
-            Ok(filled) => filled,
+            Ok(filled) => {
+                filled_count = filled.messages;
+                filled
+            }
             Err(e) => {
-                cleanup(client, &args, created_sub, created_topic).await;
+                cleanup(client, &args, created_sub, created_topic, filled_count).await;
                 return Err(e);
             }
         };
@@ -154,7 +161,7 @@ pub async fn run(
         });
         if created_topic {
             if let Err(e) = create_subscription(client, &args, StartName::Earliest).await {
-                cleanup(client, &args, created_sub, created_topic).await;
+                cleanup(client, &args, created_sub, created_topic, filled_count).await;
                 return Err(e);
             }
             created_sub = true;
@@ -172,7 +179,7 @@ pub async fn run(
             .await
         }
     };
-    cleanup(client, &args, created_sub, created_topic).await;
+    cleanup(client, &args, created_sub, created_topic, filled_count).await;
     let mut report = result?;
     report.fill = fill;
     Ok(report)
@@ -197,28 +204,10 @@ async fn create_subscription(
         .map(drop)
 }
 
-/// Deletes what the bench created (unless --keep); failures are reported,
-/// not fatal.
-async fn cleanup(client: &Client, args: &ConsumeArgs, sub: bool, topic: bool) {
-    if args.keep {
-        return;
-    }
-    if sub {
-        if let Err(e) = client
-            .delete_subscription(&args.topic, &args.subscription)
-            .await
-        {
-            eprintln!(
-                "weir: cannot delete subscription `{}`: {e}",
-                args.subscription
-            );
-        }
-    }
-    if topic {
-        if let Err(e) = client.delete_topic(&args.topic).await {
-            eprintln!("weir: cannot delete topic `{}`: {e}", args.topic);
-        }
-    }
+/// Deletes what the bench created (unless --keep) and says what stays.
+async fn cleanup(client: &Client, args: &ConsumeArgs, sub: bool, topic: bool, added: u64) {
+    let sub = sub.then_some(args.subscription.as_str());
+    clean_up(client, &args.topic, sub, topic, args.keep, Some(added)).await;
 }
 
 /// Payload bytes of a received message (the value as sent).

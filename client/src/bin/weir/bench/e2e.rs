@@ -13,7 +13,8 @@
 //! ack each pull with one request. Messages sent during the first
 //! `--warmup` seconds (connection set-up) are consumed but not recorded.
 //!
-//! The transport (`--transport`) is a parameter; only HTTP exists today.
+//! `--transport ws` receives on subscription sockets instead of pulls and
+//! acks over them; produce stays on HTTP.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -31,8 +32,8 @@ use weir_client::{
 use super::report::{latency, E2eReport};
 use super::ws::Ws;
 use super::{
-    counter, ensure_topic, join_all, merge, new_histogram, snapshot, wal_syncs, Http, Progress,
-    Transport, TransportKind,
+    clean_up, counter, ensure_topic, join_all, merge, new_histogram, positive, snapshot, wal_syncs,
+    Http, Progress, Transport, TransportKind,
 };
 use crate::output::Printer;
 
@@ -65,11 +66,11 @@ pub struct E2eArgs {
     /// Seconds sent before measuring (not recorded).
     #[arg(long, default_value_t = 1)]
     warmup: u64,
-    /// Most messages per pull.
-    #[arg(long, default_value_t = 100)]
+    /// Most messages per pull (1..=1000).
+    #[arg(long, default_value_t = 100, value_parser = positive(1000))]
     batch: usize,
-    /// Concurrent consumers.
-    #[arg(long, default_value_t = 4)]
+    /// Concurrent consumers (1..=10000).
+    #[arg(long, default_value_t = 4, value_parser = positive(10_000))]
     concurrency: usize,
     /// Long-poll time of each pull, in ms.
     #[arg(long, default_value_t = 1000)]
@@ -87,7 +88,9 @@ pub struct E2eArgs {
     /// Keep the subscription (and the topic, when the bench created it).
     #[arg(long)]
     keep: bool,
-    /// Transport of produce, pull and ack.
+    /// How messages are received and acked: `http` (pull and ack
+    /// requests) or `ws` (pushed on subscription sockets, acked over them).
+    /// Produce is over HTTP either way.
     #[arg(long, value_enum, default_value_t = TransportKind::Http)]
     transport: TransportKind,
 }
@@ -134,18 +137,7 @@ pub async fn run(args: E2eArgs, client: &Client, printer: &Printer) -> Result<E2
         },
         Err(e) => Err(e),
     };
-    if !args.keep {
-        if let Err(e) = client.delete_subscription(topic, sub).await {
-            if e.code() != Some(ErrorCode::SubscriptionNotFound) {
-                eprintln!("weir: cannot delete subscription `{sub}`: {e}");
-            }
-        }
-        if created_topic {
-            if let Err(e) = client.delete_topic(topic).await {
-                eprintln!("weir: cannot delete topic `{topic}`: {e}");
-            }
-        }
-    }
+    clean_up(client, topic, Some(sub), created_topic, args.keep, None).await;
     result
 }
 

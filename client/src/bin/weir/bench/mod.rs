@@ -14,6 +14,10 @@
 //! through a [`Transport`]: [`Http`], or `ws.rs` (`--transport ws`:
 //! messages pushed on subscription sockets, acks over the socket, produce
 //! over HTTP). `produce` sends its batches over HTTP or publish sockets.
+//!
+//! Clean-up: what a workload creates (topic, subscription) is deleted at
+//! the end unless `--keep`; what it keeps, or adds to a topic that existed
+//! before, is said on stderr.
 
 mod consume;
 mod e2e;
@@ -29,13 +33,14 @@ use clap::Subcommand;
 use hdrhistogram::Histogram;
 use weir_client::{AckResponse, Client, Error, ErrorCode, PullRequest, ReceivedMessage, TopicSpec};
 
-use super::output::Printer;
+use super::output::{errln, stderr_is_terminal, write_stderr, Printer};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Durable produce throughput over HTTP.
+    /// Durable produce throughput.
     Produce {
-        /// Topic to produce to (created when missing).
+        /// Topic to produce to (created when missing, and then deleted at
+        /// the end unless --keep).
         #[arg(long, default_value = "bench")]
         topic: String,
         /// Partitions of the topic when created.
@@ -44,11 +49,11 @@ pub enum BenchCommand {
         /// Payload size in bytes.
         #[arg(long, default_value_t = 100)]
         size: usize,
-        /// Messages per produce request.
-        #[arg(long, default_value_t = 500)]
+        /// Messages per produce request (1..=100000).
+        #[arg(long, default_value_t = 500, value_parser = positive(100_000))]
         batch: usize,
-        /// Concurrent connections.
-        #[arg(long, default_value_t = 8)]
+        /// Concurrent connections (1..=10000).
+        #[arg(long, default_value_t = 8, value_parser = positive(10_000))]
         concurrency: usize,
         /// Total messages (ignored when --duration is given).
         #[arg(long, default_value_t = 1_000_000)]
@@ -56,16 +61,25 @@ pub enum BenchCommand {
         /// Run for this many seconds instead of a count.
         #[arg(long)]
         duration: Option<u64>,
-        /// `http` (one request per batch per connection) or `ws` (one
-        /// publish socket per connection, each batch a `publish` frame).
+        /// How batches are sent: `http` (one request per batch per
+        /// connection) or `ws` (one publish socket per connection, each
+        /// batch a `publish` frame).
         #[arg(long, value_enum, default_value = "http")]
         transport: TransportKind,
+        /// Keep the topic (and its messages) when the bench created it.
+        #[arg(long)]
+        keep: bool,
     },
     /// Queue-mode consume throughput: pull + one ack request per pull, after
     /// filling a topic (or draining an existing subscription with --no-fill).
     Consume(consume::ConsumeArgs),
     /// End-to-end latency (produce → pull) at a fixed message rate.
     E2e(e2e::E2eArgs),
+}
+
+/// A `usize` flag in `1..=max`: out of range is an error, not a clamp.
+fn positive(max: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=max)
 }
 
 pub async fn run(cmd: BenchCommand, client: &Client, printer: &Printer) -> Result<(), Error> {
@@ -79,21 +93,24 @@ pub async fn run(cmd: BenchCommand, client: &Client, printer: &Printer) -> Resul
             count,
             duration,
             transport,
+            keep,
         } => {
+            let created = ensure_topic(client, &topic, partitions).await?;
             let report = produce::run(
                 client,
                 printer,
                 &topic,
-                partitions,
                 size,
-                batch.max(1),
-                concurrency.max(1),
+                batch,
+                concurrency,
                 count,
                 duration.map(Duration::from_secs),
                 transport == TransportKind::Ws,
             )
-            .await?;
-            report::print_produce(printer, &report);
+            .await;
+            let produced = report.as_ref().map_or(0, |r| r.messages);
+            clean_up(client, &topic, None, created, keep, Some(produced)).await;
+            report::print_produce(printer, &report?);
         }
         BenchCommand::Consume(args) => {
             let report = consume::run(args, client, printer).await?;
@@ -107,13 +124,13 @@ pub async fn run(cmd: BenchCommand, client: &Client, printer: &Printer) -> Resul
     Ok(())
 }
 
-/// How messages travel between the bench and the server.
+/// How messages travel between the bench and the server (each workload's
+/// `--transport` help says what goes where).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TransportKind {
-    /// HTTP/1.1 requests (`POST .../messages`, `.../pull`, `.../ack`).
+    /// HTTP requests.
     Http,
-    /// Subscription WebSockets (pushed messages, acks over the socket);
-    /// produce over HTTP.
+    /// WebSockets.
     Ws,
 }
 
@@ -226,11 +243,49 @@ async fn wal_syncs(client: &Client) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
-/// A line of progress on stderr every second, built by `line` (text mode
-/// only; nothing with `--output json`).
+/// Deletes what a workload created unless `keep` (failures are reported,
+/// not fatal), and says on stderr what stays: a kept subscription or
+/// topic, or the `added` messages (`None`: a number not counted) in a topic
+/// that existed before.
+async fn clean_up(
+    client: &Client,
+    topic: &str,
+    sub: Option<&str>,
+    created_topic: bool,
+    keep: bool,
+    added: Option<u64>,
+) {
+    if let Some(sub) = sub {
+        if keep {
+            errln!("weir: kept subscription `{sub}` of topic `{topic}` (--keep)");
+        } else if let Err(e) = client.delete_subscription(topic, sub).await {
+            if e.code() != Some(ErrorCode::SubscriptionNotFound) {
+                errln!("weir: cannot delete subscription `{sub}` of topic `{topic}`: {e}");
+            }
+        }
+    }
+    if created_topic {
+        if keep {
+            errln!(
+                "weir: kept topic `{topic}` (--keep); delete it with `weir topics delete {topic}`"
+            );
+        } else if let Err(e) = client.delete_topic(topic).await {
+            errln!("weir: cannot delete topic `{topic}` the bench created: {e}");
+        }
+    } else if added != Some(0) {
+        let count = added.map_or("the bench's".to_owned(), |n| n.to_string());
+        errln!(
+            "weir: {count} messages were added to topic `{topic}`, which existed before the \
+             bench; they stay"
+        );
+    }
+}
+
+/// A line of progress on stderr every second, built by `line`: text mode,
+/// and only when stderr is a terminal (a log gets no carriage returns).
 struct Progress {
     task: tokio::task::JoinHandle<()>,
-    json: bool,
+    shown: bool,
 }
 
 impl Progress {
@@ -238,25 +293,25 @@ impl Progress {
     where
         F: FnMut() -> String + Send + 'static,
     {
-        let json = printer.is_json();
+        let shown = !printer.is_json() && stderr_is_terminal();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if !json {
-                    eprint!("\r{}   ", line());
+                if shown {
+                    write_stderr(format_args!("\r{}   ", line()));
                 }
             }
         });
-        Progress { task, json }
+        Progress { task, shown }
     }
 
     /// Stops the display and ends its line.
     fn finish(self) {
         self.task.abort();
-        if !self.json {
-            eprintln!();
+        if self.shown {
+            errln!();
         }
     }
 }

@@ -12,7 +12,7 @@ use weir_client::{Client, Error};
 use weir_protocol::{ProduceMessage, ProduceRequest};
 
 use super::report::{latency, BenchReport};
-use super::{counter, ensure_topic, join_all, merge, new_histogram, snapshot, wal_syncs, Progress};
+use super::{counter, join_all, merge, new_histogram, snapshot, wal_syncs, Progress};
 use crate::output::Printer;
 
 #[allow(clippy::too_many_arguments)]
@@ -20,7 +20,6 @@ pub async fn run(
     client: &Client,
     printer: &Printer,
     topic: &str,
-    partitions: u32,
     size: usize,
     batch: usize,
     concurrency: usize,
@@ -28,7 +27,6 @@ pub async fn run(
     duration: Option<Duration>,
     websocket: bool,
 ) -> Result<BenchReport, Error> {
-    ensure_topic(client, topic, partitions).await?;
     let syncs_before = wal_syncs(client).await;
     let load = Load {
         topic,

@@ -5,7 +5,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::output::Printer;
+use crate::output::{outln, Printer};
 
 /// The result of a produce run, as printed with `--output json`.
 #[derive(Debug, Serialize)]
@@ -144,12 +144,12 @@ pub fn print_produce(printer: &Printer, r: &BenchReport) {
     if printer.is_json() {
         return printer.json(r);
     }
-    println!(
+    outln!(
         "{}: {} msgs in {:.2} s = {:.0} msgs/s, {:.1} MB/s ({} B messages, batch {}, concurrency {})",
         r.workload, r.messages, r.seconds, r.msgs_per_sec, r.mb_per_sec, r.message_bytes, r.batch, r.concurrency
     );
-    println!("{}", line("request latency", &r.latency_ms, 2));
-    println!("WAL syncs: {} ({:.0}/s)", r.wal_syncs, r.syncs_per_sec);
+    outln!("{}", line("request latency", &r.latency_ms, 2));
+    outln!("WAL syncs: {} ({:.0}/s)", r.wal_syncs, r.syncs_per_sec);
 }
 
 pub fn print_consume(printer: &Printer, r: &ConsumeReport) {
@@ -157,30 +157,38 @@ pub fn print_consume(printer: &Printer, r: &ConsumeReport) {
         return printer.json(r);
     }
     if let Some(f) = &r.fill {
-        println!(
+        outln!(
             "fill: {} msgs in {:.2} s = {:.0} msgs/s (batch {}, concurrency {})",
-            f.messages, f.seconds, f.msgs_per_sec, f.batch, f.concurrency
+            f.messages,
+            f.seconds,
+            f.msgs_per_sec,
+            f.batch,
+            f.concurrency
         );
     }
-    println!(
+    outln!(
         "consume: {} msgs acked in {:.2} s = {:.0} msgs/s, {:.1} MB/s ({} B messages, pull batch {}, concurrency {})",
         r.messages, r.seconds, r.msgs_per_sec, r.mb_per_sec, r.message_bytes, r.batch, r.concurrency
     );
-    println!(
+    outln!(
         "requests: {} pulls ({} empty), {} acks; {} unknown ack ids, {} redeliveries",
-        r.pulls, r.empty_pulls, r.acks, r.ack_unknown, r.redeliveries
+        r.pulls,
+        r.empty_pulls,
+        r.acks,
+        r.ack_unknown,
+        r.redeliveries
     );
-    println!("{}", line("pull latency", &r.pull_latency_ms, 2));
-    println!("{}", line("ack latency ", &r.ack_latency_ms, 2));
-    println!("{}", line("pull+ack    ", &r.latency_ms, 2));
-    println!("WAL syncs: {} ({:.0}/s)", r.wal_syncs, r.syncs_per_sec);
+    outln!("{}", line("pull latency", &r.pull_latency_ms, 2));
+    outln!("{}", line("ack latency ", &r.ack_latency_ms, 2));
+    outln!("{}", line("pull+ack    ", &r.latency_ms, 2));
+    outln!("WAL syncs: {} ({:.0}/s)", r.wal_syncs, r.syncs_per_sec);
 }
 
 pub fn print_e2e(printer: &Printer, r: &E2eReport) {
     if printer.is_json() {
         return printer.json(r);
     }
-    println!(
+    outln!(
         "e2e ({}): {} msgs sent at {:.0} msgs/s (asked {}), {} received ({} missing, {} redelivered) in {:.2} s ({} B messages, {} consumers, pull batch {})",
         r.transport,
         r.sent,
@@ -194,10 +202,12 @@ pub fn print_e2e(printer: &Printer, r: &E2eReport) {
         r.concurrency,
         r.batch
     );
-    println!("{}", line("end-to-end latency", &r.latency_ms, 3));
-    println!("{}", line("produce request   ", &r.produce_latency_ms, 3));
-    println!(
+    outln!("{}", line("end-to-end latency", &r.latency_ms, 3));
+    outln!("{}", line("produce request   ", &r.produce_latency_ms, 3));
+    outln!(
         "produce requests: {}; WAL syncs: {} ({:.0}/s)",
-        r.produce_requests, r.wal_syncs, r.syncs_per_sec
+        r.produce_requests,
+        r.wal_syncs,
+        r.syncs_per_sec
     );
 }
