@@ -191,6 +191,34 @@ pub struct SubscriptionInfo {
     pub paused_reason: Option<String>,
 }
 
+/// A delivery awaiting its ack (stream mode: the run of a partition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Lease {
+    /// Partition.
+    pub partition: u32,
+    /// First offset leased.
+    pub offset: u64,
+    /// Messages leased from `offset`: 1 in queue mode, the run in flight in
+    /// stream mode.
+    pub count: u64,
+    /// Delivery attempt (stream mode: of the first message).
+    pub attempt: u32,
+    /// The consumer that pulled it (the pull's or socket's `consumer`;
+    /// stream mode: the partition's owner), when one was named.
+    pub consumer: Option<String>,
+    /// When the lease expires unless acked or extended (ms since the epoch).
+    pub deadline: u64,
+}
+
+/// Response of `GET .../leases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseList {
+    /// Leases in (partition, offset) order.
+    pub leases: Vec<Lease>,
+    /// True when there were more than `limit`.
+    pub truncated: bool,
+}
+
 /// Body of `POST .../pause` (optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

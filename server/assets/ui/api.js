@@ -150,6 +150,8 @@ export const api = {
   // check the subscription's `paused` field / a 404 `not_found` first.
   pause: (t, s, reason) => request('POST', `${subPath(t, s)}/pause`, { body: reason ? { reason } : {} }),
   resume: (t, s) => request('POST', `${subPath(t, s)}/resume`, { body: {} }),
+  /** The leases out now (every consumer's), or null on servers without the list. */
+  leases: (t, s) => request('GET', `${subPath(t, s)}/leases?limit=200`, { quiet: true }).catch(() => null),
   deadLetters: (t, s, query) =>
     request('GET', `${subPath(t, s)}/dead-letters?${new URLSearchParams(query)}`),
 };

@@ -146,7 +146,7 @@ function consumePanel(ctx, topic, name, getSub, refresh) {
       h('h3', { text: 'Leases held by this console' }),
       leasesBox,
       h('div', { class: 'inline-form' }, field('Nack / dead-letter reason', reason), ack, nack, dead),
-      h('p', { class: 'muted', text: 'Leases of other consumers are counted under “In flight”; the API does not list them.' }),
+      h('p', { class: 'muted', text: 'Every consumer’s leases are listed under “Leases” above.' }),
     ],
   };
 }
@@ -261,6 +261,7 @@ export async function render(ctx, topic, name) {
   });
   const cards = h('div', { class: 'cards' });
   const cursors = h('div');
+  const allLeases = h('div');
   const policy = h('div');
   const pauseBox = h('div');
   let refresh = () => {};
@@ -270,21 +271,28 @@ export async function render(ctx, topic, name) {
     pageHeader(`${topic} / ${name}`, [['/', 'Overview'], [`/topics/${enc(topic)}`, topic], [null, name]], h('div', { class: 'actions' }, deadLink, del)),
     section('State', cards, pauseBox),
     section('Partitions', cursors),
+    section('Leases', allLeases),
     section('Consume', ...panel.nodes),
     section('Policy', policy),
     section('Seek', seekForm(topic, name, getSub, () => refresh())),
   );
 
   refresh = ctx.every(3000, async () => {
-    const [fresh, metrics] = await Promise.all([api.subscription(topic, name), fetchMetrics()]);
+    const [fresh, metrics, leaseList] = await Promise.all([
+      api.subscription(topic, name),
+      fetchMetrics(),
+      api.leases(topic, name),
+    ]);
     if (!ctx.alive) return;
     sub = fresh;
     const s = sub.stats;
+    // Lag comes with the stats on current servers, else from /metrics.
     const lag = (metric) => (metrics ? metrics.get(metric, { topic, subscription: name }) : null);
-    const lagSeconds = lag('weir_subscription_lag_seconds');
+    const lagMessages = 'lag_messages' in s ? s.lag_messages : lag('weir_subscription_lag_messages');
+    const lagSeconds = 'lag_ms' in s ? s.lag_ms / 1000 : lag('weir_subscription_lag_seconds');
     cards.replaceChildren(
       card('Backlog', h('span', { 'data-stat': 'backlog', text: num(s.backlog) })),
-      card('Lag (messages)', num(lag('weir_subscription_lag_messages'))),
+      card('Lag (messages)', num(lagMessages)),
       card('Lag (time)', lagSeconds === null ? '—' : duration(lagSeconds * 1000)),
       card('Oldest unacked', duration(s.oldest_unacked_age_ms)),
       card('In flight', h('span', { 'data-stat': 'in_flight', text: num(s.in_flight) })),
@@ -306,6 +314,27 @@ export async function render(ctx, topic, name) {
         ],
         s.partitions,
       ),
+    );
+    allLeases.replaceChildren(
+      leaseList === null
+        ? h('p', { class: 'muted', text: 'This server does not list leases; see “In flight”.' })
+        : h(
+            'div',
+            {},
+            table(
+              'Leases out now',
+              [
+                { label: 'Partition', cell: (l) => String(l.partition), head: true, num: true },
+                { label: 'Offset', cell: (l) => (l.count > 1 ? `${num(l.offset)} (+${num(l.count - 1)})` : num(l.offset)), num: true },
+                { label: 'Attempt', cell: (l) => String(l.attempt), num: true },
+                { label: 'Consumer', cell: (l) => l.consumer ?? '—' },
+                { label: 'Expires', cell: (l) => `${time(l.deadline)} (${duration(Math.max(0, l.deadline - Date.now()))})` },
+              ],
+              leaseList.leases,
+              'No leases out.',
+            ),
+            leaseList.truncated ? h('p', { class: 'muted', text: 'Showing the first 200.' }) : '',
+          ),
     );
     policy.replaceChildren(policyFacts(sub));
     panel.tick();

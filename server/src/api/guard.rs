@@ -121,7 +121,12 @@ pub fn need(method: &Method, route: &str) -> Need {
         "/v1/topics/{topic}/events" if get => Need::Topic(Action::Consume),
         "/v1/topics/{topic}/ws/publish" if get => Need::Topic(Action::Produce),
         "/v1/topics/{topic}/subscriptions" if get => Need::SeeTopic,
-        "/v1/topics/{topic}/subscriptions/{sub}" if get => Need::SeeSubscription,
+        "/v1/topics/{topic}/subscriptions/{sub}"
+        | "/v1/topics/{topic}/subscriptions/{sub}/leases"
+            if get =>
+        {
+            Need::SeeSubscription
+        }
         "/v1/topics/{topic}/subscriptions/{sub}" if put_or_delete => {
             Need::Subscription(Action::Manage)
         }

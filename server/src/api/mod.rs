@@ -105,6 +105,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::purge))
         .routes(routes!(pause::pause))
         .routes(routes!(pause::resume))
+        .routes(routes!(pause::leases))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -1,12 +1,14 @@
-//! Pause and resume a subscription: no new deliveries while paused; acks,
-//! nacks and extends keep working.
+//! Operating a subscription: pause and resume (no new deliveries while
+//! paused; acks, nacks and extends keep working) and the leases out now.
 
 use axum::extract::State;
 use axum::Json;
-use weir_protocol::{PauseRequest, ResumeRequest, SubscriptionInfo};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use weir_protocol::{LeaseList, PauseRequest, ResumeRequest, SubscriptionInfo};
 
 use super::error::ApiResult;
-use super::extract::{ApiJson, ApiPath};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::openapi::{Errors, Name, TAG_SUBSCRIPTIONS};
 use super::AppState;
 
@@ -54,4 +56,33 @@ pub async fn resume(
         .resume_subscription(&topic, &sub, request.redrive.unwrap_or(false))
         .await?;
     Ok(Json(state.broker.subscription(&topic, &sub)?.info().await?))
+}
+
+/// Query of `GET .../leases`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LeasesQuery {
+    /// Leases listed at most, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+/// List the leases out now.
+///
+/// Deliveries awaiting their ack, with the consumer that pulled them (when
+/// one was named) and when each lease expires. Queue mode: one per
+/// message; stream mode: one per partition for its run in flight.
+#[utoipa::path(
+    get, path = "/v1/topics/{topic}/subscriptions/{sub}/leases", tag = TAG_SUBSCRIPTIONS,
+    params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name"), LeasesQuery),
+    responses((status = 200, description = "Leases in (partition, offset) order", body = LeaseList), Errors)
+)]
+pub async fn leases(
+    State(state): State<AppState>,
+    ApiPath((topic, sub)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<LeasesQuery>,
+) -> ApiResult<Json<LeaseList>> {
+    let subscription = state.broker.subscription(&topic, &sub)?;
+    Ok(Json(subscription.leases(query.limit).await?))
 }

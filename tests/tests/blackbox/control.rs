@@ -466,3 +466,107 @@ async fn a_redrive_killed_halfway_never_duplicates_or_drops_a_dead_letter() {
     seen.sort_unstable();
     assert_eq!(seen, (0..40).collect::<Vec<u64>>());
 }
+
+#[tokio::test]
+async fn delayed_messages_count_before_anyone_pulls() {
+    let s = TestServer::start();
+    s.create_topic("t", &json!({})).await;
+    put_sub(&s, "t", "q", json!({"start": "earliest"}), 201).await;
+    s.produce(
+        "t",
+        json!([{"value": 1, "delay_ms": 600000}, {"value": 2, "delay_ms": 600000}, {"value": 3}]),
+    )
+    .await;
+    let info = sub_info(&s, "t", "q").await;
+    assert_eq!(info["stats"]["delayed"], 2, "{info}");
+    assert_eq!(info["stats"]["backlog"], 3);
+    let metrics = s.get("/metrics").await.text;
+    assert!(
+        metrics.contains(r#"weir_subscription_delayed_messages{subscription="q",topic="t"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn leases_are_listed_with_their_consumers_and_deadlines() {
+    let s = TestServer::start();
+    s.create_topic("t", &json!({"partitions": 2})).await;
+    put_sub(
+        &s,
+        "t",
+        "q",
+        json!({"start": "earliest", "ack_timeout_ms": 60000}),
+        201,
+    )
+    .await;
+    put_sub(
+        &s,
+        "t",
+        "st",
+        json!({"start": "earliest", "mode": "stream"}),
+        201,
+    )
+    .await;
+    produce_n(&s, "t", 6, false).await;
+    let leased = pull(
+        &s,
+        "t",
+        "q",
+        json!({"max_messages": 3, "consumer": "worker-7"}),
+    )
+    .await;
+    assert_eq!(leased.len(), 3);
+    let list = s
+        .get(&sub_path("t", "q", "leases"))
+        .await
+        .expect_status(200);
+    let leases = list["leases"].as_array().unwrap();
+    assert_eq!(leases.len(), 3, "{list}");
+    assert_eq!(leases[0]["consumer"], "worker-7");
+    assert_eq!(leases[0]["count"], 1);
+    assert!(leases[0]["deadline"].as_u64().unwrap() > leased[0]["timestamp"].as_u64().unwrap());
+    assert_eq!(list["truncated"], false);
+    let page = s
+        .get(&format!("{}?limit=1", sub_path("t", "q", "leases")))
+        .await
+        .expect_status(200);
+    assert_eq!(
+        (
+            page["leases"].as_array().unwrap().len(),
+            page["truncated"].as_bool()
+        ),
+        (1, Some(true))
+    );
+    s.post_json(
+        &sub_path("t", "q", "ack"),
+        &json!({"ack_ids": [leased[0]["ack_id"]]}),
+    )
+    .await
+    .expect_status(200);
+    let after = s
+        .get(&sub_path("t", "q", "leases"))
+        .await
+        .expect_status(200);
+    assert_eq!(after["leases"].as_array().unwrap().len(), 2);
+    // Stream mode: one lease per partition run, named by its owner.
+    pull(
+        &s,
+        "t",
+        "st",
+        json!({"max_messages": 10, "consumer": "reader-1"}),
+    )
+    .await;
+    let runs = s
+        .get(&sub_path("t", "st", "leases"))
+        .await
+        .expect_status(200);
+    let runs = runs["leases"].as_array().unwrap();
+    assert!(!runs.is_empty());
+    assert!(runs.iter().all(|l| l["consumer"] == "reader-1"), "{runs:?}");
+    assert_eq!(
+        runs.iter()
+            .map(|l| l["count"].as_u64().unwrap())
+            .sum::<u64>(),
+        6
+    );
+}

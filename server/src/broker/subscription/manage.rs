@@ -14,6 +14,9 @@ fn first_offsets(firsts: &[Option<u64>]) -> Vec<(u32, u64)> {
         .collect()
 }
 
+/// Messages past a queue subscription's scan looked at for delays.
+const DELAYED_LOOKAHEAD: usize = 256;
+
 /// Stats plus what the metrics need.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -75,11 +78,12 @@ impl Subscription {
             })
             .await??;
         let age = oldest_unsettled.map_or(0, |t| now.saturating_sub(t));
+        let delayed_ahead = self.delayed_ahead(&view.unscanned, &highs, now).await?;
         let lag_ms = oldest_undelivered.map_or(0, |t| now.saturating_sub(t));
         let stats = SubscriptionStats {
             backlog: view.backlog,
             in_flight: view.in_flight,
-            delayed: view.delayed,
+            delayed: view.delayed + delayed_ahead,
             oldest_unacked_age_ms: age,
             dead_lettered: view.dead_lettered,
             expired_by_retention: view.expired_by_retention,
@@ -102,6 +106,36 @@ impl Subscription {
             lag_messages: view.undelivered,
             lag_ms,
         })
+    }
+
+    /// Delayed messages the scan has not met yet: a subscription nobody
+    /// pulls from still shows its delayed backlog. Looks at most
+    /// `DELAYED_LOOKAHEAD` messages past the scan per partition.
+    async fn delayed_ahead(
+        &self,
+        unscanned: &[(u32, u64)],
+        highs: &[u64],
+        now: u64,
+    ) -> Result<u64> {
+        if unscanned.is_empty() {
+            return Ok(0);
+        }
+        let store = self.store.clone();
+        let topic = self.topic.id();
+        let ranges: Vec<(u32, u64, u64)> = unscanned
+            .iter()
+            .map(|&(p, from)| (p, from, highs.get(p as usize).copied().unwrap_or(from)))
+            .collect();
+        tokio::task::spawn_blocking(move || -> Result<u64> {
+            let mut n = 0;
+            for (p, from, high) in ranges {
+                let messages =
+                    store.read_messages(topic, p, from, high, DELAYED_LOOKAHEAD, 1 << 20)?;
+                n += messages.iter().filter(|m| m.deliver_at > now).count() as u64;
+            }
+            Ok(n)
+        })
+        .await?
     }
 
     /// Moves the subscription's cursors; answers once durable.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dead_letter;
 mod dead_letters;
 mod holder;
+mod leases;
 mod manage;
 pub mod pause;
 pub mod pull;
@@ -55,6 +56,9 @@ pub struct Subscription {
     deleted: AtomicBool,
     /// `record.paused.is_some()`, read on every pull.
     paused: AtomicBool,
+    /// Who pulled each queue-mode lease, when a consumer was named (for
+    /// the leases view; best effort, bounded).
+    lease_consumers: std::sync::Mutex<std::collections::HashMap<(u32, u64), Arc<str>>>,
     /// Times of recent dead letters, for the circuit breaker.
     breaker_window: std::sync::Mutex<std::collections::VecDeque<u64>>,
     /// The push (webhook) worker, when `config.push` is set.
@@ -72,6 +76,7 @@ impl Subscription {
             id: record.id,
             paused: AtomicBool::new(record.paused.is_some()),
             breaker_window: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            lease_consumers: std::sync::Mutex::new(std::collections::HashMap::new()),
             record: RwLock::new(record),
             topic,
             store,

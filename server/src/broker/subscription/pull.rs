@@ -248,6 +248,13 @@ impl Subscription {
                 self.timer_wake.notify_one();
             }
         }
+        if let (Some(consumer), Mode::Queue, false) = (&params.consumer, mode, delivered.is_empty())
+        {
+            self.note_consumers(
+                consumer,
+                delivered.iter().map(|(d, _)| (d.partition, d.offset)),
+            );
+        }
         let next_timer = self.state.lock().await.next_deadline();
         for rx in commits {
             committed(rx).await?;

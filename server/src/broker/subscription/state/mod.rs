@@ -11,6 +11,7 @@
 //! Timers live in one deadline heap.
 
 mod holder;
+mod leases;
 mod queue;
 mod ranges;
 mod stream;
@@ -1178,6 +1179,9 @@ impl State {
             let ready_here = self.ready.range((p as u32, 0)..=(p as u32, u64::MAX));
             let first_ready = ready_here.clone().next().map(|&(_, o)| o);
             view.undelivered += high.saturating_sub(part.next) + ready_here.count() as u64;
+            if part.next < high {
+                view.unscanned.push((p as u32, part.next));
+            }
             let pending_new = if part.next < high {
                 Some(part.next)
             } else {
@@ -1218,4 +1222,8 @@ pub struct StatsView {
     pub first_undelivered: Vec<Option<u64>>,
     pub cursors: Vec<u64>,
     pub owners: Vec<Option<String>>,
+    /// Queue mode: per partition, where the scan of new messages stands
+    /// (`(partition, next)`, only where messages wait beyond it): delayed
+    /// messages there are not known to the state yet.
+    pub unscanned: Vec<(u32, u64)>,
 }
