@@ -16,11 +16,73 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let names: Vec<String> = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(|m| {
+                m.as_str()
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))
-            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))
+            .map_err(|e| path_error(e, &names))
     }
+}
+
+/// A path parameter that does not parse: name it and say what it accepts
+/// (axum's own words name Rust types).
+fn path_error(e: axum::extract::rejection::PathRejection, names: &[String]) -> ApiError {
+    use axum::extract::path::ErrorKind;
+    use axum::extract::rejection::PathRejection;
+    let PathRejection::FailedToDeserializePathParams(failed) = e else {
+        return ApiError::new(ErrorCode::InvalidRequest, e.body_text());
+    };
+    let body = failed.body_text();
+    let (name, value, expected) = match failed.into_kind() {
+        ErrorKind::ParseErrorAtKey {
+            key,
+            value,
+            expected_type,
+        } => (key, value, expected_type),
+        ErrorKind::ParseErrorAtIndex {
+            index,
+            value,
+            expected_type,
+        } => (
+            names
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| format!("path parameter {index}")),
+            value,
+            expected_type,
+        ),
+        ErrorKind::ParseError {
+            value,
+            expected_type,
+        } => (
+            names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "path parameter".to_owned()),
+            value,
+            expected_type,
+        ),
+        _ => return ApiError::new(ErrorCode::InvalidRequest, body),
+    };
+    let accepts = match expected {
+        "u32" => "a partition number (a non-negative integer)",
+        "u64" | "usize" => "a non-negative integer",
+        _ => "a valid value",
+    };
+    ApiError::invalid(
+        name.clone(),
+        format!("path parameter `{name}` must be {accepts}, got `{value}`"),
+    )
 }
 
 /// Query parameters.

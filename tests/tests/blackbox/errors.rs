@@ -519,3 +519,41 @@ async fn chunked_413_keeps_connection_usable() {
         failed[0]
     );
 }
+
+#[tokio::test]
+async fn errors_name_the_field_and_what_it_accepts_not_rust_types() {
+    let server = TestServer::start();
+    server.create_topic("t", &json!({})).await;
+    let bad_partition = server
+        .get("/v1/topics/t/partitions/abc/messages")
+        .await
+        .expect_problem(400, "invalid_request");
+    assert_eq!(bad_partition["field"], "partition");
+    assert!(
+        bad_partition["detail"].as_str().unwrap().contains("`abc`"),
+        "{bad_partition}"
+    );
+    let bad_start = server
+        .put_json("/v1/topics/t/subscriptions/s", &json!({"start": 5}))
+        .await
+        .expect_problem(400, "invalid_request");
+    assert_eq!(bad_start["field"], "start");
+    let detail = bad_start["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("\"earliest\"") && !detail.contains("untagged"),
+        "{detail}"
+    );
+    let bad_backoff = server
+        .put_json(
+            "/v1/topics/t/subscriptions/s",
+            &json!({"retry": {"backoff": {"max_ms": "soon"}}}),
+        )
+        .await
+        .expect_problem(400, "invalid_request");
+    assert_eq!(bad_backoff["field"], "retry.backoff.max_ms");
+    let bad_query = server
+        .get("/v1/topics/t/partitions/0/messages?limit=many")
+        .await
+        .expect_problem(400, "invalid_request");
+    assert_eq!(bad_query["field"], "limit");
+}
