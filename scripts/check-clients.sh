@@ -54,7 +54,10 @@ run_step() {
 }
 
 # ------------------------------------------------------------------ tools
-if ! "$VENV/bin/python" -m pip show openapi-python-client 2>/dev/null | grep -q "^Version: ${GENERATOR#*==}$"; then
+# (pip's output is captured first: `grep -q` ending the pipe early would
+# fail it under pipefail and reinstall every time.)
+installed=$("$VENV/bin/python" -m pip show openapi-python-client 2>/dev/null || true)
+if ! grep -q "^Version: ${GENERATOR#*==}$" <<<"$installed"; then
   log "installing $GENERATOR into .tools/clients/venv"
   python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$GENERATOR" \

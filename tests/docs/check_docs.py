@@ -10,7 +10,7 @@ Subcommands (each prints "ok"/"FAIL" lines and exits 1 on a failure):
             file (GitHub's heading ids). README.md links only inside the
             repository (no URLs, nothing above the clone). Code spans that
             name repository paths (`server/src/api/mod.rs`,
-            `../shared/x.md`) must exist too.
+            `../elsewhere/x.md`) must exist too.
   blocks    Code blocks are well-formed: ```json blocks parse as JSON,
             ```toml as TOML, ```yaml as YAML, JSON given to curl with
             -d/--data parses; in annotated pages (docs/ and examples/, not

@@ -557,3 +557,49 @@ async fn errors_name_the_field_and_what_it_accepts_not_rust_types() {
         .expect_problem(400, "invalid_request");
     assert_eq!(bad_query["field"], "limit");
 }
+
+#[test]
+fn a_second_server_on_a_data_directory_in_use_says_so_and_logs_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = crate::harness::built_binary("weir-server", "WEIR_SERVER_BIN", "weir-server");
+    // Logs to a pipe (not a terminal) and NO_COLOR unset: no escape codes.
+    let mut first = std::process::Command::new(&bin)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = first.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("weir listening") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no listening line: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(n > 0, "server exited: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        !seen.contains(&0x1b),
+        "escape codes in piped logs: {}",
+        String::from_utf8_lossy(&seen)
+    );
+    let second = std::process::Command::new(&bin)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(!second.status.success());
+    let text = String::from_utf8_lossy(&second.stderr).to_string()
+        + &String::from_utf8_lossy(&second.stdout);
+    assert!(text.contains("in use by another process"), "{text}");
+    assert!(!text.contains("damaged"), "{text}");
+}
