@@ -157,6 +157,8 @@ pub fn sees_topic(
     topic: &str,
     dead_letter_sources: impl Fn() -> Vec<String>,
 ) -> bool {
+    // The sources are looked up at most once for the four questions.
+    let sources = std::cell::OnceCell::new();
     [
         Action::Produce,
         Action::Consume,
@@ -164,7 +166,11 @@ pub fn sees_topic(
         Action::Admin,
     ]
     .into_iter()
-    .any(|a| allowed(grants, a, topic, None, &dead_letter_sources))
+    .any(|a| {
+        allowed(grants, a, topic, None, || {
+            sources.get_or_init(&dead_letter_sources).clone()
+        })
+    })
 }
 
 /// True when the principal may see `subscription` of `topic`.

@@ -189,7 +189,11 @@ impl Broker {
     /// Creates a topic or updates its mutable settings.
     pub async fn put_topic(&self, name: &str, spec: &TopicSpec, now: u64) -> Result<Upsert> {
         let max = self.limits.max_topics;
-        if !self.topics_read().contains_key(name) && self.topics_read().len() >= max {
+        let full = {
+            let topics = self.topics_read();
+            !topics.contains_key(name) && topics.len() >= max
+        };
+        if full {
             return Err(BrokerError::LimitExceeded(format!(
                 "the server already has {max} topics (`max_topics`)"
             )));
@@ -437,7 +441,7 @@ impl Broker {
             .filter(|(_, t)| {
                 t.subscription_list()
                     .iter()
-                    .any(|s| s.record().config.dead_letter_topic.as_deref() == Some(topic))
+                    .any(|s| s.dead_letters_into(topic))
             })
             .map(|(name, _)| name.clone())
             .collect()

@@ -153,13 +153,16 @@ struct Found {
 impl Subscription {
     /// Reads records after `after`, keeps the matching ones (up to
     /// `want`), looking at no more than `budget` records. Returns them and
-    /// the position of the last record looked at (`None` at the end).
+    /// the position of the last record looked at (`None` at the end). The
+    /// original messages are read only when the filter needs them or the
+    /// caller shows them (`with_messages`).
     async fn scan_dead(
         &self,
         matcher: &Matcher,
         mut after: Option<(u32, u64)>,
         want: usize,
         budget: usize,
+        with_messages: bool,
     ) -> Result<(Vec<Found>, Option<(u32, u64)>)> {
         let mut found = Vec::new();
         let mut looked = 0;
@@ -181,7 +184,11 @@ impl Subscription {
                     break;
                 }
             }
-            let mut messages = self.read_originals(&candidates).await?;
+            let mut messages = if with_messages || matcher.needs_message() {
+                self.read_originals(&candidates).await?
+            } else {
+                HashMap::new()
+            };
             for (p, o, entry) in candidates {
                 let message = messages.remove(&(p, o));
                 if matcher.message(message.as_ref()) {
@@ -268,7 +275,7 @@ impl Subscription {
             query.state,
         )?;
         let (found, last) = self
-            .scan_dead(&matcher, after, limit, LIST_SCAN_BUDGET)
+            .scan_dead(&matcher, after, limit, LIST_SCAN_BUDGET, true)
             .await?;
         let next = last.map(|(p, o)| format!("{p}:{o}"));
         Ok(DeadLetterList {
@@ -346,7 +353,11 @@ impl Subscription {
         while remaining > 0 {
             let started = tokio::time::Instant::now();
             let want = remaining.min(batch as u64) as usize;
-            let (found, last) = self.scan_dead(&matcher, after, want, usize::MAX).await?;
+            // Messages only for the sample: a redrive or purge of many dead
+            // letters does not read every original.
+            let (found, last) = self
+                .scan_dead(&matcher, after, want, usize::MAX, sample.len() < SAMPLE)
+                .await?;
             after = last;
             remaining = remaining.saturating_sub(found.len() as u64);
             matched += found.len() as u64;

@@ -96,6 +96,16 @@ impl Subscription {
         }
     }
 
+    /// True when this subscription dead-letters into `topic` (read under
+    /// the record lock, without copying the record).
+    pub fn dead_letters_into(&self, topic: &str) -> bool {
+        let read = |r: &SubscriptionRecord| r.config.dead_letter_topic.as_deref() == Some(topic);
+        match self.record.read() {
+            Ok(r) => read(&r),
+            Err(p) => read(&p.into_inner()),
+        }
+    }
+
     pub fn id(&self) -> u32 {
         self.id
     }
