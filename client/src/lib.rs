@@ -4,7 +4,8 @@
 //! - [`Client`]: one method per endpoint — topics, produce, read
 //!   (`client.rs`) and subscriptions: create, pull, ack, nack, extend, seek,
 //!   redrive (`subscriptions.rs`); pause, resume, and the dead letters of a
-//!   subscription: browse with filters, redrive, purge (`dead_letters.rs`).
+//!   subscription: browse with filters, redrive, purge (`dead_letters.rs`);
+//!   online backups: take one, list them (`backups.rs`).
 //! - [`Subscriber`] (`client.subscriber(topic, sub)`, `subscriber.rs`): one
 //!   subscription as a handle, with every subscription call and the four
 //!   ways to consume it: [`Subscriber::receive`], [`Subscriber::stream`]
@@ -97,6 +98,7 @@
 //! ```
 
 mod backoff;
+mod backups;
 mod builder;
 mod client;
 mod consumer;
@@ -116,6 +118,7 @@ mod token;
 mod ws;
 
 pub use backoff::RetryBackoff;
+pub use backups::{BackupCreated, BackupSummary};
 pub use builder::{
     ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WS_IDLE_TIMEOUT, DEFAULT_WS_PING_INTERVAL,

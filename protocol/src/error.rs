@@ -45,6 +45,10 @@ pub enum ErrorCode {
     /// The server sheds load (too many concurrent requests, long polls,
     /// connections or request bytes in flight); retry after `Retry-After`.
     Overloaded,
+    /// The data directory's disk is below its free-space limit: produce and
+    /// creates are refused until space frees (acks and deletes still work);
+    /// retry after `Retry-After`.
+    InsufficientStorage,
     /// The server cannot accept the operation right now (overload, write
     /// stall, read-only store); retry after `Retry-After`.
     Unavailable,
@@ -76,6 +80,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
             ErrorCode::Unavailable | ErrorCode::Overloaded | ErrorCode::ShuttingDown => 503,
+            ErrorCode::InsufficientStorage => 507,
         }
     }
 
@@ -94,6 +99,7 @@ impl ErrorCode {
             415 => ErrorCode::UnsupportedMediaType,
             429 => ErrorCode::RateLimited,
             502..=504 => ErrorCode::Unavailable,
+            507 => ErrorCode::InsufficientStorage,
             _ => ErrorCode::Internal,
         }
     }
@@ -106,6 +112,7 @@ impl ErrorCode {
             self,
             ErrorCode::Unavailable
                 | ErrorCode::Overloaded
+                | ErrorCode::InsufficientStorage
                 | ErrorCode::ShuttingDown
                 | ErrorCode::RateLimited
                 | ErrorCode::Internal
@@ -119,7 +126,10 @@ impl ErrorCode {
     pub fn ws_close_code(self) -> u16 {
         match self {
             ErrorCode::ShuttingDown => 1001,
-            ErrorCode::Unavailable | ErrorCode::Overloaded | ErrorCode::RateLimited => 1013,
+            ErrorCode::Unavailable
+            | ErrorCode::Overloaded
+            | ErrorCode::RateLimited
+            | ErrorCode::InsufficientStorage => 1013,
             ErrorCode::Internal | ErrorCode::Unknown => 1011,
             ErrorCode::PayloadTooLarge | ErrorCode::MessageTooLarge => 1009,
             ErrorCode::UnsupportedMediaType => 1003,
@@ -138,7 +148,7 @@ impl ErrorCode {
     }
 
     /// Every code, in table order (for documentation and tests).
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidName,
         ErrorCode::TopicNotFound,
@@ -155,6 +165,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::LimitExceeded,
         ErrorCode::Overloaded,
+        ErrorCode::InsufficientStorage,
         ErrorCode::Unavailable,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
@@ -180,6 +191,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::InsufficientStorage => "insufficient_storage",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
@@ -206,6 +218,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "Rate limited",
             ErrorCode::LimitExceeded => "Limit exceeded",
             ErrorCode::Overloaded => "Overloaded",
+            ErrorCode::InsufficientStorage => "Insufficient storage",
             ErrorCode::Unavailable => "Service unavailable",
             ErrorCode::ShuttingDown => "Shutting down",
             ErrorCode::Internal => "Internal error",

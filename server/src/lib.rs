@@ -11,6 +11,7 @@ pub mod broker;
 pub mod config;
 pub mod metrics;
 pub mod net;
+pub mod restore;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

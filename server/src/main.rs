@@ -1,4 +1,6 @@
-//! `weir-server`: parse the configuration, set up logging, bind, run.
+//! `weir-server`: parse the configuration, set up logging, bind, run; or,
+//! as `weir-server restore ...`, restore a backup offline
+//! (`weir_server::restore`).
 
 use std::process::ExitCode;
 
@@ -7,6 +9,10 @@ use weir_server::config::{Args, Config, DEFAULT_CONFIG};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if weir_server::restore::is_restore(&raw) {
+        return weir_server::restore::main(raw);
+    }
     let args = Args::parse();
     if args.print_default_config {
         print!("{DEFAULT_CONFIG}");
@@ -20,6 +26,7 @@ async fn main() -> ExitCode {
         }
     };
     weir_server::telemetry::init(config.log_format, &config.log_level);
+    weir_server::api::backups::configure(config.backup_dir.clone());
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -13,7 +13,7 @@ use crate::api::ws::Sockets;
 use crate::api::{self, AppState, Protect};
 use crate::auth::{AuthConfigError, Authenticator};
 use crate::broker::subscription::push::PushOptions;
-use crate::broker::{clock::now_ms, Broker, BrokerError, BrokerLimits};
+use crate::broker::{Broker, BrokerError, BrokerLimits};
 use crate::config::Config;
 use crate::net::{self, tls::TlsError, ServeOptions};
 use crate::storage::{StorageError, Store};
@@ -140,7 +140,7 @@ fn spawn_retention(broker: Arc<Broker>, every: std::time::Duration) -> tokio::ta
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match broker.enforce_retention(now_ms()).await {
+            match broker.enforce_retention(broker.now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "retention removed messages"),
                 Err(e) => tracing::warn!(error = %e, "retention pass failed"),

@@ -59,6 +59,9 @@ impl From<BrokerError> for ApiError {
             }
             BrokerError::ShuttingDown => ApiError::new(ErrorCode::ShuttingDown, detail),
             BrokerError::Unavailable => ApiError::new(ErrorCode::Unavailable, detail),
+            BrokerError::InsufficientStorage { .. } => {
+                ApiError::new(ErrorCode::InsufficientStorage, detail)
+            }
             BrokerError::Storage(storage) => storage.into(),
             BrokerError::Task(cause) => internal(&cause),
         }
@@ -79,6 +82,18 @@ impl From<StorageError> for ApiError {
             StorageError::Closed => {
                 ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down")
             }
+            StorageError::DiskFull => ApiError::new(
+                ErrorCode::InsufficientStorage,
+                "the data directory's disk is full: nothing was written; retry when space frees",
+            ),
+            StorageError::Reopening => ApiError::new(
+                ErrorCode::Unavailable,
+                "the store is being reopened after a write failure (see /readyz); retry shortly",
+            ),
+            StorageError::Fenced => ApiError::new(
+                ErrorCode::Unavailable,
+                "an earlier write of this subscription failed and its state is being reloaded; retry",
+            ),
             StorageError::Open { .. } | StorageError::Corrupt(_) | StorageError::Read(_) => {
                 internal(&e.to_string())
             }
@@ -107,7 +122,10 @@ impl IntoResponse for ApiError {
             // say so, so clients open a new one instead of failing on it.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        if status == StatusCode::SERVICE_UNAVAILABLE
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::INSUFFICIENT_STORAGE
+        {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(self.retry_after.unwrap_or(1)),

@@ -154,6 +154,8 @@ pub fn need(method: &Method, route: &str) -> Need {
         {
             Need::Subscription(Action::Manage)
         }
+        // A backup holds every topic: admin, with no topic to scope it.
+        "/v1/backups" if get || post => Need::Topic(Action::Admin),
         _ => Need::Topic(Action::Admin),
     }
 }
@@ -380,6 +382,11 @@ mod tests {
             need(&Method::POST, &format!("{sub}/seek")),
             Need::Subscription(Action::Manage)
         );
+        assert_eq!(
+            need(&Method::POST, "/v1/backups"),
+            Need::Topic(Action::Admin)
+        );
+        assert_eq!(path_names("/v1/backups", "/v1/backups"), (None, None));
         // Unknown routes fail closed.
         assert_eq!(
             need(&Method::POST, "/v1/new-thing"),

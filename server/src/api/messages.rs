@@ -15,7 +15,6 @@ use super::extract::{media_type, parse_json, read_body, ApiPath, ApiQuery};
 use super::guard::Caller;
 use super::openapi::{Errors, Name, NdjsonMessages, RawPayload, TAG_MESSAGES};
 use super::AppState;
-use crate::broker::clock::now_ms;
 use crate::broker::read::{ReadFrom, MAX_READ_LIMIT, MAX_WAIT_MS};
 
 /// Produce messages to a topic.
@@ -140,7 +139,10 @@ async fn produce_as(
     state
         .limits
         .charge_produce(caller.name(), messages.len(), body.len())?;
-    let results = state.broker.produce(&topic, messages, now_ms()).await?;
+    let results = state
+        .broker
+        .produce(&topic, messages, state.broker.now())
+        .await?;
     Ok(Json(ProduceResponse { results }))
 }
 

@@ -2,6 +2,7 @@
 //! metrics and request-id middleware, and the OpenAPI document built from
 //! the same declarations as the routes. Knows HTTP, not RocksDB.
 
+pub mod backups;
 mod dead_letters;
 pub mod error;
 pub mod extract;
@@ -70,6 +71,8 @@ impl AppState {
             Some("shutting_down")
         } else if !self.broker.store().is_writable() {
             Some("store_not_writable")
+        } else if self.broker.store().disk_space().is_low() {
+            Some("disk_free_below_limit")
         } else {
             None
         }
@@ -109,6 +112,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
+        .routes(routes!(backups::create_backup, backups::list_backups))
         .merge(ws::routes())
         .merge(sse::routes())
 }
@@ -188,7 +192,7 @@ struct CounterRequestId {
 impl MakeRequestId for CounterRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let start = crate::broker::clock::now_ms();
+        let start = crate::broker::clock::wall_ms();
         HeaderValue::from_str(&format!("{start:x}-{n:x}"))
             .ok()
             .map(RequestId::new)

@@ -27,7 +27,7 @@ pub const TAG_OPS: &str = "operations";
         (name = "topics", description = "Replayable partitioned logs"),
         (name = "messages", description = "Produce and stateless replay"),
         (name = "subscriptions", description = "Named durable readers: queue and stream modes"),
-        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "operations", description = "Health, readiness, metrics, online backups"),
     ),
     components(schemas(Problem, Name, ProduceMessage)),
     modifiers(&BearerAuth),

@@ -18,13 +18,32 @@ pub struct Health {
     pub status: String,
 }
 
-/// Liveness: the process is up.
+/// How long the store may keep failing writes (reopening without
+/// success) before liveness fails, so an orchestrator restarts the process
+/// (the restart recovers from the write-ahead log).
+const STORE_FAILURE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Liveness: the process is up and its store is not stuck failing.
 #[utoipa::path(get, path = "/healthz", tag = TAG_OPS,
-    responses((status = 200, description = "Alive", body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-    })
+    responses(
+        (status = 200, description = "Alive", body = Health),
+        (status = 503, description = "The store has failed writes for over 30 s and could not be reopened: restart the process", body = Health),
+    ))]
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    match state.broker.store().failing_for() {
+        Some(t) if t > STORE_FAILURE_GRACE => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "store_failed".into(),
+            }),
+        ),
+        _ => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok".into(),
+            }),
+        ),
+    }
 }
 
 /// Readiness: the store is open and accepting writes.

@@ -16,7 +16,6 @@ use super::guard::Caller;
 use super::openapi::{Errors, Name, TAG_SUBSCRIPTIONS};
 use super::paging::PageQuery;
 use super::AppState;
-use crate::broker::clock::now_ms;
 use crate::broker::subscription::pull::check_pull;
 use crate::broker::subscription::settle::Settle;
 use crate::broker::subscription::PullParams;
@@ -45,7 +44,7 @@ pub async fn put_subscription(
 ) -> ApiResult<(StatusCode, Json<SubscriptionInfo>)> {
     let outcome = state
         .broker
-        .put_subscription(&topic, &sub, &spec, now_ms())
+        .put_subscription(&topic, &sub, &spec, state.broker.now())
         .await?;
     let status = match outcome {
         Upsert::Created => StatusCode::CREATED,

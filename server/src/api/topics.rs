@@ -12,7 +12,7 @@ use super::guard::Caller;
 use super::openapi::{Errors, Name, TAG_TOPICS};
 use super::paging::PageQuery;
 use super::AppState;
-use crate::broker::{clock::now_ms, Upsert};
+use crate::broker::Upsert;
 
 /// Create a topic, or update its mutable settings.
 ///
@@ -32,7 +32,10 @@ pub async fn put_topic(
     ApiPath(topic): ApiPath<String>,
     ApiJson(spec): ApiJson<TopicSpec>,
 ) -> ApiResult<(StatusCode, Json<TopicInfo>)> {
-    let outcome = state.broker.put_topic(&topic, &spec, now_ms()).await?;
+    let outcome = state
+        .broker
+        .put_topic(&topic, &spec, state.broker.now())
+        .await?;
     let status = match outcome {
         Upsert::Created => StatusCode::CREATED,
         Upsert::Updated | Upsert::Unchanged => StatusCode::OK,

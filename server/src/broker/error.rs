@@ -32,6 +32,8 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("the store is temporarily not accepting writes")]
     Unavailable,
+    #[error("the data directory's disk has {free} bytes free, below `disk_free_limit_bytes` ({limit}): producing and creating are refused until space frees (acks, nacks and deletes still work)")]
+    InsufficientStorage { free: u64, limit: u64 },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("internal task failed: {0}")]

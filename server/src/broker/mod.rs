@@ -69,6 +69,8 @@ pub struct Broker {
     admin: tokio::sync::Mutex<AdminState>,
     /// Server-wide settings of push (webhook) deliveries.
     push: Arc<PushOptions>,
+    /// Time, for every decision that depends on it.
+    clock: clock::Clock,
 }
 
 struct AdminState {
@@ -89,8 +91,18 @@ impl Broker {
         limits: BrokerLimits,
         push: PushOptions,
     ) -> Result<Arc<Broker>> {
+        Broker::open_clocked(store, limits, push, clock::Clock::system())
+    }
+
+    /// `open_with`, on a given clock (tests drive time through it).
+    pub fn open_clocked(
+        store: Arc<Store>,
+        limits: BrokerLimits,
+        push: PushOptions,
+        clock: clock::Clock,
+    ) -> Result<Arc<Broker>> {
         let recovered = store.recover()?;
-        let now = clock::now_ms();
+        let now = clock.now();
         let mut topics = HashMap::new();
         let mut by_id = HashMap::new();
         for (record, metas) in recovered.topics {
@@ -129,7 +141,7 @@ impl Broker {
                 now,
             );
             let name = record.name.clone();
-            let sub = Subscription::new(record, topic.clone(), store.clone(), state);
+            let sub = Subscription::new(record, topic.clone(), store.clone(), state, clock.clone());
             crate::metrics::subscription_created(&topic.name(), &name);
             topic.subscriptions_mut().insert(name, sub.clone());
             subs.push(sub);
@@ -143,6 +155,7 @@ impl Broker {
                 next_subscription_id: recovered.next_subscription_id,
             }),
             push: Arc::new(push),
+            clock,
         });
         for sub in subs {
             if let Some(pause) = sub.record().paused {
@@ -156,6 +169,29 @@ impl Broker {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// The broker's clock.
+    pub fn clock(&self) -> &clock::Clock {
+        &self.clock
+    }
+
+    /// Refuses what only adds data while the disk is below its free-space
+    /// limit (produce, creating topics and subscriptions).
+    fn check_disk(&self) -> Result<()> {
+        let space = self.store.disk_space();
+        if space.is_low() {
+            return Err(BrokerError::InsufficientStorage {
+                free: space.free_bytes.unwrap_or(0),
+                limit: space.limit_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Broker time now (see [`clock::Clock::now`]).
+    pub fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
@@ -197,6 +233,9 @@ impl Broker {
             return Err(BrokerError::LimitExceeded(format!(
                 "the server already has {max} topics (`max_topics`)"
             )));
+        }
+        if !self.topics_read().contains_key(name) {
+            self.check_disk()?;
         }
         self.create_or_update_topic(name, spec, now).await
     }
@@ -338,6 +377,7 @@ impl Broker {
             sub.set_record(record).await;
             return Ok(Upsert::Updated);
         }
+        self.check_disk()?;
         let max = self.limits.max_subscriptions_per_topic;
         if topic.subscription_list().len() >= max {
             return Err(BrokerError::LimitExceeded(format!(
@@ -377,7 +417,13 @@ impl Broker {
             return Err(BrokerError::TopicNotFound(topic_name.to_owned()));
         }
         let state = State::new(id, config, &cursors);
-        let sub = Subscription::new(record, topic.clone(), self.store.clone(), state);
+        let sub = Subscription::new(
+            record,
+            topic.clone(),
+            self.store.clone(),
+            state,
+            self.clock.clone(),
+        );
         topic
             .subscriptions_mut()
             .insert(name.to_owned(), sub.clone());
@@ -455,6 +501,7 @@ impl Broker {
         now: u64,
     ) -> Result<Vec<ProduceResult>> {
         let topic = self.topic(name)?;
+        self.check_disk()?;
         let count = messages.len();
         let max_headers = self.limits.max_headers_per_message;
         if let Some(i) = messages
@@ -473,7 +520,14 @@ impl Broker {
             .iter()
             .map(|p| p.message.encoded_len() as u64)
             .sum();
-        let results = produce::produce(self.store.clone(), topic, prepared, now).await?;
+        let results = produce::produce(
+            self.store.clone(),
+            topic,
+            prepared,
+            now,
+            self.clock.wall_at(now),
+        )
+        .await?;
         let appended = results.iter().filter(|r| !r.duplicate).count() as u64;
         METRICS.produce_batch_messages.observe(count as f64);
         METRICS

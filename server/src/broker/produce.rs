@@ -175,12 +175,14 @@ pub async fn produce(
     topic: Arc<Topic>,
     batch: Vec<Prepared>,
     now: u64,
+    wall: u64,
 ) -> Result<Vec<ProduceResult>> {
-    produce_with(store, topic, batch, now, WriteSet::new()).await
+    produce_with(store, topic, batch, (now, wall), WriteSet::new()).await
 }
 
 /// Like [`produce`], committing `extra` changes atomically with the batch
-/// (a dead-letter copy and the settling of its original).
+/// (a dead-letter copy and the settling of its original). `at` is broker
+/// time and wall-clock time (the messages' timestamps).
 ///
 /// Runs in its own task: once offsets are placed, the commit and the
 /// publication of the new high watermark happen even if the caller goes
@@ -190,23 +192,23 @@ pub async fn produce_with(
     store: Arc<Store>,
     topic: Arc<Topic>,
     batch: Vec<Prepared>,
-    now: u64,
+    at: (u64, u64),
     extra: WriteSet,
 ) -> Result<Vec<ProduceResult>> {
-    tokio::spawn(place_and_commit(store, topic, batch, now, extra)).await?
+    tokio::spawn(place_and_commit(store, topic, batch, at, extra)).await?
 }
 
 async fn place_and_commit(
     store: Arc<Store>,
     topic: Arc<Topic>,
     batch: Vec<Prepared>,
-    now: u64,
+    at: (u64, u64),
     extra: WriteSet,
 ) -> Result<Vec<ProduceResult>> {
     let placing_topic = topic.clone();
     let placing_store = store.clone();
     let (results, appended, ids, receiver) = tokio::task::spawn_blocking(move || {
-        place(&placing_store, &placing_topic, batch, now, extra)
+        place(&placing_store, &placing_topic, batch, at, extra)
     })
     .await??;
     let outcome = receiver.await.map_err(|_| BrokerError::ShuttingDown)?;
@@ -261,7 +263,7 @@ fn place(
     store: &Store,
     topic: &Topic,
     batch: Vec<Prepared>,
-    now: u64,
+    (now, wall): (u64, u64),
     extra: WriteSet,
 ) -> Result<Placed> {
     let record = topic.record();
@@ -313,7 +315,7 @@ fn place(
         let offset = head.next_offset;
         // Timestamps never go backwards within a partition, so the time
         // index is exact and "first message at or after T" is one seek.
-        let timestamp = now.max(head.last_timestamp);
+        let timestamp = wall.max(head.last_timestamp);
         if timestamp != head.last_timestamp || offset == head.low {
             set.index_timestamp(topic_id, partition, timestamp, offset);
         }

@@ -57,7 +57,7 @@ pub fn enforce(store: &Store, topic: &Arc<Topic>, now: u64) -> Result<u64> {
             continue;
         }
         let mut set = WriteSet::new();
-        let receiver = {
+        let (receiver, meta) = {
             let mut state = topic.lock_produce();
             if topic.is_deleted() {
                 return Ok(removed_total);
@@ -74,14 +74,27 @@ pub fn enforce(store: &Store, topic: &Arc<Topic>, now: u64) -> Result<u64> {
                 bytes: head.bytes,
                 last_timestamp: head.last_timestamp,
             };
-            partition.set_low_and_bytes(meta.low, meta.bytes);
             set.truncate_partition(record.id, pid, low, cut.cut, cut.keep_from_timestamp);
             set.put_partition(record.id, pid, &meta);
-            store.submit_blocking(set)?
+            (store.submit_blocking(set)?, meta)
         };
-        receiver
+        let outcome = receiver
             .blocking_recv()
-            .map_err(|_| crate::storage::StorageError::Closed)??;
+            .map_err(|_| crate::storage::StorageError::Closed)?;
+        if let Err(e) = outcome {
+            // Nothing was deleted: give the range back (readers and
+            // subscriptions never saw the new low).
+            let mut state = topic.lock_produce();
+            if let Some(head) = state.heads.get_mut(pid as usize) {
+                if head.low == cut.cut {
+                    head.low = low;
+                    head.bytes = head.bytes.saturating_add(cut.removed_bytes);
+                }
+            }
+            return Err(e.into());
+        }
+        // Only now, durable: readers and subscriptions move past the range.
+        partition.set_low_and_bytes(meta.low, meta.bytes);
         let removed = cut.cut - low;
         METRICS
             .retention_deleted

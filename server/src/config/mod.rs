@@ -48,6 +48,8 @@ pub(super) struct FileConfig {
     max_request_bytes: Option<usize>,
     shutdown_timeout_ms: Option<u64>,
     retention_interval_ms: Option<u64>,
+    disk_free_limit_bytes: Option<u64>,
+    backup_dir: Option<PathBuf>,
     metrics_per_topic: Option<bool>,
     metrics_max_label_names: Option<usize>,
     write_buffer_bytes: Option<usize>,
@@ -126,6 +128,15 @@ pub struct Args {
     /// Retention pass period in milliseconds [default: 5000].
     #[arg(long, env = "WEIR_RETENTION_INTERVAL_MS")]
     pub retention_interval_ms: Option<u64>,
+    /// Free space the data directory's filesystem keeps: below it, produce
+    /// and creates get 507 while acks, nacks and deletes go on, in bytes
+    /// [default: 52428800].
+    #[arg(long, env = "WEIR_DISK_FREE_LIMIT_BYTES")]
+    pub disk_free_limit_bytes: Option<u64>,
+    /// Directory online backups (`POST /v1/backups`) are written under
+    /// [default: none: backups disabled].
+    #[arg(long, env = "WEIR_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
     /// Label metrics per topic and subscription (false: aggregate under
     /// `_all`, for very many topics) [default: true].
     #[arg(long, env = "WEIR_METRICS_PER_TOPIC")]
@@ -274,6 +285,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub shutdown_timeout: Duration,
     pub retention_interval: Duration,
+    /// Where online backups go; `None` disables them.
+    pub backup_dir: Option<PathBuf>,
     /// Per-topic/per-subscription metric labels (else aggregated).
     pub metrics_per_topic: bool,
     /// Names with their own label value; the rest share `_other`.
@@ -349,6 +362,8 @@ impl Config {
                 max_request_bytes: args.max_request_bytes,
                 shutdown_timeout_ms: args.shutdown_timeout_ms,
                 retention_interval_ms: args.retention_interval_ms,
+                disk_free_limit_bytes: args.disk_free_limit_bytes,
+                backup_dir: args.backup_dir.clone(),
                 metrics_per_topic: args.metrics_per_topic,
                 metrics_max_label_names: args.metrics_max_label_names,
                 write_buffer_bytes: args.write_buffer_bytes,
@@ -414,6 +429,8 @@ fn overlay(base: &mut FileConfig, top: FileConfig) {
         max_request_bytes,
         shutdown_timeout_ms,
         retention_interval_ms,
+        disk_free_limit_bytes,
+        backup_dir,
         metrics_per_topic,
         metrics_max_label_names,
         write_buffer_bytes,
@@ -527,6 +544,7 @@ fn finish(f: FileConfig) -> Result<Config, ConfigError> {
             "shutdown_timeout_ms",
         )?),
         retention_interval: Duration::from_millis(retention),
+        backup_dir: f.backup_dir,
         metrics_per_topic: required(f.metrics_per_topic, "metrics_per_topic")?,
         metrics_max_label_names: match required(
             f.metrics_max_label_names,
@@ -544,6 +562,7 @@ fn finish(f: FileConfig) -> Result<Config, ConfigError> {
             fsync,
             write_buffer_bytes: required(f.write_buffer_bytes, "write_buffer_bytes")?,
             block_cache_bytes: required(f.block_cache_bytes, "block_cache_bytes")?,
+            disk_free_limit_bytes: required(f.disk_free_limit_bytes, "disk_free_limit_bytes")?,
         },
         websocket,
         auth,

@@ -31,6 +31,9 @@ pub const SUB_CURSOR: u8 = 0;
 pub const SUB_ENTRY: u8 = 1;
 /// A dead letter of the subscription, kept for redrive.
 pub const SUB_DEAD: u8 = 2;
+/// Per partition: every offset below was delivered at least once (so a
+/// delivery a crash interrupted still counts as an attempt).
+pub const SUB_DELIVERED: u8 = 3;
 
 /// Key of one message, or of one time-index entry (same shape).
 pub fn partition_key(topic: u32, partition: u32, position: u64) -> [u8; 16] {

@@ -7,9 +7,12 @@
 //! group-commit writer (`writer.rs`); reads are synchronous and must be
 //! called from blocking contexts (`spawn_blocking`).
 
+pub mod backup;
+mod health;
 pub mod keys;
 mod meta;
 pub mod record;
+mod slot;
 mod sub_state;
 mod write_set;
 mod writer;
@@ -27,10 +30,12 @@ use rocksdb::{
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+pub use health::DiskSpace;
 pub use meta::{PartitionMeta, PauseRecord, SubscriptionRecord, TopicRecord};
 pub use record::{NewMessage, StoredMessage};
+use slot::DbSlot;
 pub use sub_state::{EntryState, SubEntry};
-pub use write_set::WriteSet;
+pub use write_set::{Fence, WriteSet};
 pub use writer::WriterStats;
 
 use keys::*;
@@ -54,6 +59,8 @@ pub struct StoreOptions {
     pub write_buffer_bytes: usize,
     /// Block cache for reads, in bytes.
     pub block_cache_bytes: usize,
+    /// Free bytes to keep on the filesystem (0: no limit).
+    pub disk_free_limit_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -62,6 +69,7 @@ impl Default for StoreOptions {
             fsync: FsyncMode::Always,
             write_buffer_bytes: 256 << 20,
             block_cache_bytes: 128 << 20,
+            disk_free_limit_bytes: 0,
         }
     }
 }
@@ -81,6 +89,17 @@ pub enum StorageError {
     WriteFailed,
     #[error("store is closed")]
     Closed,
+    /// The write was built on memory an earlier failed commit made wrong;
+    /// its owner reloads from the store (retry).
+    #[error("write refused after an earlier failed commit; retry")]
+    Fenced,
+    /// The disk is (nearly) full: the write was refused before reaching
+    /// RocksDB.
+    #[error("the disk is full: the write was refused, nothing was written")]
+    DiskFull,
+    /// Being reopened after a write failure (retry shortly).
+    #[error("the store is being reopened after a write failure")]
+    Reopening,
 }
 
 impl From<rocksdb::Error> for StorageError {
@@ -124,8 +143,9 @@ pub struct Recovered {
 
 /// The RocksDB store.
 pub struct Store {
-    db: Arc<DB>,
+    slot: Arc<DbSlot>,
     path: PathBuf,
+    health: Arc<health::Health>,
     tx: mpsc::Sender<writer::Request>,
     stats: Arc<WriterStats>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -143,74 +163,47 @@ impl Store {
             path: path.display().to_string(),
             detail,
         };
-        std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        // Tolerates only the torn last record a crash leaves; real corruption
-        // refuses to open instead of dropping the record and all after it.
-        db_opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
-        db_opts.set_paranoid_checks(true);
-        db_opts.increase_parallelism(2);
-        db_opts.set_max_background_jobs(2);
-        db_opts.set_atomic_flush(true);
-        db_opts.set_max_total_wal_size(512 << 20);
-        db_opts.set_db_write_buffer_size(options.write_buffer_bytes);
-        db_opts.set_level_compaction_dynamic_level_bytes(true);
-        db_opts.set_bytes_per_sync(1 << 20);
-
-        let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes)
-            .map_err(|e| open_err(e.to_string()))?;
-        let cfs = ALL_CFS.iter().map(|name| {
-            let mut cf_opts = Options::default();
-            let mut block = BlockBasedOptions::default();
-            block.set_block_cache(&cache);
-            block.set_bloom_filter(10.0, false);
-            cf_opts.set_block_based_table_factory(&block);
-            cf_opts.set_level_compaction_dynamic_level_bytes(true);
-            if *name == CF_MESSAGES {
-                cf_opts.set_compression_type(DBCompressionType::Lz4);
-                cf_opts.set_write_buffer_size(64 << 20);
-            }
-            ColumnFamilyDescriptor::new(*name, cf_opts)
-        });
-        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| {
-            let text = e.to_string();
-            if text.contains("lock")
-                && (text.contains("temporarily unavailable") || text.contains("already held"))
-            {
-                // RocksDB's LOCK file: another process has this directory open.
-                return open_err(
-                    "the data directory is in use by another process (another weir-server?): \
-                     its LOCK file is held. Stop that process or give this one another --data-dir"
-                        .to_owned(),
-                );
-            }
-            open_err(format!(
-                "{text} (if this reports corruption, the data directory is damaged: \
-                 restore it from a backup or move it aside; Weir will not guess)"
-            ))
-        })?;
-        let db = Arc::new(db);
+        let slot = Arc::new(DbSlot::new(open_db(path, options)?));
         let (tx, rx) = mpsc::channel(8192);
         let stats = Arc::new(WriterStats::default());
+        let health = Arc::new(health::Health::new(options.disk_free_limit_bytes));
         let stop_interval = Arc::new(AtomicBool::new(false));
-        let mut threads = vec![writer::spawn(db.clone(), options.fsync, stats.clone(), rx)
-            .map_err(|e| open_err(e.to_string()))?];
+        let mut threads = vec![writer::spawn(
+            slot.clone(),
+            path.to_path_buf(),
+            options.fsync,
+            stats.clone(),
+            health.clone(),
+            rx,
+        )
+        .map_err(|e| open_err(e.to_string()))?];
         if let FsyncMode::Interval(period) = options.fsync {
             threads.push(
                 writer::spawn_interval_sync(
-                    db.clone(),
+                    slot.clone(),
                     period,
                     stats.clone(),
+                    health.clone(),
                     stop_interval.clone(),
                 )
                 .map_err(|e| open_err(e.to_string()))?,
             );
         }
+        threads.push(
+            health::spawn(
+                slot.clone(),
+                path.to_path_buf(),
+                options.clone(),
+                health.clone(),
+                stats.clone(),
+                stop_interval.clone(),
+            )
+            .map_err(|e| open_err(e.to_string()))?,
+        );
         Ok(Arc::new(Store {
-            db,
+            slot,
             path: path.to_path_buf(),
+            health,
             tx,
             stats,
             threads: Mutex::new(threads),
@@ -218,8 +211,29 @@ impl Store {
         }))
     }
 
+    /// Free space on the data directory's filesystem and its limit.
+    pub fn disk_space(&self) -> DiskSpace {
+        self.health.disk_space()
+    }
+
+    /// Why writes fail now, when they do (for readiness and errors).
+    pub fn write_failure(&self) -> Option<String> {
+        self.health.failure()
+    }
+
+    /// For how long writes have been failing (liveness).
+    pub fn failing_for(&self) -> Option<std::time::Duration> {
+        self.health.failing_for()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open database, for one operation (the handle is replaced when
+    /// the store reopens after a write failure: do not keep it).
+    pub(super) fn db(&self) -> Result<Arc<DB>> {
+        self.slot.get()
     }
 
     pub fn writer_stats(&self) -> &WriterStats {
@@ -228,7 +242,7 @@ impl Store {
 
     /// Whether the store accepts writes.
     pub fn is_writable(&self) -> bool {
-        !self.stats.failed.load(Ordering::SeqCst) && !self.tx.is_closed()
+        self.health.failure().is_none() && !self.tx.is_closed()
     }
 
     /// Commits a write set durably (per the fsync mode) and atomically.
@@ -284,15 +298,10 @@ impl Store {
         .await;
     }
 
-    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| StorageError::Read(format!("missing column family `{name}`")))
-    }
-
     /// Loads every topic, partition and subscription record (startup).
     pub fn recover(&self) -> Result<Recovered> {
-        let meta_cf = self.cf(CF_META)?;
+        let db = self.db()?;
+        let meta_cf = cf(&db, CF_META)?;
         let mut out = Recovered {
             next_topic_id: 1,
             next_subscription_id: 1,
@@ -302,7 +311,7 @@ impl Store {
             (COUNTER_TOPIC, &mut out.next_topic_id),
             (COUNTER_SUBSCRIPTION, &mut out.next_subscription_id),
         ] {
-            if let Some(v) = self.db.get_cf(meta_cf, meta_counter_key(name))? {
+            if let Some(v) = db.get_cf(meta_cf, meta_counter_key(name))? {
                 let bytes: [u8; 4] = v
                     .as_slice()
                     .try_into()
@@ -326,11 +335,12 @@ impl Store {
         Ok(out)
     }
 
-    fn scan_prefix(&self, cf: &'static str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn scan_prefix(&self, family: &'static str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let db = self.db()?;
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(prefix_end(prefix));
-        let iter = self.db.iterator_cf_opt(
-            self.cf(cf)?,
+        let iter = db.iterator_cf_opt(
+            cf(&db, family)?,
             opts,
             IteratorMode::From(prefix, Direction::Forward),
         );
@@ -354,6 +364,7 @@ impl Store {
         max_count: usize,
         max_bytes: u64,
     ) -> Result<Vec<StoredMessage>> {
+        let db = self.db()?;
         let mut out = Vec::new();
         if from >= end || max_count == 0 {
             return Ok(out);
@@ -361,7 +372,7 @@ impl Store {
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(partition_key(topic, partition, end).to_vec());
         let start = partition_key(topic, partition, from);
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_MESSAGES)?, opts);
+        let mut iter = db.raw_iterator_cf_opt(cf(&db, CF_MESSAGES)?, opts);
         iter.seek(start);
         let mut bytes = 0u64;
         while iter.valid() && out.len() < max_count {
@@ -396,9 +407,10 @@ impl Store {
         to: u64,
         mut keep_going: impl FnMut(u64, u64, u64) -> bool,
     ) -> Result<()> {
+        let db = self.db()?;
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(partition_key(topic, partition, to).to_vec());
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_MESSAGES)?, opts);
+        let mut iter = db.raw_iterator_cf_opt(cf(&db, CF_MESSAGES)?, opts);
         iter.seek(partition_key(topic, partition, from));
         while iter.valid() {
             let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
@@ -424,9 +436,10 @@ impl Store {
         partition: u32,
         timestamp: u64,
     ) -> Result<Option<u64>> {
+        let db = self.db()?;
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(partition_key(topic, partition + 1, 0).to_vec());
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_TIME_INDEX)?, opts);
+        let mut iter = db.raw_iterator_cf_opt(cf(&db, CF_TIME_INDEX)?, opts);
         iter.seek(partition_key(topic, partition, timestamp));
         if iter.valid() {
             if let Some(v) = iter.value() {
@@ -442,8 +455,10 @@ impl Store {
 
     /// Looks up an idempotency id.
     pub fn get_dedupe(&self, topic: u32, id: &str) -> Result<Option<DedupeEntry>> {
-        let cf = self.cf(CF_DEDUPE)?;
-        match self.db.get_pinned_cf(cf, dedupe_key(topic, id))? {
+        let db = self.db()?;
+        let cf = cf(&db, CF_DEDUPE)?;
+        let found = db.get_pinned_cf(cf, dedupe_key(topic, id))?;
+        match found {
             Some(v) => DedupeEntry::decode(&v)
                 .map(Some)
                 .ok_or_else(|| StorageError::Corrupt("dedupe entry".into())),
@@ -453,10 +468,11 @@ impl Store {
 
     /// Keys of a topic's dedupe ids that expired before `now`, at most `limit`.
     pub fn expired_dedupe_keys(&self, topic: u32, now: u64, limit: usize) -> Result<Vec<Vec<u8>>> {
+        let db = self.db()?;
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(topic_end(topic));
-        let iter = self.db.iterator_cf_opt(
-            self.cf(CF_DEDUPE)?,
+        let iter = db.iterator_cf_opt(
+            cf(&db, CF_DEDUPE)?,
             opts,
             IteratorMode::From(&topic_start(topic), Direction::Forward),
         );
@@ -478,6 +494,7 @@ impl Store {
         let mut loaded = sub_state::LoadedSubState::default();
         let mut records = self.scan_prefix(CF_SUB_STATE, &sub_kind_prefix(sub, SUB_CURSOR))?;
         records.extend(self.scan_prefix(CF_SUB_STATE, &sub_kind_prefix(sub, SUB_ENTRY))?);
+        records.extend(self.scan_prefix(CF_SUB_STATE, &sub_kind_prefix(sub, SUB_DELIVERED))?);
         for (key, value) in records {
             let (kind, partition, offset) =
                 decode_sub_key(&key).ok_or_else(|| StorageError::Corrupt("sub key".into()))?;
@@ -488,6 +505,13 @@ impl Store {
                         .try_into()
                         .map_err(|_| StorageError::Corrupt("sub cursor".into()))?;
                     loaded.cursors.push((partition, u64::from_be_bytes(bytes)));
+                }
+                SUB_DELIVERED => {
+                    let bytes: [u8; 8] = value
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| StorageError::Corrupt("sub delivered mark".into()))?;
+                    loaded.delivered.push((partition, u64::from_be_bytes(bytes)));
                 }
                 SUB_ENTRY => {
                     let entry = SubEntry::decode(&value)
@@ -509,10 +533,11 @@ impl Store {
         after: Option<(u32, u64)>,
         limit: usize,
     ) -> Result<Vec<(u32, u64, SubEntry)>> {
+        let db = self.db()?;
         let prefix = sub_kind_prefix(sub, SUB_DEAD);
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(prefix_end(&prefix));
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_SUB_STATE)?, opts);
+        let mut iter = db.raw_iterator_cf_opt(cf(&db, CF_SUB_STATE)?, opts);
         match after {
             Some((p, o)) => {
                 iter.seek(sub_key(sub, SUB_DEAD, p, o));
@@ -544,10 +569,11 @@ impl Store {
 
     /// How many dead letters of a subscription are waiting (startup).
     pub fn count_sub_dead_letters(&self, sub: u32) -> Result<u64> {
+        let db = self.db()?;
         let prefix = sub_kind_prefix(sub, SUB_DEAD);
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(prefix_end(&prefix));
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_SUB_STATE)?, opts);
+        let mut iter = db.raw_iterator_cf_opt(cf(&db, CF_SUB_STATE)?, opts);
         iter.seek(&prefix);
         let mut n = 0;
         while iter.valid() {
@@ -570,13 +596,11 @@ impl Store {
         partition: u32,
         offsets: &[u64],
     ) -> Result<Vec<StoredMessage>> {
-        let cf = self.cf(CF_MESSAGES)?;
+        let db = self.db()?;
+        let cf = cf(&db, CF_MESSAGES)?;
         let mut out = Vec::with_capacity(offsets.len());
         for &offset in offsets {
-            if let Some(value) = self
-                .db
-                .get_pinned_cf(cf, partition_key(topic, partition, offset))?
-            {
+            if let Some(value) = db.get_pinned_cf(cf, partition_key(topic, partition, offset))? {
                 let message = record::decode(offset, &value).map_err(|e| {
                     StorageError::Corrupt(format!("message at offset {offset}: {e}"))
                 })?;
@@ -588,17 +612,107 @@ impl Store {
 
     /// RocksDB integer property summed over column families (metrics).
     pub fn int_property(&self, name: &str) -> u64 {
+        let Ok(db) = self.db() else { return 0 };
         ALL_CFS
             .iter()
-            .filter_map(|cf| self.db.cf_handle(cf))
-            .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
+            .filter_map(|cf| db.cf_handle(cf))
+            .filter_map(|cf| db.property_int_value_cf(cf, name).ok().flatten())
             .sum()
     }
 
     /// RocksDB DB-wide integer property (metrics).
     pub fn db_property(&self, name: &str) -> u64 {
-        self.db.property_int_value(name).ok().flatten().unwrap_or(0)
+        self.db()
+            .ok()
+            .and_then(|db| db.property_int_value(name).ok().flatten())
+            .unwrap_or(0)
     }
+}
+
+/// Opens the RocksDB database of the store (also used to reopen it).
+fn open_db(path: &Path, options: &StoreOptions) -> Result<DB> {
+    let open_err = |detail: String| StorageError::Open {
+        path: path.display().to_string(),
+        detail,
+    };
+    create_dir_durably(path).map_err(|e| open_err(e.to_string()))?;
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    // Tolerates only the torn last record a crash leaves; real corruption
+    // refuses to open instead of dropping the record and all after it.
+    db_opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+    db_opts.set_paranoid_checks(true);
+    db_opts.increase_parallelism(2);
+    db_opts.set_max_background_jobs(2);
+    db_opts.set_atomic_flush(true);
+    db_opts.set_max_total_wal_size(512 << 20);
+    db_opts.set_db_write_buffer_size(options.write_buffer_bytes);
+    db_opts.set_level_compaction_dynamic_level_bytes(true);
+    db_opts.set_bytes_per_sync(1 << 20);
+
+    let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes)
+        .map_err(|e| open_err(e.to_string()))?;
+    let cfs = ALL_CFS.iter().map(|name| {
+        let mut cf_opts = Options::default();
+        let mut block = BlockBasedOptions::default();
+        block.set_block_cache(&cache);
+        block.set_bloom_filter(10.0, false);
+        cf_opts.set_block_based_table_factory(&block);
+        cf_opts.set_level_compaction_dynamic_level_bytes(true);
+        if *name == CF_MESSAGES {
+            cf_opts.set_compression_type(DBCompressionType::Lz4);
+            cf_opts.set_write_buffer_size(64 << 20);
+        }
+        ColumnFamilyDescriptor::new(*name, cf_opts)
+    });
+    DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("lock")
+            && (text.contains("temporarily unavailable") || text.contains("already held"))
+        {
+            // RocksDB's LOCK file: another process has this directory open.
+            return open_err(
+                "the data directory is in use by another process (another weir-server?): \
+                 its LOCK file is held. Stop that process or give this one another --data-dir"
+                    .to_owned(),
+            );
+        }
+        open_err(format!(
+            "{text} (if this reports corruption, the data directory is damaged: \
+             restore it from a backup or move it aside; Weir will not guess)"
+        ))
+    })
+}
+
+/// Creates `path` and any missing parents, syncing each parent directory
+/// that gained an entry: without it a power loss right after the first
+/// start can lose the whole (new) data directory, synced writes and all.
+fn create_dir_durably(path: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(path);
+    while let Some(dir) = at {
+        if dir.as_os_str().is_empty() || dir.exists() {
+            break;
+        }
+        missing.push(dir.to_path_buf());
+        at = dir.parent();
+    }
+    std::fs::create_dir_all(path)?;
+    for dir in missing.iter().rev() {
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// A column family's handle.
+fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily> {
+    db.cf_handle(name)
+        .ok_or_else(|| StorageError::Read(format!("missing column family `{name}`")))
 }
 
 pub use sub_state::LoadedSubState;

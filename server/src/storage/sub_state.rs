@@ -78,6 +78,8 @@ pub struct LoadedSubState {
     pub cursors: Vec<(u32, u64)>,
     /// (partition, offset, entry), in key order.
     pub entries: Vec<(u32, u64, SubEntry)>,
+    /// (partition, delivered-up-to mark)
+    pub delivered: Vec<(u32, u64)>,
 }
 
 #[cfg(test)]

@@ -2,6 +2,9 @@
 //! writer. Its methods speak the domain (append a message, save a cursor);
 //! the key layouts they use are all in `keys.rs`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use rocksdb::{WriteBatch, DB};
 
 use super::keys::*;
@@ -14,10 +17,48 @@ enum Op {
     DeleteRange(&'static str, Vec<u8>, Vec<u8>),
 }
 
+/// A condition on a write set, for an owner whose memory runs ahead of
+/// the store (a subscription's state machine): the set commits only while
+/// the owner's generation still equals `expected`. When a fenced set fails
+/// to commit, the writer bumps the generation before it takes the next
+/// request, so every later set built on the same (now wrong) memory is
+/// refused too, until the owner reloads from the store and fences with
+/// the new generation.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    generation: Arc<AtomicU64>,
+    expected: u64,
+}
+
+impl Fence {
+    pub fn new(generation: Arc<AtomicU64>, expected: u64) -> Fence {
+        Fence {
+            generation,
+            expected,
+        }
+    }
+
+    /// Whether the owner's memory still matches the store.
+    pub(super) fn holds(&self) -> bool {
+        self.generation.load(Ordering::SeqCst) == self.expected
+    }
+
+    /// The commit failed: the owner must reload before writing again.
+    pub(super) fn break_it(&self) {
+        let _ = self.generation.compare_exchange(
+            self.expected,
+            self.expected.wrapping_add(1),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+}
+
 /// Changes that become durable together, atomically, in one commit.
 #[derive(Default)]
 pub struct WriteSet {
     ops: Vec<Op>,
+    fences: Vec<Fence>,
 }
 
 impl WriteSet {
@@ -29,9 +70,26 @@ impl WriteSet {
         self.ops.is_empty()
     }
 
-    /// Appends every change of `other` (applied after this set's).
+    /// Commits this set only while `fence` holds (see [`Fence`]).
+    pub fn fence(&mut self, fence: Fence) {
+        self.fences.push(fence);
+    }
+
+    /// Appends every change of `other` (applied after this set's), and its
+    /// fences: the whole set commits only if all of them hold.
     pub fn append(&mut self, other: WriteSet) {
         self.ops.extend(other.ops);
+        self.fences.extend(other.fences);
+    }
+
+    /// Whether every fence holds.
+    pub(super) fn fences_hold(&self) -> bool {
+        self.fences.iter().all(Fence::holds)
+    }
+
+    /// Takes the fences (the writer breaks them if the commit fails).
+    pub(super) fn take_fences(&mut self) -> Vec<Fence> {
+        std::mem::take(&mut self.fences)
     }
 
     fn put(&mut self, cf: &'static str, key: impl Into<Vec<u8>>, value: Vec<u8>) {
@@ -154,6 +212,16 @@ impl WriteSet {
             CF_SUB_STATE,
             sub_key(sub, SUB_CURSOR, partition, 0),
             cursor.to_be_bytes().to_vec(),
+        );
+    }
+
+    /// Saves a partition's delivered-up-to mark (offsets below it were
+    /// delivered at least once).
+    pub fn put_sub_delivered(&mut self, sub: u32, partition: u32, upto: u64) {
+        self.put(
+            CF_SUB_STATE,
+            sub_key(sub, SUB_DELIVERED, partition, 0),
+            upto.to_be_bytes().to_vec(),
         );
     }
 

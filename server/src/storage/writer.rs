@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{FsyncMode, StorageError, WriteSet};
+use std::path::PathBuf;
+
+use super::health::{Health, HARD_RESERVE_BYTES};
+use super::slot::DbSlot;
+use super::{Fence, FsyncMode, StorageError, WriteSet};
 use crate::metrics::METRICS;
 
 /// Most write sets merged into one batch; bounds the latency of a batch.
@@ -38,9 +42,11 @@ pub struct WriterStats {
 }
 
 pub(super) fn spawn(
-    db: Arc<DB>,
+    slot: Arc<DbSlot>,
+    path: PathBuf,
     fsync: FsyncMode,
     stats: Arc<WriterStats>,
+    health: Arc<Health>,
     mut rx: mpsc::Receiver<Request>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -51,38 +57,42 @@ pub(super) fn spawn(
             // A write stall becomes an immediate error (503 + Retry-After)
             // instead of parking the writer and every request behind it.
             opts.set_no_slowdown(true);
-            let mut waiting = Vec::with_capacity(256);
+            let mut pending = Pending::default();
             while let Some(first) = rx.blocking_recv() {
-                let mut stop = None;
-                let mut batch = WriteBatch::default();
-                let mut bytes = 0usize;
-                match first {
-                    Request::Commit(set, reply) => {
-                        bytes += set.apply(&db, &mut batch);
-                        waiting.push(reply);
-                    }
-                    Request::Stop(done) => stop = Some(done),
-                }
-                while stop.is_none()
-                    && waiting.len() < MAX_SETS_PER_BATCH
-                    && bytes < MAX_BYTES_PER_BATCH
-                {
-                    match rx.try_recv() {
-                        Ok(Request::Commit(set, reply)) => {
-                            bytes += set.apply(&db, &mut batch);
-                            waiting.push(reply);
+                // Taken per batch: the store may have been reopened. A
+                // database that failed a write is never written again (it
+                // is read-only until reopened; RocksDB may even abort).
+                let db = match slot.get() {
+                    Ok(db) if !health.is_failed() => db,
+                    _ => {
+                        let stop = refuse(first);
+                        let mut stop = stop;
+                        while stop.is_none() {
+                            match rx.try_recv() {
+                                Ok(request) => stop = refuse(request),
+                                Err(_) => break,
+                            }
                         }
-                        Ok(Request::Stop(done)) => stop = Some(done),
+                        if let Some(done) = stop {
+                            rx.close();
+                            let _ = done.send(());
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let mut stop = pending.take(&db, first);
+                while stop.is_none() && !pending.full() {
+                    match rx.try_recv() {
+                        Ok(request) => stop = pending.take(&db, request),
                         Err(_) => break,
                     }
                 }
-                if !waiting.is_empty() {
-                    let result = write(&db, batch, &opts, &stats, waiting.len(), fsync);
-                    for reply in waiting.drain(..) {
-                        // A requester that went away (client disconnected)
-                        // does not undo the write; nothing to do.
-                        let _ = reply.send(result.clone());
-                    }
+                let free = health.measure(&path);
+                if free.is_some_and(|f| f < HARD_RESERVE_BYTES + pending.bytes as u64) {
+                    pending.refuse(StorageError::DiskFull);
+                } else {
+                    pending.commit(&db, &opts, &stats, &health, fsync);
                 }
                 if let Some(done) = stop {
                     rx.close();
@@ -92,7 +102,10 @@ pub(super) fn spawn(
                             let _ = reply.send(Err(StorageError::Closed));
                         }
                     }
-                    if let Err(e) = db.flush_wal(true) {
+                    if health.is_failed() {
+                        // Nothing to sync that was acknowledged.
+                    } else if let Err(e) = db.flush_wal(true) {
+                        health.fail(format!("final WAL sync failed: {e}"));
                         tracing::error!(error = %e, "final WAL sync failed");
                     }
                     let _ = done.send(());
@@ -100,6 +113,98 @@ pub(super) fn spawn(
                 }
             }
         })
+}
+
+/// The batch being gathered: the sets taken so far and who waits on them.
+#[derive(Default)]
+struct Pending {
+    batch: WriteBatch,
+    bytes: usize,
+    waiting: Vec<oneshot::Sender<Result<(), StorageError>>>,
+    fences: Vec<Fence>,
+}
+
+impl Pending {
+    /// Adds a request to the batch; returns the stop signal if it is one.
+    fn take(&mut self, db: &DB, request: Request) -> Option<oneshot::Sender<()>> {
+        match request {
+            Request::Commit(mut set, reply) => {
+                if !set.fences_hold() {
+                    // Built on memory an earlier failed commit left wrong:
+                    // refused; its owner reloads from the store first.
+                    let _ = reply.send(Err(StorageError::Fenced));
+                    return None;
+                }
+                self.fences.extend(set.take_fences());
+                self.bytes += set.apply(db, &mut self.batch);
+                self.waiting.push(reply);
+                None
+            }
+            Request::Stop(done) => Some(done),
+        }
+    }
+
+    /// Answers every set of the batch with `error`, writing nothing.
+    fn refuse(&mut self, error: StorageError) {
+        self.batch = WriteBatch::default();
+        self.bytes = 0;
+        for fence in self.fences.drain(..) {
+            fence.break_it();
+        }
+        for reply in self.waiting.drain(..) {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.waiting.len() >= MAX_SETS_PER_BATCH || self.bytes >= MAX_BYTES_PER_BATCH
+    }
+
+    /// Writes the batch (if any set was taken) and answers everyone.
+    fn commit(
+        &mut self,
+        db: &DB,
+        opts: &WriteOptions,
+        stats: &WriterStats,
+        health: &Health,
+        fsync: FsyncMode,
+    ) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let result = write(db, batch, opts, stats, self.waiting.len(), fsync);
+        if let Err(StorageError::WriteFailed) = &result {
+            health.fail("a write to the store failed (disk full or I/O error); reopening".into());
+        }
+        if result.is_err() {
+            // Before the next request is looked at.
+            for fence in &self.fences {
+                fence.break_it();
+            }
+        }
+        self.fences.clear();
+        self.bytes = 0;
+        for reply in self.waiting.drain(..) {
+            // A requester that went away (client disconnected) does not
+            // undo the write; nothing to do.
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
+/// Answers a request while the store is being reopened.
+fn refuse(request: Request) -> Option<oneshot::Sender<()>> {
+    match request {
+        Request::Commit(mut set, reply) => {
+            for fence in set.take_fences() {
+                fence.break_it();
+            }
+            let _ = reply.send(Err(StorageError::WriteFailed));
+            None
+        }
+        Request::Stop(done) => Some(done),
+    }
 }
 
 fn write(
@@ -136,9 +241,10 @@ fn write(
 
 /// Syncs the WAL periodically for `fsync = "interval"`.
 pub(super) fn spawn_interval_sync(
-    db: Arc<DB>,
+    slot: Arc<DbSlot>,
     period: Duration,
     stats: Arc<WriterStats>,
+    health: Arc<Health>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -146,12 +252,22 @@ pub(super) fn spawn_interval_sync(
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(period);
+                if health.is_failed() {
+                    continue;
+                }
+                let Ok(db) = slot.get() else { continue };
                 match db.flush_wal(true) {
                     Ok(()) => {
                         stats.syncs.fetch_add(1, Ordering::Relaxed);
                         METRICS.wal_syncs.inc();
                     }
-                    Err(e) => tracing::error!(error = %e, "periodic WAL sync failed"),
+                    Err(e) => {
+                        // Acknowledged writes are not durable: unready until
+                        // the store is reopened.
+                        tracing::error!(error = %e, "periodic WAL sync failed");
+                        stats.failed.store(true, Ordering::SeqCst);
+                        health.fail(format!("periodic WAL sync failed: {e}"));
+                    }
                 }
             }
         })

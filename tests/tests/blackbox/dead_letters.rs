@@ -229,7 +229,7 @@ async fn sigkill_around_the_last_attempt_dead_letters_exactly_once() {
         &s,
         "t",
         "q",
-        json!({"start": "earliest", "retry": retry(json!(1), 0)}),
+        json!({"start": "earliest", "retry": retry(json!(2), 0)}),
         201,
     )
     .await;
@@ -248,7 +248,8 @@ async fn sigkill_around_the_last_attempt_dead_letters_exactly_once() {
         (q[0]["attempt"].as_u64(), st[0]["attempt"].as_u64()),
         (Some(1), Some(1))
     );
-    // Killed while the last allowed attempts are leased: delivered again.
+    // Killed while leased: delivered again; in queue mode the interrupted
+    // delivery counts (its last allowed attempt is the next one).
     s.kill9();
     s.restart();
     let q = pull(&s, "t", "q", json!({"max_messages": 1, "wait_ms": 5000})).await;
@@ -263,7 +264,7 @@ async fn sigkill_around_the_last_attempt_dead_letters_exactly_once() {
     assert_eq!(st[0]["value"], 1);
     assert_eq!(
         (q[0]["attempt"].as_u64(), st[0]["attempt"].as_u64()),
-        (Some(1), Some(1))
+        (Some(2), Some(1))
     );
     // The last failures, then SIGKILL at once: whether or not the copies
     // were made before the kill, each is dead-lettered exactly once.
@@ -292,7 +293,7 @@ async fn sigkill_around_the_last_attempt_dead_letters_exactly_once() {
     );
     s.kill9();
     s.restart();
-    for dlq in ["t.q.dlq", "t.st.dlq"] {
+    for (dlq, attempts) in [("t.q.dlq", "2"), ("t.st.dlq", "1")] {
         let copies = s.read_all(dlq, 0).await;
         assert_eq!(
             copies.len(),
@@ -300,7 +301,7 @@ async fn sigkill_around_the_last_attempt_dead_letters_exactly_once() {
             "exactly one dead letter in {dlq}: {copies:?}"
         );
         assert_eq!(copies[0]["headers"]["weir-dead-letter-reason"], "final");
-        assert_eq!(copies[0]["headers"]["weir-attempts"], "1");
+        assert_eq!(copies[0]["headers"]["weir-attempts"], attempts);
     }
     assert!(
         pull(&s, "t", "q", json!({"max_messages": 5, "wait_ms": 300}))
@@ -368,4 +369,37 @@ async fn stream_retry_blocks_the_partition_in_order() {
     );
     let dlq = wait_for_messages(&s, "t.s.dlq", 1, Duration::from_secs(10)).await;
     assert_eq!(dlq["partitions"][0]["high_offset"], 1);
+}
+
+/// A message whose delivery crashes the server is not redelivered forever:
+/// each interrupted delivery counts, and after `max_attempts` of them it
+/// goes to the dead-letter topic.
+#[tokio::test]
+async fn deliveries_cut_by_sigkill_count_toward_max_attempts() {
+    let mut s = TestServer::start();
+    s.create_topic("t", &json!({})).await;
+    put_sub(
+        &s,
+        "t",
+        "q",
+        json!({"start": "earliest", "retry": retry(json!(3), 0)}),
+        201,
+    )
+    .await;
+    s.produce("t", json!([{"value": "poison"}])).await;
+    for attempt in 1..=3u64 {
+        let got = pull(&s, "t", "q", json!({"max_messages": 1, "wait_ms": 5000})).await;
+        assert_eq!(got.len(), 1, "attempt {attempt}: {got:?}");
+        assert_eq!(got[0]["value"], "poison");
+        assert_eq!(got[0]["attempt"].as_u64(), Some(attempt));
+        s.kill9();
+        s.restart();
+    }
+    wait_for_messages(&s, "t.q.dlq", 1, Duration::from_secs(10)).await;
+    let copies = s.read_all("t.q.dlq", 0).await;
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0]["value"], "poison");
+    assert_eq!(copies[0]["headers"]["weir-attempts"], "3");
+    let again = pull(&s, "t", "q", json!({"max_messages": 1, "wait_ms": 500})).await;
+    assert!(again.is_empty(), "delivered after its last attempt: {again:?}");
 }

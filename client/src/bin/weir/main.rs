@@ -1,6 +1,7 @@
 //! `weir`: the command-line tool for Weir servers.
 
 mod auth;
+mod backup;
 mod bench;
 mod consume;
 mod dlq;
@@ -77,6 +78,10 @@ enum Command {
     /// Receive a push subscription's webhooks locally: verify their
     /// signatures and print the messages (offline: no server needed).
     WebhookReceive(webhook::WebhookArgs),
+    /// Take and list online backups of the server (restore is offline:
+    /// `weir-server restore`).
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Benchmark the server.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -102,6 +107,12 @@ async fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => printer.fail(&e),
             };
+        }
+        Command::Produce(ref args) => {
+            if let Some(message) = produce::usage_error(args) {
+                output::errln!("weir: {message}");
+                return ExitCode::from(2);
+            }
         }
         _ => {}
     }
@@ -148,6 +159,7 @@ async fn run(command: Command, client: &Client, printer: &Printer) -> Result<(),
         Command::Consume(args) => consume::run(args, client, printer).await,
         Command::Tail(args) => tail::run(args, client, printer).await,
         Command::Dlq(cmd) => dlq::run(cmd, client, printer).await,
+        Command::Backup(cmd) => backup::run(cmd, client, printer).await,
         Command::Bench(cmd) => bench::run(cmd, client, printer).await,
         Command::WebhookReceive(args) => webhook::run(args, printer).await,
         Command::Auth(cmd) => auth::run(cmd, printer),

@@ -13,6 +13,19 @@ use super::output::Printer;
 /// Most messages in one produce request (the server's limit).
 const MAX_BATCH: i64 = weir_protocol::limits::MAX_BATCH_MESSAGES as i64;
 
+/// Why a `weir produce` with no value, no --file and a terminal on stdin
+/// is refused.
+const NOTHING_TO_PRODUCE: &str =
+    "nothing to produce: give values (`weir produce TOPIC VALUE...`), \
+     --file FILE, or pipe lines on stdin (`seq 3 | weir produce TOPIC`)";
+
+/// A usage error (exit status 2, before any connection): no value, no
+/// --file, and stdin is a terminal, so there is nothing to read.
+pub fn usage_error(args: &ProduceArgs) -> Option<&'static str> {
+    (args.values.is_empty() && args.file.is_none() && std::io::stdin().is_terminal())
+        .then_some(NOTHING_TO_PRODUCE)
+}
+
 #[derive(Args)]
 pub struct ProduceArgs {
     /// Topic to produce to.
@@ -54,13 +67,7 @@ pub async fn run(args: ProduceArgs, client: &Client, printer: &Printer) -> Resul
     let source = match (&args.file, args.values.is_empty()) {
         (Some(path), _) => Some(path.clone()),
         (None, true) if !std::io::stdin().is_terminal() => Some("-".to_owned()),
-        (None, true) => {
-            return Err(Error::Local(
-                "nothing to produce: give values (`weir produce TOPIC VALUE...`), \
-                 --file FILE, or lines on stdin (`seq 3 | weir produce TOPIC`)"
-                    .into(),
-            ))
-        }
+        (None, true) => return Err(Error::Local(NOTHING_TO_PRODUCE.into())),
         (None, false) => None,
     };
     let mut results = Vec::new();

@@ -25,7 +25,6 @@ use crate::api::extract::ApiPath;
 use crate::api::limits::Limits;
 use crate::api::openapi::Errors;
 use crate::api::AppState;
-use crate::broker::clock::now_ms;
 use crate::broker::Broker;
 
 /// Publish over one socket.
@@ -119,7 +118,8 @@ impl Publish {
         }
         let broker = self.broker.clone();
         let topic = self.topic.clone();
-        let commit = tokio::spawn(async move { broker.produce(&topic, messages, now_ms()).await });
+        let commit =
+            tokio::spawn(async move { broker.produce(&topic, messages, broker.now()).await });
         Box::pin(async move {
             match commit.await {
                 Ok(Ok(results)) => ServerFrame::Published {

@@ -8,7 +8,6 @@ use weir_protocol::TopicSpec;
 
 use super::state::DeadLetterJob;
 use super::{committed, map_storage, to_write_set, Subscription};
-use crate::broker::clock::now_ms;
 use crate::broker::error::Result;
 use crate::broker::produce::{produce_with, Prepared};
 use crate::broker::Broker;
@@ -64,7 +63,8 @@ pub async fn run(broker: &Broker, sub: &Subscription, job: &DeadLetterJob) -> Re
         .await??
         .into_iter()
         .next();
-    let now = now_ms();
+    let now = sub.now();
+    let wall = sub.clock.wall_at(now);
     let target = match (&record.config.dead_letter_topic, &original) {
         (Some(name), Some(_)) => Some(
             broker
@@ -73,7 +73,7 @@ pub async fn run(broker: &Broker, sub: &Subscription, job: &DeadLetterJob) -> Re
         ),
         _ => None,
     };
-    let mut state = sub.state.lock().await;
+    let mut state = sub.state().await?;
     let Some(changes) = state.complete_dead_letter(job, now) else {
         // Stale: the subscription was sought meanwhile.
         return Ok(());
@@ -92,7 +92,7 @@ pub async fn run(broker: &Broker, sub: &Subscription, job: &DeadLetterJob) -> Re
             let name = target.name();
             // Holding the state lock until durable keeps this commit in
             // order with the subscription's other changes.
-            produce_with(store, target, vec![prepared], now, set).await?;
+            produce_with(store, target, vec![prepared], (now, wall), set).await?;
             let label = [crate::metrics::name_label(&name)];
             METRICS.messages_produced.with_label_values(&label).inc();
             METRICS

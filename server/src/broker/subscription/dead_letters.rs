@@ -15,7 +15,6 @@ use weir_protocol::{
 };
 
 use super::{committed, Subscription};
-use crate::broker::clock::now_ms;
 use crate::broker::error::{BrokerError, Result};
 use crate::broker::read::to_wire;
 use crate::storage::{EntryState, StoredMessage, SubEntry};
@@ -371,7 +370,7 @@ impl Subscription {
                 }
             }
             if !selection.dry_run && !records.is_empty() {
-                let (mut state, mut changes) = self.lock(now_ms()).await;
+                let (mut state, mut changes) = self.lock(self.now()).await?;
                 let n = match what {
                     Apply::Redrive => {
                         let (redriven, n) = state.redrive(&records);

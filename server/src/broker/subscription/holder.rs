@@ -5,14 +5,13 @@
 
 use super::ack_id::AckId;
 use super::Subscription;
-use crate::broker::clock::now_ms;
 
 impl Subscription {
     /// For each delivery of `ids`, whether it still awaits an ack, nack or
     /// expiry (see `State::is_outstanding`). Ids of another subscription
     /// are never outstanding here.
     pub async fn outstanding(&self, ids: &[AckId]) -> Vec<bool> {
-        let now = now_ms();
+        let now = self.now();
         let state = self.state.lock().await;
         ids.iter()
             .map(|id| {

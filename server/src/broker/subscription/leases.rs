@@ -6,7 +6,6 @@ use std::sync::Arc;
 use weir_protocol::{Lease, LeaseList};
 
 use super::Subscription;
-use crate::broker::clock::now_ms;
 use crate::broker::error::{BrokerError, Result};
 use crate::broker::subscription::state::MAX_TRACKED;
 
@@ -44,7 +43,7 @@ impl Subscription {
                 format!("`limit` must be between 1 and {MAX_LEASES_PAGE}"),
             ));
         }
-        let (views, truncated) = self.state.lock().await.leases(limit, now_ms());
+        let (views, truncated) = self.state().await?.leases(limit, self.now());
         let mut names = match self.lease_consumers.lock() {
             Ok(n) => n,
             Err(p) => p.into_inner(),

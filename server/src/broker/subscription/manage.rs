@@ -3,7 +3,6 @@
 use weir_protocol::{PartitionCursor, SeekTarget, StartName, SubscriptionInfo, SubscriptionStats};
 
 use super::{committed, Subscription};
-use crate::broker::clock::now_ms;
 use crate::broker::error::{BrokerError, Result};
 
 fn first_offsets(firsts: &[Option<u64>]) -> Vec<(u32, u64)> {
@@ -46,10 +45,10 @@ impl Subscription {
 
     /// Statistics computed now from the state and the log.
     pub async fn snapshot(&self) -> Result<Snapshot> {
-        let now = now_ms();
+        let now = self.now();
         let partitions = self.topic.partitions();
         let highs: Vec<u64> = partitions.iter().map(|p| p.committed()).collect();
-        let (mut state, changes) = self.lock(now).await;
+        let (mut state, changes) = self.lock(now).await?;
         let view = state.stats(&highs, now);
         let rx = self.enqueue(&mut state, changes).await?;
         drop(state);
@@ -188,8 +187,8 @@ impl Subscription {
                 }
             }
         }
-        let now = now_ms();
-        let (mut state, mut changes) = self.lock(now).await;
+        let now = self.now();
+        let (mut state, mut changes) = self.lock(now).await?;
         for (p, offset) in targets {
             changes.extend(state.seek(p, offset, now));
         }

@@ -20,7 +20,7 @@ pub mod settle;
 pub mod state;
 mod timers;
 
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{oneshot, watch, Mutex, MutexGuard, Notify};
@@ -28,10 +28,11 @@ use tokio::sync::{oneshot, watch, Mutex, MutexGuard, Notify};
 use std::collections::BTreeMap;
 
 use self::state::{Change, Clear, Events, State};
+use super::clock::Clock;
 use super::error::{BrokerError, Result};
 use super::topic::Topic;
 use crate::metrics::{name_label, METRICS};
-use crate::storage::{StorageError, Store, SubscriptionRecord, WriteSet};
+use crate::storage::{Fence, StorageError, Store, SubscriptionRecord, WriteSet};
 
 pub use pull::PullParams;
 pub use weir_protocol::limits::{
@@ -47,6 +48,11 @@ pub struct Subscription {
     store: Arc<Store>,
     /// The state; also orders commits (changes are enqueued under it).
     state: Mutex<State>,
+    /// Commit generation: every write set of the state is fenced with it,
+    /// and a failed commit bumps it, so the state is reloaded from the
+    /// store before anything else is written (memory never stays ahead of
+    /// a commit that failed).
+    generation: Arc<AtomicU64>,
     /// Serializes scans of the log so two pulls never read the same range.
     scan: Mutex<()>,
     /// Bumped on every change that may make messages deliverable.
@@ -63,6 +69,8 @@ pub struct Subscription {
     breaker_window: std::sync::Mutex<std::collections::VecDeque<u64>>,
     /// The push (webhook) worker, when `config.push` is set.
     push: push::PushSlot,
+    /// The broker's clock.
+    clock: Clock,
 }
 
 impl Subscription {
@@ -71,6 +79,7 @@ impl Subscription {
         topic: Arc<Topic>,
         store: Arc<Store>,
         state: State,
+        clock: Clock,
     ) -> Arc<Self> {
         Arc::new(Subscription {
             id: record.id,
@@ -81,11 +90,13 @@ impl Subscription {
             topic,
             store,
             state: Mutex::new(state),
+            generation: Arc::new(AtomicU64::new(0)),
             scan: Mutex::new(()),
             changed: watch::Sender::new(0),
             timer_wake: Notify::new(),
             deleted: AtomicBool::new(false),
             push: push::PushSlot::default(),
+            clock,
         })
     }
 
@@ -116,6 +127,11 @@ impl Subscription {
 
     pub fn topic(&self) -> &Arc<Topic> {
         &self.topic
+    }
+
+    /// Broker time now.
+    fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     pub(super) async fn set_record(&self, record: SubscriptionRecord) {
@@ -162,10 +178,56 @@ impl Subscription {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Locks the state, reloading it from the store first when a commit
+    /// built on it failed (see `generation`).
+    async fn state(&self) -> Result<MutexGuard<'_, State>> {
+        let mut state = self.state.lock().await;
+        let generation = self.generation.load(AtomicOrdering::SeqCst);
+        if state.generation != generation {
+            self.reload(&mut state, generation).await?;
+        }
+        Ok(state)
+    }
+
+    /// Replaces the state by what the store holds: as after a restart,
+    /// leases are forgotten (their messages are delivered again) and
+    /// nothing committed is lost.
+    async fn reload(&self, state: &mut State, generation: u64) -> Result<()> {
+        let store = self.store.clone();
+        let id = self.id;
+        let (loaded, dead) = tokio::task::spawn_blocking(move || {
+            Ok::<_, StorageError>((store.load_sub_state(id)?, store.count_sub_dead_letters(id)?))
+        })
+        .await?
+        .map_err(map_storage)?;
+        let partitions = self.topic.partitions().len() as u32;
+        let mut fresh = State::load(
+            id,
+            state.config().clone(),
+            partitions,
+            loaded,
+            dead,
+            self.now(),
+        );
+        fresh.generation = generation;
+        *state = fresh;
+        match self.lease_consumers.lock() {
+            Ok(mut m) => m.clear(),
+            Err(p) => p.into_inner().clear(),
+        }
+        tracing::warn!(
+            topic = %self.topic.name(),
+            subscription = %self.name(),
+            "a commit of this subscription failed: its state was reloaded from the store"
+        );
+        self.wake();
+        Ok(())
+    }
+
     /// Locks the state, first catching up with the topic: new partitions,
     /// retention below the floor, timers due.
-    async fn lock(&self, now: u64) -> (MutexGuard<'_, State>, Vec<Change>) {
-        let mut state = self.state.lock().await;
+    async fn lock(&self, now: u64) -> Result<(MutexGuard<'_, State>, Vec<Change>)> {
+        let mut state = self.state().await?;
         let partitions = self.topic.partitions();
         state.ensure_partitions(partitions.len() as u32);
         let mut changes = state.tick(now);
@@ -174,7 +236,7 @@ impl Subscription {
                 changes.extend(state.sync_low(p.id, p.low(), now));
             }
         }
-        (state, changes)
+        Ok((state, changes))
     }
 
     /// Enqueues `changes` for commit while the state lock is held (so the
@@ -189,8 +251,15 @@ impl Subscription {
         if changes.is_empty() {
             return Ok(None);
         }
-        let set = to_write_set(state.subscription, changes);
-        Ok(Some(self.store.enqueue(set).await.map_err(map_storage)?))
+        let mut set = to_write_set(state.subscription, changes);
+        set.fence(Fence::new(self.generation.clone(), state.generation));
+        // The state already holds these changes: if this future is dropped
+        // (a client went away) or the store refuses before they are queued,
+        // the memory is ahead of the store and must be reloaded.
+        let mut unqueued = Unqueued::new(&self.generation, state.generation);
+        let rx = self.store.enqueue(set).await.map_err(map_storage)?;
+        unqueued.queued();
+        Ok(Some(rx))
     }
 
     fn flush_events(&self, e: Events) {
@@ -230,6 +299,40 @@ impl Subscription {
     }
 }
 
+/// Bumps the generation on drop unless the changes were queued.
+struct Unqueued<'a> {
+    generation: &'a AtomicU64,
+    expected: u64,
+    queued: bool,
+}
+
+impl<'a> Unqueued<'a> {
+    fn new(generation: &'a AtomicU64, expected: u64) -> Self {
+        Unqueued {
+            generation,
+            expected,
+            queued: false,
+        }
+    }
+
+    fn queued(&mut self) {
+        self.queued = true;
+    }
+}
+
+impl Drop for Unqueued<'_> {
+    fn drop(&mut self) {
+        if !self.queued {
+            let _ = self.generation.compare_exchange(
+                self.expected,
+                self.expected.wrapping_add(1),
+                AtomicOrdering::SeqCst,
+                AtomicOrdering::SeqCst,
+            );
+        }
+    }
+}
+
 /// Waits for a commit receiver.
 async fn committed(
     rx: Option<oneshot::Receiver<std::result::Result<(), StorageError>>>,
@@ -245,7 +348,7 @@ async fn committed(
 
 pub(super) fn map_storage(e: StorageError) -> BrokerError {
     match e {
-        StorageError::Stalled => BrokerError::Unavailable,
+        StorageError::Stalled | StorageError::Fenced => BrokerError::Unavailable,
         StorageError::Closed => BrokerError::ShuttingDown,
         e => BrokerError::Storage(e),
     }
@@ -259,6 +362,7 @@ pub(super) fn map_storage(e: StorageError) -> BrokerError {
 pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
     let mut set = WriteSet::new();
     let mut cursors: BTreeMap<u32, CursorMove> = BTreeMap::new();
+    let mut delivered: BTreeMap<u32, u64> = BTreeMap::new();
     for change in changes {
         match change {
             Change::Entry {
@@ -299,9 +403,16 @@ pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
                 offset,
                 entry,
             } => set.put_sub_dead(sub, partition, offset, &entry),
+            Change::Delivered { partition, upto } => {
+                let mark = delivered.entry(partition).or_insert(upto);
+                *mark = (*mark).max(upto);
+            }
         }
     }
     flush_cursors(sub, &mut set, &mut cursors);
+    for (partition, upto) in delivered {
+        set.put_sub_delivered(sub, partition, upto);
+    }
     set
 }
 

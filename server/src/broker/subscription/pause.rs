@@ -13,7 +13,6 @@ use std::time::Duration;
 use weir_protocol::{DeadLetterFilter, RedriveRequest};
 
 use super::Subscription;
-use crate::broker::clock::now_ms;
 use crate::broker::error::{BrokerError, Result};
 use crate::broker::Broker;
 use crate::metrics::{name_label, METRICS};
@@ -99,8 +98,9 @@ impl Subscription {
         let (sub, broker): (Weak<Subscription>, Weak<Broker>) =
             (Arc::downgrade(self), Arc::downgrade(broker));
         let tripped_at = pause.at;
+        let wait = Duration::from_millis(due.saturating_sub(self.now()));
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(due.saturating_sub(now_ms()))).await;
+            tokio::time::sleep(wait).await;
             let (Some(sub), Some(broker)) = (sub.upgrade(), broker.upgrade()) else {
                 return;
             };
@@ -138,7 +138,7 @@ impl Broker {
         let sub = self.subscription(topic, name)?;
         let pause = PauseRecord {
             reason: reason.unwrap_or_else(|| "paused by hand".to_owned()),
-            at: now_ms(),
+            at: self.now(),
             breaker: false,
         };
         self.set_paused(&sub, Some(pause)).await

@@ -13,7 +13,6 @@ use weir_protocol::{Mode, ReceivedMessage};
 use super::ack_id::AckId;
 use super::state::{Delivery, FailKind, Failure, MsgMeta};
 use super::{committed, Subscription};
-use crate::broker::clock::now_ms;
 use crate::broker::error::{BrokerError, Result};
 use crate::broker::read::{to_wire, MAX_READ_BYTES};
 use crate::storage::StoredMessage;
@@ -72,7 +71,7 @@ impl Subscription {
             if !messages.is_empty() || params.wait_ms == 0 || self.topic.is_closing() {
                 return Ok(messages);
             }
-            let now = now_ms();
+            let now = self.now();
             let wake_at = match next_timer {
                 Some(at) if at > now => {
                     let t = tokio::time::Instant::now() + Duration::from_millis(at - now);
@@ -102,8 +101,8 @@ impl Subscription {
         let mut delivered: Vec<(Delivery, StoredMessage)> = Vec::new();
 
         // Redeliveries (and redriven messages).
-        let now = now_ms();
-        let (mut state, mut changes) = self.lock(now).await;
+        let now = self.now();
+        let (mut state, mut changes) = self.lock(now).await?;
         let mode = state.mode();
         let ttl = state.config().message_ttl_ms;
         let owned = match mode {
@@ -138,10 +137,10 @@ impl Subscription {
                     }
                 }
                 if !missing.is_empty() {
-                    let mut state = self.state.lock().await;
+                    let mut state = self.state().await?;
                     let mut changes = Vec::new();
                     for o in missing {
-                        changes.extend(state.settle_missing(p, o, now_ms()));
+                        changes.extend(state.settle_missing(p, o, self.now()));
                     }
                     commits.push(self.enqueue(&mut state, changes).await?);
                 }
@@ -159,7 +158,7 @@ impl Subscription {
                     for _ in 0..64 {
                         let want = max - delivered.len();
                         let plan = {
-                            let mut state = self.state.lock().await;
+                            let mut state = self.state().await?;
                             state.plan_scan(&highs, want)
                         };
                         let Some(plan) = plan else { break };
@@ -168,8 +167,8 @@ impl Subscription {
                             .read_range(topic_id, plan.partition, plan.from, high, plan.max)
                             .await?;
                         let metas: Vec<MsgMeta> = messages.iter().map(meta).collect();
-                        let now = now_ms();
-                        let mut state = self.state.lock().await;
+                        let now = self.now();
+                        let mut state = self.state().await?;
                         let (ds, changes) =
                             state.classify(plan, &metas, covered_to, want, now, params.holder);
                         commits.push(self.enqueue(&mut state, changes).await?);
@@ -188,17 +187,17 @@ impl Subscription {
                         }
                         let high = highs.get(p as usize).copied().unwrap_or(0);
                         let plan = {
-                            let state = self.state.lock().await;
-                            state.plan_stream(p, high, want, now_ms())
+                            let state = self.state().await?;
+                            state.plan_stream(p, high, want, self.now())
                         };
                         let Some(plan) = plan else { continue };
                         let (messages, covered_to) = self
                             .read_range(topic_id, p, plan.from, high, plan.max)
                             .await?;
                         let metas: Vec<MsgMeta> = messages.iter().map(meta).collect();
-                        let mut state = self.state.lock().await;
+                        let mut state = self.state().await?;
                         let (ds, changes) =
-                            state.stream_deliver(plan, &metas, covered_to, now_ms());
+                            state.stream_deliver(plan, &metas, covered_to, self.now());
                         commits.push(self.enqueue(&mut state, changes).await?);
                         drop(state);
                         attach(&mut delivered, ds, messages);
@@ -209,7 +208,7 @@ impl Subscription {
         if let Some(ttl) = ttl {
             // Never delivered stale: messages past their age limit are
             // dead-lettered (reason `expired`) instead.
-            let now = now_ms();
+            let now = self.now();
             let is_stale = |m: &StoredMessage| m.timestamp.saturating_add(ttl) <= now;
             let mut expired: Vec<Delivery> = Vec::new();
             if mode == Mode::Stream {
@@ -232,7 +231,7 @@ impl Subscription {
                 expired.extend(stale.into_iter().map(|(d, _)| d));
             }
             if !expired.is_empty() {
-                let mut state = self.state.lock().await;
+                let mut state = self.state().await?;
                 let mut changes = Vec::new();
                 for d in &expired {
                     let failure = Failure {
@@ -255,7 +254,7 @@ impl Subscription {
                 delivered.iter().map(|(d, _)| (d.partition, d.offset)),
             );
         }
-        let next_timer = self.state.lock().await.next_deadline();
+        let next_timer = self.state().await?.next_deadline();
         for rx in commits {
             committed(rx).await?;
         }

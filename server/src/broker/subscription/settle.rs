@@ -9,7 +9,6 @@ use super::backoff::MAX_BACKOFF_MS;
 use super::config::{MAX_ACK_TIMEOUT_MS, MIN_ACK_TIMEOUT_MS};
 use super::state::{FailKind, Failure};
 use super::{committed, Subscription, MAX_ACK_IDS, MAX_REASON_BYTES};
-use crate::broker::clock::now_ms;
 use crate::broker::error::{BrokerError, Result};
 
 /// What to do with each delivery.
@@ -96,8 +95,8 @@ impl Subscription {
             return Err(self.gone());
         }
         let sub_id = self.id();
-        let now = now_ms();
-        let (mut state, mut changes) = self.lock(now).await;
+        let now = self.now();
+        let (mut state, mut changes) = self.lock(now).await?;
         let lease_default = state.config().ack_timeout_ms;
         let mut response = AckResponse::default();
         for (text, id) in ids.iter().zip(parsed) {
@@ -159,8 +158,8 @@ impl Subscription {
     /// Releases every lease of a closed socket under the retry policy (in
     /// stream mode: the partitions of its consumer).
     pub async fn release_holder(&self, holder: u64, consumer: Option<&str>) -> Result<()> {
-        let now = now_ms();
-        let (mut state, mut changes) = self.lock(now).await;
+        let now = self.now();
+        let (mut state, mut changes) = self.lock(now).await?;
         changes.extend(state.release_holder(holder, now));
         if state.mode() == weir_protocol::Mode::Stream {
             let consumer = consumer.unwrap_or(super::pull::DEFAULT_CONSUMER);

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use super::state::DeadLetterJob;
 use super::{committed, dead_letter, Subscription};
-use crate::broker::clock::now_ms;
 use crate::broker::Broker;
 
 /// Delay before retrying a dead-letter copy that failed.
@@ -22,14 +21,25 @@ impl Subscription {
             if self.is_deleted() || self.topic.is_deleted() || self.topic.is_closing() {
                 return;
             }
-            let now = now_ms();
-            let (mut state, changes) = self.lock(now).await;
+            let now = self.now();
+            let (mut state, changes) = match self.lock(now).await {
+                Ok(locked) => locked,
+                Err(e) => {
+                    // The state could not be reloaded (store unreadable):
+                    // try again shortly.
+                    tracing::warn!(error = %e, "subscription timers paused");
+                    tokio::time::sleep(Duration::from_millis(JOB_RETRY_MS)).await;
+                    continue;
+                }
+            };
             let fired = !changes.is_empty();
             let mut jobs = state.take_jobs();
             let next = state.next_deadline();
             let rx = match self.enqueue(&mut state, changes).await {
                 Ok(rx) => rx,
                 Err(e) => {
+                    // The changes stay in memory but the generation moved:
+                    // the next lock reloads the state from the store.
                     tracing::warn!(error = %e, "subscription timer commit failed");
                     None
                 }
@@ -45,7 +55,7 @@ impl Subscription {
             if let Some(broker) = broker.upgrade() {
                 for job in jobs {
                     match dead_letter::run(&broker, &self, &job).await {
-                        Ok(()) => self.note_dead_letter(&broker, now_ms()).await,
+                        Ok(()) => self.note_dead_letter(&broker, self.now()).await,
                         Err(e) => {
                             tracing::warn!(error = %e, partition = job.partition, offset = job.offset, "dead-lettering failed; will retry");
                             retry.push((job, now + JOB_RETRY_MS));
@@ -64,7 +74,7 @@ impl Subscription {
                 .chain(retry.iter().map(|(_, at)| *at))
                 .min();
             let sleep = match wake_at {
-                Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+                Some(at) => Duration::from_millis(at.saturating_sub(self.now())),
                 None => Duration::from_secs(3600),
             };
             tokio::select! {

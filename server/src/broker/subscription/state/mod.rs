@@ -66,6 +66,9 @@ pub enum Change {
     },
     /// Seek: forget every entry of the partition, set the cursor.
     Reset { partition: u32, cursor: u64 },
+    /// Every offset of the partition below `upto` was delivered at least
+    /// once (written with the pull that first delivers them).
+    Delivered { partition: u32, upto: u64 },
     /// Record a dead letter (for redrive).
     Dead {
         partition: u32,
@@ -247,12 +250,21 @@ struct Part {
     /// Offsets with an entry in the store (so cursor moves delete exactly
     /// those, usually none, instead of writing range tombstones).
     persisted: BTreeSet<u64>,
+    /// Offsets below were delivered at least once (the durable mark).
+    delivered: u64,
+    /// Loaded from the store: offsets in `[floor, interrupted)` with no
+    /// entry were delivered before the restart without an outcome, so that
+    /// delivery counts as an attempt when they are met again.
+    interrupted: u64,
     stream: stream::StreamPart,
 }
 
 /// The state machine of one subscription.
 pub struct State {
     pub subscription: u32,
+    /// The owner's commit generation this memory matches (see
+    /// `storage::Fence`): set by the owner when it (re)loads the state.
+    pub generation: u64,
     config: SubscriptionConfig,
     parts: Vec<Part>,
     timers: BinaryHeap<Reverse<Timer>>,
@@ -296,6 +308,7 @@ impl State {
             jitter_counter: 0,
             scan_start: 0,
             max_tracked: MAX_TRACKED as u64,
+            generation: 0,
         };
         for &c in cursors {
             let mut part = Part {
@@ -327,6 +340,12 @@ impl State {
         }
         let mut state = State::new(subscription, config, &cursors);
         state.dead_letters = dead_letters;
+        for (p, mark) in &loaded.delivered {
+            if let Some(part) = state.parts.get_mut(*p as usize) {
+                part.delivered = *mark;
+                part.interrupted = *mark;
+            }
+        }
         for (p, offset, stored) in loaded.entries {
             let Some(part) = state.parts.get_mut(p as usize) else {
                 continue;
@@ -366,7 +385,16 @@ impl State {
                         // is dead-lettered now (the copy and the settle are
                         // one write, so it happens exactly once). Other
                         // entries wait for the scan (it learns their key).
-                        let dead = stored.state == EntryState::DeadLettering;
+                        // A delivery of its last allowed attempt was cut by
+                        // the restart: it is not delivered again.
+                        let used_up = stored.state == EntryState::Pending
+                            && stored.attempts > 0
+                            && state.exhausted(stored.attempts);
+                        let mut stored = stored;
+                        if used_up {
+                            stored.reason = "delivery interrupted by a server restart".to_owned();
+                        }
+                        let dead = stored.state == EntryState::DeadLettering || used_up;
                         let status = if dead {
                             state.jobs.push(DeadLetterJob {
                                 partition: p,
@@ -615,14 +643,30 @@ impl State {
         }
     }
 
-    /// Leases an entry (ready or freshly scanned) to a consumer.
+    /// Leases an entry (ready or freshly scanned) to a consumer. Every
+    /// delivery is counted durably with the pull: a first delivery by the
+    /// partition's delivered-up-to mark, a redelivery by its entry. A
+    /// message whose attempts a crash used up is dead-lettered instead.
     fn lease(
         &mut self,
         partition: u32,
         offset: u64,
         now: u64,
         holder: Option<u64>,
+        changes: &mut Vec<Change>,
     ) -> Option<Delivery> {
+        let before = self.entry(partition, offset)?.attempts;
+        if before > 0 && self.exhausted(before) {
+            self.ready.remove(&(partition, offset));
+            let failure = Failure {
+                kind: FailKind::Disconnect,
+                reason: "delivery interrupted by a server restart".to_owned(),
+                delay_ms: None,
+                permanent: true,
+            };
+            self.fail_entry(partition, offset, failure, now, changes);
+            return None;
+        }
         let token = self.next_token();
         let deadline = now + self.config.ack_timeout_ms;
         let e = self.entry_mut(partition, offset)?;
@@ -631,7 +675,27 @@ impl State {
         e.status = Status::Leased { token, deadline };
         e.holder = holder;
         let attempt = e.attempts;
+        let durable = e.durable();
         self.ready.remove(&(partition, offset));
+        // A first delivery above the mark moves the mark; any other (a
+        // redelivery, or a message with a stored entry) writes its entry.
+        let stored = self
+            .parts
+            .get(partition as usize)
+            .is_some_and(|p| p.persisted.contains(&offset));
+        if before == 0 && !stored {
+            if let Some(part) = self.parts.get_mut(partition as usize) {
+                if offset >= part.delivered {
+                    part.delivered = offset + 1;
+                    changes.push(Change::Delivered {
+                        partition,
+                        upto: offset + 1,
+                    });
+                }
+            }
+        } else {
+            self.persist(partition, offset, durable, changes);
+        }
         self.push_timer(deadline, TimerKind::Lease, partition, offset, token);
         self.events.deliveries += 1;
         Some(Delivery {
@@ -651,11 +715,9 @@ impl State {
     ) -> (Vec<Delivery>, Vec<Change>) {
         let picked: Vec<(u32, u64)> = self.ready.iter().take(max).copied().collect();
         let mut out = Vec::with_capacity(picked.len());
-        let changes = Vec::new();
-        // Leases are not written: a delivery in flight when the server
-        // stops is delivered again (its attempt is not counted).
+        let mut changes = Vec::new();
         for (p, o) in picked {
-            if let Some(d) = self.lease(p, o, now, holder) {
+            if let Some(d) = self.lease(p, o, now, holder, &mut changes) {
                 out.push(d);
             }
         }
@@ -1051,6 +1113,7 @@ impl State {
         part.persisted.clear();
         part.floor = cursor;
         part.next = cursor;
+        part.interrupted = 0;
         for (o, key) in dropped {
             self.ready.remove(&(partition, o));
             self.leased = self.leased.saturating_sub(1);

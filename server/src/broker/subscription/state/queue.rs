@@ -72,7 +72,8 @@ impl State {
             if self.parts[p as usize].settled.contains(m.offset) {
                 continue;
             }
-            if let Some(d) = self.classify_one(p, m, now, deliveries.len() < want, holder) {
+            let deliver = deliveries.len() < want;
+            if let Some(d) = self.classify_one(p, m, now, deliver, holder, &mut changes) {
                 deliveries.push(d);
             }
         }
@@ -110,6 +111,7 @@ impl State {
         now: u64,
         deliver: bool,
         holder: Option<u64>,
+        changes: &mut Vec<Change>,
     ) -> Option<Delivery> {
         let key = if self.key_ordering() {
             m.key_hash
@@ -127,9 +129,11 @@ impl State {
             Some(e) => e,
             None => {
                 self.leased += 1;
+                // Delivered before a restart without an outcome: counted.
+                let interrupted = m.offset < self.parts[p as usize].interrupted;
                 Entry {
                     status: Status::Unscanned,
-                    attempts: 0,
+                    attempts: u32::from(interrupted),
                     due_at: 0,
                     key: None,
                     reason: String::new(),
@@ -158,6 +162,7 @@ impl State {
         };
         if !holds_key {
             self.hold_back(p, m.offset);
+            self.persist_undelivered(p, m.offset, changes);
             return None;
         }
         let due = self.parts[p as usize]
@@ -169,14 +174,31 @@ impl State {
                 e.status = Status::Waiting;
             }
             self.push_timer(due, TimerKind::Due, p, m.offset, 0);
+            self.persist_undelivered(p, m.offset, changes);
             return None;
         }
         if deliver {
-            // Not written: see `take_ready`.
-            self.lease(p, m.offset, now, holder)
+            self.lease(p, m.offset, now, holder, changes)
         } else {
             self.ready.insert((p, m.offset));
+            self.persist_undelivered(p, m.offset, changes);
             None
+        }
+    }
+
+    /// A scanned message left undelivered (delayed, behind its key, or
+    /// beyond what the pull wanted) gets an entry in the store, so the
+    /// partition's delivered-up-to mark, which later deliveries move past
+    /// it, never counts it as delivered after a restart.
+    fn persist_undelivered(&mut self, p: u32, offset: u64, changes: &mut Vec<Change>) {
+        let Some(part) = self.parts.get(p as usize) else {
+            return;
+        };
+        if part.persisted.contains(&offset) {
+            return;
+        }
+        if let Some(durable) = part.entries.get(&offset).map(|e| e.durable()) {
+            self.persist(p, offset, durable, changes);
         }
     }
 

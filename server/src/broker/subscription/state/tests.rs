@@ -69,6 +69,7 @@ struct FakeStore {
     cursors: BTreeMap<u32, u64>,
     entries: BTreeMap<(u32, u64), SubEntry>,
     dead: BTreeMap<(u32, u64), SubEntry>,
+    delivered: BTreeMap<u32, u64>,
 }
 
 impl FakeStore {
@@ -124,6 +125,10 @@ impl FakeStore {
                 } => {
                     self.dead.insert((partition, offset), entry);
                 }
+                Change::Delivered { partition, upto } => {
+                    let mark = self.delivered.entry(partition).or_default();
+                    *mark = (*mark).max(upto);
+                }
             }
         }
     }
@@ -143,6 +148,7 @@ impl FakeStore {
                 .iter()
                 .map(|(&(p, o), e)| (p, o, e.clone()))
                 .collect(),
+            delivered: self.delivered.iter().map(|(&p, &m)| (p, m)).collect(),
         }
     }
 }
@@ -584,20 +590,22 @@ fn retention_below_the_floor_is_counted_and_skipped() {
 
 #[test]
 fn a_crash_redelivers_leases_in_flight_and_keeps_failures() {
-    let mut h = Harness::new(config(Mode::Queue, Some(2), Ordering::None), 1);
+    let mut h = Harness::new(config(Mode::Queue, Some(3), Ordering::None), 1);
     h.log.push(0, None, 0);
     h.log.push(0, None, 0);
     let ds = h.pull(0, 10, "c");
     h.ack(&ds[1], 1);
-    // First deliveries write nothing: the store holds only the out-of-order ack.
+    // First deliveries write no entry (only the partition's delivered
+    // mark): the store holds only the out-of-order ack.
     assert_eq!(h.store.entries.len(), 1);
+    assert_eq!(h.store.delivered.get(&0), Some(&2));
     h.restart(2);
     // Offset 1 stays acked; offset 0, in flight at the crash, comes back
-    // at once and its interrupted delivery is not counted.
+    // at once and its interrupted delivery counts as an attempt.
     let again = h.pull(2, 10, "c");
     assert_eq!(offsets(&again), vec![(0, 0)]);
-    assert_eq!(again[0].attempt, 1);
-    // A failure is durable: after a restart it is still attempt 2 next.
+    assert_eq!(again[0].attempt, 2);
+    // A failure is durable: after a restart it is still attempt 3 next.
     h.nack(&again[0], 3, Some(100), false);
     h.restart(4);
     assert!(
@@ -605,7 +613,7 @@ fn a_crash_redelivers_leases_in_flight_and_keeps_failures() {
         "the retry keeps its due time"
     );
     let second = h.pull(103, 10, "c");
-    assert_eq!(second[0].attempt, 2);
+    assert_eq!(second[0].attempt, 3);
     // The last failure is recorded before its dead-letter copy: a crash
     // in between still dead-letters it, exactly once.
     let mut changes = Vec::new();
@@ -834,4 +842,44 @@ proptest! {
     fn stream_drains_in_order(ops in proptest::collection::vec(op(), 0..60)) {
         run_model(Mode::Stream, Ordering::None, ops)?;
     }
+}
+
+/// A delivery a crash interrupts still counts: pull, crash, restart,
+/// `max_attempts` times, and the message is dead-lettered instead of being
+/// delivered forever (a message that crashes the server is not a loop).
+#[test]
+fn deliveries_interrupted_by_crashes_count_toward_max_attempts() {
+    let mut h = Harness::new(config(Mode::Queue, Some(3), Ordering::None), 1);
+    let offset = h.log.push(0, None, 0);
+    let mut now = 1_000;
+    for attempt in 1..=3u32 {
+        let got = h.pull(now, 10, "c");
+        assert_eq!(got.len(), 1, "attempt {attempt}: {got:?}");
+        assert_eq!(got[0].attempt, attempt);
+        // The server dies with the delivery in flight.
+        now += 10;
+        h.restart(now);
+    }
+    let got = h.pull(now, 10, "c");
+    assert!(got.is_empty(), "delivered a fourth time: {got:?}");
+    h.run_jobs(now);
+    assert_eq!(h.dead_letters, vec![(0, offset)]);
+    // Settled: never delivered again, also after another restart.
+    h.restart(now + 10);
+    assert!(h.pull(now + 20, 10, "c").is_empty());
+}
+
+/// A seek back replays messages with fresh attempts (only a crash counts
+/// an interrupted delivery).
+#[test]
+fn a_seek_back_replays_without_counting_earlier_deliveries() {
+    let mut h = Harness::new(config(Mode::Queue, Some(1), Ordering::None), 1);
+    h.log.push(0, None, 0);
+    let got = h.pull(1_000, 10, "c");
+    assert!(h.ack(&got[0], 1_001));
+    let changes = h.state.seek(0, 0, 1_002);
+    h.store.apply(&changes);
+    let again = h.pull(1_003, 10, "c");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 1);
 }
