@@ -18,7 +18,9 @@
 #
 # Environment:
 #   WEIR_FUZZ_SECONDS=N   seconds per target (default 20)
-#   CARGO_TARGET_DIR      build directory (default $HOME/.cache/weir-fuzz-target)
+#   WEIR_FUZZ_TARGET_DIR  build directory (default $HOME/.cache/weir-fuzz-target;
+#                         never the Makefile's CARGO_TARGET_DIR: instrumented
+#                         builds would evict its artifacts)
 #
 # Prints one line per target and ends with "fuzz: N passed, N failed";
 # exit 1 when any target crashed or did not build.
@@ -30,7 +32,7 @@ SECONDS_PER_TARGET=${WEIR_FUZZ_SECONDS:-20}
 TOOLS=$ROOT/.tools/cargo-fuzz
 CARGO_FUZZ=$TOOLS/bin/cargo-fuzz
 CORPUS=$ROOT/.tools/fuzz-corpus
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weir-fuzz-target}
+export CARGO_TARGET_DIR=${WEIR_FUZZ_TARGET_DIR:-$HOME/.cache/weir-fuzz-target}
 # Link Debian's librocksdb-dev, as the workspace's .cargo/config.toml says
 # (fuzz/ is its own workspace; fuzz/.cargo/config.toml repeats it too).
 export ROCKSDB_LIB_DIR=${ROCKSDB_LIB_DIR:-/usr/lib/x86_64-linux-gnu}
@@ -48,6 +50,13 @@ fi
 
 all_targets=$("$CARGO_FUZZ" list --fuzz-dir "$ROOT/fuzz")
 targets=${*:-$all_targets}
+
+# One build of every target (the runs below then start at once).
+echo "building the fuzz targets (release, coverage-instrumented) in $CARGO_TARGET_DIR"
+if ! "$CARGO_FUZZ" build --fuzz-dir "$ROOT/fuzz" -s none; then
+  echo "fuzz: the targets do not build"
+  exit 1
+fi
 
 passed=0
 failed=0

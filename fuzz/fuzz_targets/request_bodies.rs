@@ -58,10 +58,8 @@ fuzz_target!(|data: &[u8]| {
         2 => {
             if let Ok(spec) = parse_json::<SubscriptionSpec>(body) {
                 if let Ok(created) = sub_config::apply_spec("orders", "billing", &spec, None) {
+                    let _ = sub_config::check_retry(&created.retry);
                     let _ = sub_config::apply_spec("orders", "billing", &spec, Some(&created));
-                }
-                if let Some(retry) = &spec.retry {
-                    let _ = sub_config::check_retry(retry);
                 }
             }
         }

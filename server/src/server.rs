@@ -53,6 +53,7 @@ pub async fn run(
         BrokerLimits {
             max_topics: limits.max_topics,
             max_subscriptions_per_topic: limits.max_subscriptions_per_topic,
+            max_unsettled_per_subscription: limits.max_unsettled_per_subscription,
             max_headers_per_message: limits.max_headers_per_message,
         },
         PushOptions {

@@ -47,6 +47,8 @@ pub struct BrokerLimits {
     /// are never refused: refusing one would stall its subscription.
     pub max_topics: usize,
     pub max_subscriptions_per_topic: usize,
+    /// Messages one subscription tracks in memory (see `State`).
+    pub max_unsettled_per_subscription: usize,
     pub max_headers_per_message: usize,
 }
 
@@ -55,6 +57,7 @@ impl Default for BrokerLimits {
         BrokerLimits {
             max_topics: 10_000,
             max_subscriptions_per_topic: 1000,
+            max_unsettled_per_subscription: subscription::state::MAX_TRACKED,
             max_headers_per_message: 64,
         }
     }
@@ -132,7 +135,8 @@ impl Broker {
             };
             let loaded = store.load_sub_state(record.id)?;
             let dead = store.count_sub_dead_letters(record.id)?;
-            let state = State::load(
+            let hint = store.next_parked_due(record.id)?;
+            let mut state = State::load(
                 record.id,
                 record.config.clone(),
                 topic.partitions().len() as u32,
@@ -140,6 +144,8 @@ impl Broker {
                 dead,
                 now,
             );
+            state.set_parked_due_hint(hint);
+            state.set_max_tracked(limits.max_unsettled_per_subscription as u64);
             let name = record.name.clone();
             let sub = Subscription::new(record, topic.clone(), store.clone(), state, clock.clone());
             crate::metrics::subscription_created(&topic.name(), &name);
@@ -416,7 +422,8 @@ impl Broker {
         if topic.is_deleted() {
             return Err(BrokerError::TopicNotFound(topic_name.to_owned()));
         }
-        let state = State::new(id, config, &cursors);
+        let mut state = State::new(id, config, &cursors);
+        state.set_max_tracked(self.limits.max_unsettled_per_subscription as u64);
         let sub = Subscription::new(
             record,
             topic.clone(),

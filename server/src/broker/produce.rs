@@ -12,6 +12,8 @@ use weir_protocol::{ProduceMessage, ProduceResult, TopicConfig};
 use super::error::{BrokerError, Result};
 use super::partitioner::partition_for_key;
 use super::topic::Topic;
+use tokio::sync::oneshot;
+
 use crate::storage::{record, DedupeEntry, NewMessage, PartitionMeta, Store, WriteSet};
 
 /// A validated message, ready to be placed.
@@ -183,11 +185,6 @@ pub async fn produce(
 /// Like [`produce`], committing `extra` changes atomically with the batch
 /// (a dead-letter copy and the settling of its original). `at` is broker
 /// time and wall-clock time (the messages' timestamps).
-///
-/// Runs in its own task: once offsets are placed, the commit and the
-/// publication of the new high watermark happen even if the caller goes
-/// away (a client disconnecting mid-request), so durable messages never
-/// stay invisible to readers.
 pub async fn produce_with(
     store: Arc<Store>,
     topic: Arc<Topic>,
@@ -195,22 +192,63 @@ pub async fn produce_with(
     at: (u64, u64),
     extra: WriteSet,
 ) -> Result<Vec<ProduceResult>> {
-    tokio::spawn(place_and_commit(store, topic, batch, at, extra)).await?
+    let done = enqueue_with(store, topic, batch, at, extra).await?;
+    done.await.map_err(|_| BrokerError::ShuttingDown)?
 }
 
-async fn place_and_commit(
+/// The outcome of a queued produce, once durable and visible.
+pub type Produced = oneshot::Receiver<Result<Vec<ProduceResult>>>;
+
+/// Places the batch (offsets, idempotency ids) and queues its commit;
+/// returns once it is queued, with the receiver of its outcome. Callers
+/// that must order the commit with their own state (a subscription moving
+/// dead letters) call this under their lock and wait after releasing it.
+///
+/// Runs in its own task: once offsets are placed, the commit and the
+/// publication of the new high watermark happen even if the caller goes
+/// away (a client disconnecting mid-request), so durable messages never
+/// stay invisible to readers.
+pub async fn enqueue_with(
     store: Arc<Store>,
     topic: Arc<Topic>,
     batch: Vec<Prepared>,
     at: (u64, u64),
     extra: WriteSet,
+) -> Result<Produced> {
+    let (placed_tx, placed_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let placing_topic = topic.clone();
+        let placing_store = store.clone();
+        let placed = tokio::task::spawn_blocking(move || {
+            place(&placing_store, &placing_topic, batch, at, extra)
+        })
+        .await
+        .map_err(BrokerError::from)
+        .and_then(|r| r);
+        match placed {
+            Err(e) => {
+                let _ = placed_tx.send(Err(e));
+            }
+            Ok((results, appended, ids, receiver)) => {
+                let (done_tx, done_rx) = oneshot::channel();
+                let _ = placed_tx.send(Ok(done_rx));
+                let outcome = finish(&topic, results, appended, ids, receiver).await;
+                let _ = done_tx.send(outcome);
+            }
+        }
+    });
+    placed_rx.await.map_err(|_| BrokerError::ShuttingDown)?
+}
+
+/// Waits for the commit of a placed batch, then publishes it (or gives
+/// its offsets back when it failed).
+async fn finish(
+    topic: &Topic,
+    results: Vec<ProduceResult>,
+    appended: Vec<Appended>,
+    ids: Vec<String>,
+    receiver: oneshot::Receiver<crate::storage::Result<()>>,
 ) -> Result<Vec<ProduceResult>> {
-    let placing_topic = topic.clone();
-    let placing_store = store.clone();
-    let (results, appended, ids, receiver) = tokio::task::spawn_blocking(move || {
-        place(&placing_store, &placing_topic, batch, at, extra)
-    })
-    .await??;
     let outcome = receiver.await.map_err(|_| BrokerError::ShuttingDown)?;
     let partitions = topic.partitions();
     {

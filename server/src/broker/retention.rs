@@ -13,6 +13,8 @@ use crate::storage::{PartitionMeta, Store, WriteSet};
 /// next pass continues.
 const MAX_SCAN_PER_PASS: u64 = 1_000_000;
 const DEDUPE_EXPIRY_BATCH: usize = 10_000;
+/// Bounds one pass (100k ids); the next pass goes on.
+const DEDUPE_EXPIRY_BATCHES_PER_PASS: usize = 10;
 
 /// Where to cut one partition: offsets below `cut` go.
 struct Cut {
@@ -102,8 +104,14 @@ pub fn enforce(store: &Store, topic: &Arc<Topic>, now: u64) -> Result<u64> {
             .inc_by(removed);
         removed_total += removed;
     }
-    let expired = store.expired_dedupe_keys(record.id, now, DEDUPE_EXPIRY_BATCH)?;
-    if !expired.is_empty() {
+    // Expired idempotency ids, found by expiry time: each pass removes
+    // every id expired so far (in bounded batches), however many live ids
+    // the topic remembers.
+    for _ in 0..DEDUPE_EXPIRY_BATCHES_PER_PASS {
+        let expired = store.expired_dedupe_keys(record.id, now, DEDUPE_EXPIRY_BATCH)?;
+        if expired.is_empty() {
+            break;
+        }
         let mut set = WriteSet::new();
         for key in expired {
             set.delete_dedupe_key(key);

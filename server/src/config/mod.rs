@@ -80,6 +80,7 @@ pub(super) struct FileConfig {
     max_ws_per_principal: Option<usize>,
     max_topics: Option<usize>,
     max_subscriptions_per_topic: Option<usize>,
+    max_unsettled_per_subscription: Option<usize>,
     max_headers_per_message: Option<usize>,
     max_inflight_request_bytes: Option<usize>,
     rate_limit_messages_per_s: Option<u64>,
@@ -234,6 +235,11 @@ pub struct Args {
     /// Subscriptions per topic [default: 1000].
     #[arg(long, env = "WEIR_MAX_SUBSCRIPTIONS_PER_TOPIC")]
     pub max_subscriptions_per_topic: Option<usize>,
+    /// Messages one subscription tracks in memory at once (leased, ready,
+    /// retrying soon, held behind a key); beyond it new messages wait in
+    /// the log until some settle, and long waits go to disk [default: 100000].
+    #[arg(long, env = "WEIR_MAX_UNSETTLED_PER_SUBSCRIPTION")]
+    pub max_unsettled_per_subscription: Option<usize>,
     /// Headers per produced message [default: 64].
     #[arg(long, env = "WEIR_MAX_HEADERS_PER_MESSAGE")]
     pub max_headers_per_message: Option<usize>,
@@ -394,6 +400,7 @@ impl Config {
                 max_ws_per_principal: args.max_ws_per_principal,
                 max_topics: args.max_topics,
                 max_subscriptions_per_topic: args.max_subscriptions_per_topic,
+                max_unsettled_per_subscription: args.max_unsettled_per_subscription,
                 max_headers_per_message: args.max_headers_per_message,
                 max_inflight_request_bytes: args.max_inflight_request_bytes,
                 rate_limit_messages_per_s: args.rate_limit_messages_per_s,
@@ -461,6 +468,7 @@ fn overlay(base: &mut FileConfig, top: FileConfig) {
         max_ws_per_principal,
         max_topics,
         max_subscriptions_per_topic,
+        max_unsettled_per_subscription,
         max_headers_per_message,
         max_inflight_request_bytes,
         rate_limit_messages_per_s,

@@ -56,6 +56,7 @@ pub struct Limits {
     pub max_ws_per_principal: usize,
     pub max_topics: usize,
     pub max_subscriptions_per_topic: usize,
+    pub max_unsettled_per_subscription: usize,
     pub max_headers_per_message: usize,
     pub max_inflight_request_bytes: usize,
     /// Per principal, per second; `None` = unlimited.
@@ -190,6 +191,11 @@ fn limits(f: &FileConfig, max_request_bytes: usize) -> Result<Limits, ConfigErro
             f.max_subscriptions_per_topic,
             "max_subscriptions_per_topic",
             1_000_000,
+        )?,
+        max_unsettled_per_subscription: count(
+            f.max_unsettled_per_subscription,
+            "max_unsettled_per_subscription",
+            10_000_000,
         )?,
         max_headers_per_message: count(
             f.max_headers_per_message,

@@ -34,6 +34,33 @@ pub const SUB_DEAD: u8 = 2;
 /// Per partition: every offset below was delivered at least once (so a
 /// delivery a crash interrupted still counts as an attempt).
 pub const SUB_DELIVERED: u8 = 3;
+/// A parked message: waiting on disk, not in memory (a long delay or
+/// retry, or behind its key), by `(partition, offset)`.
+pub const SUB_PARKED: u8 = 4;
+/// Index of parked messages by due time: `(due_at, partition, offset)`.
+pub const SUB_DUE: u8 = 5;
+/// Index of parked messages behind their key: `(key, partition, offset)`.
+pub const SUB_KEYQ: u8 = 6;
+
+/// Key of an index entry of parked messages (`SUB_DUE`, `SUB_KEYQ`):
+/// `sub | kind | order (due time or key hash) | partition | offset`.
+pub fn sub_index_key(sub: u32, kind: u8, order: u64, partition: u32, offset: u64) -> [u8; 25] {
+    let mut key = [0u8; 25];
+    key[..4].copy_from_slice(&sub.to_be_bytes());
+    key[4] = kind;
+    key[5..13].copy_from_slice(&order.to_be_bytes());
+    key[13..17].copy_from_slice(&partition.to_be_bytes());
+    key[17..].copy_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// Decodes `(order, partition, offset)` from a `sub_index_key`.
+pub fn decode_sub_index_key(key: &[u8]) -> Option<(u64, u32, u64)> {
+    let order = u64::from_be_bytes(key.get(5..13)?.try_into().ok()?);
+    let partition = u32::from_be_bytes(key.get(13..17)?.try_into().ok()?);
+    let offset = u64::from_be_bytes(key.get(17..25)?.try_into().ok()?);
+    Some((order, partition, offset))
+}
 
 /// Key of one message, or of one time-index entry (same shape).
 pub fn partition_key(topic: u32, partition: u32, position: u64) -> [u8; 16] {
@@ -67,6 +94,40 @@ pub fn dedupe_key(topic: u32, id: &str) -> Vec<u8> {
     key.extend_from_slice(&topic.to_be_bytes());
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+/// Marks the expiry index inside a topic's `dedupe` range: ids are UTF-8,
+/// so no id starts with this byte.
+const DEDUPE_EXPIRY: u8 = 0xFF;
+
+/// Prefix of a topic's dedupe expiry index.
+pub fn dedupe_expiry_prefix(topic: u32) -> Vec<u8> {
+    let mut key = topic.to_be_bytes().to_vec();
+    key.push(DEDUPE_EXPIRY);
+    key
+}
+
+/// Expiry index entry: `topic · 0xFF · expires_at · id`, so expired ids are
+/// found in time order without looking at the others.
+pub fn dedupe_expiry_key(topic: u32, expires_at: u64, id: &[u8]) -> Vec<u8> {
+    let mut key = dedupe_expiry_prefix(topic);
+    key.extend_from_slice(&expires_at.to_be_bytes());
+    key.extend_from_slice(id);
+    key
+}
+
+/// `(expires_at, id)` of an expiry index key.
+pub fn decode_dedupe_expiry_key(key: &[u8]) -> Option<(u64, &[u8])> {
+    if key.get(4) != Some(&DEDUPE_EXPIRY) {
+        return None;
+    }
+    let at = u64::from_be_bytes(key.get(5..13)?.try_into().ok()?);
+    Some((at, key.get(13..)?))
+}
+
+/// Whether a `dedupe` key is an id (not an expiry index entry).
+pub fn is_dedupe_id_key(key: &[u8]) -> bool {
+    key.len() > 4 && key.get(4) != Some(&DEDUPE_EXPIRY)
 }
 
 pub fn meta_topic_key(name: &str) -> Vec<u8> {

@@ -11,6 +11,7 @@ pub mod backup;
 mod health;
 pub mod keys;
 mod meta;
+mod parked;
 pub mod record;
 mod slot;
 mod sub_state;
@@ -34,7 +35,7 @@ pub use health::DiskSpace;
 pub use meta::{PartitionMeta, PauseRecord, SubscriptionRecord, TopicRecord};
 pub use record::{NewMessage, StoredMessage};
 use slot::DbSlot;
-pub use sub_state::{EntryState, SubEntry};
+pub use sub_state::{EntryState, Parked, ParkedCounts, SubEntry};
 pub use write_set::{Fence, WriteSet};
 pub use writer::WriterStats;
 
@@ -200,7 +201,7 @@ impl Store {
             )
             .map_err(|e| open_err(e.to_string()))?,
         );
-        Ok(Arc::new(Store {
+        let store = Arc::new(Store {
             slot,
             path: path.to_path_buf(),
             health,
@@ -208,7 +209,9 @@ impl Store {
             stats,
             threads: Mutex::new(threads),
             stop_interval,
-        }))
+        });
+        store.index_dedupe_expiry()?;
+        Ok(store)
     }
 
     /// Free space on the data directory's filesystem and its limit.
@@ -466,32 +469,94 @@ impl Store {
         }
     }
 
-    /// Keys of a topic's dedupe ids that expired before `now`, at most `limit`.
+    /// Raw `dedupe` keys to delete for ids of `topic` that expired before
+    /// `now` (each id with its expiry index entry), found through the
+    /// expiry index in time order: at most `limit` ids, never a scan of the
+    /// live ones.
     pub fn expired_dedupe_keys(&self, topic: u32, now: u64, limit: usize) -> Result<Vec<Vec<u8>>> {
         let db = self.db()?;
+        let family = cf(&db, CF_DEDUPE)?;
+        let prefix = dedupe_expiry_prefix(topic);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&now.to_be_bytes());
         let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(topic_end(topic));
-        let iter = db.iterator_cf_opt(
-            cf(&db, CF_DEDUPE)?,
-            opts,
-            IteratorMode::From(&topic_start(topic), Direction::Forward),
-        );
+        opts.set_iterate_upper_bound(end);
+        let mut iter = db.raw_iterator_cf_opt(family, opts);
+        iter.seek(&prefix);
         let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item?;
-            if DedupeEntry::decode(&v).is_some_and(|e| e.expires_at < now) {
-                out.push(k.to_vec());
-                if out.len() >= limit {
-                    break;
+        let mut ids = 0;
+        while iter.valid() && ids < limit {
+            let Some(key) = iter.key() else { break };
+            let (at, id) = decode_dedupe_expiry_key(key)
+                .ok_or_else(|| StorageError::Corrupt("dedupe expiry key".into()))?;
+            let mut id_key = topic.to_be_bytes().to_vec();
+            id_key.extend_from_slice(id);
+            // The id may have been given again after it expired: its
+            // newer entry stays (with its own index entry).
+            let current = db
+                .get_pinned_cf(family, &id_key)?
+                .and_then(|v| DedupeEntry::decode(&v));
+            if current.is_some_and(|e| e.expires_at == at) {
+                out.push(id_key);
+                ids += 1;
+            }
+            out.push(key.to_vec());
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    /// Adds expiry index entries for ids stored before the index existed
+    /// (run once at startup on an older data directory).
+    fn index_dedupe_expiry(&self) -> Result<()> {
+        let db = self.db()?;
+        let family = cf(&db, CF_META)?;
+        let marker = meta_counter_key("dedupe-expiry-index");
+        if db.get_cf(family, &marker)?.is_some() {
+            return Ok(());
+        }
+        let dedupe = cf(&db, CF_DEDUPE)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut n = 0u64;
+        let mut iter = db.raw_iterator_cf(dedupe);
+        iter.seek_to_first();
+        while iter.valid() {
+            if let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+                if is_dedupe_id_key(k) {
+                    if let Some(e) = DedupeEntry::decode(v) {
+                        let topic = u32::from_be_bytes(
+                            k.get(..4)
+                                .and_then(|b| b.try_into().ok())
+                                .ok_or_else(|| StorageError::Corrupt("dedupe key".into()))?,
+                        );
+                        batch.put_cf(dedupe, dedupe_expiry_key(topic, e.expires_at, &k[4..]), []);
+                        n += 1;
+                    }
                 }
             }
+            iter.next();
         }
-        Ok(out)
+        iter.status()?;
+        batch.put_cf(family, marker, 1u32.to_be_bytes());
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(true);
+        db.write_opt(batch, &opts)?;
+        if n > 0 {
+            tracing::info!(
+                ids = n,
+                "indexed idempotency ids by expiry (one-time upgrade)"
+            );
+        }
+        Ok(())
     }
 
     /// Loads a subscription's cursors and entries (not its dead letters).
     pub fn load_sub_state(&self, sub: u32) -> Result<sub_state::LoadedSubState> {
-        let mut loaded = sub_state::LoadedSubState::default();
+        let mut loaded = sub_state::LoadedSubState {
+            parked: self.count_parked(sub)?,
+            ..sub_state::LoadedSubState::default()
+        };
         let mut records = self.scan_prefix(CF_SUB_STATE, &sub_kind_prefix(sub, SUB_CURSOR))?;
         records.extend(self.scan_prefix(CF_SUB_STATE, &sub_kind_prefix(sub, SUB_ENTRY))?);
         records.extend(self.scan_prefix(CF_SUB_STATE, &sub_kind_prefix(sub, SUB_DELIVERED))?);
@@ -511,7 +576,9 @@ impl Store {
                         .as_slice()
                         .try_into()
                         .map_err(|_| StorageError::Corrupt("sub delivered mark".into()))?;
-                    loaded.delivered.push((partition, u64::from_be_bytes(bytes)));
+                    loaded
+                        .delivered
+                        .push((partition, u64::from_be_bytes(bytes)));
                 }
                 SUB_ENTRY => {
                     let entry = SubEntry::decode(&value)

@@ -71,6 +71,75 @@ impl SubEntry {
     }
 }
 
+/// A message parked on disk: its state and, when it waits behind its key,
+/// the key's hash (else it waits for `entry.due_at`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub partition: u32,
+    pub offset: u64,
+    pub entry: SubEntry,
+    /// The message's key hash (key ordering), if any.
+    pub key: Option<u64>,
+    /// Waits behind its key (indexed by key), else for `entry.due_at`.
+    pub behind_key: bool,
+}
+
+impl Parked {
+    /// Value of the `SUB_PARKED` record: a flag and the key, then the entry.
+    pub(super) fn encode_value(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + 13 + self.entry.reason.len());
+        let flags = u8::from(self.behind_key) << 1;
+        match self.key {
+            Some(k) => {
+                out.push(flags | 1);
+                out.extend_from_slice(&k.to_be_bytes());
+            }
+            None => out.push(flags),
+        }
+        out.extend_from_slice(&self.entry.encode());
+        out
+    }
+
+    pub(super) fn decode_value(partition: u32, offset: u64, bytes: &[u8]) -> Option<Parked> {
+        let flags = *bytes.first()?;
+        if flags > 3 {
+            return None;
+        }
+        let (key, rest) = if flags & 1 == 1 {
+            (
+                Some(u64::from_be_bytes(bytes.get(1..9)?.try_into().ok()?)),
+                bytes.get(9..)?,
+            )
+        } else {
+            (None, bytes.get(1..)?)
+        };
+        let behind_key = flags & 2 == 2;
+        if behind_key && key.is_none() {
+            return None;
+        }
+        Some(Parked {
+            partition,
+            offset,
+            entry: SubEntry::decode(rest)?,
+            key,
+            behind_key,
+        })
+    }
+}
+
+/// How many messages a subscription has parked (loaded at startup; the
+/// records themselves stay on disk).
+#[derive(Debug, Default, Clone)]
+pub struct ParkedCounts {
+    /// Per partition: parked waiting for a due time.
+    pub due: Vec<(u32, u64)>,
+    /// Per key hash: parked behind the key.
+    pub keys: Vec<(u64, u64)>,
+    /// Keys held by a message parked by time: `(key, partition, offset)`
+    /// (its followers wait for it).
+    pub holders: Vec<(u64, u32, u64)>,
+}
+
 /// A subscription's state as loaded at startup.
 #[derive(Debug, Default)]
 pub struct LoadedSubState {
@@ -80,6 +149,8 @@ pub struct LoadedSubState {
     pub entries: Vec<(u32, u64, SubEntry)>,
     /// (partition, delivered-up-to mark)
     pub delivered: Vec<(u32, u64)>,
+    /// Messages parked on disk.
+    pub parked: ParkedCounts,
 }
 
 #[cfg(test)]

@@ -157,7 +157,8 @@ async fn truncate_and_delete_topic_remove_ranges() {
         store.get_dedupe(3, "id-1").unwrap().map(|e| e.offset),
         Some(1)
     );
-    assert_eq!(store.expired_dedupe_keys(3, 100, 10).unwrap().len(), 1);
+    // The id and its expiry index entry.
+    assert_eq!(store.expired_dedupe_keys(3, 100, 10).unwrap().len(), 2);
     assert!(store.expired_dedupe_keys(3, 10, 10).unwrap().is_empty());
     let mut set = WriteSet::new();
     set.delete_topic(&record);
@@ -281,4 +282,51 @@ async fn store_refuses_to_open_on_corruption_in_the_middle_of_the_wal() {
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("a store with a damaged WAL middle opened (data silently dropped)"),
     }
+}
+
+/// Expired ids are found through the expiry index, in time order, without
+/// walking the live ones; an id given again after it expired keeps its new
+/// entry.
+#[tokio::test]
+async fn expired_dedupe_ids_come_from_the_expiry_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let mut set = WriteSet::new();
+    for i in 0..1000u64 {
+        let entry = DedupeEntry {
+            partition: 0,
+            offset: i,
+            expires_at: if i < 10 { 100 + i } else { 1_000_000 },
+        };
+        set.put_dedupe(7, &format!("id-{i}"), entry);
+    }
+    store.commit(set).await.unwrap();
+    // Ten expired by 200: each with its index entry.
+    let expired = store.expired_dedupe_keys(7, 200, 100).unwrap();
+    assert_eq!(expired.len(), 20);
+    assert_eq!(store.expired_dedupe_keys(7, 200, 3).unwrap().len(), 6);
+    // "id-0" is given again (a new entry, a new expiry) before cleanup.
+    let mut set = WriteSet::new();
+    set.put_dedupe(
+        7,
+        "id-0",
+        DedupeEntry {
+            partition: 0,
+            offset: 5000,
+            expires_at: 5000,
+        },
+    );
+    store.commit(set).await.unwrap();
+    let mut set = WriteSet::new();
+    for key in store.expired_dedupe_keys(7, 200, 100).unwrap() {
+        set.delete_dedupe_key(key);
+    }
+    store.commit(set).await.unwrap();
+    assert!(store.expired_dedupe_keys(7, 200, 100).unwrap().is_empty());
+    assert_eq!(
+        store.get_dedupe(7, "id-0").unwrap().map(|e| e.offset),
+        Some(5000)
+    );
+    assert!(store.get_dedupe(7, "id-1").unwrap().is_none());
+    assert!(store.get_dedupe(7, "id-10").unwrap().is_some());
 }

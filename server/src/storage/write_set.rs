@@ -8,7 +8,16 @@ use std::sync::Arc;
 use rocksdb::{WriteBatch, DB};
 
 use super::keys::*;
-use super::{meta, DedupeEntry, PartitionMeta, SubEntry, SubscriptionRecord, TopicRecord};
+use super::{meta, DedupeEntry, Parked, PartitionMeta, SubEntry, SubscriptionRecord, TopicRecord};
+
+/// The index key of a parked message.
+fn parked_index_key(sub: u32, parked: &Parked) -> [u8; 25] {
+    let (p, o) = (parked.partition, parked.offset);
+    match (parked.behind_key, parked.key) {
+        (true, Some(k)) => sub_index_key(sub, SUB_KEYQ, k, p, o),
+        _ => sub_index_key(sub, SUB_DUE, parked.entry.due_at, p, o),
+    }
+}
 
 /// One write operation, with owned bytes.
 enum Op {
@@ -147,8 +156,14 @@ impl WriteSet {
         value.extend_from_slice(&entry.partition.to_be_bytes());
         value.extend_from_slice(&entry.offset.to_be_bytes());
         self.put(CF_DEDUPE, dedupe_key(topic, id), value);
+        self.put(
+            CF_DEDUPE,
+            dedupe_expiry_key(topic, entry.expires_at, id.as_bytes()),
+            Vec::new(),
+        );
     }
 
+    /// Deletes a raw `dedupe` key (an id or an expiry index entry).
     pub fn delete_dedupe_key(&mut self, raw_key: Vec<u8>) {
         self.delete(CF_DEDUPE, raw_key);
     }
@@ -223,6 +238,25 @@ impl WriteSet {
             sub_key(sub, SUB_DELIVERED, partition, 0),
             upto.to_be_bytes().to_vec(),
         );
+    }
+
+    /// Parks a message on disk: its record and its index entry (by due
+    /// time, or behind its key).
+    pub fn put_sub_parked(&mut self, sub: u32, parked: &Parked) {
+        let (p, o) = (parked.partition, parked.offset);
+        self.put(
+            CF_SUB_STATE,
+            sub_key(sub, SUB_PARKED, p, o),
+            parked.encode_value(),
+        );
+        self.put(CF_SUB_STATE, parked_index_key(sub, parked), Vec::new());
+    }
+
+    /// Removes a parked message's record and index entry.
+    pub fn delete_sub_parked(&mut self, sub: u32, parked: &Parked) {
+        let (p, o) = (parked.partition, parked.offset);
+        self.delete(CF_SUB_STATE, sub_key(sub, SUB_PARKED, p, o));
+        self.delete(CF_SUB_STATE, parked_index_key(sub, parked));
     }
 
     /// Saves the state of one message of a subscription above its cursor.

@@ -34,6 +34,11 @@ const VALUE_BYTES: usize = 512;
 const SOCKET_SLACK: u64 = 256 * 1024;
 /// Request buffers, allocator slack.
 const MARGIN: u64 = 24 * MIB;
+/// `--max-unsettled-per-subscription`: the messages a subscription holds
+/// in memory (each consumer here grants a million credits and never acks).
+const UNSETTLED: u64 = 10_000;
+/// Memory per tracked message, generously (entry, lease timer, maps).
+const PER_UNSETTLED: u64 = 256;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_dead_websocket_consumers_are_cut_off_and_memory_stays_bounded() {
@@ -47,6 +52,8 @@ async fn slow_and_dead_websocket_consumers_are_cut_off_and_memory_stays_bounded(
         &outbound,
         "--ws-slow-consumer-timeout-ms",
         &slow_ms,
+        "--max-unsettled-per-subscription",
+        &UNSETTLED.to_string(),
     ]));
     let pid = memory::server_pid();
     s.create_topic("flood", &json!({"partitions": 2})).await;
@@ -155,15 +162,21 @@ async fn slow_and_dead_websocket_consumers_are_cut_off_and_memory_stays_bounded(
         s.log_tail()
     );
     let sockets = (DEAD + SLOW + DEAD_TAILS) as u64;
+    let subscriptions = (DEAD + SLOW) as u64;
     memory::check_growth(
         "slow_consumers",
         baseline,
         peak,
         last,
-        BLOCK_CACHE + WRITE_BUFFERS + sockets * (OUTBOUND_BYTES + SOCKET_SLACK) + MARGIN,
+        BLOCK_CACHE
+            + WRITE_BUFFERS
+            + sockets * (OUTBOUND_BYTES + SOCKET_SLACK)
+            + subscriptions * UNSETTLED * PER_UNSETTLED
+            + MARGIN,
         &format!(
             "block cache 8 MiB + write buffers 16 MiB + {sockets} sockets x (outbound {} KiB \
-             + {} KiB) + {}",
+             + {} KiB) + {subscriptions} subscriptions x {UNSETTLED} unsettled x \
+             {PER_UNSETTLED} B + {}",
             OUTBOUND_BYTES / 1024,
             SOCKET_SLACK / 1024,
             mib(MARGIN)

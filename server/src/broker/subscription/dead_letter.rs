@@ -6,13 +6,15 @@
 
 use weir_protocol::TopicSpec;
 
+use std::collections::{BTreeMap, HashMap};
+
 use super::state::DeadLetterJob;
 use super::{committed, map_storage, to_write_set, Subscription};
-use crate::broker::error::Result;
-use crate::broker::produce::{produce_with, Prepared};
+use crate::broker::error::{BrokerError, Result};
+use crate::broker::produce::{enqueue_with, Prepared};
 use crate::broker::Broker;
 use crate::metrics::METRICS;
-use crate::storage::{NewMessage, StoredMessage};
+use crate::storage::{Fence, NewMessage, StoredMessage};
 
 /// Builds the dead-letter copy of `original`.
 pub fn dead_letter_copy(
@@ -52,21 +54,45 @@ pub fn dead_letter_copy(
     }
 }
 
-/// Runs one dead-letter job.
-pub async fn run(broker: &Broker, sub: &Subscription, job: &DeadLetterJob) -> Result<()> {
+/// Runs a batch of dead-letter jobs as one atomic write: every copy and
+/// the settling of every original (one fsync for N dead letters). The
+/// subscription's lock is held only while the write is placed and queued
+/// — so it stays in order with the subscription's other changes — not
+/// while it syncs. Returns the jobs that were done (stale ones, whose
+/// subscription was sought meanwhile, are dropped).
+pub async fn run_batch(
+    broker: &Broker,
+    sub: &Subscription,
+    jobs: &[DeadLetterJob],
+) -> Result<Vec<DeadLetterJob>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
     let topic = sub.topic().clone();
     let record = sub.record();
     let store = broker.store().clone();
-    let (topic_id, p, o) = (topic.id(), job.partition, job.offset);
+    let topic_id = topic.id();
     let reader = store.clone();
-    let original = tokio::task::spawn_blocking(move || reader.read_at(topic_id, p, &[o]))
-        .await??
-        .into_iter()
-        .next();
+    let wanted: Vec<(u32, u64)> = jobs.iter().map(|j| (j.partition, j.offset)).collect();
+    let mut originals: HashMap<(u32, u64), StoredMessage> =
+        tokio::task::spawn_blocking(move || {
+            let mut by_partition: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+            for (p, o) in wanted {
+                by_partition.entry(p).or_default().push(o);
+            }
+            let mut found = HashMap::new();
+            for (p, offsets) in by_partition {
+                for m in reader.read_at(topic_id, p, &offsets)? {
+                    found.insert((p, m.offset), m);
+                }
+            }
+            Ok::<_, crate::storage::StorageError>(found)
+        })
+        .await??;
     let now = sub.now();
     let wall = sub.clock.wall_at(now);
-    let target = match (&record.config.dead_letter_topic, &original) {
-        (Some(name), Some(_)) => Some(
+    let target = match &record.config.dead_letter_topic {
+        Some(name) if !originals.is_empty() => Some(
             broker
                 .topic_or_create(name, &TopicSpec::default(), now)
                 .await?,
@@ -74,37 +100,64 @@ pub async fn run(broker: &Broker, sub: &Subscription, job: &DeadLetterJob) -> Re
         _ => None,
     };
     let mut state = sub.state().await?;
-    let Some(changes) = state.complete_dead_letter(job, now) else {
-        // Stale: the subscription was sought meanwhile.
-        return Ok(());
-    };
+    let mut changes = Vec::new();
+    let mut copies = Vec::new();
+    let mut done = Vec::new();
+    for job in jobs {
+        let Some(settle) = state.complete_dead_letter(job, now) else {
+            // Stale: the subscription was sought meanwhile.
+            continue;
+        };
+        changes.extend(settle);
+        if let (Some(_), Some(original)) = (&target, originals.remove(&(job.partition, job.offset)))
+        {
+            copies.push(dead_letter_copy(
+                original,
+                &topic.name(),
+                &record.name,
+                job,
+                now,
+            ));
+        }
+        done.push(job.clone());
+    }
+    if done.is_empty() {
+        return Ok(done);
+    }
     sub.flush_events(state.take_events());
-    let set = to_write_set(record.id, changes);
-    match (target, original) {
-        (Some(target), Some(original)) => {
-            let copy = dead_letter_copy(original, &topic.name(), &record.name, job, now);
-            let copy_bytes = copy.encoded_len() as u64;
-            let prepared = Prepared {
-                partition: None,
-                id: None,
-                message: copy,
-            };
+    let mut set = to_write_set(record.id, changes);
+    set.fence(Fence::new(sub.generation.clone(), state.generation));
+    match target.filter(|_| !copies.is_empty()) {
+        Some(target) => {
+            let bytes: u64 = copies.iter().map(|c| c.encoded_len() as u64).sum();
+            let count = copies.len() as u64;
+            let prepared = copies
+                .into_iter()
+                .map(|message| Prepared {
+                    partition: None,
+                    id: None,
+                    message,
+                })
+                .collect();
             let name = target.name();
-            // Holding the state lock until durable keeps this commit in
-            // order with the subscription's other changes.
-            produce_with(store, target, vec![prepared], (now, wall), set).await?;
+            let produced = enqueue_with(store, target, prepared, (now, wall), set).await?;
+            drop(state);
+            produced.await.map_err(|_| BrokerError::ShuttingDown)??;
             let label = [crate::metrics::name_label(&name)];
-            METRICS.messages_produced.with_label_values(&label).inc();
+            METRICS
+                .messages_produced
+                .with_label_values(&label)
+                .inc_by(count);
             METRICS
                 .bytes_produced
                 .with_label_values(&label)
-                .inc_by(copy_bytes);
+                .inc_by(bytes);
         }
-        _ => {
+        None => {
             let rx = store.enqueue(set).await.map_err(map_storage)?;
             drop(state);
             committed(Some(rx)).await?;
         }
     }
-    Ok(())
+    Ok(done)
 }

@@ -2,7 +2,7 @@
 
 use weir_protocol::{PartitionCursor, SeekTarget, StartName, SubscriptionInfo, SubscriptionStats};
 
-use super::{committed, Subscription};
+use super::{committed, map_storage, Subscription};
 use crate::broker::error::{BrokerError, Result};
 
 fn first_offsets(firsts: &[Option<u64>]) -> Vec<(u32, u64)> {
@@ -187,8 +187,22 @@ impl Subscription {
                 }
             }
         }
+        // Parked messages of the sought partitions are forgotten with the
+        // rest of their state (serialized with unparking by the scan lock).
+        let _scan = self.scan.lock().await;
+        let mut parked = Vec::new();
+        for &(p, _) in &targets {
+            let store = self.store.clone();
+            let id = self.id();
+            parked.extend(
+                tokio::task::spawn_blocking(move || store.partition_parked(id, p))
+                    .await?
+                    .map_err(map_storage)?,
+            );
+        }
         let now = self.now();
         let (mut state, mut changes) = self.lock(now).await?;
+        changes.extend(state.drop_parked(&parked));
         for (p, offset) in targets {
             changes.extend(state.seek(p, offset, now));
         }

@@ -13,6 +13,7 @@ mod dead_letters;
 mod holder;
 mod leases;
 mod manage;
+mod parking;
 pub mod pause;
 pub mod pull;
 pub mod push;
@@ -195,8 +196,12 @@ impl Subscription {
     async fn reload(&self, state: &mut State, generation: u64) -> Result<()> {
         let store = self.store.clone();
         let id = self.id;
-        let (loaded, dead) = tokio::task::spawn_blocking(move || {
-            Ok::<_, StorageError>((store.load_sub_state(id)?, store.count_sub_dead_letters(id)?))
+        let (loaded, dead, hint) = tokio::task::spawn_blocking(move || {
+            Ok::<_, StorageError>((
+                store.load_sub_state(id)?,
+                store.count_sub_dead_letters(id)?,
+                store.next_parked_due(id)?,
+            ))
         })
         .await?
         .map_err(map_storage)?;
@@ -210,6 +215,8 @@ impl Subscription {
             self.now(),
         );
         fresh.generation = generation;
+        fresh.set_parked_due_hint(hint);
+        fresh.set_max_tracked(state.max_tracked());
         *state = fresh;
         match self.lease_consumers.lock() {
             Ok(mut m) => m.clear(),
@@ -403,6 +410,8 @@ pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
                 offset,
                 entry,
             } => set.put_sub_dead(sub, partition, offset, &entry),
+            Change::Park { parked } => set.put_sub_parked(sub, &parked),
+            Change::Unpark { parked } => set.delete_sub_parked(sub, &parked),
             Change::Delivered { partition, upto } => {
                 let mark = delivered.entry(partition).or_insert(upto);
                 *mark = (*mark).max(upto);

@@ -10,6 +10,8 @@ use super::state::DeadLetterJob;
 use super::{committed, dead_letter, Subscription};
 use crate::broker::Broker;
 
+/// Dead letters moved in one atomic write (one fsync).
+const DEAD_LETTER_BATCH: usize = 500;
 /// Delay before retrying a dead-letter copy that failed.
 const JOB_RETRY_MS: u64 = 1000;
 
@@ -48,30 +50,46 @@ impl Subscription {
             if let Err(e) = committed(rx).await {
                 tracing::warn!(error = %e, "subscription timer commit failed");
             }
+            let mut retry_unpark_at: Option<u64> = None;
+            let unparked = match self.unpark(now).await {
+                Ok(changed) => changed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bringing back parked messages failed; will retry");
+                    retry_unpark_at = Some(now + JOB_RETRY_MS);
+                    false
+                }
+            };
             let (due, later): (Vec<_>, Vec<_>) = retry.drain(..).partition(|(_, at)| *at <= now);
             retry = later;
             jobs.extend(due.into_iter().map(|(job, _)| job));
             let ran = !jobs.is_empty();
             if let Some(broker) = broker.upgrade() {
-                for job in jobs {
-                    match dead_letter::run(&broker, &self, &job).await {
-                        Ok(()) => self.note_dead_letter(&broker, self.now()).await,
+                for batch in jobs.chunks(DEAD_LETTER_BATCH) {
+                    match dead_letter::run_batch(&broker, &self, batch).await {
+                        Ok(done) => {
+                            for _ in &done {
+                                self.note_dead_letter(&broker, self.now()).await;
+                            }
+                        }
                         Err(e) => {
-                            tracing::warn!(error = %e, partition = job.partition, offset = job.offset, "dead-lettering failed; will retry");
-                            retry.push((job, now + JOB_RETRY_MS));
+                            tracing::warn!(error = %e, jobs = batch.len(), "dead-lettering failed; will retry");
+                            retry.extend(batch.iter().map(|job| (job.clone(), now + JOB_RETRY_MS)));
                         }
                     }
                 }
             } else {
                 return;
             }
-            if fired || ran {
+            if fired || ran || unparked {
                 // Messages became deliverable (or partitions unblocked).
                 self.wake_waiters();
             }
+            let parked_due = self.state.lock().await.parked_due_hint();
             let wake_at = next
                 .into_iter()
                 .chain(retry.iter().map(|(_, at)| *at))
+                .chain(parked_due)
+                .chain(retry_unpark_at)
                 .min();
             let sleep = match wake_at {
                 Some(at) => Duration::from_millis(at.saturating_sub(self.now())),

@@ -12,6 +12,7 @@
 
 mod holder;
 mod leases;
+pub mod parked;
 mod queue;
 mod ranges;
 mod stream;
@@ -26,7 +27,7 @@ use std::hash::BuildHasher;
 use weir_protocol::{Mode, Ordering, SubscriptionConfig};
 
 use super::backoff::backoff_ms;
-use crate::storage::{EntryState, LoadedSubState, SubEntry};
+use crate::storage::{EntryState, LoadedSubState, Parked, SubEntry};
 pub use ranges::RangeSet;
 
 /// Most unsettled entries a queue subscription tracks; the scan of new
@@ -69,6 +70,10 @@ pub enum Change {
     /// Every offset of the partition below `upto` was delivered at least
     /// once (written with the pull that first delivers them).
     Delivered { partition: u32, upto: u64 },
+    /// Park a message on disk (see `parked.rs`).
+    Park { parked: Parked },
+    /// Delete a parked message's record (it is back in memory, or gone).
+    Unpark { parked: Parked },
     /// Record a dead letter (for redrive).
     Dead {
         partition: u32,
@@ -235,6 +240,8 @@ struct KeyState {
     holder: Option<(u32, u64)>,
     /// Messages behind it, in offset order.
     queue: VecDeque<(u32, u64)>,
+    /// Followers parked on disk (after those in `queue`).
+    parked: u64,
 }
 
 /// Per-partition state.
@@ -252,6 +259,8 @@ struct Part {
     persisted: BTreeSet<u64>,
     /// Offsets below were delivered at least once (the durable mark).
     delivered: u64,
+    /// Messages of this partition parked on disk by due time.
+    parked_due: u64,
     /// Loaded from the store: offsets in `[floor, interrupted)` with no
     /// entry were delivered before the restart without an outcome, so that
     /// delivery counts as an attempt when they are met again.
@@ -285,6 +294,12 @@ pub struct State {
     scan_start: u32,
     /// Bound of `leased` for scans (`MAX_TRACKED`; lower in tests).
     max_tracked: u64,
+    /// Earliest due time of the messages parked by time (a hint).
+    parked_due_hint: Option<u64>,
+    /// Keys with followers parked while nothing holds them.
+    key_refills: BTreeSet<u64>,
+    /// Followers waiting in memory behind their keys (all keys).
+    key_queued: u64,
 }
 
 impl State {
@@ -309,6 +324,9 @@ impl State {
             scan_start: 0,
             max_tracked: MAX_TRACKED as u64,
             generation: 0,
+            parked_due_hint: None,
+            key_refills: BTreeSet::new(),
+            key_queued: 0,
         };
         for &c in cursors {
             let mut part = Part {
@@ -344,6 +362,22 @@ impl State {
             if let Some(part) = state.parts.get_mut(*p as usize) {
                 part.delivered = *mark;
                 part.interrupted = *mark;
+            }
+        }
+        for (p, n) in &loaded.parked.due {
+            if let Some(part) = state.parts.get_mut(*p as usize) {
+                part.parked_due = *n;
+            }
+        }
+        for (key, n) in &loaded.parked.keys {
+            state.keys.entry(*key).or_default().parked = *n;
+            state.key_refills.insert(*key);
+        }
+        if state.key_ordering() {
+            for (key, p, o) in &loaded.parked.holders {
+                // Its followers wait until it is back and settled.
+                state.keys.entry(*key).or_default().holder = Some((*p, *o));
+                state.key_refills.remove(key);
             }
         }
         for (p, offset, stored) in loaded.entries {
@@ -429,10 +463,14 @@ impl State {
         state
     }
 
-    /// Lowers the tracking bound (tests of the memory bound).
-    #[cfg(test)]
+    /// The tracking bound.
+    pub fn max_tracked(&self) -> u64 {
+        self.max_tracked
+    }
+
+    /// Sets the tracking bound (`max_unsettled_per_subscription`).
     pub fn set_max_tracked(&mut self, n: u64) {
-        self.max_tracked = n;
+        self.max_tracked = n.max(1);
     }
 
     fn count_tracked(&self) -> u64 {
@@ -839,36 +877,15 @@ impl State {
             return;
         };
         if ks.holder != Some(who) {
+            let before = ks.queue.len();
             ks.queue.retain(|w| *w != who);
+            self.key_queued = self
+                .key_queued
+                .saturating_sub((before - ks.queue.len()) as u64);
             return;
         }
         ks.holder = None;
-        while let Some(next) = ks.queue.pop_front() {
-            let Some(e) = self
-                .parts
-                .get_mut(next.0 as usize)
-                .and_then(|p| p.entries.get_mut(&next.1))
-            else {
-                continue;
-            };
-            ks.holder = Some(next);
-            if e.due_at > now {
-                e.status = Status::Waiting;
-                let at = e.due_at;
-                self.push_timer(at, TimerKind::Due, next.0, next.1, 0);
-            } else {
-                e.status = Status::Ready;
-                self.ready.insert(next);
-            }
-            break;
-        }
-        if self
-            .keys
-            .get(&key)
-            .is_some_and(|k| k.holder.is_none() && k.queue.is_empty())
-        {
-            self.keys.remove(&key);
-        }
+        self.pass_key_on(key, now);
     }
 
     /// Applies a failure to a leased entry: retry after
@@ -915,6 +932,7 @@ impl State {
             return;
         }
         let due = self.schedule_retry(&failure, attempts, now);
+        let park = self.should_park_wait(due, now);
         let Some(e) = self.entry_mut(partition, offset) else {
             return;
         };
@@ -922,6 +940,11 @@ impl State {
         e.holder = None;
         e.due_at = due;
         let durable = e.durable();
+        if park {
+            // A long backoff waits on disk (its key, if any, stays held).
+            self.park(partition, offset, None, changes);
+            return;
+        }
         if due <= now {
             e.status = Status::Ready;
             self.ready.insert((partition, offset));
@@ -1176,6 +1199,28 @@ impl State {
             if part.entries.contains_key(&o) || ahead {
                 continue;
             }
+            if self.config.mode == Mode::Queue && self.leased >= self.max_tracked {
+                // Beyond the tracking bound: parked, due now; they come
+                // back as room frees.
+                part.parked_due += 1;
+                self.parked_due_hint = Some(0);
+                changes.push(Change::Park {
+                    parked: Parked {
+                        partition: p,
+                        offset: o,
+                        entry: SubEntry {
+                            state: EntryState::Pending,
+                            attempts: 0,
+                            due_at: 0,
+                            reason: String::new(),
+                        },
+                        key: None,
+                        behind_key: false,
+                    },
+                });
+                n += 1;
+                continue;
+            }
             part.settled.remove(o);
             part.entries.insert(
                 o,
@@ -1214,7 +1259,8 @@ impl State {
             let above = high.saturating_sub(part.floor);
             let settled = part.settled.count_in(part.floor, high);
             let below = part.entries.range(..part.floor).count() as u64;
-            view.backlog += above.saturating_sub(settled) + below;
+            view.backlog += above.saturating_sub(settled) + below + part.parked_due;
+            view.delayed += part.parked_due;
             let mut first_unsettled = if part.floor < high {
                 Some(part.floor)
             } else {
@@ -1258,6 +1304,8 @@ impl State {
             view.owners.push(part.stream.owner.clone());
             view.cursors.push(part.floor);
         }
+        let behind_keys: u64 = self.keys.values().map(|k| k.parked).sum();
+        view.backlog += behind_keys;
         view.dead_lettered = self.dead_letters;
         view.expired_by_retention = self.expired_by_retention;
         view

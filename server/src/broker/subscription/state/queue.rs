@@ -3,6 +3,7 @@
 //! what it can and remembers only what cannot be delivered yet (delayed,
 //! held back by key ordering, ready beyond the batch).
 
+use super::parked::KEY_QUEUE_IN_MEMORY;
 use super::{Change, Delivery, Entry, MsgMeta, State, Status, TimerKind};
 
 /// A range of the log to read for a scan.
@@ -69,7 +70,10 @@ impl State {
             self.mark_gap(p, expected, m.offset, &mut changes);
             expected = m.offset + 1;
             self.parts[p as usize].next = expected;
-            if self.parts[p as usize].settled.contains(m.offset) {
+            let part = &self.parts[p as usize];
+            // Settled, or passed by the floor during this very scan (a
+            // parked message let it move over settled ones).
+            if part.settled.contains(m.offset) || m.offset < part.floor {
                 continue;
             }
             let deliver = deliveries.len() < want;
@@ -150,25 +154,45 @@ impl State {
         let holds_key = match key {
             Some(k) => {
                 let ks = self.keys.entry(k).or_default();
-                if ks.holder.is_none() {
+                if ks.holder.is_none() && ks.parked == 0 {
                     ks.holder = Some((p, m.offset));
-                    true
+                    KeyTurn::Holds
+                } else if ks.parked > 0
+                    || ks.queue.len() >= KEY_QUEUE_IN_MEMORY
+                    || self.key_queued >= self.max_tracked / 2
+                {
+                    // A long line behind one key waits on disk: it holds
+                    // back that key only, never the tracking bound.
+                    KeyTurn::Park(k)
                 } else {
                     ks.queue.push_back((p, m.offset));
-                    false
+                    self.key_queued += 1;
+                    KeyTurn::Queued
                 }
             }
-            None => true,
+            None => KeyTurn::Holds,
         };
-        if !holds_key {
-            self.hold_back(p, m.offset);
-            self.persist_undelivered(p, m.offset, changes);
-            return None;
+        match holds_key {
+            KeyTurn::Holds => {}
+            KeyTurn::Queued => {
+                self.hold_back(p, m.offset);
+                self.persist_undelivered(p, m.offset, changes);
+                return None;
+            }
+            KeyTurn::Park(k) => {
+                self.park(p, m.offset, Some(k), changes);
+                return None;
+            }
         }
         let due = self.parts[p as usize]
             .entries
             .get(&m.offset)
             .map_or(0, |e| e.due_at);
+        if self.should_park_wait(due, now) {
+            // A long delay waits on disk; the floor moves past it.
+            self.park(p, m.offset, None, changes);
+            return None;
+        }
         if due > now {
             if let Some(e) = self.parts[p as usize].entries.get_mut(&m.offset) {
                 e.status = Status::Waiting;
@@ -185,7 +209,16 @@ impl State {
             None
         }
     }
+}
 
+/// Where a scanned message stands with its key.
+enum KeyTurn {
+    Holds,
+    Queued,
+    Park(u64),
+}
+
+impl State {
     /// A scanned message left undelivered (delayed, behind its key, or
     /// beyond what the pull wanted) gets an entry in the store, so the
     /// partition's delivered-up-to mark, which later deliveries move past
@@ -202,7 +235,7 @@ impl State {
         }
     }
 
-    fn hold_back(&mut self, p: u32, offset: u64) {
+    pub(super) fn hold_back(&mut self, p: u32, offset: u64) {
         self.ready.remove(&(p, offset));
         if let Some(e) = self.parts[p as usize].entries.get_mut(&offset) {
             if e.status != Status::DeadLettering {

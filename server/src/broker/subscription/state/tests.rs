@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use weir_protocol::{Backoff, Mode, Ordering, RetryPolicy, SubscriptionConfig};
 
 use super::*;
-use crate::storage::{EntryState, LoadedSubState, SubEntry};
+use crate::storage::{EntryState, LoadedSubState, Parked, ParkedCounts, SubEntry};
 
 const TIMEOUT: u64 = 1000;
 
@@ -70,6 +70,7 @@ struct FakeStore {
     entries: BTreeMap<(u32, u64), SubEntry>,
     dead: BTreeMap<(u32, u64), SubEntry>,
     delivered: BTreeMap<u32, u64>,
+    parked: BTreeMap<(u32, u64), Parked>,
 }
 
 impl FakeStore {
@@ -129,6 +130,13 @@ impl FakeStore {
                     let mark = self.delivered.entry(partition).or_default();
                     *mark = (*mark).max(upto);
                 }
+                Change::Park { parked } => {
+                    self.parked
+                        .insert((parked.partition, parked.offset), parked);
+                }
+                Change::Unpark { parked } => {
+                    self.parked.remove(&(parked.partition, parked.offset));
+                }
             }
         }
     }
@@ -149,7 +157,58 @@ impl FakeStore {
                 .map(|(&(p, o), e)| (p, o, e.clone()))
                 .collect(),
             delivered: self.delivered.iter().map(|(&p, &m)| (p, m)).collect(),
+            parked: self.parked_counts(),
         }
+    }
+
+    fn parked_counts(&self) -> ParkedCounts {
+        let mut counts = ParkedCounts::default();
+        let mut due: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut keys: BTreeMap<u64, u64> = BTreeMap::new();
+        for p in self.parked.values() {
+            match (p.behind_key, p.key) {
+                (true, Some(k)) => *keys.entry(k).or_default() += 1,
+                (false, Some(k)) => {
+                    counts.holders.push((k, p.partition, p.offset));
+                    *due.entry(p.partition).or_default() += 1;
+                }
+                _ => *due.entry(p.partition).or_default() += 1,
+            }
+        }
+        counts.due = due.into_iter().collect();
+        counts.keys = keys.into_iter().collect();
+        counts
+    }
+
+    /// What `Store::due_parked` answers.
+    fn due_parked(&self, now: u64, limit: usize) -> Vec<Parked> {
+        let mut due: Vec<Parked> = self
+            .parked
+            .values()
+            .filter(|p| !p.behind_key && p.entry.due_at <= now)
+            .cloned()
+            .collect();
+        due.sort_by_key(|p| (p.entry.due_at, p.partition, p.offset));
+        due.truncate(limit);
+        due
+    }
+
+    /// What `Store::key_parked` answers.
+    fn key_parked(&self, key: u64, limit: usize) -> Vec<Parked> {
+        self.parked
+            .values()
+            .filter(|p| p.behind_key && p.key == Some(key))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    fn next_parked_due(&self) -> Option<u64> {
+        self.parked
+            .values()
+            .filter(|p| !p.behind_key)
+            .map(|p| p.entry.due_at)
+            .min()
     }
 }
 
@@ -187,7 +246,24 @@ impl Harness {
     fn tick(&mut self, now: u64) {
         let changes = self.state.tick(now);
         self.commit(changes);
+        self.unpark(now);
         self.run_jobs(now);
+    }
+
+    /// What the timer task does: refill keys, bring back due messages.
+    fn unpark(&mut self, now: u64) {
+        for key in self.state.take_key_refills() {
+            let parked = self.store.key_parked(key, parked::KEY_QUEUE_IN_MEMORY);
+            let changes = self.state.unpark_key(key, parked, now);
+            self.commit(changes);
+        }
+        if self.state.parked_due_hint().is_some_and(|h| h <= now) {
+            let parked = self.store.due_parked(now, self.state.unpark_room());
+            let changes = self.state.unpark_due(parked, now);
+            self.commit(changes);
+            let next = self.store.next_parked_due();
+            self.state.set_parked_due_hint(next);
+        }
     }
 
     fn run_jobs(&mut self, now: u64) {
@@ -292,6 +368,8 @@ impl Harness {
             self.store.waiting_dead(),
             now,
         );
+        let hint = self.store.next_parked_due();
+        self.state.set_parked_due_hint(hint);
         self.run_jobs(now);
     }
 
@@ -882,4 +960,165 @@ fn a_seek_back_replays_without_counting_earlier_deliveries() {
     let again = h.pull(1_003, 10, "c");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 1);
+}
+
+const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
+
+/// Delayed messages wait on disk: however many there are, they never use
+/// up the tracking bound, and other messages flow.
+#[test]
+fn delayed_messages_do_not_stall_the_queue() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    h.state.set_max_tracked(10);
+    for _ in 0..50 {
+        h.log.push(0, None, 60_000);
+    }
+    for _ in 0..5 {
+        h.log.push(0, None, 0);
+    }
+    let got = h.pull(0, 100, "c");
+    assert_eq!(
+        offsets(&got),
+        (50..55).map(|o| (0, o)).collect::<Vec<_>>(),
+        "the five undelayed messages"
+    );
+    assert_eq!(h.state.tracked(), 5, "only the leased are in memory");
+    assert_eq!(h.stats(0).delayed, 50);
+    assert_eq!(h.store.parked.len(), 50);
+    for d in &got {
+        assert!(h.ack(d, 1));
+    }
+    // Due: they come back as room allows (10 at a time here), in order.
+    let mut seen = Vec::new();
+    for round in 0..10 {
+        let got = h.pull(60_000 + round, 100, "c");
+        for d in &got {
+            assert!(h.ack(d, 60_000 + round));
+        }
+        seen.extend(offsets(&got));
+    }
+    assert_eq!(seen, (0..50).map(|o| (0, o)).collect::<Vec<_>>());
+    assert!(h.store.parked.is_empty());
+    assert!(h.store.entries.is_empty());
+    assert_eq!(h.state.floor(0), 55);
+}
+
+/// One message delayed a year does not pin the floor: acks above it do
+/// not pile up in memory or in the store, also across a restart, and the
+/// message is still delivered when due.
+#[test]
+fn a_far_delay_does_not_pin_the_floor() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    h.log.push(0, None, YEAR_MS);
+    for _ in 0..1000 {
+        h.log.push(0, None, 0);
+    }
+    let mut now = 1;
+    loop {
+        let got = h.pull(now, 300, "c");
+        if got.is_empty() {
+            break;
+        }
+        for d in &got {
+            assert!(h.ack(d, now));
+        }
+        now += 1;
+    }
+    assert_eq!(h.state.floor(0), 1001);
+    assert_eq!(h.state.tracked(), 0);
+    assert!(h.store.entries.is_empty(), "{:?}", h.store.entries.len());
+    h.restart(now);
+    assert_eq!(h.state.tracked(), 0);
+    assert_eq!(h.stats(now).backlog, 1);
+    assert!(h.pull(YEAR_MS - 1, 10, "c").is_empty());
+    let got = h.pull(YEAR_MS, 10, "c");
+    assert_eq!(offsets(&got), vec![(0, 0)]);
+    assert!(h.ack(&got[0], YEAR_MS));
+    assert_eq!(h.stats(YEAR_MS).backlog, 0);
+    assert!(h.store.parked.is_empty() && h.store.entries.is_empty());
+}
+
+/// A key whose head retries later holds back that key only: its long line
+/// of followers waits on disk, other keys are delivered, and the line is
+/// delivered in order once the head settles (also across a restart).
+#[test]
+fn a_retrying_key_holds_back_only_itself() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::Key), 1);
+    h.state.set_max_tracked(100);
+    let a = Some(1);
+    let b = Some(2);
+    h.log.push(0, a, 0);
+    let head = h.pull(0, 1, "c");
+    assert_eq!(offsets(&head), vec![(0, 0)]);
+    // The head fails with a long backoff: it waits on disk, holding key A.
+    assert!(h.nack(&head[0], 1, Some(3_600_000), false));
+    for _ in 0..1000 {
+        h.log.push(0, a, 0);
+    }
+    for _ in 0..20 {
+        h.log.push(0, b, 0);
+    }
+    let mut others = Vec::new();
+    for round in 0..50 {
+        let got = h.pull(2 + round, 100, "c");
+        for d in &got {
+            assert!(h.ack(d, 2 + round));
+        }
+        others.extend(offsets(&got));
+    }
+    assert_eq!(
+        others,
+        (1001..1021).map(|o| (0, o)).collect::<Vec<_>>(),
+        "key B flows while key A waits"
+    );
+    assert!(
+        h.state.tracked() <= 100 + 1,
+        "tracked {}",
+        h.state.tracked()
+    );
+    h.restart(100);
+    // The head comes back when due, then A's line in order.
+    let mut line = Vec::new();
+    for now in 3_600_001..3_602_001 {
+        let got = h.pull(now, 100, "c");
+        if got.is_empty() && h.stats(now).backlog == 0 {
+            break;
+        }
+        for d in &got {
+            assert!(h.ack(d, now));
+        }
+        line.extend(offsets(&got));
+    }
+    assert_eq!(line, (0..1001).map(|o| (0, o)).collect::<Vec<_>>());
+    assert!(h.store.parked.is_empty() && h.store.entries.is_empty());
+}
+
+/// A redrive of more dead letters than the tracking bound parks the rest:
+/// they are delivered as room frees, none is lost.
+#[test]
+fn a_large_redrive_respects_the_tracking_bound() {
+    let mut h = Harness::new(config(Mode::Queue, Some(1), Ordering::None), 1);
+    for _ in 0..40 {
+        h.log.push(0, None, 0);
+    }
+    let got = h.pull(0, 100, "c");
+    for d in &got {
+        h.nack(d, 1, None, true);
+    }
+    assert_eq!(h.dead_letters.len(), 40);
+    h.state.set_max_tracked(10);
+    assert_eq!(h.redrive(), 40);
+    assert!(h.state.tracked() <= 10);
+    let mut seen = Vec::new();
+    for round in 0..20 {
+        let got = h.pull(10 + round, 100, "c");
+        for d in &got {
+            assert!(h.ack(d, 10 + round));
+        }
+        seen.extend(offsets(&got));
+        assert!(h.state.tracked() <= 10);
+    }
+    seen.sort();
+    assert_eq!(seen, (0..40).map(|o| (0, o)).collect::<Vec<_>>());
+    assert!(h.store.parked.is_empty());
 }

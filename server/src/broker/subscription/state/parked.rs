@@ -1,0 +1,286 @@
+//! Parking: messages that wait a long time — a delay or a retry due more
+//! than [`PARK_AFTER_MS`] ahead, followers of a key beyond
+//! [`KEY_QUEUE_IN_MEMORY`], redriven messages beyond the tracking bound —
+//! leave memory for the store (`Change::Park`) and count as settled for
+//! the partition's floor. So one delayed or retrying message holds back
+//! only itself (or its key), the floor never sticks behind it, and memory
+//! follows the messages being worked on, not those waiting.
+//!
+//! The caller brings them back (it does the reads): due ones by due time
+//! (`unpark_due`, as room allows), a key's followers when the key frees
+//! (`take_key_refills` → `unpark_key`).
+
+use weir_protocol::Mode;
+
+use super::{Change, Entry, State, Status, TimerKind};
+use crate::storage::{EntryState, Parked, SubEntry};
+
+/// Waits longer than this go to disk.
+pub const PARK_AFTER_MS: u64 = 1_000;
+/// Followers of one key kept in memory; later ones are parked.
+pub const KEY_QUEUE_IN_MEMORY: usize = 256;
+
+impl State {
+    /// Whether a wait until `due` should be parked.
+    pub(super) fn should_park_wait(&self, due: u64, now: u64) -> bool {
+        self.config.mode == Mode::Queue && due > now.saturating_add(PARK_AFTER_MS)
+    }
+
+    /// Moves an in-memory entry to the store. `behind_key`: it waits for
+    /// its key (else for its due time).
+    pub(super) fn park(
+        &mut self,
+        p: u32,
+        offset: u64,
+        behind_key: Option<u64>,
+        changes: &mut Vec<Change>,
+    ) {
+        let Some(part) = self.parts.get_mut(p as usize) else {
+            return;
+        };
+        let Some(e) = part.entries.remove(&offset) else {
+            return;
+        };
+        self.ready.remove(&(p, offset));
+        self.leased = self.leased.saturating_sub(1);
+        let parked = Parked {
+            partition: p,
+            offset,
+            entry: SubEntry {
+                state: EntryState::Pending,
+                attempts: e.attempts,
+                due_at: e.due_at,
+                reason: e.reason,
+            },
+            key: e.key,
+            behind_key: behind_key.is_some(),
+        };
+        match behind_key {
+            Some(k) => self.keys.entry(k).or_default().parked += 1,
+            None => {
+                part.parked_due += 1;
+                self.parked_due_hint = Some(
+                    self.parked_due_hint
+                        .map_or(parked.entry.due_at, |h| h.min(parked.entry.due_at)),
+                );
+            }
+        }
+        self.unpersist(p, offset, changes);
+        changes.push(Change::Park { parked });
+        let part = &mut self.parts[p as usize];
+        if offset >= part.floor {
+            // Settled as far as the floor is concerned; its fate is on disk.
+            part.settled.insert(offset, offset + 1);
+            if !self.advance_floor(p, changes) {
+                self.persist(
+                    p,
+                    offset,
+                    SubEntry {
+                        state: EntryState::Acked,
+                        attempts: 0,
+                        due_at: 0,
+                        reason: String::new(),
+                    },
+                    changes,
+                );
+            }
+        }
+    }
+
+    /// When the earliest message parked by time is due (a hint: the caller
+    /// sets it from the store after loading and after each unpark pass).
+    pub fn parked_due_hint(&self) -> Option<u64> {
+        self.parked_due_hint
+    }
+
+    pub fn set_parked_due_hint(&mut self, hint: Option<u64>) {
+        self.parked_due_hint = hint;
+    }
+
+    /// How many parked-by-time messages may come back now.
+    pub fn unpark_room(&self) -> usize {
+        self.max_tracked.saturating_sub(self.leased).max(1) as usize
+    }
+
+    /// Brings back messages parked by time that are due: they become
+    /// deliverable (below or above the floor).
+    pub fn unpark_due(&mut self, parked: Vec<Parked>, now: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for parked in parked {
+            let p = parked.partition;
+            if let Some(part) = self.parts.get_mut(p as usize) {
+                part.parked_due = part.parked_due.saturating_sub(1);
+            }
+            changes.push(Change::Unpark {
+                parked: parked.clone(),
+            });
+            if !self.restore(&parked, &mut changes) {
+                continue;
+            }
+            let key = parked.key.filter(|_| self.key_ordering());
+            let holds = match key {
+                Some(k) => {
+                    let ks = self.keys.entry(k).or_default();
+                    match ks.holder {
+                        None => {
+                            ks.holder = Some((p, parked.offset));
+                            true
+                        }
+                        Some(h) => h == (p, parked.offset),
+                    }
+                }
+                None => true,
+            };
+            if holds {
+                self.make_ready(p, parked.offset);
+            } else if let Some(k) = key {
+                self.hold_back(p, parked.offset);
+                if let Some(ks) = self.keys.get_mut(&k) {
+                    ks.queue.push_front((p, parked.offset));
+                    self.key_queued += 1;
+                }
+            }
+        }
+        let _ = now;
+        changes
+    }
+
+    /// Asks for a key's followers to be read again (a read failed).
+    pub fn request_key_refill(&mut self, key: u64) {
+        self.key_refills.insert(key);
+    }
+
+    /// Keys whose followers wait on disk while nothing holds the key.
+    pub fn take_key_refills(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.key_refills).into_iter().collect()
+    }
+
+    /// Brings back the first followers of `key` (in offset order), read by
+    /// the caller; the first takes the key.
+    pub fn unpark_key(&mut self, key: u64, parked: Vec<Parked>, now: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let n = parked.len() as u64;
+        for parked in &parked {
+            changes.push(Change::Unpark {
+                parked: parked.clone(),
+            });
+            if self.restore(parked, &mut changes) {
+                self.hold_back(parked.partition, parked.offset);
+                self.keys
+                    .entry(key)
+                    .or_default()
+                    .queue
+                    .push_back((parked.partition, parked.offset));
+                self.key_queued += 1;
+            }
+        }
+        if let Some(ks) = self.keys.get_mut(&key) {
+            ks.parked = ks.parked.saturating_sub(n);
+            if n == 0 {
+                // The count was stale: nothing is parked behind the key.
+                ks.parked = 0;
+            }
+        }
+        self.pass_key_on(key, now);
+        changes
+    }
+
+    /// Puts a parked message back in memory (as a pending entry, stored so
+    /// a crash keeps it). False when the partition no longer exists.
+    fn restore(&mut self, parked: &Parked, changes: &mut Vec<Change>) -> bool {
+        let (p, o) = (parked.partition, parked.offset);
+        let Some(part) = self.parts.get_mut(p as usize) else {
+            return false;
+        };
+        if o >= part.floor {
+            part.settled.remove(o);
+        }
+        part.entries.insert(
+            o,
+            Entry {
+                status: Status::KeyBlocked,
+                attempts: parked.entry.attempts,
+                due_at: 0,
+                key: parked.key,
+                reason: parked.entry.reason.clone(),
+                holder: None,
+            },
+        );
+        self.leased += 1;
+        self.persist(
+            p,
+            o,
+            SubEntry {
+                state: EntryState::Pending,
+                attempts: parked.entry.attempts,
+                due_at: 0,
+                reason: parked.entry.reason.clone(),
+            },
+            changes,
+        );
+        true
+    }
+
+    /// Forgets parked records the caller deletes (a seek of `partition`).
+    pub fn drop_parked(&mut self, parked: &[Parked]) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for parked in parked {
+            if parked.behind_key {
+                if let Some(k) = parked.key {
+                    if let Some(ks) = self.keys.get_mut(&k) {
+                        ks.parked = ks.parked.saturating_sub(1);
+                    }
+                }
+            } else if let Some(part) = self.parts.get_mut(parked.partition as usize) {
+                part.parked_due = part.parked_due.saturating_sub(1);
+            }
+            changes.push(Change::Unpark {
+                parked: parked.clone(),
+            });
+        }
+        changes
+    }
+
+    /// Messages parked on disk (by time, and behind keys).
+    pub fn parked_count(&self) -> u64 {
+        let by_time: u64 = self.parts.iter().map(|p| p.parked_due).sum();
+        let behind_keys: u64 = self.keys.values().map(|k| k.parked).sum();
+        by_time + behind_keys
+    }
+
+    /// Gives the key to its next follower in memory, if nothing holds it
+    /// (the first waits for its due time if it has one).
+    pub(super) fn pass_key_on(&mut self, key: u64, now: u64) {
+        let Some(ks) = self.keys.get_mut(&key) else {
+            return;
+        };
+        if ks.holder.is_some() {
+            return;
+        }
+        while let Some(next) = ks.queue.pop_front() {
+            self.key_queued = self.key_queued.saturating_sub(1);
+            let Some(e) = self
+                .parts
+                .get_mut(next.0 as usize)
+                .and_then(|p| p.entries.get_mut(&next.1))
+            else {
+                continue;
+            };
+            ks.holder = Some(next);
+            if e.due_at > now {
+                e.status = Status::Waiting;
+                let at = e.due_at;
+                self.push_timer(at, TimerKind::Due, next.0, next.1, 0);
+            } else {
+                e.status = Status::Ready;
+                self.ready.insert(next);
+            }
+            return;
+        }
+        if ks.parked > 0 {
+            self.key_refills.insert(key);
+        } else {
+            self.keys.remove(&key);
+        }
+    }
+}
