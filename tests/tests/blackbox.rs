@@ -28,6 +28,8 @@ mod client_resilience;
 mod client_settling;
 #[path = "blackbox/client_ws.rs"]
 mod client_ws;
+#[path = "blackbox/clock.rs"]
+mod clock;
 #[path = "blackbox/control.rs"]
 mod control;
 #[path = "blackbox/dead_letters.rs"]

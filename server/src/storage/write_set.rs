@@ -91,6 +91,14 @@ impl WriteSet {
         self.fences.extend(other.fences);
     }
 
+    /// Whether the set appends a message to `topic` (test failpoints).
+    #[cfg(test)]
+    pub(super) fn appends_to(&self, topic: u32) -> bool {
+        self.ops.iter().any(|op| {
+            matches!(op, Op::Put(cf, key, _) if *cf == CF_MESSAGES && key.starts_with(&topic.to_be_bytes()))
+        })
+    }
+
     /// Whether every fence holds.
     pub(super) fn fences_hold(&self) -> bool {
         self.fences.iter().all(Fence::holds)

@@ -39,6 +39,11 @@ pub struct WriterStats {
     /// Set when a write failed for a reason other than a stall: RocksDB is
     /// then read-only until reopened.
     pub failed: AtomicBool,
+    /// Tests: `(topic, n)` fails the next `n` batches that append to
+    /// `topic`, as a write stall would (nothing written), to exercise what
+    /// callers do with a failed commit.
+    #[cfg(test)]
+    pub fail_appends: std::sync::Mutex<Option<(u32, u32)>>,
 }
 
 pub(super) fn spawn(
@@ -81,10 +86,10 @@ pub(super) fn spawn(
                         continue;
                     }
                 };
-                let mut stop = pending.take(&db, first);
+                let mut stop = pending.take(&db, &stats, first);
                 while stop.is_none() && !pending.full() {
                     match rx.try_recv() {
-                        Ok(request) => stop = pending.take(&db, request),
+                        Ok(request) => stop = pending.take(&db, &stats, request),
                         Err(_) => break,
                     }
                 }
@@ -122,13 +127,35 @@ struct Pending {
     bytes: usize,
     waiting: Vec<oneshot::Sender<Result<(), StorageError>>>,
     fences: Vec<Fence>,
+    /// Tests: this batch fails (see `WriterStats::fail_appends`).
+    inject_failure: bool,
 }
 
 impl Pending {
     /// Adds a request to the batch; returns the stop signal if it is one.
-    fn take(&mut self, db: &DB, request: Request) -> Option<oneshot::Sender<()>> {
+    fn take(
+        &mut self,
+        db: &DB,
+        stats: &WriterStats,
+        request: Request,
+    ) -> Option<oneshot::Sender<()>> {
         match request {
             Request::Commit(mut set, reply) => {
+                #[cfg(test)]
+                {
+                    let mut fail = match stats.fail_appends.lock() {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                    if let Some((topic, n)) = fail.as_mut() {
+                        if *n > 0 && set.appends_to(*topic) {
+                            *n -= 1;
+                            self.inject_failure = true;
+                        }
+                    }
+                }
+                #[cfg(not(test))]
+                let _ = stats;
                 if !set.fences_hold() {
                     // Built on memory an earlier failed commit left wrong:
                     // refused; its owner reloads from the store first.
@@ -173,7 +200,12 @@ impl Pending {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
-        let result = write(db, batch, opts, stats, self.waiting.len(), fsync);
+        let injected = std::mem::take(&mut self.inject_failure);
+        let result = if injected {
+            Err(StorageError::Stalled)
+        } else {
+            write(db, batch, opts, stats, self.waiting.len(), fsync)
+        };
         if let Err(StorageError::WriteFailed) = &result {
             health.fail("a write to the store failed (disk full or I/O error); reopening".into());
         }

@@ -32,6 +32,8 @@ pub struct TestServer {
     child: Option<Child>,
     base: String,
     args: Vec<String>,
+    /// Extra environment of the server process (e.g. a preloaded library).
+    env: Vec<(String, String)>,
     http: reqwest::Client,
     log: Arc<Mutex<Vec<String>>>,
     // Declared last so it is removed after the process is gone.
@@ -47,6 +49,11 @@ impl TestServer {
     /// Starts a server with extra command-line flags (e.g.
     /// `["--retention-interval-ms", "200"]`).
     pub fn start_with(args: &[&str]) -> TestServer {
+        TestServer::start_with_env(args, &[])
+    }
+
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(REQUEST_TIMEOUT)
@@ -56,12 +63,26 @@ impl TestServer {
             child: None,
             base: String::new(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             http,
             log: Arc::new(Mutex::new(Vec::new())),
             dir: tempfile::tempdir().expect("create data dir"),
         };
         server.spawn();
         server
+    }
+
+    /// The server's process id (for /proc measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The data directory (outlives restarts).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -149,6 +170,7 @@ impl TestServer {
             }
         }
         command.env("RUST_LOG", "info").env("NO_COLOR", "1");
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().unwrap_or_else(|e| {
             panic!("cannot start {}: {e}", server_bin().display());
         });

@@ -7,6 +7,8 @@
 
 pub mod ack_id;
 pub mod backoff;
+#[cfg(test)]
+mod commit_tests;
 pub mod config;
 pub mod dead_letter;
 mod dead_letters;

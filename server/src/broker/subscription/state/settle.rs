@@ -1,0 +1,236 @@
+//! Leases and settling: leasing ready messages to consumers, acks, nacks,
+//! lease extensions and releases, and freeing a settled message's key.
+
+use weir_protocol::Mode;
+
+use super::{Change, Delivery, FailKind, Failure, State, Status, TimerKind};
+use crate::storage::{EntryState, SubEntry};
+
+impl State {
+    /// Leases an entry (ready or freshly scanned) to a consumer. Every
+    /// delivery is counted durably with the pull: a first delivery by the
+    /// partition's delivered-up-to mark, a redelivery by its entry. A
+    /// message whose attempts a crash used up is dead-lettered instead.
+    pub(super) fn lease(
+        &mut self,
+        partition: u32,
+        offset: u64,
+        now: u64,
+        holder: Option<u64>,
+        changes: &mut Vec<Change>,
+    ) -> Option<Delivery> {
+        let before = self.entry(partition, offset)?.attempts;
+        if before > 0 && self.exhausted(before) {
+            self.ready.remove(&(partition, offset));
+            let failure = Failure {
+                kind: FailKind::Disconnect,
+                reason: "delivery interrupted by a server restart".to_owned(),
+                delay_ms: None,
+                permanent: true,
+            };
+            self.fail_entry(partition, offset, failure, now, changes);
+            return None;
+        }
+        let token = self.next_token();
+        let deadline = now + self.config.ack_timeout_ms;
+        let e = self.entry_mut(partition, offset)?;
+        e.attempts = e.attempts.saturating_add(1);
+        e.due_at = 0;
+        e.status = Status::Leased { token, deadline };
+        e.holder = holder;
+        let attempt = e.attempts;
+        let durable = e.durable();
+        self.ready.remove(&(partition, offset));
+        // A first delivery above the mark moves the mark; any other (a
+        // redelivery, or a message with a stored entry) writes its entry.
+        let stored = self
+            .parts
+            .get(partition as usize)
+            .is_some_and(|p| p.persisted.contains(&offset));
+        if before == 0 && !stored {
+            if let Some(part) = self.parts.get_mut(partition as usize) {
+                if offset >= part.delivered {
+                    part.delivered = offset + 1;
+                    changes.push(Change::Delivered {
+                        partition,
+                        upto: offset + 1,
+                    });
+                }
+            }
+        } else {
+            self.persist(partition, offset, durable, changes);
+        }
+        self.push_timer(deadline, TimerKind::Lease, partition, offset, token);
+        self.events.deliveries += 1;
+        Some(Delivery {
+            partition,
+            offset,
+            attempt,
+            token,
+        })
+    }
+
+    /// Leases up to `max` ready messages (redeliveries first, by offset).
+    pub fn take_ready(
+        &mut self,
+        now: u64,
+        max: usize,
+        holder: Option<u64>,
+    ) -> (Vec<Delivery>, Vec<Change>) {
+        let picked: Vec<(u32, u64)> = self.ready.iter().take(max).copied().collect();
+        let mut out = Vec::with_capacity(picked.len());
+        let mut changes = Vec::new();
+        for (p, o) in picked {
+            if let Some(d) = self.lease(p, o, now, holder, &mut changes) {
+                out.push(d);
+            }
+        }
+        (out, changes)
+    }
+
+    /// Settles one message (ack or dead letter): drops its entry, releases
+    /// its key, advances the floor.
+    pub(super) fn settle(
+        &mut self,
+        partition: u32,
+        offset: u64,
+        now: u64,
+        changes: &mut Vec<Change>,
+    ) {
+        let Some(part) = self.parts.get_mut(partition as usize) else {
+            return;
+        };
+        let removed = part.entries.remove(&offset);
+        self.ready.remove(&(partition, offset));
+        if removed.is_some() {
+            self.leased = self.leased.saturating_sub(1);
+        }
+        if let Some(key) = removed.and_then(|e| e.key) {
+            self.release_key(key, (partition, offset), now);
+        }
+        let part = &mut self.parts[partition as usize];
+        if offset < part.floor {
+            self.unpersist(partition, offset, changes);
+            return;
+        }
+        part.settled.insert(offset, offset + 1);
+        if !self.advance_floor(partition, changes) {
+            self.persist(
+                partition,
+                offset,
+                SubEntry {
+                    state: EntryState::Acked,
+                    attempts: 0,
+                    due_at: 0,
+                    reason: String::new(),
+                },
+                changes,
+            );
+        }
+    }
+
+    pub(super) fn release_key(&mut self, key: u64, who: (u32, u64), now: u64) {
+        let Some(ks) = self.keys.get_mut(&key) else {
+            return;
+        };
+        if ks.holder != Some(who) {
+            let before = ks.queue.len();
+            ks.queue.retain(|w| *w != who);
+            self.key_queued = self
+                .key_queued
+                .saturating_sub((before - ks.queue.len()) as u64);
+            return;
+        }
+        ks.holder = None;
+        self.pass_key_on(key, now);
+    }
+
+    /// Acks one delivery. False when it matches no current lease.
+    pub fn ack(
+        &mut self,
+        partition: u32,
+        offset: u64,
+        token: u64,
+        now: u64,
+        changes: &mut Vec<Change>,
+    ) -> bool {
+        if self.is_leased(partition, offset, token) {
+            self.settle(partition, offset, now, changes);
+            self.events.acks += 1;
+            return true;
+        }
+        if self.config.mode == Mode::Stream {
+            let acked = self.stream_ack(partition, offset, token, now, changes);
+            if acked {
+                self.events.acks += 1;
+            }
+            return acked;
+        }
+        false
+    }
+
+    /// Nacks one delivery. False when it matches no current lease.
+    pub fn nack(
+        &mut self,
+        partition: u32,
+        offset: u64,
+        token: u64,
+        failure: Failure,
+        now: u64,
+        changes: &mut Vec<Change>,
+    ) -> bool {
+        if self.is_leased(partition, offset, token) {
+            self.fail_entry(partition, offset, failure, now, changes);
+            return true;
+        }
+        if self.config.mode == Mode::Stream {
+            return self.stream_nack(partition, offset, token, failure, now, changes);
+        }
+        false
+    }
+
+    /// Renews a lease for `lease_ms` from now. False when unknown.
+    pub fn extend(
+        &mut self,
+        partition: u32,
+        offset: u64,
+        token: u64,
+        lease_ms: u64,
+        now: u64,
+    ) -> bool {
+        if self.is_leased(partition, offset, token) {
+            let deadline = now + lease_ms;
+            if let Some(e) = self.entry_mut(partition, offset) {
+                e.status = Status::Leased { token, deadline };
+            }
+            self.push_timer(deadline, TimerKind::Lease, partition, offset, token);
+            return true;
+        }
+        if self.config.mode == Mode::Stream {
+            return self.stream_extend(partition, offset, token, lease_ms, now);
+        }
+        false
+    }
+
+    pub(super) fn is_leased(&self, partition: u32, offset: u64, token: u64) -> bool {
+        self.entry(partition, offset)
+            .is_some_and(|e| matches!(e.status, Status::Leased { token: t, .. } if t == token))
+    }
+
+    /// Releases every lease held by `holder` (a closed socket) as failures.
+    pub fn release_holder(&mut self, holder: u64, now: u64) -> Vec<Change> {
+        let mut held = Vec::new();
+        for (p, part) in self.parts.iter().enumerate() {
+            for (&o, e) in &part.entries {
+                if e.holder == Some(holder) && matches!(e.status, Status::Leased { .. }) {
+                    held.push((p as u32, o));
+                }
+            }
+        }
+        let mut changes = Vec::new();
+        for (p, o) in held {
+            self.fail_entry(p, o, Failure::of(FailKind::Disconnect), now, &mut changes);
+        }
+        changes
+    }
+}
