@@ -8,10 +8,12 @@ SHELL := /bin/bash
 CARGO_TARGET_DIR ?= $(HOME)/.cache/weir-target
 export CARGO_TARGET_DIR
 
-APT_PACKAGES := clang libclang-dev librocksdb-dev prometheus python3-venv
+# e2fsprogs (mkfs.ext4) and faketime are for the fault tests: a full
+# loop-mounted disk and wall-clock steps.
+APT_PACKAGES := clang libclang-dev librocksdb-dev prometheus python3-venv e2fsprogs faketime
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi openapi-check clients bench fmt docs examples ui monitoring
+.PHONY: deps run build test lint unit blackbox ws-python dashboards helm openapi openapi-check clients bench fmt docs examples ui monitoring soak fuzz
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -35,9 +37,12 @@ lint: deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-# Unit tests, then the black-box suite against real server processes.
+# Unit tests, then the black-box and fault suites against real server
+# processes (kill -9 cycles, dropped responses, corruption, power loss on
+# weir-lazyfs, a full loop-mounted disk, clock steps, memory bounds; the
+# last three need root, as CI has).
 unit: deps
-	cargo build -p weir-server -p weir-client
+	cargo build -p weir-server -p weir-client -p weir-lazyfs
 	WEIR_REQUIRE_PROMTOOL=1 cargo test --workspace
 
 # The WebSocket endpoints driven by an independent client (Python
@@ -92,7 +97,20 @@ examples:
 ui:
 	bash scripts/check-ui.sh
 
-test: lint unit ws-python dashboards helm openapi-check clients docs examples ui monitoring
+test: lint unit fuzz ws-python dashboards helm openapi-check clients docs examples ui monitoring
+
+# Every fuzz target (record decoder, WebSocket frames, request bodies) for
+# WEIR_FUZZ_SECONDS (default 10 here) each, on stable (scripts/fuzz.sh;
+# cargo-fuzz into .tools/cargo-fuzz on first use).
+fuzz:
+	WEIR_FUZZ_SECONDS=$${WEIR_FUZZ_SECONDS:-10} bash scripts/fuzz.sh
+
+# The long fault runs (not in CI): 1,000 kill -9 cycles, dropped responses,
+# corruption, 50 power-loss cycles and long fuzzing, with a summary table
+# (scripts/soak.sh; knobs: WEIR_FAULT_CYCLES, WEIR_POWERLOSS_CYCLES,
+# WEIR_FUZZ_SECONDS, WEIR_FAULT_SEED).
+soak: deps
+	bash scripts/soak.sh
 
 # Regenerate openapi/openapi.json from the code.
 openapi:

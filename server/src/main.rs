@@ -26,7 +26,6 @@ async fn main() -> ExitCode {
         }
     };
     weir_server::telemetry::init(config.log_format, &config.log_level);
-    weir_server::api::backups::configure(config.backup_dir.clone());
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -73,6 +73,7 @@ pub async fn run(
             docs: config.auth.protect_docs,
         },
         limits: Arc::new(Limits::new(config.limits.clone(), config.max_request_bytes)),
+        backup_dir: config.backup_dir.clone(),
     };
     let mut background = vec![spawn_retention(broker.clone(), config.retention_interval)];
     if let Some(auth) = &auth {

@@ -10,12 +10,16 @@
 #[path = "blackbox/harness.rs"]
 mod harness;
 
+#[path = "blackbox/backup.rs"]
+mod backup;
 #[path = "blackbox/cli.rs"]
 mod cli;
 #[path = "blackbox/cli_dead_letters.rs"]
 mod cli_dead_letters;
 #[path = "blackbox/cli_first_run.rs"]
 mod cli_first_run;
+#[path = "blackbox/cli_stdin.rs"]
+mod cli_stdin;
 #[path = "blackbox/cli_webhook.rs"]
 mod cli_webhook;
 #[path = "blackbox/client_api.rs"]

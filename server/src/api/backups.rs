@@ -5,7 +5,6 @@
 //! (`weir-server restore`, see `crate::restore`).
 
 use std::path::PathBuf;
-use std::sync::RwLock;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,25 +22,10 @@ use crate::storage::backup::{self, BackupError};
 /// Longest backup name.
 pub const MAX_NAME_LEN: usize = 128;
 
-/// Where backups go: set once at startup from `Config::backup_dir`
-/// (`configure`); `None` refuses backups.
-static BACKUP_DIR: RwLock<Option<PathBuf>> = RwLock::new(None);
-
-/// Sets the directory backups are written under (`None`: backups off).
-pub fn configure(dir: Option<PathBuf>) {
-    let mut slot = match BACKUP_DIR.write() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    *slot = dir;
-}
-
-fn backup_dir() -> ApiResult<PathBuf> {
-    let slot = match BACKUP_DIR.read() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    slot.clone().ok_or_else(|| {
+/// Where backups go (`AppState::backup_dir`), or the 409 saying how to
+/// turn backups on.
+fn backup_dir(state: &AppState) -> ApiResult<PathBuf> {
+    state.backup_dir.clone().ok_or_else(|| {
         ApiError::new(
             ErrorCode::Conflict,
             "backups are disabled on this server: set `backup_dir` (--backup-dir, \
@@ -120,7 +104,7 @@ pub async fn create_backup(
     ApiJson(request): ApiJson<BackupRequest>,
 ) -> ApiResult<(StatusCode, Json<BackupCreated>)> {
     check_name(&request.name)?;
-    let dir = backup_dir()?.join(&request.name);
+    let dir = backup_dir(&state)?.join(&request.name);
     let store = state.broker.store().clone();
     let target = dir.clone();
     let info = tokio::task::spawn_blocking(move || store.checkpoint(&target))
@@ -159,8 +143,8 @@ pub async fn create_backup(
     get, path = "/v1/backups", tag = TAG_OPS,
     responses((status = 200, description = "The backups", body = BackupList), Errors)
 )]
-pub async fn list_backups() -> ApiResult<Json<BackupList>> {
-    let dir = backup_dir()?;
+pub async fn list_backups(State(state): State<AppState>) -> ApiResult<Json<BackupList>> {
+    let dir = backup_dir(&state)?;
     let entries = tokio::task::spawn_blocking(move || backup::list(&dir))
         .await
         .map_err(|e| {

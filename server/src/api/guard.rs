@@ -91,6 +91,9 @@ pub enum Need {
     Topic(Action),
     /// This action on the subscription.
     Subscription(Action),
+    /// `admin` on every topic (`topics = "*"`): server-wide operations
+    /// such as backups, which copy every topic.
+    Server,
 }
 
 /// The one table of which action each route needs. Routes missing from it
@@ -155,7 +158,7 @@ pub fn need(method: &Method, route: &str) -> Need {
             Need::Subscription(Action::Manage)
         }
         // A backup holds every topic: admin, with no topic to scope it.
-        "/v1/backups" if get || post => Need::Topic(Action::Admin),
+        "/v1/backups" if get || post => Need::Server,
         _ => Need::Topic(Action::Admin),
     }
 }
@@ -289,6 +292,7 @@ fn check(
         (Need::Authenticated, _) => (true, "list"),
         (Need::Docs, _) => (true, "read docs"),
         (Need::Metrics, _) => (grants::has_action(&p.grants, Action::Metrics), "metrics"),
+        (Need::Server, _) => (grants::admin_everywhere(&p.grants), "admin on *"),
         (Need::SeeTopic, Some(t)) => (caller.sees_topic(broker, t), "see"),
         (Need::SeeSubscription, Some(t)) => (
             sub.is_some_and(|s| caller.sees_subscription(broker, t, s)),
@@ -382,10 +386,7 @@ mod tests {
             need(&Method::POST, &format!("{sub}/seek")),
             Need::Subscription(Action::Manage)
         );
-        assert_eq!(
-            need(&Method::POST, "/v1/backups"),
-            Need::Topic(Action::Admin)
-        );
+        assert_eq!(need(&Method::POST, "/v1/backups"), Need::Server);
         assert_eq!(path_names("/v1/backups", "/v1/backups"), (None, None));
         // Unknown routes fail closed.
         assert_eq!(

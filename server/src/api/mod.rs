@@ -55,6 +55,8 @@ pub struct AppState {
     pub auth: Option<Arc<Authenticator>>,
     pub protect: Protect,
     pub limits: Arc<limits::Limits>,
+    /// Where online backups are written; `None` refuses them.
+    pub backup_dir: Option<std::path::PathBuf>,
 }
 
 /// Which operational endpoints need credentials when authentication is on.

@@ -142,7 +142,7 @@ impl IntoResponses for Errors {
                 if status == 401 {
                     description.push_str(" Sent with `WWW-Authenticate: Bearer`.");
                 }
-                if status == 429 || status == 503 {
+                if status == 429 || status == 503 || status == 507 {
                     description.push_str(" Sent with `Retry-After` (seconds).");
                 }
                 let response = ResponseBuilder::new()

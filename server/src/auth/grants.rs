@@ -190,6 +190,14 @@ pub fn has_action(grants: &[Grant], action: Action) -> bool {
         .any(|g| g.actions.contains(&action) || g.actions.contains(&Action::Admin))
 }
 
+/// True when some grant gives `admin` on every topic (`topics = "*"`):
+/// what server-wide operations (backups) need.
+pub fn admin_everywhere(grants: &[Grant]) -> bool {
+    grants
+        .iter()
+        .any(|g| g.actions.contains(&Action::Admin) && g.topics == TopicPattern::Any)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -277,7 +277,11 @@ impl Broker {
                     );
                 }
                 self.store.commit(set).await?;
-                topic.grow(record.config.partitions);
+                // The produce lock may be held by a placement reading
+                // idempotency ids: wait for it off the async workers.
+                let growing = topic.clone();
+                let count = record.config.partitions;
+                tokio::task::spawn_blocking(move || growing.grow(count)).await?;
                 topic.set_record(record);
                 Ok(Upsert::Updated)
             }

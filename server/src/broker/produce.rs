@@ -164,6 +164,7 @@ fn prepare_one(i: usize, m: ProduceMessage, config: &TopicConfig, now: u64) -> R
 }
 
 /// Per-partition range appended by one request.
+#[derive(Debug, Clone, Copy)]
 struct Appended {
     partition: u32,
     first: u64,
@@ -243,7 +244,7 @@ pub async fn enqueue_with(
 /// Waits for the commit of a placed batch, then publishes it (or gives
 /// its offsets back when it failed).
 async fn finish(
-    topic: &Topic,
+    topic: &Arc<Topic>,
     results: Vec<ProduceResult>,
     appended: Vec<Appended>,
     ids: Vec<String>,
@@ -251,24 +252,32 @@ async fn finish(
 ) -> Result<Vec<ProduceResult>> {
     let outcome = receiver.await.map_err(|_| BrokerError::ShuttingDown)?;
     let partitions = topic.partitions();
-    {
-        let mut state = topic.lock_produce();
-        for id in &ids {
-            state.pending_ids.remove(id);
-        }
-        if outcome.is_err() {
-            // Give the offsets back when nobody appended after us, so a
-            // failed write (stall) leaves no gap; otherwise the gap stays
-            // (offsets are never reused) and readers skip it.
-            for a in &appended {
-                if let Some(head) = state.heads.get_mut(a.partition as usize) {
-                    if head.next_offset == a.end {
-                        head.next_offset = a.first;
-                        head.bytes = head.bytes.saturating_sub(a.bytes);
+    if !ids.is_empty() || outcome.is_err() {
+        // The produce lock may be held by a placement reading idempotency
+        // ids from the store: wait for it on a blocking thread, never on
+        // an async worker.
+        let (topic, failed) = (topic.clone(), outcome.is_err());
+        let appended = appended.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut state = topic.lock_produce();
+            for id in &ids {
+                state.pending_ids.remove(id);
+            }
+            if failed {
+                // Give the offsets back when nobody appended after us, so
+                // a failed write leaves no gap; otherwise the gap stays
+                // (offsets are never reused) and readers skip it.
+                for a in &appended {
+                    if let Some(head) = state.heads.get_mut(a.partition as usize) {
+                        if head.next_offset == a.end {
+                            head.next_offset = a.first;
+                            head.bytes = head.bytes.saturating_sub(a.bytes);
+                        }
                     }
                 }
             }
-        }
+        })
+        .await?;
     }
     match outcome {
         Ok(()) => {

@@ -96,7 +96,8 @@ pub(super) struct FileConfig {
 #[command(
     name = "weir-server",
     version,
-    about = "Weir: durable topics, queues and streams over HTTP and WebSocket"
+    about = "Weir: durable topics, queues and streams over HTTP and WebSocket",
+    after_help = "Restore a backup (offline): weir-server restore --from DIR --data-dir DIR"
 )]
 pub struct Args {
     /// Configuration file (TOML).

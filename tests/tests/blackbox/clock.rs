@@ -42,7 +42,10 @@ async fn wall_clock_steps_neither_expire_leases_nor_delete_backlog_early() {
     let lib = faketime_library();
     let env = [
         ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
-        ("FAKETIME_TIMESTAMP_FILE", clock.to_str().expect("utf-8 path")),
+        (
+            "FAKETIME_TIMESTAMP_FILE",
+            clock.to_str().expect("utf-8 path"),
+        ),
         ("FAKETIME_NO_CACHE", "1"),
         ("DONT_FAKE_MONOTONIC", "1"),
     ];

@@ -401,5 +401,8 @@ async fn deliveries_cut_by_sigkill_count_toward_max_attempts() {
     assert_eq!(copies[0]["value"], "poison");
     assert_eq!(copies[0]["headers"]["weir-attempts"], "3");
     let again = pull(&s, "t", "q", json!({"max_messages": 1, "wait_ms": 500})).await;
-    assert!(again.is_empty(), "delivered after its last attempt: {again:?}");
+    assert!(
+        again.is_empty(),
+        "delivered after its last attempt: {again:?}"
+    );
 }

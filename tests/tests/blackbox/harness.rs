@@ -75,12 +75,15 @@ impl TestServer {
         server
     }
 
-    /// The server's process id (for /proc measurements).
+    /// The server's process id (for /proc measurements; used by the `rss`
+    /// binary, not every binary that includes this harness).
+    #[allow(dead_code)]
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
-    /// The data directory (outlives restarts).
+    /// The data directory (outlives restarts; for fault scenarios).
+    #[allow(dead_code)]
     pub fn data_dir(&self) -> &std::path::Path {
         self.dir.path()
     }

@@ -42,7 +42,7 @@ async fn ten_thousand_idle_websockets_cost_little_and_the_server_stays_responsiv
         "--ws-idle-timeout-ms",
         "1200000",
     ]));
-    let pid = memory::server_pid();
+    let pid = s.pid();
     s.create_topic("idle", &json!({"partitions": 2})).await;
     // Warm-up: a few sockets opened and closed, one message produced.
     for _ in 0..20 {

@@ -1,11 +1,7 @@
-//! Measuring the server's memory: its PID (found among this process's
-//! children), its resident set size from `/proc/<pid>/status` (`VmRSS`), a
-//! background sampler that keeps the peak while load is applied, and the
-//! one-line report and bound check every scenario ends with.
-//!
-//! The harness does not expose the child's PID, so [`server_pid`] finds it:
-//! the one `weir-server` process whose parent is this test process (the
-//! scenarios run one at a time, see `serial` in `rss.rs`).
+//! Measuring the server's memory (its PID comes from the harness): its
+//! resident set size from `/proc/<pid>/status` (`VmRSS`), a background
+//! sampler that keeps the peak while load is applied, and the one-line
+//! report and bound check every scenario ends with.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,49 +13,6 @@ use std::time::Duration;
 pub const MIB: u64 = 1 << 20;
 /// How often the sampler reads `VmRSS`.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
-
-/// The PID of the running `weir-server` child of this process.
-pub fn server_pid() -> u32 {
-    let me = std::process::id();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("read /proc") {
-        let entry = entry.expect("a /proc entry");
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // Processes may exit while we look: skip what cannot be read.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        if let Some((comm, state, ppid)) = parse_stat(&stat) {
-            if ppid == me && comm == "weir-server" && state != 'Z' {
-                found.push(pid);
-            }
-        }
-    }
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one running weir-server child of {me}, found {found:?}"
-    );
-    found[0]
-}
-
-/// `(comm, state, ppid)` of a `/proc/<pid>/stat` line. The command name is
-/// in parentheses and may itself contain spaces or parentheses.
-fn parse_stat(stat: &str) -> Option<(&str, char, u32)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?;
-    let mut rest = stat.get(close + 1..)?.split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some((comm, state, ppid))
-}
 
 /// The resident set size of `pid` in bytes (`VmRSS`).
 pub fn rss_bytes(pid: u32) -> u64 {
@@ -191,18 +144,4 @@ pub fn growth_problem(
             mib(bound),
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_stat;
-
-    #[test]
-    fn stat_lines_with_odd_command_names_parse() {
-        let line = "4242 (weir-server) S 17 4242 17 0 -1 4194560";
-        assert_eq!(parse_stat(line), Some(("weir-server", 'S', 17)));
-        let odd = "7 (a) b (c) R 1 7 7";
-        assert_eq!(parse_stat(odd), Some(("a) b (c", 'R', 1)));
-        assert_eq!(parse_stat("garbage"), None);
-    }
 }

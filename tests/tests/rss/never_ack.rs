@@ -34,7 +34,7 @@ const TOTAL_MARGIN: u64 = 32 * MIB;
 async fn never_acking_consumer_does_not_grow_memory_with_messages_produced() {
     let _serial = crate::serial().await;
     let s = TestServer::start_with(&load::server_args(&[]));
-    let pid = memory::server_pid();
+    let pid = s.pid();
     s.create_topic("never", &json!({"partitions": 2})).await;
     let sub = json!({"mode": "queue", "start": "earliest", "ack_timeout_ms": 200,
         "retry": {"max_attempts": null, "backoff": {"initial_ms": 50, "max_ms": 50, "multiplier": 1.0, "jitter": 0.0}}});

@@ -55,7 +55,7 @@ async fn slow_and_dead_websocket_consumers_are_cut_off_and_memory_stays_bounded(
         "--max-unsettled-per-subscription",
         &UNSETTLED.to_string(),
     ]));
-    let pid = memory::server_pid();
+    let pid = s.pid();
     s.create_topic("flood", &json!({"partitions": 2})).await;
     for n in 0..DEAD + SLOW {
         let spec = json!({"mode": "queue", "start": "earliest", "ack_timeout_ms": 60_000});

@@ -34,7 +34,7 @@ const STALL: Duration = Duration::from_secs(20);
 async fn acks_above_a_stuck_floor_do_not_pile_up_in_memory() {
     let _serial = crate::serial().await;
     let mut s = TestServer::start_with(&load::server_args(&[]));
-    let pid = memory::server_pid();
+    let pid = s.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let fresh = memory::rss_bytes(pid);
     s.create_topic("floor", &json!({"partitions": 1})).await;
@@ -123,7 +123,7 @@ async fn acks_above_a_stuck_floor_do_not_pile_up_in_memory() {
 
     // After a restart: small, and nothing acked comes back.
     s.restart();
-    let pid = memory::server_pid();
+    let pid = s.pid();
     // A new process listens on a new port.
     let sub_url = s.url("/v1/topics/floor/subscriptions/work");
     let again = load::pull(&http, &sub_url, 1_000, 1_000).await;

@@ -49,8 +49,14 @@ fn pull_params() -> PullParams {
 async fn a_failed_dead_letter_move_is_done_again() {
     let (broker, store, _dir) = broker().await;
     let now = broker.now();
-    broker.put_topic("t", &TopicSpec::default(), now).await.unwrap();
-    broker.put_topic("dlq", &TopicSpec::default(), now).await.unwrap();
+    broker
+        .put_topic("t", &TopicSpec::default(), now)
+        .await
+        .unwrap();
+    broker
+        .put_topic("dlq", &TopicSpec::default(), now)
+        .await
+        .unwrap();
     let dlq_id = broker.topic("dlq").unwrap().id();
     broker
         .put_subscription(
@@ -61,7 +67,10 @@ async fn a_failed_dead_letter_move_is_done_again() {
         )
         .await
         .unwrap();
-    broker.produce("t", vec![message("poison")], now).await.unwrap();
+    broker
+        .produce("t", vec![message("poison")], now)
+        .await
+        .unwrap();
     let sub = broker.topic("t").unwrap().subscription("q").unwrap();
     let got = sub.pull(pull_params()).await.unwrap();
     assert_eq!(got.len(), 1);
