@@ -91,11 +91,15 @@ impl WriteSet {
         self.fences.extend(other.fences);
     }
 
-    /// Whether the set appends a message to `topic` (test failpoints).
+    /// Whether the set appends or removes messages of `topic` (test
+    /// failpoints).
     #[cfg(test)]
     pub(super) fn appends_to(&self, topic: u32) -> bool {
-        self.ops.iter().any(|op| {
-            matches!(op, Op::Put(cf, key, _) if *cf == CF_MESSAGES && key.starts_with(&topic.to_be_bytes()))
+        let of_topic = |key: &[u8]| key.starts_with(&topic.to_be_bytes());
+        self.ops.iter().any(|op| match op {
+            Op::Put(cf, key, _) | Op::Delete(cf, key) | Op::DeleteRange(cf, key, _) => {
+                *cf == CF_MESSAGES && of_topic(key)
+            }
         })
     }
 

@@ -39,8 +39,8 @@ pub struct WriterStats {
     /// Set when a write failed for a reason other than a stall: RocksDB is
     /// then read-only until reopened.
     pub failed: AtomicBool,
-    /// Tests: `(topic, n)` fails the next `n` batches that append to
-    /// `topic`, as a write stall would (nothing written), to exercise what
+    /// Tests: `(topic, n)` fails the next `n` batches that append or
+    /// remove messages of `topic`, as a write stall would (nothing written), to exercise what
     /// callers do with a failed commit.
     #[cfg(test)]
     pub fail_appends: std::sync::Mutex<Option<(u32, u32)>>,

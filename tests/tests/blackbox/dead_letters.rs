@@ -237,7 +237,7 @@ async fn sigkill_around_the_last_attempt_dead_letters_exactly_once() {
         &s,
         "t",
         "st",
-        json!({"mode": "stream", "start": "earliest", "retry": retry(json!(1), 0)}),
+        json!({"mode": "stream", "start": "earliest", "retry": retry(json!(2), 0)}),
         201,
     )
     .await;
@@ -248,8 +248,8 @@ async fn sigkill_around_the_last_attempt_dead_letters_exactly_once() {
         (q[0]["attempt"].as_u64(), st[0]["attempt"].as_u64()),
         (Some(1), Some(1))
     );
-    // Killed while leased: delivered again; in queue mode the interrupted
-    // delivery counts (its last allowed attempt is the next one).
+    // Killed while leased: delivered again, and the interrupted delivery
+    // counts (the last allowed attempt is the next one).
     s.kill9();
     s.restart();
     let q = pull(&s, "t", "q", json!({"max_messages": 1, "wait_ms": 5000})).await;
@@ -264,7 +264,7 @@ async fn sigkill_around_the_last_attempt_dead_letters_exactly_once() {
     assert_eq!(st[0]["value"], 1);
     assert_eq!(
         (q[0]["attempt"].as_u64(), st[0]["attempt"].as_u64()),
-        (Some(2), Some(1))
+        (Some(2), Some(2))
     );
     // The last failures, then SIGKILL at once: whether or not the copies
     // were made before the kill, each is dead-lettered exactly once.
@@ -293,7 +293,7 @@ async fn sigkill_around_the_last_attempt_dead_letters_exactly_once() {
     );
     s.kill9();
     s.restart();
-    for (dlq, attempts) in [("t.q.dlq", "2"), ("t.st.dlq", "1")] {
+    for (dlq, attempts) in [("t.q.dlq", "2"), ("t.st.dlq", "2")] {
         let copies = s.read_all(dlq, 0).await;
         assert_eq!(
             copies.len(),
@@ -405,4 +405,61 @@ async fn deliveries_cut_by_sigkill_count_toward_max_attempts() {
         again.is_empty(),
         "delivered after its last attempt: {again:?}"
     );
+}
+
+/// Messages that wait — delayed, or behind a retrying key — never use up
+/// the subscription's memory bound (`--max-unsettled-per-subscription`):
+/// they wait on disk, and everything else flows.
+#[tokio::test]
+async fn waiting_messages_do_not_stall_a_bounded_subscription() {
+    let s = TestServer::start_with(&["--max-unsettled-per-subscription", "50"]);
+    s.create_topic("t", &json!({})).await;
+    put_sub(
+        &s,
+        "t",
+        "q",
+        json!({"start": "earliest", "ordering": "key"}),
+        201,
+    )
+    .await;
+    // Key "stuck": its head fails with a one-hour retry; 300 follow it.
+    s.produce("t", json!([{"value": "head", "key": "stuck"}]))
+        .await;
+    let head = pull(&s, "t", "q", json!({"max_messages": 1})).await;
+    nack(&s, "t", "q", &head, json!({"delay_ms": 3_600_000})).await;
+    let stuck: Vec<Value> = (0..300)
+        .map(|i| json!({"value": format!("stuck-{i}"), "key": "stuck"}))
+        .collect();
+    s.produce("t", Value::Array(stuck)).await;
+    // 300 messages delayed by an hour.
+    let delayed: Vec<Value> = (0..300)
+        .map(|i| json!({"value": format!("later-{i}"), "delay_ms": 3_600_000}))
+        .collect();
+    s.produce("t", Value::Array(delayed)).await;
+    // And 100 that may go now, on other keys.
+    let ready: Vec<Value> = (0..100)
+        .map(|i| json!({"value": format!("now-{i}"), "key": format!("k{i}")}))
+        .collect();
+    s.produce("t", Value::Array(ready)).await;
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        let batch = pull(&s, "t", "q", json!({"max_messages": 100, "wait_ms": 200})).await;
+        if !batch.is_empty() {
+            ack(&s, "t", "q", &batch).await;
+        }
+        got.extend(
+            batch
+                .iter()
+                .map(|m| m["value"].as_str().unwrap_or("").to_owned()),
+        );
+        if got.len() >= 100 {
+            break;
+        }
+    }
+    got.sort();
+    let mut want: Vec<String> = (0..100).map(|i| format!("now-{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "only the ready messages, all of them");
+    let stats = sub_info(&s, "t", "q").await["stats"].clone();
+    assert_eq!(stats["backlog"], 601, "{stats}");
 }

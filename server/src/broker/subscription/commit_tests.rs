@@ -111,3 +111,103 @@ async fn a_failed_dead_letter_move_is_done_again() {
     assert!(sub.pull(pull_params()).await.unwrap().is_empty());
     assert_eq!(sub.info().await.unwrap().stats.dead_lettered, 1);
 }
+
+/// Retention whose delete fails to commit moves nothing: readers and
+/// subscriptions do not skip the messages it did not delete.
+#[tokio::test]
+async fn a_failed_retention_delete_skips_nothing() {
+    let (broker, store, _dir) = broker().await;
+    let now = broker.now();
+    let retention: TopicSpec =
+        serde_json::from_str(r#"{"retention": {"max_messages": 5}}"#).unwrap();
+    broker.put_topic("t", &retention, now).await.unwrap();
+    let t_id = broker.topic("t").unwrap().id();
+    broker
+        .put_subscription("t", "q", &spec(r#"{"start": "earliest"}"#), now)
+        .await
+        .unwrap();
+    let values: Vec<ProduceMessage> = (0..10).map(|i| message(&format!("m{i}"))).collect();
+    broker.produce("t", values, now).await.unwrap();
+    *store.writer_stats().fail_appends.lock().unwrap() = Some((t_id, 1));
+    assert!(broker.enforce_retention(now).await.is_err());
+    assert_eq!(broker.topic("t").unwrap().partitions()[0].low(), 0);
+    let sub = broker.topic("t").unwrap().subscription("q").unwrap();
+    let got = sub
+        .pull(PullParams {
+            max_messages: 100,
+            ..pull_params()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 10, "a failed retention must not skip messages");
+    // The next pass deletes for real.
+    assert_eq!(broker.enforce_retention(now).await.unwrap(), 5);
+    assert_eq!(broker.topic("t").unwrap().partitions()[0].low(), 5);
+}
+
+/// N dead letters cost a few commits, not N serial fsyncs: the timer moves
+/// them in batches.
+#[tokio::test]
+async fn dead_letter_moves_are_batched() {
+    let (broker, store, _dir) = broker().await;
+    let now = broker.now();
+    broker
+        .put_topic("t", &TopicSpec::default(), now)
+        .await
+        .unwrap();
+    broker
+        .put_topic("dlq", &TopicSpec::default(), now)
+        .await
+        .unwrap();
+    broker
+        .put_subscription(
+            "t",
+            "q",
+            &spec(r#"{"start": "earliest", "dead_letter_topic": "dlq"}"#),
+            now,
+        )
+        .await
+        .unwrap();
+    let values: Vec<ProduceMessage> = (0..200).map(|i| message(&format!("m{i}"))).collect();
+    broker.produce("t", values, now).await.unwrap();
+    let sub = broker.topic("t").unwrap().subscription("q").unwrap();
+    let got = sub
+        .pull(PullParams {
+            max_messages: 1000,
+            ..pull_params()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 200);
+    let ids: Vec<String> = got.iter().map(|m| m.ack_id.clone()).collect();
+    let before = store
+        .writer_stats()
+        .batches
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let nack = Settle::Nack {
+        reason: Some("bad".into()),
+        delay_ms: None,
+        retry: false,
+    };
+    assert_eq!(sub.settle(&ids, nack).await.unwrap().acked, 200);
+    let mut copies = 0;
+    for _ in 0..100 {
+        copies = broker
+            .read("dlq", 0, ReadFrom::Offset(0), 1000, 0)
+            .await
+            .unwrap()
+            .messages
+            .len();
+        if copies == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(copies, 200);
+    let batches = store
+        .writer_stats()
+        .batches
+        .load(std::sync::atomic::Ordering::SeqCst)
+        - before;
+    assert!(batches <= 10, "{batches} commits for 200 dead letters");
+}

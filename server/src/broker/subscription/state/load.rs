@@ -125,6 +125,15 @@ impl State {
         for p in 0..state.parts.len() {
             state.advance_floor(p as u32, &mut Vec::new());
         }
+        if state.config.mode == Mode::Stream {
+            for part in &mut state.parts {
+                // Delivered past the cursor before the restart, with no
+                // failure recorded: the head's delivery was interrupted.
+                if part.stream.head.is_none() && part.interrupted > part.floor {
+                    part.stream.interrupted_head = true;
+                }
+            }
+        }
         state.leased = state.count_tracked();
         state
     }

@@ -31,6 +31,9 @@ pub struct StreamPart {
     pub lease_timer: bool,
     /// An `Owner` timer is pending.
     pub owner_timer: bool,
+    /// Loaded after a restart: the first message at the cursor was
+    /// delivered before it without an outcome; that delivery counts.
+    pub interrupted_head: bool,
 }
 
 impl StreamPart {
@@ -184,8 +187,9 @@ impl State {
         now: u64,
     ) -> (Vec<Delivery>, Vec<Change>) {
         let mut deliveries = Vec::new();
-        let changes = Vec::new();
+        let mut changes = Vec::new();
         let timeout = self.config.ack_timeout_ms;
+        let max_attempts = self.config.retry.max_attempts;
         let p = plan.partition;
         let Some(part) = self.parts.get_mut(p as usize) else {
             return (deliveries, changes);
@@ -193,33 +197,81 @@ impl State {
         if part.next != plan.from || part.stream.token != plan.token {
             return (deliveries, changes);
         }
+        let mut used_up = None;
         for m in messages {
             if m.offset < part.next || m.offset >= covered_to {
                 continue;
             }
+            let mut persist_head = None;
             let s = &mut part.stream;
             let attempt = if s.head.is_none() || s.head == Some(m.offset) {
-                // The first message at the cursor is the head: its
-                // deliveries are counted (durably when one fails; a
-                // delivery in flight at a crash is not counted).
+                // The first message at the cursor is the head: every
+                // delivery of it is counted durably (the first by the
+                // partition's delivered mark, later ones by its entry), so
+                // a delivery a crash interrupts still counts.
+                if s.head.is_none() {
+                    s.head_attempts = u32::from(std::mem::take(&mut s.interrupted_head));
+                }
                 s.head = Some(m.offset);
-                s.head_attempts = s.head_attempts.saturating_add(1);
+                let before = s.head_attempts;
+                if before > 0 && max_attempts.is_some_and(|max| before >= max) {
+                    // Its attempts were used up by restarts: dead-letter it.
+                    used_up = Some(m.offset);
+                    break;
+                }
+                s.head_attempts = before.saturating_add(1);
                 s.head_due = 0;
+                if before > 0 {
+                    persist_head = Some(SubEntry {
+                        state: crate::storage::EntryState::Pending,
+                        attempts: s.head_attempts,
+                        due_at: 0,
+                        reason: s.head_reason.clone(),
+                    });
+                }
                 s.head_attempts
             } else if m.offset < s.redeliver_mark {
                 1 + s.rewinds
             } else {
                 1
             };
+            let token = s.token;
+            if let Some(entry) = persist_head {
+                part.persisted.insert(m.offset);
+                changes.push(Change::Entry {
+                    partition: p,
+                    offset: m.offset,
+                    entry,
+                });
+            }
             deliveries.push(Delivery {
                 partition: p,
                 offset: m.offset,
                 attempt,
-                token: s.token,
+                token,
             });
             part.next = m.offset + 1;
         }
+        if let Some(head) = used_up {
+            part.next = head;
+            let failure = Failure {
+                kind: FailKind::Disconnect,
+                reason: "delivery interrupted by a server restart".to_owned(),
+                delay_ms: None,
+                permanent: true,
+            };
+            self.events.deliveries += deliveries.len() as u64;
+            self.fail_head(p, failure, now, &mut changes);
+            return (deliveries, changes);
+        }
         part.next = part.next.max(covered_to);
+        if part.next > part.delivered && !deliveries.is_empty() {
+            let upto = deliveries.last().map_or(part.next, |d| d.offset + 1);
+            if upto > part.delivered {
+                part.delivered = upto;
+                changes.push(Change::Delivered { partition: p, upto });
+            }
+        }
         self.events.deliveries += deliveries.len() as u64;
         self.set_run_deadline(p, now + timeout);
         (deliveries, changes)

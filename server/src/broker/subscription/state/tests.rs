@@ -1122,3 +1122,29 @@ fn a_large_redrive_respects_the_tracking_bound() {
     assert_eq!(seen, (0..40).map(|o| (0, o)).collect::<Vec<_>>());
     assert!(h.store.parked.is_empty());
 }
+
+/// Stream mode counts interrupted deliveries of the head too.
+#[test]
+fn stream_deliveries_interrupted_by_crashes_count_toward_max_attempts() {
+    let mut h = Harness::new(config(Mode::Stream, Some(2), Ordering::None), 1);
+    h.log.push(0, None, 0);
+    h.log.push(0, None, 0);
+    let got = h.pull(1_000, 10, "c");
+    assert_eq!(got[0].attempt, 1);
+    h.restart(1_010);
+    let got = h.pull(1_020, 10, "c");
+    assert_eq!(offsets(&got)[0], (0, 0));
+    assert_eq!(got[0].attempt, 2, "the interrupted delivery counted");
+    h.restart(1_030);
+    // Both attempts used: the head is dead-lettered, the next one flows.
+    let got = h.pull(1_040, 10, "c");
+    h.run_jobs(1_040);
+    assert_eq!(h.dead_letters, vec![(0, 0)]);
+    let rest = if got.is_empty() {
+        h.pull(1_050, 10, "c")
+    } else {
+        got
+    };
+    assert_eq!(offsets(&rest), vec![(0, 1)]);
+    assert_eq!(rest[0].attempt, 1);
+}
