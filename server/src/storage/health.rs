@@ -106,7 +106,8 @@ impl Health {
         self.failed.load(Ordering::SeqCst)
     }
 
-    pub(super) fn failure(&self) -> Option<String> {
+    /// The recorded failure (its first cause and when), while failed.
+    fn current_failure(&self) -> Option<(String, Instant)> {
         if !self.is_failed() {
             return None;
         }
@@ -114,18 +115,15 @@ impl Health {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        guard.as_ref().map(|(reason, _)| reason.clone())
+        guard.clone()
+    }
+
+    pub(super) fn failure(&self) -> Option<String> {
+        self.current_failure().map(|(reason, _)| reason)
     }
 
     pub(super) fn failing_for(&self) -> Option<Duration> {
-        if !self.is_failed() {
-            return None;
-        }
-        let guard = match self.failure.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        guard.as_ref().map(|(_, since)| since.elapsed())
+        self.current_failure().map(|(_, since)| since.elapsed())
     }
 }
 

@@ -67,23 +67,9 @@ impl State {
         }
         self.unpersist(p, offset, changes);
         changes.push(Change::Park { parked });
-        let part = &mut self.parts[p as usize];
-        if offset >= part.floor {
+        if offset >= self.parts[p as usize].floor {
             // Settled as far as the floor is concerned; its fate is on disk.
-            part.settled.insert(offset, offset + 1);
-            if !self.advance_floor(p, changes) {
-                self.persist(
-                    p,
-                    offset,
-                    SubEntry {
-                        state: EntryState::Acked,
-                        attempts: 0,
-                        due_at: 0,
-                        reason: String::new(),
-                    },
-                    changes,
-                );
-            }
+            self.settled_above_floor(p, offset, changes);
         }
     }
 

@@ -2,7 +2,7 @@
 //! moves over settled offsets with the stored entries they delete.
 
 use super::{Change, Clear, State};
-use crate::storage::SubEntry;
+use crate::storage::{EntryState, SubEntry};
 
 /// Above this many stored entries, a cursor move deletes its range at once.
 const MAX_POINT_DELETES: usize = 256;
@@ -87,5 +87,27 @@ impl State {
         let to = part.floor;
         changes.push(self.cursor_change(partition, from, to));
         true
+    }
+
+    /// Marks `offset` (at or above the floor) settled: the floor moves over
+    /// it when it can, else an `Acked` record keeps it settled across a
+    /// restart.
+    pub(super) fn settled_above_floor(&mut self, p: u32, offset: u64, changes: &mut Vec<Change>) {
+        if let Some(part) = self.parts.get_mut(p as usize) {
+            part.settled.insert(offset, offset + 1);
+        }
+        if !self.advance_floor(p, changes) {
+            self.persist(
+                p,
+                offset,
+                SubEntry {
+                    state: EntryState::Acked,
+                    attempts: 0,
+                    due_at: 0,
+                    reason: String::new(),
+                },
+                changes,
+            );
+        }
     }
 }

@@ -4,7 +4,6 @@
 use weir_protocol::Mode;
 
 use super::{Change, Delivery, FailKind, Failure, State, Status, TimerKind};
-use crate::storage::{EntryState, SubEntry};
 
 impl State {
     /// Leases an entry (ready or freshly scanned) to a consumer. Every
@@ -113,20 +112,7 @@ impl State {
             self.unpersist(partition, offset, changes);
             return;
         }
-        part.settled.insert(offset, offset + 1);
-        if !self.advance_floor(partition, changes) {
-            self.persist(
-                partition,
-                offset,
-                SubEntry {
-                    state: EntryState::Acked,
-                    attempts: 0,
-                    due_at: 0,
-                    reason: String::new(),
-                },
-                changes,
-            );
-        }
+        self.settled_above_floor(partition, offset, changes);
     }
 
     pub(super) fn release_key(&mut self, key: u64, who: (u32, u64), now: u64) {
