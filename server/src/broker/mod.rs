@@ -333,6 +333,8 @@ impl Broker {
         self.topics_write().remove(name);
         topic.mark_deleted();
         crate::metrics::topic_deleted(name);
+        // Free its disk space now, not whenever compaction gets there.
+        self.store.reclaim_topic(topic.id());
         Ok(())
     }
 

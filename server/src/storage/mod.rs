@@ -12,6 +12,7 @@ mod health;
 pub mod keys;
 mod meta;
 mod parked;
+mod reclaim;
 pub mod record;
 mod slot;
 mod sub_state;
