@@ -24,7 +24,7 @@ mkdir -p "$LOG_DIR"
 rm -f "$LOG_DIR"/*.log
 
 echo "==> building release binaries"
-cargo build --release -p weir-server -p weir-client || exit 1
+cargo build --release -p weir-server -p weir-client -p weir-lazyfs || exit 1
 target_dir="${CARGO_TARGET_DIR:-target}"
 export WEIR_SERVER_BIN="$PWD/$target_dir/release/weir-server"
 case "$target_dir" in /*) export WEIR_SERVER_BIN="$target_dir/release/weir-server" ;; esac

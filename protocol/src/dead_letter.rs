@@ -47,6 +47,13 @@ pub struct DeadLetterFilter {
     /// Delivered at least this many times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_attempts: Option<u32>,
+    /// The original message is in this partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+    /// The original message is at this offset (with `partition`: exactly
+    /// one dead letter, e.g. to redrive one chosen from a listing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// Query of `GET .../dead-letters`.

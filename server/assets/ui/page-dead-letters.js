@@ -109,7 +109,7 @@ async function hasRecords(topic, sub) {
  * run first checks that the filter matches this one and no other.
  */
 async function redriveOne(topic, sub, record) {
-  const filter = { from_ms: record.dead_lettered_at, to_ms: record.dead_lettered_at + 1, reason: record.reason };
+  const filter = { partition: record.partition, offset: record.offset, from_ms: record.dead_lettered_at, to_ms: record.dead_lettered_at + 1, reason: record.reason };
   if (record.message && record.message.key !== null && record.message.key !== undefined) filter.key = record.message.key;
   const dry = await api.redriveFiltered(topic, sub, { filter, dry_run: true });
   const same = dry.sample && dry.sample[0] && dry.sample[0].partition === record.partition && dry.sample[0].offset === record.offset;

@@ -149,6 +149,7 @@ impl FilterArgs {
             from_ms: self.since,
             to_ms: self.until,
             min_attempts: self.min_attempts,
+            ..DeadLetterFilter::default()
         };
         Ok((filter != DeadLetterFilter::default()).then_some(filter))
     }

@@ -75,10 +75,12 @@ impl Matcher {
         })
     }
 
-    /// Matches what the record alone tells.
-    fn record(&self, entry: &SubEntry) -> bool {
+    /// Matches what the record alone tells (and where it came from).
+    fn record(&self, partition: u32, offset: u64, entry: &SubEntry) -> bool {
         let f = &self.filter;
-        self.state.is_none_or(|s| s == state_of(entry))
+        f.partition.is_none_or(|p| p == partition)
+            && f.offset.is_none_or(|o| o == offset)
+            && self.state.is_none_or(|s| s == state_of(entry))
             && f.reason
                 .as_ref()
                 .is_none_or(|r| entry.reason.contains(r.as_str()))
@@ -176,7 +178,7 @@ impl Subscription {
             for (p, o, entry) in batch {
                 looked += 1;
                 after = Some((p, o));
-                if matcher.record(&entry) {
+                if matcher.record(p, o, &entry) {
                     candidates.push((p, o, entry));
                 }
                 if looked >= budget {
@@ -270,6 +272,8 @@ impl Subscription {
                 from_ms: query.from_ms,
                 to_ms: query.to_ms,
                 min_attempts: query.min_attempts,
+                partition: None,
+                offset: None,
             },
             query.state,
         )?;
