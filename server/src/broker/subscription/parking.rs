@@ -40,7 +40,7 @@ impl Subscription {
             committed(rx).await?;
             changed = true;
         }
-        if hint.is_some_and(|due| due <= now) {
+        if room > 0 && hint.is_some_and(|due| due <= now) {
             let store = self.store.clone();
             let id = self.id;
             let parked = tokio::task::spawn_blocking(move || store.due_parked(id, now, room))

@@ -140,7 +140,7 @@ impl Subscription {
         // Acks wake long polls only when they can unblock deliveries (a
         // key held, a full window); nacks always (retries, dead letters).
         let wake_waiters = match what {
-            Settle::Ack => state.acks_unblock(),
+            Settle::Ack => state.acks_unblock() || state.parked_due_waiting(now),
             Settle::Nack { .. } => true,
             Settle::Extend { .. } => false,
         };

@@ -84,7 +84,7 @@ impl Subscription {
                 // Messages became deliverable (or partitions unblocked).
                 self.wake_waiters();
             }
-            let parked_due = self.state.lock().await.parked_due_hint();
+            let parked_due = self.state.lock().await.parked_wake();
             let wake_at = next
                 .into_iter()
                 .chain(retry.iter().map(|(_, at)| *at))

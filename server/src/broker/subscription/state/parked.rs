@@ -85,7 +85,23 @@ impl State {
 
     /// How many parked-by-time messages may come back now.
     pub fn unpark_room(&self) -> usize {
-        self.max_tracked.saturating_sub(self.leased).max(1) as usize
+        self.max_tracked.saturating_sub(self.leased) as usize
+    }
+
+    /// Whether parked messages are due and wait only for room (an ack that
+    /// frees some should wake the timer task).
+    pub fn parked_due_waiting(&self, now: u64) -> bool {
+        self.parked_due_hint.is_some_and(|due| due <= now)
+    }
+
+    /// When the timer task should next look at messages parked by time:
+    /// their earliest due time, or never while the tracking bound is full
+    /// (an ack that frees room wakes it).
+    pub fn parked_wake(&self) -> Option<u64> {
+        if self.unpark_room() == 0 {
+            return None;
+        }
+        self.parked_due_hint
     }
 
     /// Brings back messages parked by time that are due: they become
