@@ -728,6 +728,12 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<DB> {
         block.set_bloom_filter(10.0, false);
         cf_opts.set_block_based_table_factory(&block);
         cf_opts.set_level_compaction_dynamic_level_bytes(true);
+        // Every restart flushes what the log recovered into new level-0
+        // files; a run of crashes can pile them up faster than compaction
+        // (which each crash interrupts) merges them. Slow writes down
+        // (backpressure) long before stopping them.
+        cf_opts.set_level_zero_slowdown_writes_trigger(L0_SLOWDOWN_FILES);
+        cf_opts.set_level_zero_stop_writes_trigger(L0_STOP_FILES);
         if *name == CF_MESSAGES {
             cf_opts.set_compression_type(DBCompressionType::Lz4);
             cf_opts.set_write_buffer_size(64 << 20);
@@ -776,6 +782,11 @@ fn create_dir_durably(path: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Level-0 files at which RocksDB slows writes down (default 20).
+const L0_SLOWDOWN_FILES: i32 = 48;
+/// Level-0 files at which RocksDB stops writes (default 36).
+const L0_STOP_FILES: i32 = 160;
 
 /// A column family's handle.
 fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily> {

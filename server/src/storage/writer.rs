@@ -59,9 +59,11 @@ pub(super) fn spawn(
         .spawn(move || {
             let mut opts = WriteOptions::default();
             opts.set_sync(matches!(fsync, FsyncMode::Always));
-            // A write stall becomes an immediate error (503 + Retry-After)
-            // instead of parking the writer and every request behind it.
-            opts.set_no_slowdown(true);
+            // RocksDB's slowdowns (a compaction backlog building up) are
+            // taken as backpressure: the write waits its delay. A full
+            // stop is answered at once with 503 + Retry-After (see
+            // `write`) instead of parking every request behind it.
+            opts.set_no_slowdown(false);
             let mut pending = Pending::default();
             while let Some(first) = rx.blocking_recv() {
                 // Taken per batch: the store may have been reopened. A
@@ -247,6 +249,15 @@ fn write(
     sets: usize,
     fsync: FsyncMode,
 ) -> Result<(), StorageError> {
+    if db
+        .property_int_value("rocksdb.is-write-stopped")
+        .ok()
+        .flatten()
+        .is_some_and(|stopped| stopped > 0)
+    {
+        tracing::warn!("writes stopped by a compaction backlog; answering 503");
+        return Err(StorageError::Stalled);
+    }
     let started = Instant::now();
     let result = db.write_opt(batch, opts);
     let elapsed = started.elapsed();

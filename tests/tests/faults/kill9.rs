@@ -17,6 +17,8 @@ use crate::rng::{env_count, seed, Rng};
 use crate::workload::{self, Workers, DLQ, TOPIC};
 
 const DEFAULT_CYCLES: u64 = 25;
+/// How long a restarted server may take before produce succeeds again.
+const LOAD_RESUMES_WITHIN: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill9_cycles_lose_nothing_acknowledged() {
@@ -34,6 +36,16 @@ async fn kill9_cycles_lose_nothing_acknowledged() {
     let started = Instant::now();
     for cycle in 1..=cycles {
         tokio::time::sleep(Duration::from_millis(rng.range(50, 500))).await;
+        // Kill under load: if nothing was acknowledged since the last
+        // restart (the server still recovering or compacting after a run
+        // of kills), wait for the load to flow again, bounded.
+        let since = workers.progress.produced.load(Ordering::Relaxed);
+        let wait_until = Instant::now() + LOAD_RESUMES_WITHIN;
+        while workers.progress.produced.load(Ordering::Relaxed) == since
+            && Instant::now() < wait_until
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         tokio::task::block_in_place(|| server.kill9());
         tokio::time::sleep(Duration::from_millis(rng.range(0, 100))).await;
         tokio::task::block_in_place(|| server.restart());
