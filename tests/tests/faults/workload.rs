@@ -252,9 +252,12 @@ async fn stream_consumer(recorder: Recorder, progress: Arc<Progress>) {
     }
 }
 
-/// Waits (bounded) until both subscriptions have nothing left to deliver.
+/// Waits until both subscriptions have nothing left to deliver, as long
+/// as the backlog keeps going down: fails after `timeout` without progress
+/// (a long soak leaves a large backlog that drains at the consumers' pace).
 pub async fn wait_drained(recorder: &Recorder, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + timeout;
+    let mut best = u64::MAX;
     loop {
         let mut backlog = Vec::new();
         for sub in [WORK, TAIL] {
@@ -265,6 +268,11 @@ pub async fn wait_drained(recorder: &Recorder, timeout: Duration) {
         }
         if backlog.iter().all(|(_, b)| *b == 0) {
             return;
+        }
+        let total = backlog.iter().map(|(_, b)| *b).fold(0, u64::saturating_add);
+        if total < best {
+            best = total;
+            deadline = Instant::now() + timeout;
         }
         assert!(
             Instant::now() < deadline,
