@@ -182,14 +182,20 @@ fn check_sequences(events: &Events, reordered: &mut Anomaly) {
     }
 }
 
-/// The deliveries, acks and dead letters of one subscription.
+/// The deliveries, acks and dead letters of one subscription, indexed so
+/// every question is a lookup (histories of millions of operations).
 struct SubscriptionView<'a> {
     name: &'a str,
     deliveries: Vec<&'a DeliveryOp>,
-    /// Ok acks, with the delivery each settled.
-    ok_acks: Vec<(&'a SettleOp, &'a DeliveryOp)>,
-    /// Acks that may have settled: Ok or unknown.
-    maybe_acks: Vec<&'a DeliveryOp>,
+    /// Queue mode: per value, its earliest completed Ok ack.
+    first_ok_by_value: HashMap<&'a str, &'a SettleOp>,
+    /// Stream mode: per partition, Ok acks by completion time, with the
+    /// running maximum of the offsets they cover.
+    ok_by_partition: HashMap<u64, Vec<(&'a SettleOp, u64, u64)>>,
+    /// Acks that may have settled (Ok or unknown): values, and per
+    /// partition the highest offset covered.
+    maybe_values: HashSet<&'a str>,
+    maybe_max_offset: HashMap<u64, u64>,
     /// Dead-letter copies: original position → values.
     dead_letters: BTreeMap<Position, Vec<&'a str>>,
 }
@@ -200,8 +206,10 @@ impl<'a> SubscriptionView<'a> {
         let mut view = SubscriptionView {
             name,
             deliveries: events.deliveries.iter().filter(of_sub).collect(),
-            ok_acks: Vec::new(),
-            maybe_acks: Vec::new(),
+            first_ok_by_value: HashMap::new(),
+            ok_by_partition: HashMap::new(),
+            maybe_values: HashSet::new(),
+            maybe_max_offset: HashMap::new(),
             dead_letters: BTreeMap::new(),
         };
         for ack in &events.acks {
@@ -212,10 +220,33 @@ impl<'a> SubscriptionView<'a> {
                 continue;
             }
             if ack.outcome == Outcome::Ok {
-                view.ok_acks.push((ack, op));
+                let first = view
+                    .first_ok_by_value
+                    .entry(op.delivery.value.as_str())
+                    .or_insert(ack);
+                if ack.completed < first.completed {
+                    *first = ack;
+                }
+                view.ok_by_partition
+                    .entry(op.delivery.position.partition)
+                    .or_default()
+                    .push((ack, op.delivery.position.offset, 0));
             }
             if ack.outcome != Outcome::Failed {
-                view.maybe_acks.push(op);
+                view.maybe_values.insert(op.delivery.value.as_str());
+                let max = view
+                    .maybe_max_offset
+                    .entry(op.delivery.position.partition)
+                    .or_insert(0);
+                *max = (*max).max(op.delivery.position.offset);
+            }
+        }
+        for acks in view.ok_by_partition.values_mut() {
+            acks.sort_by_key(|(ack, _, _)| ack.completed);
+            let mut running = 0;
+            for entry in acks.iter_mut() {
+                running = running.max(entry.1);
+                entry.2 = running;
             }
         }
         for copy in events
@@ -239,27 +270,33 @@ impl<'a> SubscriptionView<'a> {
 
     /// The first Ok ack completed before `tick` that settles `op`.
     fn acked_before(&self, mode: Mode, op: &DeliveryOp, tick: Tick) -> Option<&'a SettleOp> {
-        self.ok_acks
-            .iter()
-            .filter(|(ack, acked)| ack.completed < tick && covers(mode, acked, op))
-            .map(|(ack, _)| *ack)
-            .min_by_key(|ack| ack.completed)
+        match mode {
+            Mode::Queue => self
+                .first_ok_by_value
+                .get(op.delivery.value.as_str())
+                .copied()
+                .filter(|ack| ack.completed < tick),
+            Mode::Stream => {
+                // The earliest ack (by completion) covering the offset is
+                // the first whose running maximum reaches it.
+                let acks = self.ok_by_partition.get(&op.delivery.position.partition)?;
+                let offset = op.delivery.position.offset;
+                let i = acks.partition_point(|(_, _, max)| *max < offset);
+                acks.get(i)
+                    .map(|(ack, _, _)| *ack)
+                    .filter(|ack| ack.completed < tick)
+            }
+        }
     }
 
     /// Whether an Ok or unknown ack may have settled `op`.
     fn maybe_settled(&self, mode: Mode, op: &DeliveryOp) -> bool {
-        self.maybe_acks.iter().any(|acked| covers(mode, acked, op))
-    }
-}
-
-/// Whether an ack of `acked` settles the message of `op`: the same message
-/// in queue mode; the same partition at or below its offset in stream mode.
-fn covers(mode: Mode, acked: &DeliveryOp, op: &DeliveryOp) -> bool {
-    match mode {
-        Mode::Queue => acked.delivery.value == op.delivery.value,
-        Mode::Stream => {
-            acked.delivery.position.partition == op.delivery.position.partition
-                && acked.delivery.position.offset >= op.delivery.position.offset
+        match mode {
+            Mode::Queue => self.maybe_values.contains(op.delivery.value.as_str()),
+            Mode::Stream => self
+                .maybe_max_offset
+                .get(&op.delivery.position.partition)
+                .is_some_and(|max| *max >= op.delivery.position.offset),
         }
     }
 }
@@ -290,7 +327,7 @@ fn check_subscription(events: &Events, name: &str, spec: &SubscriptionSpec, repo
             ));
         }
         for value in values {
-            if view.ok_acks.iter().any(|(_, a)| a.delivery.value == *value) {
+            if view.first_ok_by_value.contains_key(value) {
                 report.duplicated.push(format!(
                     "`{name}` dead-lettered `{value}` ({original}) after an ack of it was Ok"
                 ));
