@@ -198,6 +198,8 @@ struct SubscriptionView<'a> {
     maybe_max_offset: HashMap<u64, u64>,
     /// Dead-letter copies: original position → values.
     dead_letters: BTreeMap<Position, Vec<&'a str>>,
+    /// Every dead-lettered value.
+    dead_values: HashSet<&'a str>,
 }
 
 impl<'a> SubscriptionView<'a> {
@@ -211,6 +213,7 @@ impl<'a> SubscriptionView<'a> {
             maybe_values: HashSet::new(),
             maybe_max_offset: HashMap::new(),
             dead_letters: BTreeMap::new(),
+            dead_values: HashSet::new(),
         };
         for ack in &events.acks {
             let Some(op) = events.deliveries.get(ack.delivery.index()) else {
@@ -258,14 +261,13 @@ impl<'a> SubscriptionView<'a> {
                 .entry(copy.original)
                 .or_default()
                 .push(copy.value.as_str());
+            view.dead_values.insert(copy.value.as_str());
         }
         view
     }
 
     fn dead_lettered(&self, value: &str) -> bool {
-        self.dead_letters
-            .values()
-            .any(|values| values.contains(&value))
+        self.dead_values.contains(value)
     }
 
     /// The first Ok ack completed before `tick` that settles `op`.
