@@ -9,12 +9,12 @@ use weir_protocol::TopicSpec;
 use std::collections::{BTreeMap, HashMap};
 
 use super::state::DeadLetterJob;
-use super::{committed, map_storage, to_write_set, Subscription};
+use super::{committed, Subscription};
 use crate::broker::error::{BrokerError, Result};
 use crate::broker::produce::{enqueue_with, Prepared};
 use crate::broker::Broker;
 use crate::metrics::METRICS;
-use crate::storage::{Fence, NewMessage, StoredMessage};
+use crate::storage::{NewMessage, StoredMessage};
 
 /// Builds the dead-letter copy of `original`.
 pub fn dead_letter_copy(
@@ -124,11 +124,10 @@ pub async fn run_batch(
     if done.is_empty() {
         return Ok(done);
     }
-    sub.flush_events(state.take_events());
-    let mut set = to_write_set(record.id, changes);
-    set.fence(Fence::new(sub.generation.clone(), state.generation));
     match target.filter(|_| !copies.is_empty()) {
         Some(target) => {
+            sub.flush_events(state.take_events());
+            let set = sub.fenced_set(&state, changes);
             let bytes: u64 = copies.iter().map(|c| c.encoded_len() as u64).sum();
             let count = copies.len() as u64;
             let prepared = copies
@@ -154,9 +153,9 @@ pub async fn run_batch(
                 .inc_by(bytes);
         }
         None => {
-            let rx = store.enqueue(set).await.map_err(map_storage)?;
+            let rx = sub.enqueue(&mut state, changes).await?;
             drop(state);
-            committed(Some(rx)).await?;
+            committed(rx).await?;
         }
     }
     Ok(done)

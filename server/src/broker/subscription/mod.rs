@@ -260,8 +260,7 @@ impl Subscription {
         if changes.is_empty() {
             return Ok(None);
         }
-        let mut set = to_write_set(state.subscription, changes);
-        set.fence(Fence::new(self.generation.clone(), state.generation));
+        let set = self.fenced_set(state, changes);
         // The state already holds these changes: if this future is dropped
         // (a client went away) or the store refuses before they are queued,
         // the memory is ahead of the store and must be reloaded.
@@ -269,6 +268,14 @@ impl Subscription {
         let rx = self.store.enqueue(set).await.map_err(map_storage)?;
         unqueued.queued();
         Ok(Some(rx))
+    }
+
+    /// The write set of `changes`, fenced with the generation the state
+    /// was loaded at (see `generation`).
+    fn fenced_set(&self, state: &State, changes: Vec<Change>) -> WriteSet {
+        let mut set = to_write_set(state.subscription, changes);
+        set.fence(Fence::new(self.generation.clone(), state.generation));
+        set
     }
 
     fn flush_events(&self, e: Events) {
