@@ -5,6 +5,7 @@
 //! (`ErrorCode` → HTTP status). It must not know about storage, axum or
 //! reqwest: it is plain serde + utoipa schema types.
 
+pub mod binary;
 pub mod dead_letter;
 pub mod error;
 pub mod limits;

@@ -169,6 +169,7 @@ pub struct Metrics {
     pub produce_batch_messages: Histogram,
     pub commit_batch_operations: Histogram,
     pub commit_sync_duration: Histogram,
+    pub commit_write_duration: Histogram,
     pub wal_syncs: IntCounter,
     pub retention_deleted: IntCounterVec,
     pub deliveries: IntCounterVec,
@@ -339,7 +340,13 @@ impl Metrics {
             commit_sync_duration: histogram(
                 &r,
                 "weir_commit_sync_duration_seconds",
-                "Duration of one group-commit write including the WAL sync.",
+                "Duration of one WAL sync (fsync = always); each covers every batch written before it.",
+                latency_buckets(),
+            ),
+            commit_write_duration: histogram(
+                &r,
+                "weir_commit_write_duration_seconds",
+                "Duration of one group-commit batch write to the WAL and memtables, before its sync.",
                 latency_buckets(),
             ),
             wal_syncs: counter(&r, "weir_wal_syncs_total", "WAL syncs (fsync) performed."),

@@ -12,6 +12,8 @@ mod harness;
 
 #[path = "blackbox/backup.rs"]
 mod backup;
+#[path = "blackbox/binary.rs"]
+mod binary;
 #[path = "blackbox/cli.rs"]
 mod cli;
 #[path = "blackbox/cli_dead_letters.rs"]

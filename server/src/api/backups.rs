@@ -1,7 +1,8 @@
 //! Online backups: `POST /v1/backups` checkpoints the store into
 //! `<backup_dir>/<name>` while the server keeps serving, `GET /v1/backups`
 //! lists them. Owns the HTTP side only (names, statuses, bodies); the
-//! checkpoint itself is `storage::backup`. Restoring is offline
+//! checkpoint itself is `storage::backup`, reached through the broker
+//! (`Broker::create_backup`, `Broker::list_backups`). Restoring is offline
 //! (`weir-server restore`, see `crate::restore`).
 
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
 use super::openapi::{Errors, TAG_OPS};
 use super::AppState;
-use crate::storage::backup::{self, BackupError};
+use crate::broker::ops::BackupError;
 
 /// Longest backup name.
 pub const MAX_NAME_LEN: usize = 128;
@@ -105,9 +106,9 @@ pub async fn create_backup(
 ) -> ApiResult<(StatusCode, Json<BackupCreated>)> {
     check_name(&request.name)?;
     let dir = backup_dir(&state)?.join(&request.name);
-    let store = state.broker.store().clone();
+    let broker = state.broker.clone();
     let target = dir.clone();
-    let info = tokio::task::spawn_blocking(move || store.checkpoint(&target))
+    let info = tokio::task::spawn_blocking(move || broker.create_backup(&target))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "backup task failed");
@@ -145,7 +146,8 @@ pub async fn create_backup(
 )]
 pub async fn list_backups(State(state): State<AppState>) -> ApiResult<Json<BackupList>> {
     let dir = backup_dir(&state)?;
-    let entries = tokio::task::spawn_blocking(move || backup::list(&dir))
+    let broker = state.broker.clone();
+    let entries = tokio::task::spawn_blocking(move || broker.list_backups(&dir))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "backup listing task failed");

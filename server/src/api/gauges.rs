@@ -1,6 +1,6 @@
-//! State gauges computed at scrape time from the broker and the store, so
-//! they never drift: readiness, topic sizes, subscription backlog, in
-//! flight, delayed, oldest unacked age and lag, RocksDB and disk figures.
+//! State gauges computed at scrape time from the broker, so they never
+//! drift: readiness, topic sizes, subscription backlog, in flight,
+//! delayed, oldest unacked age and lag, storage engine and disk figures.
 //! With per-name labels off (`metrics_per_topic = false`) topic and
 //! subscription series are summed (ages: the maximum) under `_all`.
 
@@ -102,22 +102,17 @@ pub async fn refresh(state: &AppState) {
             .with_label_values(&labels)
             .set(s.lag_ms as f64 / 1000.0);
     }
-    let store = state.broker.store();
-    m.storage_live_data
-        .set(clamp(store.int_property("rocksdb.estimate-live-data-size")));
-    m.storage_pending_compaction.set(clamp(
-        store.int_property("rocksdb.estimate-pending-compaction-bytes"),
-    ));
+    let engine = state.broker.engine_stats();
+    m.storage_live_data.set(clamp(engine.live_data_bytes));
+    m.storage_pending_compaction
+        .set(clamp(engine.pending_compaction_bytes));
     m.storage_write_stopped
-        .set(clamp(store.db_property("rocksdb.is-write-stopped")));
-    m.storage_delayed_write_rate.set(clamp(
-        store.db_property("rocksdb.actual-delayed-write-rate"),
-    ));
-    if let Ok(stat) = rustix::fs::statvfs(store.path()) {
-        m.storage_disk_total
-            .set(clamp(stat.f_blocks.saturating_mul(stat.f_frsize)));
-        m.storage_disk_free
-            .set(clamp(stat.f_bavail.saturating_mul(stat.f_frsize)));
+        .set(i64::from(engine.writes_stopped));
+    m.storage_delayed_write_rate
+        .set(clamp(engine.delayed_write_rate_bytes_per_sec));
+    if let Some(disk) = state.broker.disk_usage() {
+        m.storage_disk_total.set(clamp(disk.total_bytes));
+        m.storage_disk_free.set(clamp(disk.free_bytes));
     }
 }
 

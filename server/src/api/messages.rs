@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use base64::Engine;
 use serde::Deserialize;
@@ -13,23 +14,26 @@ use weir_protocol::{ErrorCode, ProduceMessage, ProduceRequest, ProduceResponse, 
 use super::error::{ApiError, ApiResult};
 use super::extract::{media_type, parse_json, read_body, ApiPath, ApiQuery};
 use super::guard::Caller;
-use super::openapi::{Errors, Name, NdjsonMessages, RawPayload, TAG_MESSAGES};
+use super::openapi::{BinaryBatch, Errors, Name, NdjsonMessages, RawPayload, TAG_MESSAGES};
 use super::AppState;
 use crate::broker::read::{ReadFrom, MAX_READ_LIMIT, MAX_WAIT_MS};
 
 /// Produce messages to a topic.
 ///
 /// Answers only once every message of the batch is durable. The body is
-/// `{"messages": [...]}`. For compatibility this operation also accepts
-/// the bodies of the two operations below by their `Content-Type`
-/// (`application/x-ndjson`, `application/octet-stream`); generated clients
-/// use those operations instead.
+/// `{"messages": [...]}`, or the same batch in the binary encoding
+/// (`application/vnd.weir.batch`, a produce body; see the API guide for the
+/// layout): raw values, no JSON or base64 work. For compatibility this
+/// operation also accepts the bodies of the two operations below by their
+/// `Content-Type` (`application/x-ndjson`, `application/octet-stream`);
+/// generated clients use those operations instead.
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/messages", tag = TAG_MESSAGES,
     operation_id = "produce",
     params(("topic" = Name, Path, description = "Topic name")),
     request_body(content(
         (ProduceRequest = "application/json", example = json!({"messages": [{"key": "customer-7", "value": {"order": 1}}, {"value_b64": "AAEC", "partition": 0}, {"value": "x", "id": "order-1-created", "delay_ms": 60000}]})),
+        (inline(BinaryBatch) = "application/vnd.weir.batch"),
     )),
     responses(
         (status = 200, description = "Every message is durable; results in request order", body = ProduceResponse,
@@ -102,6 +106,7 @@ pub async fn produce_raw(
 }
 
 const JSON: &str = "application/json";
+const BINARY: &str = weir_protocol::binary::CONTENT_TYPE;
 const NDJSON: &str = "application/x-ndjson";
 const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -121,16 +126,33 @@ async fn produce_as(
     let unsupported =
         |accepted: &str| ApiError::new(ErrorCode::UnsupportedMediaType, format!("use {accepted}"));
     let kind = match (expected, media.as_deref()) {
-        (None, Some(m @ (JSON | NDJSON | OCTET_STREAM))) => m,
+        (None, Some(m @ (JSON | NDJSON | OCTET_STREAM | BINARY))) => m,
         (None, _) => {
             return Err(unsupported(
-                "`application/json`, `application/x-ndjson` or `application/octet-stream`",
+                "`application/json`, `application/x-ndjson`, `application/octet-stream` or \
+                 `application/vnd.weir.batch`",
             ))
         }
         (Some(wanted), Some(m)) if m == wanted => wanted,
         (Some(wanted), _) => return Err(unsupported(&format!("`{wanted}`"))),
     };
     let body = read_body(request, &state).await?;
+    if kind == BINARY {
+        let records = weir_protocol::binary::decode_produce(&body).map_err(|e| {
+            let field = e
+                .record
+                .map_or_else(|| "body".to_owned(), |i| format!("messages[{i}]"));
+            ApiError::invalid(field, e.to_string())
+        })?;
+        state
+            .limits
+            .charge_produce(caller.name(), records.len(), body.len())?;
+        let results = state
+            .broker
+            .produce_binary(&topic, records, state.broker.now())
+            .await?;
+        return Ok(Json(ProduceResponse { results }));
+    }
     let messages = match kind {
         NDJSON => parse_ndjson(&body)?,
         OCTET_STREAM => vec![raw_message(&headers, &body)?],
@@ -236,6 +258,8 @@ pub struct ReadQuery {
 ///
 /// An offset below `low_offset` (removed by retention) starts at
 /// `low_offset`. With `wait_ms`, an empty read waits until a message arrives.
+/// With `Accept: application/vnd.weir.batch` the messages come in the
+/// binary encoding and `next_offset` in the `Weir-Next-Offset` header.
 #[utoipa::path(
     get, path = "/v1/topics/{topic}/partitions/{partition}/messages", tag = TAG_MESSAGES,
     params(
@@ -243,13 +267,17 @@ pub struct ReadQuery {
         ("partition" = u32, Path, description = "Partition number (below the topic's `partitions`)", maximum = 1023),
         ReadQuery,
     ),
-    responses((status = 200, description = "Messages in offset order", body = ReadResponse), Errors)
+    responses((status = 200, description = "Messages in offset order", content(
+        (ReadResponse = "application/json"),
+        (inline(BinaryBatch) = "application/vnd.weir.batch"),
+    ), headers(("Weir-Next-Offset" = u64, description = "Binary responses only: where the next read starts (`next_offset`)"))), Errors)
 )]
 pub async fn read(
     State(state): State<AppState>,
     ApiPath((topic, partition)): ApiPath<(String, u32)>,
     ApiQuery(query): ApiQuery<ReadQuery>,
-) -> ApiResult<Json<ReadResponse>> {
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let from = match (query.offset, query.timestamp) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
@@ -284,5 +312,8 @@ pub async fn read(
         .broker
         .read(&topic, partition, from, limit, wait_ms)
         .await?;
-    Ok(Json(response))
+    if super::binary::wants_binary(&headers) {
+        return super::binary::read_response(&response.messages, response.next_offset);
+    }
+    Ok(Json(response).into_response())
 }

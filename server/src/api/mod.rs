@@ -3,6 +3,7 @@
 //! the same declarations as the routes. Knows HTTP, not RocksDB.
 
 pub mod backups;
+mod binary;
 mod dead_letters;
 pub mod error;
 pub mod extract;
@@ -70,10 +71,12 @@ impl AppState {
     /// Why the server is not ready, or `None` when it is.
     pub fn not_ready_reason(&self) -> Option<&'static str> {
         if self.shutting_down.load(Ordering::SeqCst) {
-            Some("shutting_down")
-        } else if !self.broker.store().is_writable() {
+            return Some("shutting_down");
+        }
+        let health = self.broker.store_health();
+        if !health.writable {
             Some("store_not_writable")
-        } else if self.broker.store().disk_space().is_low() {
+        } else if health.disk_space_low {
             Some("disk_free_below_limit")
         } else {
             None

@@ -68,6 +68,28 @@ impl PartialSchema for RawPayload {
 
 impl ToSchema for RawPayload {}
 
+/// A body in the binary batch encoding (`application/vnd.weir.batch`):
+/// an 8-byte header (magic `WB`, version 1, kind, record count) and
+/// length-prefixed records; the layout is in the API guide.
+pub struct BinaryBatch;
+
+impl PartialSchema for BinaryBatch {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .content_media_type(weir_protocol::binary::CONTENT_TYPE)
+            .description(Some(
+                "A binary batch: magic `WB` (0x57 0x42), version 1, kind (1 produce, 2 \
+                 messages), record count (u32 LE), then length-prefixed records. Layout: \
+                 docs/api.md, section \"Binary batches\".",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for BinaryBatch {}
+
 /// An `application/x-ndjson` produce: one message object per line, each
 /// an item of this array (the `messages` of the JSON form).
 pub struct NdjsonMessages;

@@ -30,7 +30,7 @@ const STORE_FAILURE_GRACE: std::time::Duration = std::time::Duration::from_secs(
         (status = 503, description = "The store has failed writes for over 30 s and could not be reopened: restart the process", body = Health),
     ))]
 pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.broker.store().failing_for() {
+    match state.broker.store_health().failing_for {
         Some(t) if t > STORE_FAILURE_GRACE => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {

@@ -13,7 +13,7 @@ use weir_protocol::{
 use super::error::ApiResult;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::guard::Caller;
-use super::openapi::{Errors, Name, TAG_SUBSCRIPTIONS};
+use super::openapi::{BinaryBatch, Errors, Name, TAG_SUBSCRIPTIONS};
 use super::paging::PageQuery;
 use super::AppState;
 use crate::broker::subscription::pull::check_pull;
@@ -123,22 +123,27 @@ pub async fn list_subscriptions(
 /// available. Queue mode: messages are leased individually for
 /// `ack_timeout_ms`. Stream mode: the `consumer` is assigned a fair share of
 /// the partitions (kept while it keeps pulling) and gets their messages in
-/// offset order.
+/// offset order. With `Accept: application/vnd.weir.batch` the deliveries
+/// come in the binary encoding (each with its ack id and attempt).
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/subscriptions/{sub}/pull", tag = TAG_SUBSCRIPTIONS,
     params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
     request_body(content = Option<PullRequest>, description = "Every field optional; an empty body or `null` reads as `{}`", example = json!({"max_messages": 10, "wait_ms": 5000, "consumer": "worker-3"})),
     responses(
-        (status = 200, description = "Leased messages (possibly none)", body = PullResponse,
-         example = json!({"messages": [{"topic": "orders", "partition": 0, "offset": 42, "timestamp": 1764300000000u64, "key": "customer-7", "value": {"order": 1}, "headers": {}, "ack_id": "AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd", "attempt": 1}]})),
+        (status = 200, description = "Leased messages (possibly none)", content(
+            (PullResponse = "application/json",
+             example = json!({"messages": [{"topic": "orders", "partition": 0, "offset": 42, "timestamp": 1764300000000u64, "key": "customer-7", "value": {"order": 1}, "headers": {}, "ack_id": "AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd", "attempt": 1}]})),
+            (inline(BinaryBatch) = "application/vnd.weir.batch"),
+        )),
         Errors,
     )
 )]
 pub async fn pull(
     State(state): State<AppState>,
     ApiPath((topic, sub)): ApiPath<(String, String)>,
+    headers: axum::http::HeaderMap,
     ApiJson(request): ApiJson<PullRequest>,
-) -> ApiResult<Json<PullResponse>> {
+) -> ApiResult<axum::response::Response> {
     let subscription = state.broker.subscription(&topic, &sub)?;
     let (max_messages, wait_ms) = check_pull(request.max_messages, request.wait_ms)?;
     let _long_poll = if wait_ms > 0 {
@@ -157,7 +162,12 @@ pub async fn pull(
             holder: None,
         })
         .await?;
-    Ok(Json(PullResponse { messages }))
+    if super::binary::wants_binary(&headers) {
+        return super::binary::pull_response(&messages);
+    }
+    Ok(axum::response::IntoResponse::into_response(Json(
+        PullResponse { messages },
+    )))
 }
 
 /// Acknowledge deliveries.

@@ -4,12 +4,14 @@
 
 pub mod clock;
 pub mod error;
+pub mod ops;
 pub mod partitioner;
 pub mod produce;
 pub mod read;
 pub mod retention;
 pub mod subscription;
 pub mod topic;
+pub mod topic_reader;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -173,7 +175,9 @@ impl Broker {
         Ok(broker)
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    /// The store, for the broker's own modules only: the layers above
+    /// reach it through broker calls (`ops.rs`, `topic_reader.rs`).
+    fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -515,20 +519,53 @@ impl Broker {
     ) -> Result<Vec<ProduceResult>> {
         let topic = self.topic(name)?;
         self.check_disk()?;
-        let count = messages.len();
-        let max_headers = self.limits.max_headers_per_message;
-        if let Some(i) = messages
-            .iter()
-            .position(|m| m.headers.as_ref().is_some_and(|h| h.len() > max_headers))
-        {
-            return Err(BrokerError::invalid(
-                format!("messages[{i}].headers"),
-                format!(
-                    "message {i} has more than {max_headers} headers (`max_headers_per_message`)"
-                ),
-            ));
-        }
+        self.check_header_counts(
+            messages
+                .iter()
+                .map(|m| m.headers.as_ref().map_or(0, |h| h.len())),
+        )?;
         let prepared = produce::prepare(messages, &topic.record().config, now)?;
+        self.produce_prepared(name, topic, prepared, now).await
+    }
+
+    /// Appends a batch given in the binary encoding; answers once durable.
+    pub async fn produce_binary(
+        &self,
+        name: &str,
+        records: Vec<weir_protocol::binary::ProduceRecord>,
+        now: u64,
+    ) -> Result<Vec<ProduceResult>> {
+        let topic = self.topic(name)?;
+        self.check_disk()?;
+        self.check_header_counts(records.iter().map(|r| r.headers.len()))?;
+        let prepared = produce::prepare_binary(records, &topic.record().config, now)?;
+        self.produce_prepared(name, topic, prepared, now).await
+    }
+
+    /// Refuses a batch with a message beyond `max_headers_per_message`.
+    fn check_header_counts(&self, counts: impl Iterator<Item = usize>) -> Result<()> {
+        let max_headers = self.limits.max_headers_per_message;
+        for (i, n) in counts.enumerate() {
+            if n > max_headers {
+                return Err(BrokerError::invalid(
+                    format!("messages[{i}].headers"),
+                    format!(
+                        "message {i} has more than {max_headers} headers (`max_headers_per_message`)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn produce_prepared(
+        &self,
+        name: &str,
+        topic: Arc<Topic>,
+        prepared: Vec<produce::Prepared>,
+        now: u64,
+    ) -> Result<Vec<ProduceResult>> {
+        let count = prepared.len();
         let bytes: u64 = prepared
             .iter()
             .map(|p| p.message.encoded_len() as u64)

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
+use weir_protocol::binary::ProduceRecord;
 pub use weir_protocol::limits::{MAX_BATCH_MESSAGES, MAX_DELAY_MS, MAX_ID_BYTES};
 use weir_protocol::{ProduceMessage, ProduceResult, TopicConfig};
 
@@ -14,7 +15,7 @@ use super::partitioner::partition_for_key;
 use super::topic::Topic;
 use tokio::sync::oneshot;
 
-use crate::storage::{record, DedupeEntry, NewMessage, PartitionMeta, Store, WriteSet};
+use crate::storage::{BatchBuilder, DedupeEntry, NewMessage, PartitionMeta, Store, WriteSet};
 
 /// A validated message, ready to be placed.
 #[derive(Debug, Clone)]
@@ -81,7 +82,67 @@ fn prepare_one(i: usize, m: ProduceMessage, config: &TopicConfig, now: u64) -> R
             ))
         }
     };
-    let headers: Vec<(String, String)> = m.headers.unwrap_or_default().into_iter().collect();
+    let record = ProduceRecord {
+        key: m.key,
+        json,
+        value: payload,
+        headers: m.headers.unwrap_or_default().into_iter().collect(),
+        partition: m.partition,
+        id: m.id,
+        delay_ms: m.delay_ms,
+        deliver_at: m.deliver_at,
+    };
+    prepare_record(i, record, config, now)
+}
+
+/// Validates and converts a batch in the binary encoding (already
+/// decoded): the same rules as JSON, and a value flagged as JSON must be
+/// JSON text.
+pub fn prepare_binary(
+    records: Vec<ProduceRecord>,
+    config: &TopicConfig,
+    now: u64,
+) -> Result<Vec<Prepared>> {
+    if records.is_empty() {
+        return Err(BrokerError::invalid(
+            "messages",
+            "the batch must hold at least one message",
+        ));
+    }
+    if records.len() > MAX_BATCH_MESSAGES {
+        return Err(BrokerError::invalid(
+            "messages",
+            format!("at most {MAX_BATCH_MESSAGES} messages per request"),
+        ));
+    }
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if r.json && serde_json::from_slice::<serde::de::IgnoredAny>(&r.value).is_err() {
+                return Err(BrokerError::invalid(
+                    format!("messages[{i}].value"),
+                    format!("message {i} is flagged as JSON but its value is not JSON text"),
+                ));
+            }
+            prepare_record(i, r, config, now)
+        })
+        .collect()
+}
+
+/// The checks every message passes, whatever its encoding.
+fn prepare_record(i: usize, r: ProduceRecord, config: &TopicConfig, now: u64) -> Result<Prepared> {
+    let field = |name: &str| format!("messages[{i}].{name}");
+    let headers = r.headers;
+    if headers.len() > weir_protocol::limits::MAX_HEADERS_PER_MESSAGE {
+        return Err(BrokerError::invalid(
+            field("headers"),
+            format!(
+                "message {i} has more than {} headers",
+                weir_protocol::limits::MAX_HEADERS_PER_MESSAGE
+            ),
+        ));
+    }
     for (name, _) in &headers {
         if name.is_empty() || name.len() > u16::MAX as usize {
             return Err(BrokerError::invalid(
@@ -96,10 +157,7 @@ fn prepare_one(i: usize, m: ProduceMessage, config: &TopicConfig, now: u64) -> R
             ));
         }
     }
-    if headers.len() > u16::MAX as usize {
-        return Err(BrokerError::invalid(field("headers"), "too many headers"));
-    }
-    let deliver_at = match (m.delay_ms, m.deliver_at) {
+    let deliver_at = match (r.delay_ms, r.deliver_at) {
         (Some(_), Some(_)) => {
             return Err(BrokerError::invalid(
                 field("delay_ms"),
@@ -122,7 +180,7 @@ fn prepare_one(i: usize, m: ProduceMessage, config: &TopicConfig, now: u64) -> R
         }
         (None, Some(t)) => t,
     };
-    if let Some(id) = &m.id {
+    if let Some(id) = &r.id {
         if id.is_empty() || id.len() > MAX_ID_BYTES {
             return Err(BrokerError::invalid(
                 field("id"),
@@ -130,7 +188,7 @@ fn prepare_one(i: usize, m: ProduceMessage, config: &TopicConfig, now: u64) -> R
             ));
         }
     }
-    if let Some(p) = m.partition {
+    if let Some(p) = r.partition {
         if p >= config.partitions {
             return Err(BrokerError::invalid(
                 field("partition"),
@@ -142,10 +200,10 @@ fn prepare_one(i: usize, m: ProduceMessage, config: &TopicConfig, now: u64) -> R
         }
     }
     let message = NewMessage {
-        key: m.key,
+        key: r.key,
         headers,
-        json,
-        payload,
+        json: r.json,
+        payload: r.value,
         deliver_at,
     };
     let size = message.encoded_len();
@@ -157,10 +215,22 @@ fn prepare_one(i: usize, m: ProduceMessage, config: &TopicConfig, now: u64) -> R
         });
     }
     Ok(Prepared {
-        partition: m.partition,
-        id: m.id,
+        partition: r.partition,
+        id: r.id,
         message,
     })
+}
+
+/// Time-index granularity: the first message of each such period of a
+/// partition gets an entry.
+const TIME_INDEX_EVERY_MS: u64 = 100;
+
+/// The messages one request appends to one partition, as one batch.
+struct Slice {
+    partition: u32,
+    first: u64,
+    batch: BatchBuilder,
+    bytes: u64,
 }
 
 /// Per-partition range appended by one request.
@@ -323,9 +393,15 @@ fn place(
     }
     let mut set = WriteSet::new();
     let mut results = Vec::with_capacity(batch.len());
-    let mut appended: HashMap<u32, Appended> = HashMap::new();
+    // One record batch per partition the request touches, in the order
+    // they are first touched.
+    let mut slices: Vec<Slice> = Vec::new();
     let mut batch_ids: HashMap<String, (u32, u64)> = HashMap::new();
     let mut new_ids = Vec::new();
+    // Unkeyed messages of one request all go to one partition, the next in
+    // turn for each request (as Kafka's sticky partitioner does): a request
+    // then costs one batch, however many partitions the topic has.
+    let mut sticky = None;
     for prepared in batch {
         if let Some(id) = &prepared.id {
             let seen = match batch_ids.get(id).or_else(|| state.pending_ids.get(id)) {
@@ -348,10 +424,10 @@ fn place(
         let partition = match (prepared.partition, &prepared.message.key) {
             (Some(p), _) => p,
             (None, Some(key)) => partition_for_key(key, partitions),
-            (None, None) => {
+            (None, None) => *sticky.get_or_insert_with(|| {
                 state.round_robin = state.round_robin.wrapping_add(1);
                 state.round_robin % partitions
-            }
+            }),
         };
         let Some(head) = state.heads.get_mut(partition as usize) else {
             return Err(BrokerError::invalid(
@@ -360,26 +436,33 @@ fn place(
             ));
         };
         let offset = head.next_offset;
-        // Timestamps never go backwards within a partition, so the time
-        // index is exact and "first message at or after T" is one seek.
+        // Timestamps never go backwards within a partition, so "first
+        // message at or after T" is a seek in the (sparse) time index and
+        // a short walk from there.
         let timestamp = wall.max(head.last_timestamp);
-        if timestamp != head.last_timestamp || offset == head.low {
+        if offset == head.low
+            || timestamp / TIME_INDEX_EVERY_MS != head.last_timestamp / TIME_INDEX_EVERY_MS
+        {
             set.index_timestamp(topic_id, partition, timestamp, offset);
         }
-        let encoded = record::encode(&prepared.message, timestamp);
-        let size = encoded.len() as u64;
-        set.append_message(topic_id, partition, offset, encoded);
+        let slice = match slices.iter().position(|s| s.partition == partition) {
+            Some(i) => &mut slices[i],
+            None => {
+                slices.push(Slice {
+                    partition,
+                    first: offset,
+                    batch: BatchBuilder::with_capacity(0),
+                    bytes: 0,
+                });
+                let last = slices.len() - 1;
+                &mut slices[last]
+            }
+        };
+        let size = slice.batch.push(&prepared.message, timestamp);
+        slice.bytes += size;
         head.next_offset += 1;
         head.bytes += size;
         head.last_timestamp = timestamp;
-        let a = appended.entry(partition).or_insert(Appended {
-            partition,
-            first: offset,
-            end: offset,
-            bytes: 0,
-        });
-        a.end = offset + 1;
-        a.bytes += size;
         if let Some(id) = prepared.id {
             if window > 0 {
                 set.put_dedupe(
@@ -401,7 +484,17 @@ fn place(
             duplicate: false,
         });
     }
-    for a in appended.values() {
+    let mut appended = Vec::with_capacity(slices.len());
+    for slice in slices {
+        appended.push(Appended {
+            partition: slice.partition,
+            first: slice.first,
+            end: slice.first + u64::from(slice.batch.len()),
+            bytes: slice.bytes,
+        });
+        set.append_batch(topic_id, slice.partition, slice.first, slice.batch);
+    }
+    for a in &appended {
         let head = state.heads[a.partition as usize];
         set.put_partition(
             topic_id,
@@ -423,7 +516,7 @@ fn place(
     // its answer waits until the original is durable.
     set.append(extra);
     let receiver = store.submit_blocking(set)?;
-    Ok((results, appended.into_values().collect(), new_ids, receiver))
+    Ok((results, appended, new_ids, receiver))
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ pub fn enforce(store: &Store, topic: &Arc<Topic>, now: u64) -> Result<u64> {
                 bytes: head.bytes,
                 last_timestamp: head.last_timestamp,
             };
-            set.truncate_partition(record.id, pid, low, cut.cut, cut.keep_from_timestamp);
+            set.truncate_partition(record.id, pid, cut.cut, cut.keep_from_timestamp);
             set.put_partition(record.id, pid, &meta);
             (store.submit_blocking(set)?, meta)
         };

@@ -2,23 +2,29 @@
 //!
 //! | column family | key | value |
 //! | --- | --- | --- |
-//! | `messages`   | topic u32 · partition u32 · offset u64 | message record (`record.rs`) |
-//! | `time_index` | topic u32 · partition u32 · timestamp u64 | first offset with that timestamp, u64 |
+//! | `batches`    | topic u32 · partition u32 · base offset u64 | record batch (`batch.rs`) |
+//! | `time_index` | topic u32 · partition u32 · timestamp u64 | first offset with that timestamp, u64 (sparse: about one entry per 100 ms) |
 //! | `dedupe`     | topic u32 · idempotency id bytes | expires u64 · partition u32 · offset u64 |
 //! | `sub_state`  | subscription u32 · kind u8 · partition u32 [· offset u64] | see `sub_state.rs` |
 //! | `meta`       | tag byte · … | topic / partition / subscription records, id counters |
 //!
 //! Integers are big-endian so that byte order is numeric order: iterating a
 //! partition's key range walks the log in offset order.
+//!
+//! Data directories written before record batches (format 1) hold one key
+//! per message in a `messages` column family (same key shape, a `record.rs`
+//! record as value); `migrate.rs` converts it once at startup.
 
 /// Column family names.
+pub const CF_BATCHES: &str = "batches";
+/// Format 1's one-key-per-message log (only `migrate.rs` reads it).
 pub const CF_MESSAGES: &str = "messages";
 pub const CF_TIME_INDEX: &str = "time_index";
 pub const CF_DEDUPE: &str = "dedupe";
 pub const CF_SUB_STATE: &str = "sub_state";
 pub const CF_META: &str = "meta";
 /// All column families, for opening the database.
-pub const ALL_CFS: [&str; 5] = [CF_MESSAGES, CF_TIME_INDEX, CF_DEDUPE, CF_SUB_STATE, CF_META];
+pub const ALL_CFS: [&str; 5] = [CF_BATCHES, CF_TIME_INDEX, CF_DEDUPE, CF_SUB_STATE, CF_META];
 
 /// `meta` tags.
 const META_TOPIC: u8 = b'T';
@@ -62,7 +68,8 @@ pub fn decode_sub_index_key(key: &[u8]) -> Option<(u64, u32, u64)> {
     Some((order, partition, offset))
 }
 
-/// Key of one message, or of one time-index entry (same shape).
+/// Key of one batch (by base offset), of one format-1 message, or of one
+/// time-index entry (same shape).
 pub fn partition_key(topic: u32, partition: u32, position: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..4].copy_from_slice(&topic.to_be_bytes());
@@ -77,7 +84,7 @@ pub fn partition_key_position(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes))
 }
 
-/// First key of everything a topic owns in `messages`, `time_index`, `dedupe`.
+/// First key of everything a topic owns in `batches`, `time_index`, `dedupe`.
 pub fn topic_start(topic: u32) -> Vec<u8> {
     topic.to_be_bytes().to_vec()
 }

@@ -8,14 +8,19 @@
 //! called from blocking contexts (`spawn_blocking`).
 
 pub mod backup;
+mod batch;
 mod health;
 pub mod keys;
+mod log;
 mod meta;
+mod migrate;
 mod parked;
 mod reclaim;
 pub mod record;
 mod slot;
+mod stats;
 mod sub_state;
+mod syncer;
 mod write_set;
 mod writer;
 
@@ -32,10 +37,12 @@ use rocksdb::{
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+pub use batch::BatchBuilder;
 pub use health::DiskSpace;
 pub use meta::{PartitionMeta, PauseRecord, SubscriptionRecord, TopicRecord};
 pub use record::{NewMessage, StoredMessage};
 use slot::DbSlot;
+pub use stats::{DiskUsage, EngineStats};
 pub use sub_state::{EntryState, Parked, ParkedCounts, SubEntry};
 pub use write_set::{Fence, WriteSet};
 pub use writer::WriterStats;
@@ -165,12 +172,14 @@ impl Store {
             path: path.display().to_string(),
             detail,
         };
-        let slot = Arc::new(DbSlot::new(open_db(path, options)?));
+        let mut db = open_db(path, options)?;
+        migrate::upgrade(&mut db, &path.display().to_string())?;
+        let slot = Arc::new(DbSlot::new(db));
         let (tx, rx) = mpsc::channel(8192);
         let stats = Arc::new(WriterStats::default());
         let health = Arc::new(health::Health::new(options.disk_free_limit_bytes));
         let stop_interval = Arc::new(AtomicBool::new(false));
-        let mut threads = vec![writer::spawn(
+        let (writer, syncer) = writer::spawn(
             slot.clone(),
             path.to_path_buf(),
             options.fsync,
@@ -178,7 +187,8 @@ impl Store {
             health.clone(),
             rx,
         )
-        .map_err(|e| open_err(e.to_string()))?];
+        .map_err(|e| open_err(e.to_string()))?;
+        let mut threads = vec![writer, syncer];
         if let FsyncMode::Interval(period) = options.fsync {
             threads.push(
                 writer::spawn_interval_sync(
@@ -354,107 +364,6 @@ impl Store {
             out.push((k.to_vec(), v.to_vec()));
         }
         Ok(out)
-    }
-
-    /// Reads messages of a partition from `from` (inclusive) to `end`
-    /// (exclusive), at most `max_count` and about `max_bytes` (always at
-    /// least one message when there is one). Verifies every checksum.
-    pub fn read_messages(
-        &self,
-        topic: u32,
-        partition: u32,
-        from: u64,
-        end: u64,
-        max_count: usize,
-        max_bytes: u64,
-    ) -> Result<Vec<StoredMessage>> {
-        let db = self.db()?;
-        let mut out = Vec::new();
-        if from >= end || max_count == 0 {
-            return Ok(out);
-        }
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(partition_key(topic, partition, end).to_vec());
-        let start = partition_key(topic, partition, from);
-        let mut iter = db.raw_iterator_cf_opt(cf(&db, CF_MESSAGES)?, opts);
-        iter.seek(start);
-        let mut bytes = 0u64;
-        while iter.valid() && out.len() < max_count {
-            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
-                break;
-            };
-            let offset = partition_key_position(key)
-                .ok_or_else(|| StorageError::Corrupt("message key".into()))?;
-            let message = record::decode(offset, value).map_err(|e| {
-                tracing::error!(topic, partition, offset, error = %e, "corrupt message record");
-                StorageError::Corrupt(format!("message at offset {offset}: {e}"))
-            })?;
-            bytes += message.stored_bytes;
-            out.push(message);
-            if bytes >= max_bytes {
-                break;
-            }
-            iter.next();
-        }
-        iter.status()?;
-        Ok(out)
-    }
-
-    /// Walks messages `[from, to)` in offset order, calling
-    /// `keep_going(offset, stored_bytes, timestamp)` until it returns false
-    /// (retention). Reads only sizes and timestamps, not payloads.
-    pub fn scan_sizes(
-        &self,
-        topic: u32,
-        partition: u32,
-        from: u64,
-        to: u64,
-        mut keep_going: impl FnMut(u64, u64, u64) -> bool,
-    ) -> Result<()> {
-        let db = self.db()?;
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(partition_key(topic, partition, to).to_vec());
-        let mut iter = db.raw_iterator_cf_opt(cf(&db, CF_MESSAGES)?, opts);
-        iter.seek(partition_key(topic, partition, from));
-        while iter.valid() {
-            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
-                break;
-            };
-            let offset = partition_key_position(key)
-                .ok_or_else(|| StorageError::Corrupt("message key".into()))?;
-            let ts = record::peek_timestamp(value)
-                .ok_or_else(|| StorageError::Corrupt(format!("message at offset {offset}")))?;
-            if !keep_going(offset, value.len() as u64, ts) {
-                break;
-            }
-            iter.next();
-        }
-        iter.status()?;
-        Ok(())
-    }
-
-    /// The first offset whose timestamp is at or after `timestamp`, if any.
-    pub fn offset_for_timestamp(
-        &self,
-        topic: u32,
-        partition: u32,
-        timestamp: u64,
-    ) -> Result<Option<u64>> {
-        let db = self.db()?;
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(partition_key(topic, partition + 1, 0).to_vec());
-        let mut iter = db.raw_iterator_cf_opt(cf(&db, CF_TIME_INDEX)?, opts);
-        iter.seek(partition_key(topic, partition, timestamp));
-        if iter.valid() {
-            if let Some(v) = iter.value() {
-                let bytes: [u8; 8] = v
-                    .try_into()
-                    .map_err(|_| StorageError::Corrupt("time index entry".into()))?;
-                return Ok(Some(u64::from_be_bytes(bytes)));
-            }
-        }
-        iter.status()?;
-        Ok(None)
     }
 
     /// Looks up an idempotency id.
@@ -655,46 +564,6 @@ impl Store {
         iter.status()?;
         Ok(n)
     }
-
-    /// Reads the messages at the given offsets of a partition (missing ones
-    /// are skipped: removed by retention).
-    pub fn read_at(
-        &self,
-        topic: u32,
-        partition: u32,
-        offsets: &[u64],
-    ) -> Result<Vec<StoredMessage>> {
-        let db = self.db()?;
-        let cf = cf(&db, CF_MESSAGES)?;
-        let mut out = Vec::with_capacity(offsets.len());
-        for &offset in offsets {
-            if let Some(value) = db.get_pinned_cf(cf, partition_key(topic, partition, offset))? {
-                let message = record::decode(offset, &value).map_err(|e| {
-                    StorageError::Corrupt(format!("message at offset {offset}: {e}"))
-                })?;
-                out.push(message);
-            }
-        }
-        Ok(out)
-    }
-
-    /// RocksDB integer property summed over column families (metrics).
-    pub fn int_property(&self, name: &str) -> u64 {
-        let Ok(db) = self.db() else { return 0 };
-        ALL_CFS
-            .iter()
-            .filter_map(|cf| db.cf_handle(cf))
-            .filter_map(|cf| db.property_int_value_cf(cf, name).ok().flatten())
-            .sum()
-    }
-
-    /// RocksDB DB-wide integer property (metrics).
-    pub fn db_property(&self, name: &str) -> u64 {
-        self.db()
-            .ok()
-            .and_then(|db| db.property_int_value(name).ok().flatten())
-            .unwrap_or(0)
-    }
 }
 
 /// Opens the RocksDB database of the store (also used to reopen it).
@@ -721,7 +590,14 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<DB> {
 
     let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes)
         .map_err(|e| open_err(e.to_string()))?;
-    let cfs = ALL_CFS.iter().map(|name| {
+    // A format-1 directory still has its one-key-per-message column
+    // family: opened too, for `migrate.rs` to convert and drop.
+    let legacy = DB::list_cf(&db_opts, path)
+        .unwrap_or_default()
+        .iter()
+        .any(|name| name == CF_MESSAGES);
+    let names = ALL_CFS.iter().copied().chain(legacy.then_some(CF_MESSAGES));
+    let cfs = names.map(|name| {
         let mut cf_opts = Options::default();
         let mut block = BlockBasedOptions::default();
         block.set_block_cache(&cache);
@@ -734,11 +610,11 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<DB> {
         // (backpressure) long before stopping them.
         cf_opts.set_level_zero_slowdown_writes_trigger(L0_SLOWDOWN_FILES);
         cf_opts.set_level_zero_stop_writes_trigger(L0_STOP_FILES);
-        if *name == CF_MESSAGES {
+        if name == CF_BATCHES || name == CF_MESSAGES {
             cf_opts.set_compression_type(DBCompressionType::Lz4);
             cf_opts.set_write_buffer_size(64 << 20);
         }
-        ColumnFamilyDescriptor::new(*name, cf_opts)
+        ColumnFamilyDescriptor::new(name, cf_opts)
     });
     DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| {
         let text = e.to_string();

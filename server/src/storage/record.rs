@@ -1,15 +1,23 @@
-//! The stored form of one message, with a CRC32C over everything after it so
-//! that a damaged record is an error, never wrong bytes handed to a client.
+//! The stored form of one message: its *body*, as it sits inside a record
+//! batch (`batch.rs`, whose CRC32C covers it), and the format-1 record (one
+//! key per message, the body behind its own CRC32C) that older data
+//! directories hold until they are migrated (`migrate.rs`).
 //!
-//! Layout (integers big-endian):
-//! `crc u32 · flags u8 · timestamp u64 · deliver_at u64 · key_len u32 (0 = no
-//! key, else len+1) · key · header_count u16 · (name_len u16 · name ·
-//! value_len u32 · value)* · payload`
+//! Body layout (integers big-endian):
+//! `flags u8 · timestamp u64 · deliver_at u64 · key_len u32 (0 = no key,
+//! else len+1) · key · header_count u16 · (name_len u16 · name · value_len
+//! u32 · value)* · payload`. A format-1 record is `crc u32 · body`.
 
 use thiserror::Error;
 
 const FLAG_JSON: u8 = 1;
-const FIXED_LEN: usize = 4 + 1 + 8 + 8 + 4 + 2;
+/// Fixed part of a body.
+const BODY_FIXED_LEN: usize = 1 + 8 + 8 + 4 + 2;
+/// What one message costs in the store besides its body: its length prefix
+/// in a batch (the CRC of a format-1 record), so both formats account the
+/// same size.
+pub const RECORD_OVERHEAD: usize = 4;
+const FIXED_LEN: usize = RECORD_OVERHEAD + BODY_FIXED_LEN;
 
 /// A message as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +33,19 @@ pub struct StoredMessage {
     pub payload: Vec<u8>,
     /// Size of the encoded record, the unit of byte accounting.
     pub stored_bytes: u64,
+}
+
+impl StoredMessage {
+    /// The message as a producer would have supplied it (copies).
+    pub fn as_new(&self) -> NewMessage {
+        NewMessage {
+            key: self.key.clone(),
+            headers: self.headers.clone(),
+            json: self.json,
+            payload: self.payload.clone(),
+            deliver_at: self.deliver_at,
+        }
+    }
 }
 
 /// What the producer supplies; offset and timestamp come from the broker.
@@ -59,10 +80,19 @@ pub enum RecordError {
     Malformed,
 }
 
-/// Encodes a message record with its timestamp.
+/// Encodes a format-1 record (legacy; tests build old data directories).
+#[cfg(test)]
 pub fn encode(message: &NewMessage, timestamp: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.encoded_len());
     out.extend_from_slice(&[0; 4]);
+    encode_body(message, timestamp, &mut out);
+    let crc = crc32c::crc32c(&out[4..]);
+    out[..4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// Appends the body of a message stamped `timestamp` to `out`.
+pub(super) fn encode_body(message: &NewMessage, timestamp: u64, out: &mut Vec<u8>) {
     out.push(if message.json { FLAG_JSON } else { 0 });
     out.extend_from_slice(&timestamp.to_be_bytes());
     out.extend_from_slice(&message.deliver_at.to_be_bytes());
@@ -82,9 +112,6 @@ pub fn encode(message: &NewMessage, timestamp: u64) -> Vec<u8> {
         out.extend_from_slice(value.as_bytes());
     }
     out.extend_from_slice(&message.payload);
-    let crc = crc32c::crc32c(&out[4..]);
-    out[..4].copy_from_slice(&crc.to_be_bytes());
-    out
 }
 
 struct Cursor<'a> {
@@ -122,13 +149,19 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Decodes and verifies a record.
+/// Decodes and verifies a format-1 record.
 pub fn decode(offset: u64, bytes: &[u8]) -> Result<StoredMessage, RecordError> {
     let mut cur = Cursor { bytes };
     let crc = cur.u32()?;
     if crc32c::crc32c(cur.bytes) != crc {
         return Err(RecordError::Checksum);
     }
+    decode_body(offset, cur.bytes)
+}
+
+/// Decodes a body (its batch's CRC already verified).
+pub(super) fn decode_body(offset: u64, bytes: &[u8]) -> Result<StoredMessage, RecordError> {
+    let mut cur = Cursor { bytes };
     let flags = cur.u8()?;
     let timestamp = cur.u64()?;
     let deliver_at = cur.u64()?;
@@ -152,13 +185,13 @@ pub fn decode(offset: u64, bytes: &[u8]) -> Result<StoredMessage, RecordError> {
         headers,
         json: flags & FLAG_JSON != 0,
         payload: cur.bytes.to_vec(),
-        stored_bytes: bytes.len() as u64,
+        stored_bytes: (RECORD_OVERHEAD + bytes.len()) as u64,
     })
 }
 
-/// Reads only the timestamp of a verified-later record (retention scans).
-pub fn peek_timestamp(bytes: &[u8]) -> Option<u64> {
-    let b: [u8; 8] = bytes.get(5..13)?.try_into().ok()?;
+/// Reads only the timestamp of a body (retention and time scans).
+pub(super) fn peek_body_timestamp(body: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = body.get(1..9)?.try_into().ok()?;
     Some(u64::from_be_bytes(b))
 }
 
@@ -185,7 +218,7 @@ mod tests {
         let d = decode(7, &bytes).unwrap();
         assert_eq!(d.offset, 7);
         assert_eq!(d.timestamp, 1234);
-        assert_eq!(peek_timestamp(&bytes), Some(1234));
+        assert_eq!(peek_body_timestamp(&bytes[4..]), Some(1234));
         assert_eq!(d.deliver_at, 99);
         assert_eq!(d.key.as_deref(), Some("customer-7"));
         assert_eq!(d.headers, m.headers);

@@ -20,17 +20,28 @@ fn topic_record(id: u32) -> TopicRecord {
     }
 }
 
+fn new_message(n: u64) -> NewMessage {
+    NewMessage {
+        key: Some(format!("k{n}")),
+        headers: vec![],
+        json: true,
+        payload: format!("{n}").into_bytes(),
+        deliver_at: 0,
+    }
+}
+
+/// A format-1 record of message `n` (stamped 1000 + n).
 fn message(n: u64) -> Vec<u8> {
-    record::encode(
-        &NewMessage {
-            key: Some(format!("k{n}")),
-            headers: vec![],
-            json: true,
-            payload: format!("{n}").into_bytes(),
-            deliver_at: 0,
-        },
-        1000 + n,
-    )
+    record::encode(&new_message(n), 1000 + n)
+}
+
+/// A batch of messages `range` (each stamped 1000 + n).
+fn batch(range: std::ops::Range<u64>) -> BatchBuilder {
+    let mut b = BatchBuilder::with_capacity(0);
+    for n in range {
+        b.push(&new_message(n), 1000 + n);
+    }
+    b
 }
 
 async fn open(dir: &Path) -> Arc<Store> {
@@ -45,9 +56,8 @@ async fn appended_messages_survive_reopen_in_order() {
         let mut set = WriteSet::new();
         set.put_topic(&topic_record(1));
         set.put_counter(COUNTER_TOPIC, 2);
-        for n in 0..10 {
-            set.append_message(1, 0, n, message(n));
-        }
+        set.append_batch(1, 0, 0, batch(0..4));
+        set.append_batch(1, 0, 4, batch(4..10));
         set.put_partition(
             1,
             0,
@@ -99,11 +109,11 @@ async fn appended_messages_survive_reopen_in_order() {
 async fn corrupt_record_is_an_error_not_wrong_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
-    let mut bad = message(1);
+    let mut bad = batch(0..1).finish();
     let last = bad.len() - 1;
     bad[last] ^= 0xFF;
     let mut set = WriteSet::new();
-    set.append_message(1, 0, 0, bad);
+    set.put_raw_batch(1, 0, 0, bad);
     store.commit(set).await.unwrap();
     assert!(matches!(
         store.read_messages(1, 0, 0, 1, 10, u64::MAX),
@@ -116,15 +126,24 @@ async fn time_index_finds_first_offset_at_or_after() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let mut set = WriteSet::new();
-    set.index_timestamp(1, 0, 100, 0);
-    set.index_timestamp(1, 0, 200, 5);
-    set.index_timestamp(1, 1, 150, 9);
+    // Messages 0..10 stamped 1000..1010 in three batches; a sparse index.
+    set.append_batch(1, 0, 0, batch(0..3));
+    set.append_batch(1, 0, 3, batch(3..7));
+    set.append_batch(1, 0, 7, batch(7..10));
+    set.index_timestamp(1, 0, 1000, 0);
+    set.index_timestamp(1, 0, 1005, 5);
+    set.append_batch(1, 1, 20, batch(20..22));
     store.commit(set).await.unwrap();
     assert_eq!(store.offset_for_timestamp(1, 0, 50).unwrap(), Some(0));
-    assert_eq!(store.offset_for_timestamp(1, 0, 100).unwrap(), Some(0));
-    assert_eq!(store.offset_for_timestamp(1, 0, 101).unwrap(), Some(5));
-    assert_eq!(store.offset_for_timestamp(1, 0, 201).unwrap(), None);
-    assert_eq!(store.offset_for_timestamp(1, 1, 0).unwrap(), Some(9));
+    assert_eq!(store.offset_for_timestamp(1, 0, 1000).unwrap(), Some(0));
+    assert_eq!(store.offset_for_timestamp(1, 0, 1001).unwrap(), Some(1));
+    assert_eq!(store.offset_for_timestamp(1, 0, 1004).unwrap(), Some(4));
+    assert_eq!(store.offset_for_timestamp(1, 0, 1006).unwrap(), Some(6));
+    assert_eq!(store.offset_for_timestamp(1, 0, 1009).unwrap(), Some(9));
+    assert_eq!(store.offset_for_timestamp(1, 0, 1010).unwrap(), None);
+    // No index entry at all: walks from the start.
+    assert_eq!(store.offset_for_timestamp(1, 1, 1021).unwrap(), Some(21));
+    assert_eq!(store.offset_for_timestamp(1, 2, 0).unwrap(), None);
 }
 
 #[tokio::test]
@@ -134,9 +153,9 @@ async fn truncate_and_delete_topic_remove_ranges() {
     let mut set = WriteSet::new();
     let record = topic_record(3);
     set.put_topic(&record);
-    for n in 0..10 {
-        set.append_message(3, 0, n, message(n));
-    }
+    set.append_batch(3, 0, 0, batch(0..3));
+    set.append_batch(3, 0, 3, batch(3..6));
+    set.append_batch(3, 0, 6, batch(6..10));
     set.index_timestamp(3, 0, 1000, 0);
     set.put_dedupe(
         3,
@@ -149,10 +168,17 @@ async fn truncate_and_delete_topic_remove_ranges() {
     );
     store.commit(set).await.unwrap();
     let mut set = WriteSet::new();
-    set.truncate_partition(3, 0, 0, 4, 1004);
+    set.truncate_partition(3, 0, 4, 1004);
+    store.commit(set).await.unwrap();
+    // Whole batches only: 0..3 is gone, 3..6 (holding 4) stays.
+    let left = store.read_messages(3, 0, 0, 10, 100, u64::MAX).unwrap();
+    assert_eq!(left.first().map(|m| m.offset), Some(3));
+    assert_eq!(left.len(), 7);
+    let mut set = WriteSet::new();
+    set.truncate_partition(3, 0, 6, 1006);
     store.commit(set).await.unwrap();
     let left = store.read_messages(3, 0, 0, 10, 100, u64::MAX).unwrap();
-    assert_eq!(left.first().map(|m| m.offset), Some(4));
+    assert_eq!(left.first().map(|m| m.offset), Some(6));
     assert_eq!(
         store.get_dedupe(3, "id-1").unwrap().map(|e| e.offset),
         Some(1)
@@ -221,7 +247,7 @@ async fn concurrent_commits_share_syncs() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut set = WriteSet::new();
-            set.append_message(1, 0, t, message(t));
+            set.append_batch(1, 0, t, batch(t..t + 1));
             store.commit(set).await.unwrap();
         }));
     }
@@ -254,7 +280,7 @@ async fn store_refuses_to_open_on_corruption_in_the_middle_of_the_wal() {
         // Many small commits: many WAL records after the one we damage.
         for n in 0..200 {
             let mut set = WriteSet::new();
-            set.append_message(1, 0, n, message(n));
+            set.append_batch(1, 0, n, batch(n..n + 1));
             store.commit(set).await.unwrap();
         }
         store.shutdown().await;
@@ -329,4 +355,120 @@ async fn expired_dedupe_ids_come_from_the_expiry_index() {
     );
     assert!(store.get_dedupe(7, "id-1").unwrap().is_none());
     assert!(store.get_dedupe(7, "id-10").unwrap().is_some());
+}
+
+/// Writes a format-1 data directory (one key per message in `messages`,
+/// no format marker) the way older builds did.
+fn write_format_1(dir: &Path, messages: &[(u32, u32, u64)]) {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let names = [CF_MESSAGES, CF_TIME_INDEX, CF_DEDUPE, CF_SUB_STATE, CF_META];
+    let db = DB::open_cf(&opts, dir, names).unwrap();
+    let legacy = db.cf_handle(CF_MESSAGES).unwrap();
+    for &(topic, partition, offset) in messages {
+        db.put_cf(
+            legacy,
+            partition_key(topic, partition, offset),
+            message(offset),
+        )
+        .unwrap();
+    }
+    db.flush_cf(legacy).unwrap();
+}
+
+/// A format-1 directory is converted once at startup: every message keeps
+/// its offset, bytes and timestamp (gaps stay gaps, partitions and topics
+/// stay apart), the old column family is gone, and a newer format is
+/// refused.
+#[tokio::test]
+async fn format_1_directories_are_upgraded_to_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old: Vec<(u32, u32, u64)> = Vec::new();
+    old.extend((0..2500).map(|o| (1, 0, o)));
+    old.extend((0..10).chain(20..25).map(|o| (1, 1, o)));
+    old.extend((5..8).map(|o| (2, 0, o)));
+    write_format_1(dir.path(), &old);
+    {
+        let store = open(dir.path()).await;
+        let all = store
+            .read_messages(1, 0, 0, u64::MAX, 10_000, u64::MAX)
+            .unwrap();
+        assert_eq!(all.len(), 2500);
+        for (i, m) in all.iter().enumerate() {
+            assert_eq!(m.offset, i as u64);
+            assert_eq!(m.payload, i.to_string().into_bytes());
+            assert_eq!(m.timestamp, 1000 + i as u64);
+            assert_eq!(m.stored_bytes, message(i as u64).len() as u64);
+        }
+        let p1: Vec<u64> = store
+            .read_messages(1, 1, 0, u64::MAX, 100, u64::MAX)
+            .unwrap()
+            .iter()
+            .map(|m| m.offset)
+            .collect();
+        assert_eq!(p1, (0..10).chain(20..25).collect::<Vec<_>>());
+        let at = store.read_at(1, 1, &[22, 3, 15, 9]).unwrap();
+        let at: Vec<u64> = at.iter().map(|m| m.offset).collect();
+        assert_eq!(at, vec![22, 3, 9]);
+        assert_eq!(
+            store
+                .read_messages(2, 0, 0, 100, 100, u64::MAX)
+                .unwrap()
+                .len(),
+            3
+        );
+        store.shutdown().await;
+    }
+    let names = DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+    assert!(!names.iter().any(|n| n == CF_MESSAGES), "{names:?}");
+    {
+        // Opening again changes nothing.
+        let store = open(dir.path()).await;
+        let n = store
+            .read_messages(1, 0, 0, u64::MAX, 10_000, u64::MAX)
+            .unwrap()
+            .len();
+        assert_eq!(n, 2500);
+        let mut set = WriteSet::new();
+        set.put_counter("format", 3);
+        store.commit(set).await.unwrap();
+        store.shutdown().await;
+    }
+    match Store::open(dir.path(), &StoreOptions::default()) {
+        Err(StorageError::Open { detail, .. }) => assert!(detail.contains("newer"), "{detail}"),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a directory of a newer format opened"),
+    }
+}
+
+/// Point reads find messages inside batches, in the order asked.
+#[tokio::test]
+async fn read_at_finds_messages_inside_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let mut set = WriteSet::new();
+    set.append_batch(1, 0, 0, batch(0..5));
+    set.append_batch(1, 0, 5, batch(5..9));
+    set.append_batch(1, 0, 12, batch(12..14));
+    store.commit(set).await.unwrap();
+    let got: Vec<u64> = store
+        .read_at(1, 0, &[8, 0, 4, 5, 10, 13, 2, 99])
+        .unwrap()
+        .iter()
+        .map(|m| m.offset)
+        .collect();
+    assert_eq!(got, vec![8, 0, 4, 5, 13, 2]);
+    let mut sizes = Vec::new();
+    store
+        .scan_sizes(1, 0, 3, 13, |o, size, ts| {
+            sizes.push((o, size, ts));
+            true
+        })
+        .unwrap();
+    let offsets: Vec<u64> = sizes.iter().map(|s| s.0).collect();
+    assert_eq!(offsets, vec![3, 4, 5, 6, 7, 8, 12]);
+    assert!(sizes
+        .iter()
+        .all(|&(o, size, ts)| ts == 1000 + o && size == new_message(o).encoded_len() as u64));
 }

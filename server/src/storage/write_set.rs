@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rocksdb::{WriteBatch, DB};
 
+use super::batch::BatchBuilder;
 use super::keys::*;
 use super::{meta, DedupeEntry, Parked, PartitionMeta, SubEntry, SubscriptionRecord, TopicRecord};
 
@@ -24,6 +25,13 @@ enum Op {
     Put(&'static str, Vec<u8>, Vec<u8>),
     Delete(&'static str, Vec<u8>),
     DeleteRange(&'static str, Vec<u8>, Vec<u8>),
+    /// Drops a partition's batches that lie wholly below `keep_from` (the
+    /// batch holding it stays; readers start at the partition's low).
+    TruncateLog {
+        topic: u32,
+        partition: u32,
+        keep_from: u64,
+    },
 }
 
 /// A condition on a write set, for an owner whose memory runs ahead of
@@ -98,8 +106,9 @@ impl WriteSet {
         let of_topic = |key: &[u8]| key.starts_with(&topic.to_be_bytes());
         self.ops.iter().any(|op| match op {
             Op::Put(cf, key, _) | Op::Delete(cf, key) | Op::DeleteRange(cf, key, _) => {
-                *cf == CF_MESSAGES && of_topic(key)
+                *cf == CF_BATCHES && of_topic(key)
             }
+            Op::TruncateLog { topic: t, .. } => *t == topic,
         })
     }
 
@@ -125,12 +134,23 @@ impl WriteSet {
         self.ops.push(Op::DeleteRange(cf, from, to));
     }
 
-    /// Appends an encoded message record at `offset`.
-    pub fn append_message(&mut self, topic: u32, partition: u32, offset: u64, record: Vec<u8>) {
-        self.put(CF_MESSAGES, partition_key(topic, partition, offset), record);
+    /// Appends a record batch whose first message has offset `base`.
+    pub fn append_batch(&mut self, topic: u32, partition: u32, base: u64, batch: BatchBuilder) {
+        self.put(
+            CF_BATCHES,
+            partition_key(topic, partition, base),
+            batch.finish(),
+        );
     }
 
-    /// Records that `offset` is the first message stamped `timestamp`.
+    /// Stores raw bytes as a batch (tests: damaged batches).
+    #[cfg(test)]
+    pub fn put_raw_batch(&mut self, topic: u32, partition: u32, base: u64, bytes: Vec<u8>) {
+        self.put(CF_BATCHES, partition_key(topic, partition, base), bytes);
+    }
+
+    /// Records that `offset` is the first message stamped `timestamp`
+    /// (sparse: lookups start at the last entry at or before a time).
     pub fn index_timestamp(&mut self, topic: u32, partition: u32, timestamp: u64, offset: u64) {
         self.put(
             CF_TIME_INDEX,
@@ -139,21 +159,22 @@ impl WriteSet {
         );
     }
 
-    /// Removes messages `[from, to)` and time-index entries older than
-    /// `before_timestamp` of one partition (retention).
+    /// Removes the messages below `to` (in whole batches: the batch holding
+    /// `to` stays until every message in it is below the partition's low)
+    /// and time-index entries older than `before_timestamp` of one
+    /// partition (retention).
     pub fn truncate_partition(
         &mut self,
         topic: u32,
         partition: u32,
-        from: u64,
         to: u64,
         before_timestamp: u64,
     ) {
-        self.delete_range(
-            CF_MESSAGES,
-            partition_key(topic, partition, from).to_vec(),
-            partition_key(topic, partition, to).to_vec(),
-        );
+        self.ops.push(Op::TruncateLog {
+            topic,
+            partition,
+            keep_from: to,
+        });
         self.delete_range(
             CF_TIME_INDEX,
             partition_key(topic, partition, 0).to_vec(),
@@ -209,7 +230,7 @@ impl WriteSet {
         let prefix = meta_subscription_prefix(topic.id);
         let end = prefix_end(&prefix);
         self.delete_range(CF_META, prefix, end);
-        for cf in [CF_MESSAGES, CF_TIME_INDEX, CF_DEDUPE] {
+        for cf in [CF_BATCHES, CF_TIME_INDEX, CF_DEDUPE] {
             self.delete_range(cf, topic_start(topic.id), topic_end(topic.id));
         }
     }
@@ -316,10 +337,36 @@ impl WriteSet {
     pub(super) fn apply(self, db: &DB, batch: &mut WriteBatch) -> usize {
         let mut bytes = 0;
         for op in self.ops {
+            let op = match op {
+                Op::TruncateLog {
+                    topic,
+                    partition,
+                    keep_from,
+                } => {
+                    // Resolved here, by the only writer: no batch can be
+                    // added below `keep_from` meanwhile.
+                    let floor = match super::log::batch_floor(db, topic, partition, keep_from) {
+                        Ok(floor) => floor,
+                        Err(e) => {
+                            // Keeping data is always safe; the next pass
+                            // retries.
+                            tracing::warn!(topic, partition, error = %e, "retention could not find a batch boundary; keeping the batches");
+                            continue;
+                        }
+                    };
+                    Op::DeleteRange(
+                        CF_BATCHES,
+                        partition_key(topic, partition, 0).to_vec(),
+                        partition_key(topic, partition, floor).to_vec(),
+                    )
+                }
+                op => op,
+            };
             // Every CF in `ALL_CFS` is created at open, so a handle is always
             // found; skipping defensively keeps the writer panic-free.
             let cf_name = match &op {
                 Op::Put(cf, ..) | Op::Delete(cf, _) | Op::DeleteRange(cf, ..) => *cf,
+                Op::TruncateLog { .. } => continue,
             };
             let Some(cf) = db.cf_handle(cf_name) else {
                 tracing::error!(cf = cf_name, "missing column family");
@@ -338,6 +385,7 @@ impl WriteSet {
                     bytes += from.len() + to.len();
                     batch.delete_range_cf(cf, from, to);
                 }
+                Op::TruncateLog { .. } => {}
             }
         }
         bytes

@@ -1,10 +1,14 @@
 //! The group-commit writer: one dedicated thread owns every write to the
-//! store. It drains whatever requests are queued, applies them as one
-//! `WriteBatch` with one WAL sync, then answers every waiting request.
+//! store. It drains whatever requests are queued and applies them as one
+//! `WriteBatch` (written to the WAL, not yet synced).
 //!
-//! This is how "durable before the answer" and high throughput coexist: an
-//! fsync costs the same for one message as for ten thousand. The thread is
-//! not a Tokio worker, so the sync never blocks the async runtime.
+//! With `fsync = always` the batch then goes to the syncer (`syncer.rs`),
+//! which answers its requests once a WAL sync covers it; meanwhile the
+//! writer goes on writing the next batch, so one slow fsync does not stop
+//! the writing, and every sync covers everything written while the previous
+//! one ran (an fsync costs about the same for one message as for ten
+//! thousand). Neither thread is a Tokio worker, so a sync never blocks the
+//! async runtime.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use std::path::PathBuf;
 
 use super::health::{Health, HARD_RESERVE_BYTES};
 use super::slot::DbSlot;
+use super::syncer;
 use super::{Fence, FsyncMode, StorageError, WriteSet};
 use crate::metrics::METRICS;
 
@@ -53,17 +58,27 @@ pub(super) fn spawn(
     stats: Arc<WriterStats>,
     health: Arc<Health>,
     mut rx: mpsc::Receiver<Request>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
+) -> std::io::Result<(JoinHandle<()>, JoinHandle<()>)> {
+    let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel(SYNC_QUEUE);
+    let syncer = syncer::spawn(slot.clone(), stats.clone(), health.clone(), sync_rx)?;
+    let writer = std::thread::Builder::new()
         .name("weir-writer".into())
         .spawn(move || {
             let mut opts = WriteOptions::default();
-            opts.set_sync(matches!(fsync, FsyncMode::Always));
+            // Never synced here: the syncer does it (fsync = always), so the
+            // writer can write the next batch while a sync runs.
+            opts.set_sync(false);
             // RocksDB's slowdowns (a compaction backlog building up) are
             // taken as backpressure: the write waits its delay. A full
             // stop is answered at once with 503 + Retry-After (see
             // `write`) instead of parking every request behind it.
             opts.set_no_slowdown(false);
+            let out = Out {
+                fsync,
+                sync_tx,
+                stats: stats.clone(),
+                health: health.clone(),
+            };
             let mut pending = Pending::default();
             while let Some(first) = rx.blocking_recv() {
                 // Taken per batch: the store may have been reopened. A
@@ -72,8 +87,7 @@ pub(super) fn spawn(
                 let db = match slot.get() {
                     Ok(db) if !health.is_failed() => db,
                     _ => {
-                        let stop = refuse(first);
-                        let mut stop = stop;
+                        let mut stop = refuse(first);
                         while stop.is_none() {
                             match rx.try_recv() {
                                 Ok(request) => stop = refuse(request),
@@ -82,7 +96,7 @@ pub(super) fn spawn(
                         }
                         if let Some(done) = stop {
                             rx.close();
-                            let _ = done.send(());
+                            out.stop(None, done);
                             return;
                         }
                         continue;
@@ -99,7 +113,7 @@ pub(super) fn spawn(
                 if free.is_some_and(|f| f < HARD_RESERVE_BYTES + pending.bytes as u64) {
                     pending.refuse(StorageError::DiskFull);
                 } else {
-                    pending.commit(&db, &opts, &stats, &health, fsync);
+                    pending.commit(&db, &opts, &out);
                 }
                 if let Some(done) = stop {
                     rx.close();
@@ -109,25 +123,76 @@ pub(super) fn spawn(
                             let _ = reply.send(Err(StorageError::Closed));
                         }
                     }
-                    if health.is_failed() {
-                        // Nothing to sync that was acknowledged.
-                    } else if let Err(e) = db.flush_wal(true) {
-                        health.fail(format!("final WAL sync failed: {e}"));
-                        tracing::error!(error = %e, "final WAL sync failed");
-                    }
-                    let _ = done.send(());
+                    out.stop(Some(&db), done);
                     return;
                 }
             }
-        })
+        })?;
+    Ok((writer, syncer))
 }
+
+/// Batches written but not yet synced, at most (the writer waits for the
+/// syncer beyond that).
+const SYNC_QUEUE: usize = 1024;
+
+/// Where a written batch's answers go.
+struct Out {
+    fsync: FsyncMode,
+    sync_tx: std::sync::mpsc::SyncSender<syncer::Job>,
+    stats: Arc<WriterStats>,
+    health: Arc<Health>,
+}
+
+impl Out {
+    /// Answers a written batch: at once, or (fsync = always) once synced.
+    fn written(&self, waiting: Vec<Reply>, fences: Vec<Fence>) {
+        if !matches!(self.fsync, FsyncMode::Always) {
+            for reply in waiting {
+                let _ = reply.send(Ok(()));
+            }
+            return;
+        }
+        if let Err(std::sync::mpsc::SendError(syncer::Job::Synced { waiting, fences })) =
+            self.sync_tx.send(syncer::Job::Synced { waiting, fences })
+        {
+            // The syncer is gone (it only stops when told): nothing synced
+            // these writes, so they are not acknowledged.
+            for fence in fences {
+                fence.break_it();
+            }
+            for reply in waiting {
+                let _ = reply.send(Err(StorageError::Closed));
+            }
+        }
+    }
+
+    /// Stops the syncer after everything written is synced, then syncs the
+    /// WAL a last time (every mode) and signals `done`.
+    fn stop(&self, db: Option<&DB>, done: oneshot::Sender<()>) {
+        let (stopped_tx, stopped_rx) = std::sync::mpsc::channel();
+        if self.sync_tx.send(syncer::Job::Stop(stopped_tx)).is_ok() {
+            let _ = stopped_rx.recv();
+        }
+        if let Some(db) = db {
+            if !self.health.is_failed() {
+                if let Err(e) = db.flush_wal(true) {
+                    self.health.fail(format!("final WAL sync failed: {e}"));
+                    tracing::error!(error = %e, "final WAL sync failed");
+                }
+            }
+        }
+        let _ = done.send(());
+    }
+}
+
+pub(super) type Reply = oneshot::Sender<Result<(), StorageError>>;
 
 /// The batch being gathered: the sets taken so far and who waits on them.
 #[derive(Default)]
 struct Pending {
     batch: WriteBatch,
     bytes: usize,
-    waiting: Vec<oneshot::Sender<Result<(), StorageError>>>,
+    waiting: Vec<Reply>,
     fences: Vec<Fence>,
     /// Tests: this batch fails (see `WriterStats::fail_appends`).
     inject_failure: bool,
@@ -189,15 +254,8 @@ impl Pending {
         self.waiting.len() >= MAX_SETS_PER_BATCH || self.bytes >= MAX_BYTES_PER_BATCH
     }
 
-    /// Writes the batch (if any set was taken) and answers everyone.
-    fn commit(
-        &mut self,
-        db: &DB,
-        opts: &WriteOptions,
-        stats: &WriterStats,
-        health: &Health,
-        fsync: FsyncMode,
-    ) {
+    /// Writes the batch (if any set was taken) and hands its answers on.
+    fn commit(&mut self, db: &DB, opts: &WriteOptions, out: &Out) {
         if self.waiting.is_empty() {
             return;
         }
@@ -206,23 +264,29 @@ impl Pending {
         let result = if injected {
             Err(StorageError::Stalled)
         } else {
-            write(db, batch, opts, stats, self.waiting.len(), fsync)
+            write(db, batch, opts, &out.stats, self.waiting.len())
         };
-        if let Err(StorageError::WriteFailed) = &result {
-            health.fail("a write to the store failed (disk full or I/O error); reopening".into());
-        }
-        if result.is_err() {
-            // Before the next request is looked at.
-            for fence in &self.fences {
-                fence.break_it();
-            }
-        }
-        self.fences.clear();
         self.bytes = 0;
-        for reply in self.waiting.drain(..) {
-            // A requester that went away (client disconnected) does not
-            // undo the write; nothing to do.
-            let _ = reply.send(result.clone());
+        let waiting = std::mem::take(&mut self.waiting);
+        let fences = std::mem::take(&mut self.fences);
+        match result {
+            Ok(()) => out.written(waiting, fences),
+            Err(e) => {
+                if let StorageError::WriteFailed = e {
+                    out.health.fail(
+                        "a write to the store failed (disk full or I/O error); reopening".into(),
+                    );
+                }
+                // Before the next request is looked at.
+                for fence in fences {
+                    fence.break_it();
+                }
+                for reply in waiting {
+                    // A requester that went away (client disconnected)
+                    // does not undo anything; nothing to do.
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
         }
     }
 }
@@ -247,7 +311,6 @@ fn write(
     opts: &WriteOptions,
     stats: &WriterStats,
     sets: usize,
-    fsync: FsyncMode,
 ) -> Result<(), StorageError> {
     if db
         .property_int_value("rocksdb.is-write-stopped")
@@ -260,14 +323,11 @@ fn write(
     }
     let started = Instant::now();
     let result = db.write_opt(batch, opts);
-    let elapsed = started.elapsed();
+    METRICS
+        .commit_write_duration
+        .observe(started.elapsed().as_secs_f64());
     METRICS.commit_batch_operations.observe(sets as f64);
-    METRICS.commit_sync_duration.observe(elapsed.as_secs_f64());
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    if matches!(fsync, FsyncMode::Always) {
-        stats.syncs.fetch_add(1, Ordering::Relaxed);
-        METRICS.wal_syncs.inc();
-    }
     match result {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => {

@@ -71,10 +71,24 @@ async fn batch_produce_and_replay_in_order() {
             .insert((partition, offset), message.clone())
             .is_none());
     }
-    // Round-robin: consecutive key-less messages take every partition in turn.
-    for window in keyless_partitions.chunks(3) {
+    // Sticky round-robin: the key-less messages of one request share one
+    // partition (one record batch); each request takes the next in turn.
+    let distinct: HashSet<_> = keyless_partitions.iter().collect();
+    assert_eq!(distinct.len(), 1, "{keyless_partitions:?}");
+    let mut per_request = vec![keyless_partitions[0]];
+    for _ in 0..3 {
+        let r = server
+            .produce("orders", json!([{"value": 1}, {"value": 2}]))
+            .await;
+        assert_eq!(loc(&r[0]).0, loc(&r[1]).0, "{r:?}");
+        assert_eq!(loc(&r[1]).1, loc(&r[0]).1 + 1, "{r:?}");
+        sent_at.insert(loc(&r[0]), json!({"value": 1}));
+        sent_at.insert(loc(&r[1]), json!({"value": 2}));
+        per_request.push(loc(&r[0]).0);
+    }
+    for window in per_request.windows(3) {
         let distinct: HashSet<_> = window.iter().collect();
-        assert_eq!(distinct.len(), window.len(), "{keyless_partitions:?}");
+        assert_eq!(distinct.len(), 3, "{per_request:?}");
     }
 
     // A second batch keeps keys on their partitions.

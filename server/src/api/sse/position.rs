@@ -10,12 +10,10 @@
 //! made) start at their first stored message.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::api::error::{ApiError, ApiResult};
-use crate::broker::read::{self, ReadFrom};
-use crate::broker::topic::{Topic, MAX_PARTITIONS};
-use crate::storage::Store;
+use crate::broker::topic::MAX_PARTITIONS;
+use crate::broker::topic_reader::TopicReader;
 
 /// A parsed start position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,15 +126,10 @@ pub fn token(cursors: &[u64]) -> String {
     out
 }
 
-/// The first offset to send in each partition of `topic`. Offsets below a
-/// partition's first stored message start at that message.
-pub async fn resolve(
-    store: &Arc<Store>,
-    topic: &Topic,
-    start: &Start,
-    source: Source,
-) -> ApiResult<Vec<u64>> {
-    let partitions = topic.partitions();
+/// The first offset to send in each partition of the reader's topic.
+/// Offsets below a partition's first stored message start at that message.
+pub async fn resolve(reader: &TopicReader, start: &Start, source: Source) -> ApiResult<Vec<u64>> {
+    let partitions = reader.topic().partitions();
     if let Start::Offsets(offsets) = start {
         let count = partitions.len() as u32;
         if let Some(partition) = offsets.keys().find(|&&p| p >= count) {
@@ -152,9 +145,7 @@ pub async fn resolve(
         cursors.push(match start {
             Start::Latest => partition.committed(),
             Start::Earliest => low,
-            Start::Timestamp(t) => {
-                read::resolve_start(store, topic.id(), partition, ReadFrom::Timestamp(*t)).await?
-            }
+            Start::Timestamp(t) => reader.offset_at(partition, *t).await?,
             Start::Offsets(offsets) => offsets.get(&partition.id).map_or(low, |&o| o.max(low)),
         });
     }

@@ -157,12 +157,11 @@ impl Reader {
 }
 
 async fn open_tail(t: &TestBroker, start: Start, heartbeat: Duration) -> Reader {
-    let topic = t.broker.topic("t").unwrap();
-    let store = t.broker.store().clone();
-    let cursors = position::resolve(&store, &topic, &start, Source::From)
+    let reader = t.broker.topic_reader("t").unwrap();
+    let cursors = position::resolve(&reader, &start, Source::From)
         .await
         .unwrap();
-    let tail = Tail::new(store, topic, cursors, t.shutting_down.clone());
+    let tail = Tail::new(reader, cursors, t.shutting_down.clone());
     Reader::new(respond(tail.events(), slot(), heartbeat))
 }
 
@@ -278,14 +277,14 @@ async fn offsets_and_timestamps_start_each_partition_where_named() {
     let expected: BTreeSet<(u64, u64)> = [(0, 3), (0, 4), (1, 0), (1, 1), (1, 2)].into();
     assert_eq!(got, expected);
 
-    let topic = t.broker.topic("t").unwrap();
+    let reader = t.broker.topic_reader("t").unwrap();
     let beyond = position::parse_from(Some("offsets:2=0")).unwrap();
-    let e = position::resolve(t.broker.store(), &topic, &beyond, Source::From)
+    let e = position::resolve(&reader, &beyond, Source::From)
         .await
         .unwrap_err();
     assert_eq!(e.problem.field.as_deref(), Some("from"));
     let future = position::parse_from(Some("timestamp:999999999999999")).unwrap();
-    let cursors = position::resolve(t.broker.store(), &topic, &future, Source::From)
+    let cursors = position::resolve(&reader, &future, Source::From)
         .await
         .unwrap();
     assert_eq!(cursors, vec![5, 3]);

@@ -31,10 +31,8 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::openapi::Errors;
 use crate::api::AppState;
-use crate::broker::read::{self, ReadFrom};
-use crate::broker::topic::Topic;
+use crate::broker::topic_reader::TopicReader;
 use crate::broker::BrokerError;
-use crate::storage::Store;
 
 /// Most messages read from one partition before the next one gets a turn.
 const BATCH: u32 = 256;
@@ -100,7 +98,7 @@ pub async fn topic_events(
     headers: HeaderMap,
     opener: Opener,
 ) -> ApiResult<Response> {
-    let topic = state.broker.topic(&name)?;
+    let reader = state.broker.topic_reader(&name)?;
     let (start, source) = match last_event_id(&headers)? {
         Some(token) => (position::parse_token(&token)?, Source::LastEventId),
         None => (position::parse_from(query.from.as_deref())?, Source::From),
@@ -108,13 +106,8 @@ pub async fn topic_events(
     let slot = admit(&state, &opener)?;
     // Positions are taken before the response: whatever is produced once
     // the client sees the stream open is in it.
-    let cursors = position::resolve(state.broker.store(), &topic, &start, source).await?;
-    let tail = Tail::new(
-        state.broker.store().clone(),
-        topic,
-        cursors,
-        state.shutting_down.clone(),
-    );
+    let cursors = position::resolve(&reader, &start, source).await?;
+    let tail = Tail::new(reader, cursors, state.shutting_down.clone());
     Ok(respond(tail.events(), slot, HEARTBEAT))
 }
 
@@ -132,8 +125,7 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<String>> {
 
 /// One stream's cursors and what it read but has not sent yet.
 pub(super) struct Tail {
-    store: Arc<Store>,
-    topic: Arc<Topic>,
+    reader: TopicReader,
     /// Next offset to send, by partition: the resume token. Partitions
     /// added while the stream is open start at 0.
     cursors: Vec<u64>,
@@ -149,15 +141,13 @@ pub(super) struct Tail {
 
 impl Tail {
     pub(super) fn new(
-        store: Arc<Store>,
-        topic: Arc<Topic>,
+        reader: TopicReader,
         cursors: Vec<u64>,
         shutting_down: Arc<AtomicBool>,
     ) -> Tail {
-        let changes = topic.changes();
+        let changes = reader.topic().changes();
         Tail {
-            store,
-            topic,
+            reader,
             cursors,
             batch: VecDeque::new(),
             turn: 0,
@@ -194,7 +184,7 @@ impl Tail {
             }
             // Seen before reading: a commit after this wakes the wait below.
             self.changes.borrow_and_update();
-            let partitions = self.topic.partitions();
+            let partitions = self.reader.topic().partitions();
             if self.cursors.len() < partitions.len() {
                 self.cursors.resize(partitions.len(), 0);
             }
@@ -208,22 +198,18 @@ impl Tail {
                     changed = self.changes.changed() => if changed.is_err() {
                         // The topic is gone from memory: nothing more can come.
                         self.done = true;
-                        return Some(error_event(BrokerError::TopicNotFound(self.topic.name())));
+                        let name = self.reader.topic().name();
+                        return Some(error_event(BrokerError::TopicNotFound(name)));
                     },
                     () = tokio::time::sleep(self.new_partitions_check) => {}
                 }
                 continue;
             };
             self.turn = (p + 1) % n;
-            let page = read::read(
-                &self.store,
-                &self.topic,
-                p as u32,
-                ReadFrom::Offset(self.cursors[p]),
-                BATCH,
-                0,
-            )
-            .await;
+            let page = self
+                .reader
+                .read_from(p as u32, self.cursors[p], BATCH)
+                .await;
             match page {
                 // Nothing left below `committed` (retention removed it).
                 Ok(page) if page.messages.is_empty() => {
@@ -240,9 +226,10 @@ impl Tail {
 
     /// Why the stream must end now, if it must.
     fn ending(&self) -> Option<BrokerError> {
-        if self.topic.is_deleted() {
-            Some(BrokerError::TopicNotFound(self.topic.name()))
-        } else if self.shutting_down.load(Ordering::SeqCst) || self.topic.is_closing() {
+        let topic = self.reader.topic();
+        if topic.is_deleted() {
+            Some(BrokerError::TopicNotFound(topic.name()))
+        } else if self.shutting_down.load(Ordering::SeqCst) || topic.is_closing() {
             Some(BrokerError::ShuttingDown)
         } else {
             None

@@ -34,7 +34,7 @@ use utoipa_axum::routes;
 use weir_protocol::ws::{ClientFrame, ServerFrame, TailFrame};
 use weir_protocol::ErrorCode;
 
-pub use session::{Close, Ending, Inbound, Outbox, Protocol, Stop};
+pub use session::{Close, Ending, InFrame, Inbound, Outbox, Protocol, Stop};
 
 use super::error::{ApiError, ApiResult};
 use super::guard::{Caller, BEARER_PROTOCOL_PREFIX};

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use weir_protocol::ws::ServerFrame;
 use weir_protocol::{ErrorCode, ProduceMessage};
 
-use super::session::{Inbound, Outbox, Protocol, Stop};
+use super::session::{InFrame, Inbound, Outbox, Protocol, Stop};
 use super::{error_parts, upgrade, WsClient, TAG_WEBSOCKET};
 use crate::api::error::ApiResult;
 use crate::api::extract::ApiPath;
@@ -75,6 +75,7 @@ pub struct Publish {
 
 impl Protocol for Publish {
     const KIND: &'static str = "publish";
+    const ACCEPTS_BINARY: bool = true;
 
     async fn run(self, mut inbound: Inbound, outbox: Outbox) -> Result<(), Stop> {
         // Replies in request order, whatever order the commits finish in.
@@ -85,8 +86,9 @@ impl Protocol for Publish {
                 Some(reply) = pending.next(), if !pending.is_empty() => outbox.send(&reply).await?,
                 // At the in-flight limit the socket is not read: the client
                 // is slowed down instead of queued for.
-                frame = inbound.recv(), if pending.len() < self.max_in_flight => match frame {
-                    Some(text) => pending.push_back(self.start(text.as_str())),
+                frame = inbound.recv_frame(), if pending.len() < self.max_in_flight => match frame {
+                    Some(InFrame::Text(text)) => pending.push_back(self.start(text.as_str())),
+                    Some(InFrame::Binary(bytes)) => pending.push_back(self.start_binary(&bytes)),
                     None => break,
                 },
             }
@@ -100,7 +102,8 @@ impl Protocol for Publish {
 }
 
 impl Publish {
-    /// Starts one request; the future yields its reply.
+    /// Starts one request given as a JSON `publish` frame; the future
+    /// yields its reply.
     fn start(&self, text: &str) -> BoxFuture<'static, ServerFrame> {
         let (request_id, messages) = match parse(text) {
             Ok(request) => request,
@@ -109,17 +112,55 @@ impl Publish {
                 return Box::pin(future::ready(reply));
             }
         };
+        self.commit(
+            request_id,
+            messages.len(),
+            text.len(),
+            Batch::Json(messages),
+        )
+    }
+
+    /// Starts one request given as a binary publish frame (the binary
+    /// batch encoding, kind 3, with its request id).
+    fn start_binary(&self, bytes: &[u8]) -> BoxFuture<'static, ServerFrame> {
+        match weir_protocol::binary::decode_publish(bytes) {
+            Ok((request_id, records)) => self.commit(
+                request_id,
+                records.len(),
+                bytes.len(),
+                Batch::Binary(records),
+            ),
+            Err(e) => Box::pin(future::ready(error_frame(
+                ErrorCode::InvalidRequest,
+                e.to_string(),
+                None,
+            ))),
+        }
+    }
+
+    /// Charges a parsed request to the quota and commits it.
+    fn commit(
+        &self,
+        request_id: String,
+        count: usize,
+        bytes: usize,
+        batch: Batch,
+    ) -> BoxFuture<'static, ServerFrame> {
         if let Some((limits, principal)) = &self.quota {
-            let bytes = text.len();
-            if let Err(e) = limits.charge_produce(principal, messages.len(), bytes) {
+            if let Err(e) = limits.charge_produce(principal, count, bytes) {
                 let reply = error_frame(e.problem.code, e.problem.detail, Some(request_id));
                 return Box::pin(future::ready(reply));
             }
         }
         let broker = self.broker.clone();
         let topic = self.topic.clone();
-        let commit =
-            tokio::spawn(async move { broker.produce(&topic, messages, broker.now()).await });
+        let commit = tokio::spawn(async move {
+            let now = broker.now();
+            match batch {
+                Batch::Json(messages) => broker.produce(&topic, messages, now).await,
+                Batch::Binary(records) => broker.produce_binary(&topic, records, now).await,
+            }
+        });
         Box::pin(async move {
             match commit.await {
                 Ok(Ok(results)) => ServerFrame::Published {
@@ -137,6 +178,12 @@ impl Publish {
             }
         })
     }
+}
+
+/// A publish request's messages, as they came.
+enum Batch {
+    Json(Vec<ProduceMessage>),
+    Binary(Vec<weir_protocol::binary::ProduceRecord>),
 }
 
 /// The fields of a `publish` frame. Read on its own rather than through

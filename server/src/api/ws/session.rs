@@ -21,6 +21,10 @@ pub trait Protocol: Send + 'static {
     /// The `kind` label of `weir_websocket_connections`.
     const KIND: &'static str;
 
+    /// Whether binary frames reach the protocol ([`Inbound::recv_frame`]);
+    /// otherwise a binary frame closes the socket with 1003.
+    const ACCEPTS_BINARY: bool = false;
+
     /// Runs until `inbound` ends (the client left, the server shuts down, a
     /// fatal frame arrived) or the protocol stops on its own. Frames still
     /// queued in the outbox are delivered before the socket closes, so a
@@ -98,14 +102,34 @@ pub enum Ending {
     Close(Close),
 }
 
-/// Text frames from the client, in order.
+/// A frame from the client.
+#[derive(Debug)]
+pub enum InFrame {
+    Text(Utf8Bytes),
+    /// Only for protocols that accept binary frames.
+    Binary(axum::body::Bytes),
+}
+
+/// Frames from the client, in order.
 pub struct Inbound {
-    pub(super) frames: mpsc::Receiver<Utf8Bytes>,
+    pub(super) frames: mpsc::Receiver<InFrame>,
 }
 
 impl Inbound {
-    /// The next text frame; `None` once the socket is closing.
+    /// The next text frame; `None` once the socket is closing. (Binary
+    /// frames reach only protocols that accept them, through
+    /// [`Inbound::recv_frame`].)
     pub async fn recv(&mut self) -> Option<Utf8Bytes> {
+        loop {
+            match self.frames.recv().await? {
+                InFrame::Text(text) => return Some(text),
+                InFrame::Binary(_) => continue,
+            }
+        }
+    }
+
+    /// The next frame, text or binary; `None` once the socket is closing.
+    pub async fn recv_frame(&mut self) -> Option<InFrame> {
         self.frames.recv().await
     }
 }

@@ -25,10 +25,9 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::openapi::Errors;
 use crate::api::AppState;
-use crate::broker::read::{self, ReadFrom};
-use crate::broker::topic::{Partition, Topic};
+use crate::broker::topic::Partition;
+use crate::broker::topic_reader::TopicReader;
 use crate::broker::BrokerError;
-use crate::storage::Store;
 
 /// Most messages read from one partition before the others get a turn.
 const BATCH: u32 = 256;
@@ -93,26 +92,24 @@ pub async fn tail(
     client: WsClient,
     socket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
-    let topic = state.broker.topic(&name)?;
+    let reader = state.broker.topic_reader(&name)?;
     let from = parse_from(query.from.as_deref())?;
     let socket = upgrade(&state, client, socket)?;
     // Positions are taken before the 101: whatever is produced once the
     // client sees the socket open is in the tail.
-    let cursors = start(state.broker.store(), &topic, from).await?;
-    let tail = Tail::new(state.broker.store().clone(), topic, cursors);
+    let cursors = start(&reader, from).await?;
+    let tail = Tail::new(reader, cursors);
     Ok(state.sockets.accept(socket, tail))
 }
 
 /// The first offset to send in each partition.
-async fn start(store: &Arc<Store>, topic: &Topic, from: Start) -> Result<Vec<u64>, BrokerError> {
+async fn start(reader: &TopicReader, from: Start) -> Result<Vec<u64>, BrokerError> {
     let mut cursors = Vec::new();
-    for partition in topic.partitions() {
+    for partition in reader.topic().partitions() {
         cursors.push(match from {
             Start::Latest => partition.committed(),
             Start::Earliest => partition.low(),
-            Start::Timestamp(t) => {
-                read::resolve_start(store, topic.id(), &partition, ReadFrom::Timestamp(t)).await?
-            }
+            Start::Timestamp(t) => reader.offset_at(&partition, t).await?,
         });
     }
     Ok(cursors)
@@ -120,8 +117,7 @@ async fn start(store: &Arc<Store>, topic: &Topic, from: Start) -> Result<Vec<u64
 
 /// The tail protocol: one cursor per partition.
 pub struct Tail {
-    store: Arc<Store>,
-    topic: Arc<Topic>,
+    reader: TopicReader,
     /// Next offset to send, by partition. Partitions added while the socket
     /// is open start at 0: all of their messages are new.
     cursors: Vec<u64>,
@@ -139,7 +135,8 @@ impl Protocol for Tail {
         loop {
             // Watch first, then read: a message committed in between wakes
             // the next wait, so none is missed.
-            for partition in self.topic.partitions().into_iter().skip(partitions.len()) {
+            let known = partitions.len();
+            for partition in self.reader.topic().partitions().into_iter().skip(known) {
                 let mut committed = partition.watch();
                 let wake = wake.clone();
                 watchers.spawn(async move {
@@ -173,10 +170,9 @@ impl Protocol for Tail {
 }
 
 impl Tail {
-    fn new(store: Arc<Store>, topic: Arc<Topic>, cursors: Vec<u64>) -> Self {
+    fn new(reader: TopicReader, cursors: Vec<u64>) -> Self {
         Tail {
-            store,
-            topic,
+            reader,
             cursors,
             new_partitions_check: NEW_PARTITIONS_CHECK,
         }
@@ -189,8 +185,9 @@ impl Tail {
         partitions: &[Arc<Partition>],
         outbox: &Outbox,
     ) -> Result<bool, Stop> {
-        if self.topic.is_deleted() {
-            return Err(fail(BrokerError::TopicNotFound(self.topic.name()), outbox).await);
+        let topic = self.reader.topic();
+        if topic.is_deleted() {
+            return Err(fail(BrokerError::TopicNotFound(topic.name()), outbox).await);
         }
         let mut more = false;
         for (id, partition) in (0u32..).zip(partitions) {
@@ -200,16 +197,7 @@ impl Tail {
             if *cursor >= partition.committed() {
                 continue;
             }
-            let page = match read::read(
-                &self.store,
-                &self.topic,
-                id,
-                ReadFrom::Offset(*cursor),
-                BATCH,
-                0,
-            )
-            .await
-            {
+            let page = match self.reader.read_from(id, *cursor, BATCH).await {
                 Ok(page) => page,
                 Err(e) => return Err(fail(e, outbox).await),
             };
@@ -251,9 +239,9 @@ mod tests {
     use super::*;
 
     async fn open(t: &TestBroker, from: Start) -> Tail {
-        let topic = t.broker.topic("t").unwrap();
-        let cursors = start(t.broker.store(), &topic, from).await.unwrap();
-        Tail::new(t.broker.store().clone(), topic, cursors)
+        let reader = t.broker.topic_reader("t").unwrap();
+        let cursors = start(&reader, from).await.unwrap();
+        Tail::new(reader, cursors)
     }
 
     /// Produces `values` to `partition` at time `now`.

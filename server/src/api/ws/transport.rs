@@ -12,12 +12,12 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::{close_code, Message, Utf8Bytes};
+use axum::extract::ws::{close_code, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{timeout, Instant, MissedTickBehavior};
 
-use super::session::{Close, Ending, Inbound, Outbox, Protocol, Queued, Stop};
+use super::session::{Close, Ending, InFrame, Inbound, Outbox, Protocol, Queued, Stop};
 use crate::config::WebSocketOptions;
 use crate::metrics::METRICS;
 
@@ -68,7 +68,14 @@ where
         }
     };
     tokio::join!(
-        read(incoming.as_mut(), frames_tx, &ending_tx, shutdown, options),
+        read(
+            incoming.as_mut(),
+            frames_tx,
+            P::ACCEPTS_BINARY,
+            &ending_tx,
+            shutdown,
+            options
+        ),
         write(outgoing, queue_rx, budget, &ending_tx, options),
         run_protocol,
     );
@@ -99,7 +106,8 @@ fn decide(ending: &watch::Sender<Option<Ending>>, verdict: Ending) -> bool {
 /// the protocol. Dropping `frames` on return ends the protocol's inbound.
 async fn read<R, E>(
     mut incoming: R,
-    frames: mpsc::Sender<Utf8Bytes>,
+    frames: mpsc::Sender<InFrame>,
+    accepts_binary: bool,
     ending: &watch::Sender<Option<Ending>>,
     mut shutdown: watch::Receiver<bool>,
     options: &WebSocketOptions,
@@ -128,7 +136,13 @@ async fn read<R, E>(
                 biased;
                 _ = decided.wait_for(Option::is_some) => break None,
                 _ = shutdown.wait_for(|stop| *stop) => break Some(going_away()),
-                sent = frames.send(text) => if sent.is_err() { break None },
+                sent = frames.send(InFrame::Text(text)) => if sent.is_err() { break None },
+            },
+            Message::Binary(bytes) if accepts_binary => tokio::select! {
+                biased;
+                _ = decided.wait_for(Option::is_some) => break None,
+                _ = shutdown.wait_for(|stop| *stop) => break Some(going_away()),
+                sent = frames.send(InFrame::Binary(bytes)) => if sent.is_err() { break None },
             },
             Message::Binary(_) => {
                 break Some(Ending::Close(Close::new(

@@ -123,8 +123,12 @@ impl State {
             None
         };
         if let Some(e) = self.parts[p as usize].entries.get(&m.offset) {
-            if e.status == Status::DeadLettering {
-                // Loaded and already on its way to the dead-letter topic.
+            if e.status != Status::Unscanned {
+                // Already live: loaded and on its way to the dead-letter
+                // topic, or back from parking before the scan met it
+                // again after a restart (restored with its key, and maybe
+                // leased already). Classifying it again would lease it
+                // twice, or queue it behind the key it holds.
                 return None;
             }
         }

@@ -1,0 +1,109 @@
+//! The binary batch encoding (`application/vnd.weir.batch`, layout in
+//! `weir_protocol::binary`) at the HTTP edge: which requests ask for it
+//! and how read and pull responses are written in it.
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use weir_protocol::binary::{Encoder, CONTENT_TYPE};
+use weir_protocol::{ErrorCode, Message, ReceivedMessage};
+
+use super::error::{ApiError, ApiResult};
+
+/// Whether the request's `Accept` asks for the binary encoding (JSON stays
+/// the default: only an explicit `application/vnd.weir.batch` selects it).
+pub fn wants_binary(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case(CONTENT_TYPE) && !refused
+        })
+}
+
+/// A message's value as bytes, and whether it is JSON text.
+fn value_of(m: &Message) -> ApiResult<(bool, Vec<u8>)> {
+    match (&m.value, &m.value_b64) {
+        (Some(v), _) => Ok((true, v.get().as_bytes().to_vec())),
+        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map(|bytes| (false, bytes))
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("stored value: {e}"))),
+        (None, None) => Ok((false, Vec::new())),
+    }
+}
+
+fn push(out: &mut Encoder, m: &Message, delivery: Option<(&str, u32)>) -> ApiResult<()> {
+    let (json, value) = value_of(m)?;
+    out.push_message(
+        m.partition,
+        m.offset,
+        m.timestamp,
+        m.key.as_deref(),
+        json,
+        m.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        &value,
+        delivery,
+    );
+    Ok(())
+}
+
+fn body(bytes: Vec<u8>, extra: Option<(&'static str, u64)>) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, CONTENT_TYPE)], bytes).into_response();
+    if let Some((name, value)) = extra {
+        if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
+}
+
+/// A read response: the messages, and `Weir-Next-Offset` (where the next
+/// read starts) as a header.
+pub fn read_response(messages: &[Message], next_offset: u64) -> ApiResult<Response> {
+    let mut out = Encoder::messages(messages.iter().map(|m| 64 + m.topic.len()).sum());
+    for m in messages {
+        push(&mut out, m, None)?;
+    }
+    Ok(body(out.finish(), Some(("weir-next-offset", next_offset))))
+}
+
+/// A pull response: the deliveries with their ack ids and attempts.
+pub fn pull_response(messages: &[ReceivedMessage]) -> ApiResult<Response> {
+    let mut out = Encoder::messages(messages.len() * 96);
+    for m in messages {
+        push(&mut out, &m.message, Some((m.ack_id.as_str(), m.attempt)))?;
+    }
+    Ok(body(out.finish(), None))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn accept_selects_binary_only_when_asked() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+            wants_binary(&h)
+        };
+        assert!(with("application/vnd.weir.batch"));
+        assert!(with("application/json;q=0.5, Application/Vnd.Weir.Batch"));
+        assert!(!with("application/json"));
+        assert!(!with("*/*"));
+        assert!(!with("application/vnd.weir.batch;q=0"));
+        assert!(!wants_binary(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,115 @@
+//! The syncer: with `fsync = always`, the thread that makes written batches
+//! durable and only then answers their requests.
+//!
+//! The writer hands over each batch it wrote (unsynced) with its waiting
+//! requests. The syncer takes every batch queued so far, syncs the WAL
+//! once (`flush_wal(true)` covers every write completed before it), and
+//! answers them in write order. While it syncs, the writer keeps writing;
+//! the next sync covers all of that at once. So syncs per second adapt to
+//! the load without a timer: one per request when idle, one per several
+//! batches when busy, and a slow fsync delays answers but not writing.
+//!
+//! A failed sync leaves acknowledged-looking writes that are not durable:
+//! the store is marked failed (never written again until reopened) and the
+//! batches are answered with `WriteFailed`, their fences broken.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use super::health::Health;
+use super::slot::DbSlot;
+use super::writer::{Reply, WriterStats};
+use super::{Fence, StorageError};
+use crate::metrics::METRICS;
+
+/// Work for the syncer.
+pub(super) enum Job {
+    /// A written batch: answer `waiting` once a sync covers it.
+    Synced {
+        waiting: Vec<Reply>,
+        fences: Vec<Fence>,
+    },
+    /// Answer everything queued before, then stop and signal.
+    Stop(std::sync::mpsc::Sender<()>),
+}
+
+pub(super) fn spawn(
+    slot: Arc<DbSlot>,
+    stats: Arc<WriterStats>,
+    health: Arc<Health>,
+    rx: Receiver<Job>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("weir-wal-syncer".into())
+        .spawn(move || {
+            let mut batches: Vec<(Vec<Reply>, Vec<Fence>)> = Vec::new();
+            while let Ok(first) = rx.recv() {
+                let mut stop = gather(first, &mut batches);
+                while stop.is_none() {
+                    match rx.try_recv() {
+                        Ok(job) => stop = gather(job, &mut batches),
+                        Err(_) => break,
+                    }
+                }
+                if !batches.is_empty() {
+                    let result = sync(&slot, &stats, &health);
+                    for (waiting, fences) in batches.drain(..) {
+                        if result.is_err() {
+                            for fence in fences {
+                                fence.break_it();
+                            }
+                        }
+                        for reply in waiting {
+                            let _ = reply.send(result.clone());
+                        }
+                    }
+                }
+                if let Some(stopped) = stop {
+                    let _ = stopped.send(());
+                    return;
+                }
+            }
+        })
+}
+
+/// Adds a job to the batches awaiting this sync; returns a stop signal.
+fn gather(
+    job: Job,
+    batches: &mut Vec<(Vec<Reply>, Vec<Fence>)>,
+) -> Option<std::sync::mpsc::Sender<()>> {
+    match job {
+        Job::Synced { waiting, fences } => {
+            batches.push((waiting, fences));
+            None
+        }
+        Job::Stop(stopped) => Some(stopped),
+    }
+}
+
+/// One WAL sync covering every write completed before it.
+fn sync(slot: &DbSlot, stats: &WriterStats, health: &Health) -> Result<(), StorageError> {
+    if health.is_failed() {
+        // Something failed since these were written: they may not be on disk.
+        return Err(StorageError::WriteFailed);
+    }
+    let db = slot.get().map_err(|_| StorageError::WriteFailed)?;
+    let started = Instant::now();
+    let result = db.flush_wal(true);
+    METRICS
+        .commit_sync_duration
+        .observe(started.elapsed().as_secs_f64());
+    stats.syncs.fetch_add(1, Ordering::Relaxed);
+    METRICS.wal_syncs.inc();
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::error!(error = %e, "WAL sync failed; the store is now read-only");
+            stats.failed.store(true, Ordering::SeqCst);
+            health.fail(format!("WAL sync failed: {e}"));
+            Err(StorageError::WriteFailed)
+        }
+    }
+}
