@@ -25,8 +25,19 @@
 #
 # The workspace links Debian's RocksDB 7.8 (librocksdb-dev) instead of
 # compiling RocksDB from C++; .cargo/config.toml points the build at it, so
-# builder and runtime must both be Debian bookworm, on x86_64 (the library
-# paths in .cargo/config.toml are x86_64-linux-gnu).
+# builder and runtime must both be Debian bookworm. Nothing here names an
+# architecture: both base images are multi-arch, and each platform builds
+# natively against its own librocksdb-dev (linux/amd64 and linux/arm64).
+# One multi-arch image, pushed as a manifest list (needs a buildx builder
+# that can build several platforms, e.g. `docker buildx create --use`):
+#
+#   docker buildx build --platform linux/amd64,linux/arm64 \
+#     -t registry.example.com/weir-server:0.1.0 --push .
+#
+# A platform other than the build machine's runs under QEMU emulation
+# (binfmt_misc; `docker run --privileged --rm tonistiigi/binfmt --install
+# arm64`) and takes many times longer than on a native arm64 node added to
+# the builder (`docker buildx create --append`).
 
 FROM rust:1-bookworm AS builder
 # clang + libclang-dev: bindgen for librocksdb-sys; librocksdb-dev: the
@@ -40,9 +51,12 @@ WORKDIR /src
 COPY . .
 # Cache mounts keep the crate registry and target dir between builds; the
 # binary is copied out of the (unexported) target cache in the same step.
+# The target cache has one id per architecture (the default id, its path,
+# would be one cache for all platforms of a multi-arch build, used in turn).
+ARG TARGETARCH
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
-    --mount=type=cache,target=/src/target,sharing=locked \
+    --mount=type=cache,target=/src/target,id=weir-target-${TARGETARCH},sharing=locked \
     cargo build --release -p weir-server --locked \
  && install -D -m 0755 target/release/weir-server /out/weir-server
 

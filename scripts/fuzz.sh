@@ -35,9 +35,9 @@ CORPUS=$ROOT/.tools/fuzz-corpus
 export CARGO_TARGET_DIR=${WEIR_FUZZ_TARGET_DIR:-$HOME/.cache/weir-fuzz-target}
 # Link Debian's librocksdb-dev, as the workspace's .cargo/config.toml says
 # (fuzz/ is its own workspace; fuzz/.cargo/config.toml repeats it too).
-export ROCKSDB_LIB_DIR=${ROCKSDB_LIB_DIR:-/usr/lib/x86_64-linux-gnu}
+export ROCKSDB_LIB_DIR=${ROCKSDB_LIB_DIR:-/usr/lib}
 export ROCKSDB_INCLUDE_DIR=${ROCKSDB_INCLUDE_DIR:-/usr/include}
-export SNAPPY_LIB_DIR=${SNAPPY_LIB_DIR:-/usr/lib/x86_64-linux-gnu}
+export SNAPPY_LIB_DIR=${SNAPPY_LIB_DIR:-/usr/lib}
 
 case "$SECONDS_PER_TARGET" in '' | *[!0-9]*)
   echo "fuzz: WEIR_FUZZ_SECONDS must be a whole number of seconds" >&2; exit 2 ;;

@@ -1,7 +1,8 @@
 //! [`ClientBuilder`]: how a [`Client`] connects — server URL, bearer token
 //! (fixed or from a [`TokenProvider`]), TLS trust and client certificate,
 //! timeouts, the HTTP connection pool (or a caller's own `reqwest::Client`),
-//! WebSocket keepalive and a [`MetricsHook`]. Everything is checked in
+//! WebSocket keepalive, a [`MetricsHook`] and the message [`Encoding`].
+//! Everything is checked in
 //! [`build`](ClientBuilder::build), so a bad URL or an unreadable PEM file
 //! fails there rather than on the first request.
 
@@ -14,7 +15,7 @@ use crate::observe::Observer;
 use crate::tls::TlsOptions;
 use crate::token::{self, TokenProvider};
 use crate::ws::Keepalive;
-use crate::{Client, Error, MetricsHook};
+use crate::{Client, Encoding, Error, MetricsHook};
 
 /// Default bound on one HTTP request, response included. Long polls get
 /// their wait on top (see [`ClientBuilder::request_timeout`]).
@@ -61,6 +62,7 @@ pub struct ClientBuilder {
     keepalive: Keepalive,
     http: Option<reqwest::Client>,
     metrics: Option<Arc<dyn MetricsHook>>,
+    encoding: Encoding,
 }
 
 /// Redacts the token: a builder may well end up in a log line.
@@ -78,6 +80,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("keepalive", &self.keepalive)
             .field("http", &self.http.is_some())
             .field("metrics", &self.metrics.is_some())
+            .field("encoding", &self.encoding)
             .finish()
     }
 }
@@ -100,6 +103,7 @@ impl ClientBuilder {
             },
             http: None,
             metrics: None,
+            encoding: Encoding::Json,
         }
     }
 
@@ -212,6 +216,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Sends produce requests (also the [`Producer`](crate::Producer)'s
+    /// batches and [`WsPublisher`](crate::WsPublisher) frames) and asks for
+    /// reads and pulls in `encoding` (default [`Encoding::Json`]; see
+    /// [`Encoding`]). [`Client::with_encoding`] changes it on a built
+    /// client.
+    pub fn encoding(mut self, encoding: Encoding) -> ClientBuilder {
+        self.encoding = encoding;
+        self
+    }
+
     /// The client: checks the URL and reads the PEM files now.
     pub fn build(self) -> Result<Client, Error> {
         let base = self.base.trim_end_matches('/').to_owned();
@@ -241,6 +255,7 @@ impl ClientBuilder {
             request_timeout: self.request_timeout,
             keepalive: self.keepalive,
             observer: Observer::new(self.metrics),
+            encoding: self.encoding,
         }))
     }
 }

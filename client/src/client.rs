@@ -1,12 +1,14 @@
 //! The HTTP client: connection pool, request plumbing, problem decoding and
-//! the topic endpoints. Subscription endpoints live in `subscriptions.rs`,
-//! on top of the same plumbing; how a client is configured lives in
-//! `builder.rs`.
+//! the topic endpoints (produce and read in the client's [`Encoding`]).
+//! Subscription endpoints live in `subscriptions.rs`, on top of the same
+//! plumbing; how a client is configured lives in `builder.rs`, the binary
+//! encoding in `encoding/`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use weir_protocol::{
@@ -14,10 +16,11 @@ use weir_protocol::{
     ReadResponse, TopicInfo, TopicList, TopicSpec,
 };
 
+use crate::encoding::{encode_produce, read_response};
 use crate::observe::{Observer, Operation, Target};
 use crate::token::{self, TokenProvider};
 use crate::ws::Keepalive;
-use crate::{ClientBuilder, Error};
+use crate::{BinaryBatch, ClientBuilder, Encoding, Error};
 
 /// What a long poll gets beyond its wait: the server answers at the end of
 /// the wait, and this covers the trip and a busy server.
@@ -35,6 +38,7 @@ pub struct Client {
     request_timeout: Duration,
     keepalive: Keepalive,
     observer: Observer,
+    encoding: Encoding,
 }
 
 /// Everything a [`ClientBuilder`] settles, handed over in one piece.
@@ -47,6 +51,7 @@ pub(crate) struct Parts {
     pub request_timeout: Duration,
     pub keepalive: Keepalive,
     pub observer: Observer,
+    pub encoding: Encoding,
 }
 
 /// Leaves out the TLS config (its root store alone is ~150 certificates)
@@ -59,6 +64,7 @@ impl std::fmt::Debug for Client {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("keepalive", &self.keepalive)
+            .field("encoding", &self.encoding)
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +93,7 @@ impl Client {
             request_timeout: parts.request_timeout,
             keepalive: parts.keepalive,
             observer: parts.observer,
+            encoding: parts.encoding,
         }
     }
 
@@ -94,6 +101,27 @@ impl Client {
     pub fn with_token(mut self, token: Option<String>) -> Client {
         self.token = token::fixed(token);
         self
+    }
+
+    /// The same client with produce requests, reads and pulls in
+    /// `encoding` (see [`Encoding`]); the connection pool is shared.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
+    /// use weir_client::Encoding;
+    /// let binary = client.clone().with_encoding(Encoding::Binary);
+    /// let page = binary.read("orders", 0, 0, 100).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_encoding(mut self, encoding: Encoding) -> Client {
+        self.encoding = encoding;
+        self
+    }
+
+    /// The encoding of produce requests, reads and pulls (default
+    /// [`Encoding::Json`]).
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
     }
 
     /// The server URL.
@@ -145,13 +173,24 @@ impl Client {
     }
 
     pub(crate) async fn send<T: DeserializeOwned>(rb: RequestBuilder) -> Result<T, Error> {
+        let ((), bytes) = Self::receive(rb, |_| ()).await?;
+        let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        Ok(serde_json::from_slice(body)?)
+    }
+
+    /// Sends `rb` and returns what `read` takes from the headers of a
+    /// successful response, and its body; a failure is its problem.
+    pub(crate) async fn receive<H>(
+        rb: RequestBuilder,
+        read: impl FnOnce(&HeaderMap) -> H,
+    ) -> Result<(H, Bytes), Error> {
         let response = rb.send().await?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
+        let read = read(response.headers());
         let bytes = response.bytes().await?;
         if status.is_success() {
-            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-            return Ok(serde_json::from_slice(body)?);
+            return Ok((read, bytes));
         }
         Err(Error::from_problem(problem(status, &bytes), retry_after))
     }
@@ -228,7 +267,8 @@ impl Client {
         Ok(())
     }
 
-    /// Appends messages; returns once they are durable.
+    /// Appends messages, as one request in the client's [`Encoding`];
+    /// returns once they are durable.
     pub async fn produce(
         &self,
         topic: &str,
@@ -236,36 +276,49 @@ impl Client {
     ) -> Result<Vec<ProduceResult>, Error> {
         let sent = messages.len();
         check_messages(&messages)?;
-        let body = ProduceRequest { messages };
-        let path = format!("{}/messages", topic_path(topic));
-        let call = Self::send(self.request(Method::POST, &path).json(&body));
-        let response: ProduceResponse = self
-            .observe(produce_target(topic), sent, produced, call)
-            .await?;
-        Ok(response.results)
+        let body = match self.encoding {
+            Encoding::Json => serde_json::to_vec(&ProduceRequest { messages })?,
+            Encoding::Binary => encode_produce(messages)?,
+        };
+        self.produce_body(topic, body.into(), sent, self.encoding)
+            .await
     }
 
-    /// Appends a pre-serialized JSON produce body (`{"messages":[...]}`).
+    /// Appends a pre-serialized JSON produce body (`{"messages":[...]}`),
+    /// whatever the client's [`Encoding`].
     pub async fn produce_raw(
         &self,
         topic: &str,
         body: Vec<u8>,
     ) -> Result<Vec<ProduceResult>, Error> {
-        self.produce_body(topic, body.into(), 0).await
+        self.produce_body(topic, body.into(), 0, Encoding::Json)
+            .await
     }
 
-    /// [`produce_raw`](Self::produce_raw) of a body known to hold `sent`
-    /// messages (for the metrics hook when the request fails).
+    /// Appends a batch encoded beforehand in the binary encoding, whatever
+    /// the client's [`Encoding`] (see [`BinaryBatch`]).
+    pub async fn produce_batch(
+        &self,
+        topic: &str,
+        batch: &BinaryBatch,
+    ) -> Result<Vec<ProduceResult>, Error> {
+        self.produce_body(topic, batch.body(), batch.len(), Encoding::Binary)
+            .await
+    }
+
+    /// Appends a produce body in `encoding`, known to hold `sent` messages
+    /// (for the metrics hook when the request fails).
     pub(crate) async fn produce_body(
         &self,
         topic: &str,
-        body: bytes::Bytes,
+        body: Bytes,
         sent: usize,
+        encoding: Encoding,
     ) -> Result<Vec<ProduceResult>, Error> {
         let path = format!("{}/messages", topic_path(topic));
         let call = Self::send(
             self.request(Method::POST, &path)
-                .header("content-type", "application/json")
+                .header(CONTENT_TYPE, encoding.content_type())
                 .body(body),
         );
         let response: ProduceResponse = self
@@ -274,7 +327,9 @@ impl Client {
         Ok(response.results)
     }
 
-    /// Reads a partition from `offset`.
+    /// Reads a partition from `offset`. A client set to
+    /// [`Encoding::Binary`] asks for a binary response and decodes it into
+    /// the same [`ReadResponse`] (as every read and pull does).
     pub async fn read(
         &self,
         topic: &str,
@@ -323,7 +378,8 @@ impl Client {
             ("wait_ms", millis(wait)),
         ];
         let request = self.request(Method::GET, &path).query(&query);
-        Self::send(request.timeout(self.long_poll_timeout(wait))).await
+        let request = self.accepting(request.timeout(self.long_poll_timeout(wait)));
+        read_response(request, topic).await
     }
 
     async fn read_query(
@@ -333,7 +389,8 @@ impl Client {
         query: &[(&str, u64)],
     ) -> Result<ReadResponse, Error> {
         let path = format!("{}/partitions/{partition}/messages", topic_path(topic));
-        Self::send(self.request(Method::GET, &path).query(query)).await
+        let request = self.accepting(self.request(Method::GET, &path).query(query));
+        read_response(request, topic).await
     }
 }
 

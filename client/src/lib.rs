@@ -36,6 +36,13 @@
 //!   feature), and TLS with rustls for `https://` and `wss://` alike
 //!   (`tls.rs`): the built-in web roots, or a private CA file trusted
 //!   instead of them, and a client certificate for mutual TLS.
+//! - Encoding ([`Encoding`], `encoding/`): JSON by default, or the binary
+//!   batch encoding (`application/vnd.weir.batch`: raw value bytes, no
+//!   base64) for produce requests, the [`Producer`], [`WsPublisher`]
+//!   frames, reads and pulls — `ClientBuilder::encoding(Encoding::Binary)`
+//!   or [`Client::with_encoding`]. Either way the calls return the same
+//!   types. A [`BinaryBatch`] is encoded once and sent as often as needed;
+//!   [`binary`] is the codec itself.
 //! - Automatic retries back off with jitter ([`RetryBackoff`],
 //!   `backoff.rs`) and never come back before the server's `Retry-After`.
 //!
@@ -103,6 +110,7 @@ mod builder;
 mod client;
 mod consumer;
 mod dead_letters;
+mod encoding;
 mod error;
 mod nack;
 mod observe;
@@ -125,6 +133,7 @@ pub use builder::{
 };
 pub use client::Client;
 pub use consumer::{ConsumerConfig, ConsumerStats};
+pub use encoding::{BinaryBatch, Encoding};
 pub use error::Error;
 pub use nack::{IntoOutcome, Nack, Outcome, MAX_REASON_BYTES};
 pub use observe::{MetricsHook, Operation, OperationEvent};
@@ -133,6 +142,9 @@ pub use pull_stream::{PullOptions, PullStream};
 pub use received::Received;
 pub use subscriber::Subscriber;
 pub use token::TokenProvider;
+/// The binary batch encoding's codec (`application/vnd.weir.batch`), from
+/// `weir-protocol`: its module documentation is the byte layout.
+pub use weir_protocol::binary;
 pub use weir_protocol::{
     AckResponse, AtOffsets, AtTimestamp, Backoff, BackoffSpec, CircuitBreaker, DeadLetter,
     DeadLetterFilter, DeadLetterList, DeadLetterQuery, DeadLetterState, ErrorCode, ExtendRequest,

@@ -6,12 +6,13 @@
 
 use reqwest::Method;
 use weir_protocol::{
-    AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, PullResponse,
-    ReceivedMessage, RedriveRequest, RedriveResponse, SeekRequest, SubscriptionInfo,
-    SubscriptionList, SubscriptionSpec,
+    AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, ReceivedMessage,
+    RedriveRequest, RedriveResponse, SeekRequest, SubscriptionInfo, SubscriptionList,
+    SubscriptionSpec,
 };
 
 use crate::client::{encode_segment, topic_path};
+use crate::encoding::pull_response;
 use crate::observe::{Operation, Target};
 use crate::{paging, Client, Error};
 
@@ -117,7 +118,9 @@ impl Client {
 
     /// Leases up to `request.max_messages` messages. With `wait_ms`, waits
     /// (long poll) until at least one message is available or the time is up;
-    /// an empty vector means nothing was available.
+    /// an empty vector means nothing was available. A client set to
+    /// [`Encoding::Binary`](crate::Encoding::Binary) asks for a binary
+    /// response (the request itself stays JSON).
     ///
     /// ```no_run
     /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
@@ -143,10 +146,10 @@ impl Client {
         // must not cut it short.
         let wait = std::time::Duration::from_millis(request.wait_ms.unwrap_or(0));
         let http = self.request(Method::POST, &path).json(request);
-        let call = Self::send::<PullResponse>(http.timeout(self.long_poll_timeout(wait)));
+        let http = self.accepting(http.timeout(self.long_poll_timeout(wait)));
+        let call = pull_response(http, topic);
         let target = target(Operation::Pull, topic, sub);
-        let response = self.observe(target, 0, |r| r.messages.len(), call).await?;
-        Ok(response.messages)
+        self.observe(target, 0, Vec::len, call).await
     }
 
     /// Settles deliveries. Ids of leases that expired, were superseded or

@@ -26,6 +26,8 @@ mod cli_stdin;
 mod cli_webhook;
 #[path = "blackbox/client_api.rs"]
 mod client_api;
+#[path = "blackbox/client_binary.rs"]
+mod client_binary;
 #[path = "blackbox/client_proxy.rs"]
 mod client_proxy;
 #[path = "blackbox/client_resilience.rs"]

@@ -7,8 +7,9 @@
 //! This module owns the public handle, its configuration and the id
 //! generator. The batching rules are in `accumulator.rs`, the background
 //! loop and its retries in `task.rs`; the handle only serializes messages
-//! and talks to that loop over a bounded channel, so a slow server slows
-//! senders down instead of growing memory.
+//! (in the client's [`Encoding`]: JSON, or binary records) and talks to
+//! that loop over a bounded channel, so a slow server slows senders down
+//! instead of growing memory.
 
 mod accumulator;
 mod task;
@@ -24,7 +25,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use weir_protocol::{ProduceMessage, ProduceResult};
 
-use crate::{Client, Error, RetryBackoff};
+use crate::encoding::encode_message;
+use crate::{Client, Encoding, Error, RetryBackoff};
 use accumulator::Limits;
 use task::{BatchSink, Command, Retries};
 
@@ -132,6 +134,8 @@ pub struct Producer {
     finished: watch::Receiver<bool>,
     /// Present when messages without an id get one.
     ids: Option<Arc<IdGenerator>>,
+    /// How `send` serializes messages: the sink's encoding.
+    encoding: Encoding,
 }
 
 /// Idempotency ids unique to one producer: a random prefix (64 bits from
@@ -159,8 +163,9 @@ impl IdGenerator {
 }
 
 impl Client {
-    /// A batching [`Producer`] for `topic`. Must be called inside a Tokio
-    /// runtime, which runs its background task.
+    /// A batching [`Producer`] for `topic`, whose batches are sent in the
+    /// client's [`Encoding`]. Must be called inside a Tokio runtime, which
+    /// runs its background task.
     ///
     /// ```no_run
     /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
@@ -171,6 +176,7 @@ impl Client {
         let sink = HttpSink {
             client: self.clone(),
             topic: topic.to_owned(),
+            encoding: self.encoding(),
         };
         Producer::spawn(sink, &config)
     }
@@ -197,6 +203,7 @@ impl Producer {
         let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let (done, finished) = watch::channel(false);
         let max_in_flight = config.max_in_flight;
+        let encoding = sink.encoding();
         runtime.spawn(async move {
             task::run(Arc::new(sink), limits, max_in_flight, retries, receiver).await;
             done.send_replace(true);
@@ -205,6 +212,7 @@ impl Producer {
             commands,
             finished,
             ids,
+            encoding,
         })
     }
 
@@ -231,7 +239,10 @@ impl Producer {
         if let (None, Some(ids)) = (&message.id, &self.ids) {
             message.id = Some(ids.next());
         }
-        let message = serde_json::to_vec(&message)?;
+        let message = match self.encoding {
+            Encoding::Json => serde_json::to_vec(&message)?,
+            Encoding::Binary => encode_message(message)?,
+        };
         let (reply, receiver) = oneshot::channel();
         self.commands
             .send(Command::Send { message, reply })
@@ -318,15 +329,21 @@ fn check(message: &ProduceMessage) -> Result<(), Error> {
 struct HttpSink {
     client: Client,
     topic: String,
+    encoding: Encoding,
 }
 
 impl BatchSink for HttpSink {
+    fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
     fn produce(
         &self,
         body: Bytes,
         messages: usize,
     ) -> impl Future<Output = Result<Vec<ProduceResult>, Error>> + Send {
-        self.client.produce_body(&self.topic, body, messages)
+        self.client
+            .produce_body(&self.topic, body, messages, self.encoding)
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::time::{sleep_until, Instant};
 use weir_protocol::ProduceResult;
 
 use super::accumulator::{Accumulator, Batch, Limits};
-use crate::{Error, RetryBackoff};
+use crate::{Encoding, Error, RetryBackoff};
 
 /// Where a message's outcome is delivered.
 pub(crate) type Reply = oneshot::Sender<Result<ProduceResult, Error>>;
@@ -27,7 +27,8 @@ pub(crate) type Reply = oneshot::Sender<Result<ProduceResult, Error>>;
 /// What a [`Producer`](super::Producer) handle asks of the task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// One message, already serialized as a JSON object.
+    /// One message, already serialized in the sink's encoding: a JSON
+    /// object, or a one-message binary produce body.
     Send { message: Vec<u8>, reply: Reply },
     /// Send what is pending now; answer once everything before is settled.
     Flush(oneshot::Sender<()>),
@@ -35,9 +36,14 @@ pub(crate) enum Command {
     Close,
 }
 
-/// Sends one produce body (`{"messages":[...]}` of `messages` messages)
-/// and returns one result per message, in order.
+/// Sends one produce body of `messages` messages (`{"messages":[...]}`,
+/// or a binary produce body) and returns one result per message, in order.
 pub(crate) trait BatchSink: Send + Sync + 'static {
+    /// The encoding of the bodies this sink sends.
+    fn encoding(&self) -> Encoding {
+        Encoding::Json
+    }
+
     fn produce(
         &self,
         body: Bytes,
@@ -62,7 +68,7 @@ pub(crate) async fn run<S: BatchSink>(
     mut commands: mpsc::Receiver<Command>,
 ) {
     let max_in_flight = max_in_flight.max(1);
-    let mut open = Accumulator::new(limits);
+    let mut open = Accumulator::new(limits, sink.encoding());
     let mut closed = Closed::default();
     let mut in_flight = FuturesUnordered::new();
     let mut receiving = true;

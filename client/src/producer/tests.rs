@@ -349,3 +349,61 @@ fn a_producer_needs_a_runtime() {
         Err(Error::Local(_))
     ));
 }
+
+/// A sink that takes binary bodies and keeps every record it received.
+#[derive(Default)]
+struct BinarySink {
+    records: Mutex<Vec<Vec<weir_protocol::binary::ProduceRecord>>>,
+}
+
+impl BatchSink for Arc<BinarySink> {
+    fn encoding(&self) -> Encoding {
+        Encoding::Binary
+    }
+
+    async fn produce(&self, body: Bytes, messages: usize) -> Result<Vec<ProduceResult>, Error> {
+        let records = weir_protocol::binary::decode_produce(&body).expect("a binary body");
+        assert_eq!(records.len(), messages, "the count handed over matches");
+        let mut all = self.records.lock().unwrap();
+        let first: usize = all.iter().map(Vec::len).sum();
+        all.push(records);
+        Ok((first..first + messages)
+            .map(|offset| ProduceResult {
+                partition: 0,
+                offset: offset as u64,
+                duplicate: false,
+            })
+            .collect())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_binary_producer_batches_records_with_their_ids() {
+    let sink = Arc::new(BinarySink::default());
+    let producer = Producer::spawn(sink.clone(), &config(10, 3)).unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..5u8 {
+        let mut message = ProduceMessage::bytes(&[i, 0xff]);
+        message.key = Some(format!("k{i}"));
+        deliveries.push(producer.send(message).await.unwrap());
+    }
+    deliveries.push(producer.send(msg(5)).await.unwrap());
+    let mut offsets = Vec::new();
+    for d in deliveries {
+        offsets.push(d.await.unwrap().offset);
+    }
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4, 5]);
+    let batches = sink.records.lock().unwrap().clone();
+    assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3]);
+    let records: Vec<_> = batches.into_iter().flatten().collect();
+    assert_eq!(records[4].value, vec![4, 0xff]);
+    assert_eq!(records[4].key.as_deref(), Some("k4"));
+    assert!(!records[4].json);
+    assert_eq!(
+        (records[5].json, records[5].value.as_slice()),
+        (true, &b"5"[..])
+    );
+    // Idempotent by default: every record carries a generated id.
+    assert!(records.iter().all(|r| r.id.is_some()));
+    producer.close().await.unwrap();
+}

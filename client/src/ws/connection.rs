@@ -1,8 +1,8 @@
 //! One open socket, driven by two tasks: a reader that dispatches every
 //! server frame (pushed messages to a bounded channel, answers to their
 //! waiting request by `request_id`) and a writer that owns the write half
-//! (request frames from a queue, credit as it is owed, pings, the close
-//! frame).
+//! (request frames from a queue — JSON text, or binary publish frames —
+//! credit as it is owed, pings, the close frame).
 //!
 //! Keepalive: the writer pings every `ping_interval`, and the reader takes
 //! a socket that delivered nothing at all — no frame, no pong, no ping of
@@ -88,7 +88,7 @@ pub(crate) struct Ended {
 /// The caller's side of an open socket.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    frames: mpsc::Sender<String>,
+    frames: mpsc::Sender<WsMessage>,
     requests: Arc<Requests>,
     close: watch::Sender<bool>,
     ended: watch::Receiver<Option<Ended>>,
@@ -138,11 +138,11 @@ impl Connection {
         }
     }
 
-    /// Sends the frame `frame(request_id)` with a fresh request id and
-    /// waits for the server's answer to it.
-    pub async fn request(
+    /// Sends the frame `frame(request_id)` (text, or binary bytes) with a
+    /// fresh request id and waits for the server's answer to it.
+    pub async fn request<F: Into<WsMessage>>(
         &self,
-        frame: impl FnOnce(String) -> Result<String, Error>,
+        frame: impl FnOnce(String) -> Result<F, Error>,
     ) -> Result<Reply, Error> {
         let pending = self.requests.register()?;
         // Forgets the id however this call ends (answered: a no-op).
@@ -150,8 +150,8 @@ impl Connection {
             requests: &self.requests,
             id: pending.id.clone(),
         };
-        let text = frame(pending.id.clone())?;
-        if self.frames.send(text).await.is_err() {
+        let frame = frame(pending.id.clone())?.into();
+        if self.frames.send(frame).await.is_err() {
             return Err(self.requests.end_reason());
         }
         answer(&self.requests, pending).await
@@ -401,7 +401,7 @@ fn end_reason(
 
 /// The writer task's state.
 struct Writer {
-    frames: mpsc::Receiver<String>,
+    frames: mpsc::Receiver<WsMessage>,
     credit: Option<CreditLink>,
     close: watch::Receiver<bool>,
     ended: watch::Receiver<Option<Ended>>,
@@ -428,7 +428,7 @@ impl Writer {
                 },
                 _ = ping.tick() => WsMessage::Ping(Default::default()),
                 frame = self.frames.recv() => match frame {
-                    Some(text) => WsMessage::text(text),
+                    Some(frame) => frame,
                     None => break,
                 },
             };
@@ -445,8 +445,8 @@ impl Writer {
         }
         // Requests already queued go out first: the server answers what it
         // read before our close frame.
-        while let Ok(text) = self.frames.try_recv() {
-            if sink.feed(WsMessage::text(text)).await.is_err() {
+        while let Ok(frame) = self.frames.try_recv() {
+            if sink.feed(frame).await.is_err() {
                 return;
             }
         }

@@ -1,17 +1,20 @@
-//! The JSON text frames of the three sockets, as this client reads and
-//! writes them: client frames are `weir_protocol::ws::ClientFrame`, server
-//! frames are read as `ServerFrame` / `TailFrame` — the protocol's own
+//! The frames of the three sockets, as this client reads and writes them:
+//! JSON text, except the publish requests of a binary client (binary
+//! frames, `weir_protocol::binary`). Client frames are
+//! `weir_protocol::ws::ClientFrame`, server frames are read as `ServerFrame` / `TailFrame` — the protocol's own
 //! decoders, which turn an error code newer than this client into
 //! `ErrorCode::Unknown` instead of failing the frame — and sorted here into
 //! pushed messages and answers to requests.
 
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use weir_protocol::ws::{ClientFrame, Confirmation, ServerFrame, TailFrame};
 use weir_protocol::{
     AckResponse, ExtendRequest, Message, NackRequest, Problem, ProduceMessage, ProduceResult,
     ReceivedMessage,
 };
 
-use crate::Error;
+use crate::encoding::encode_publish;
+use crate::{Encoding, Error};
 
 /// Which confirmation answers a settle frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,12 +159,23 @@ pub(crate) fn credit(messages: u32) -> Result<String, Error> {
     Ok(serde_json::to_string(&ClientFrame::Credit { messages })?)
 }
 
-pub(crate) fn publish(request_id: String, messages: Vec<ProduceMessage>) -> Result<String, Error> {
-    let frame = ClientFrame::Publish {
-        request_id,
-        messages,
-    };
-    Ok(serde_json::to_string(&frame)?)
+/// A publish request in `encoding`: a JSON text frame, or a binary frame
+/// (the answer is a JSON `published` frame either way).
+pub(crate) fn publish(
+    request_id: String,
+    messages: Vec<ProduceMessage>,
+    encoding: Encoding,
+) -> Result<WsMessage, Error> {
+    match encoding {
+        Encoding::Json => {
+            let frame = ClientFrame::Publish {
+                request_id,
+                messages,
+            };
+            Ok(WsMessage::text(serde_json::to_string(&frame)?))
+        }
+        Encoding::Binary => Ok(WsMessage::binary(encode_publish(&request_id, messages)?)),
+    }
 }
 
 #[cfg(test)]
@@ -336,10 +350,29 @@ mod tests {
             value: Some(serde_json::value::to_raw_value(&json!({"n": 1})).unwrap()),
             ..ProduceMessage::default()
         };
-        let text = publish("p9".into(), vec![message]).unwrap();
+        let WsMessage::Text(text) =
+            publish("p9".into(), vec![message.clone()], Encoding::Json).unwrap()
+        else {
+            panic!("a JSON publish is a text frame");
+        };
         assert_eq!(
             serde_json::from_str::<Value>(&text).unwrap(),
             json!({"type": "publish", "request_id": "p9", "messages": [{"key": "k", "value": {"n": 1}}]})
+        );
+        let WsMessage::Binary(bytes) =
+            publish("p9".into(), vec![message], Encoding::Binary).unwrap()
+        else {
+            panic!("a binary publish is a binary frame");
+        };
+        let (id, records) = weir_protocol::binary::decode_publish(&bytes).unwrap();
+        assert_eq!((id.as_str(), records.len()), ("p9", 1));
+        assert_eq!(
+            (
+                records[0].key.as_deref(),
+                records[0].json,
+                records[0].value.as_slice()
+            ),
+            (Some("k"), true, &br#"{"n":1}"#[..])
         );
     }
 }

@@ -1,8 +1,11 @@
 //! Producing over one socket ([`Client::publisher_ws`]): each `publish`
-//! is a request with its own id, so many may be in flight at once.
+//! is a request with its own id, so many may be in flight at once. A
+//! binary client sends binary publish frames; a [`BinaryBatch`] goes out
+//! as one whatever the client's encoding.
 
 use std::sync::Arc;
 
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use weir_protocol::{ProduceMessage, ProduceResult};
 
 use super::connect;
@@ -10,7 +13,7 @@ use super::connection::{Connection, Push};
 use super::frames;
 use crate::client::topic_path;
 use crate::observe::{Operation, Target};
-use crate::{Client, Error};
+use crate::{BinaryBatch, Client, Error};
 
 /// A publish socket on one topic. Cheap to clone; the clones share the
 /// socket, and [`publish`](WsPublisher::publish) may be called from many
@@ -83,7 +86,9 @@ impl WsPublisher {
     /// does, and returns their results in request order once every one is
     /// durable. A refused request fails with the code the HTTP produce
     /// would answer (`invalid_request`, `message_too_large`,
-    /// `topic_not_found`, ...) and the socket stays usable.
+    /// `topic_not_found`, ...) and the socket stays usable. The request is
+    /// a binary frame when the client's encoding is
+    /// [`Encoding::Binary`](crate::Encoding::Binary).
     ///
     /// ```no_run
     /// # async fn demo(publisher: weir_client::WsPublisher) -> Result<(), weir_client::Error> {
@@ -99,12 +104,38 @@ impl WsPublisher {
         messages: Vec<ProduceMessage>,
     ) -> Result<Vec<ProduceResult>, Error> {
         let sent = messages.len();
+        let encoding = self.inner.client.encoding();
+        self.request(sent, |id| frames::publish(id, messages, encoding))
+            .await
+    }
+
+    /// Appends a batch encoded beforehand, as one binary frame whatever
+    /// the client's encoding (see [`BinaryBatch`]); otherwise as
+    /// [`publish`](Self::publish).
+    ///
+    /// ```no_run
+    /// # async fn demo(publisher: weir_client::WsPublisher) -> Result<(), weir_client::Error> {
+    /// use weir_client::{BinaryBatch, ProduceMessage, ProduceMessageExt};
+    /// let batch = BinaryBatch::new(vec![ProduceMessage::bytes(b"tick"); 50])?;
+    /// let (a, b) = tokio::join!(publisher.publish_batch(&batch), publisher.publish_batch(&batch));
+    /// assert_eq!(a?.len() + b?.len(), 100);
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_batch(&self, batch: &BinaryBatch) -> Result<Vec<ProduceResult>, Error> {
+        self.request(batch.len(), |id| Ok(batch.publish_frame(&id)))
+            .await
+    }
+
+    /// Sends the publish frame `frame(request_id)` of `sent` messages and
+    /// waits for its results.
+    async fn request<F: Into<WsMessage>>(
+        &self,
+        sent: usize,
+        frame: impl FnOnce(String) -> Result<F, Error>,
+    ) -> Result<Vec<ProduceResult>, Error> {
         let inner = &self.inner;
         let call = async {
-            let reply = inner
-                .connection
-                .request(|id| frames::publish(id, messages))
-                .await?;
+            let reply = inner.connection.request(frame).await?;
             frames::published(reply, sent)
         };
         let target = Target {

@@ -15,7 +15,9 @@ use super::partitioner::partition_for_key;
 use super::topic::Topic;
 use tokio::sync::oneshot;
 
-use crate::storage::{BatchBuilder, DedupeEntry, NewMessage, PartitionMeta, Store, WriteSet};
+use crate::storage::{
+    BatchBuilder, CommitSlot, DedupeEntry, NewMessage, PartitionMeta, Store, WriteSet,
+};
 
 /// A validated message, ready to be placed.
 #[derive(Debug, Clone)]
@@ -288,14 +290,29 @@ pub async fn enqueue_with(
 ) -> Result<Produced> {
     let (placed_tx, placed_rx) = oneshot::channel();
     tokio::spawn(async move {
-        let placing_topic = topic.clone();
-        let placing_store = store.clone();
-        let placed = tokio::task::spawn_blocking(move || {
-            place(&placing_store, &placing_topic, batch, at, extra)
-        })
-        .await
-        .map_err(BrokerError::from)
-        .and_then(|r| r);
+        let placed = match place_now(&store, &topic, batch, at, extra) {
+            Ok(placed) => placed,
+            Err((batch, extra)) => {
+                let placing_topic = topic.clone();
+                let placing_store = store.clone();
+                tokio::task::spawn_blocking(move || {
+                    let submit = Submit::Blocking(&placing_store);
+                    let state = placing_topic.lock_produce();
+                    place(
+                        &placing_store,
+                        &placing_topic,
+                        state,
+                        batch,
+                        at,
+                        extra,
+                        submit,
+                    )
+                })
+                .await
+                .map_err(BrokerError::from)
+                .and_then(|r| r)
+            }
+        };
         match placed {
             Err(e) => {
                 let _ = placed_tx.send(Err(e));
@@ -375,19 +392,71 @@ type Placed = (
     tokio::sync::oneshot::Receiver<crate::storage::Result<()>>,
 );
 
-/// Runs on a blocking thread: dedupe look-ups read the store.
-fn place(
+/// Largest batch placed on the async worker (messages, bytes).
+const INLINE_MAX_MESSAGES: usize = 2000;
+const INLINE_MAX_BYTES: usize = 1 << 20;
+
+/// How a placed batch reaches the writer.
+enum Submit<'a> {
+    /// From a blocking thread: waits for room in the writer's queue.
+    Blocking(&'a Store),
+    /// Room already reserved: never waits.
+    Reserved(CommitSlot),
+}
+
+/// Places a batch right here on the async worker when that cannot block:
+/// no idempotency ids to look up in the store, room in the writer's queue
+/// and the produce lock free. Otherwise hands the batch back for a blocking
+/// thread.
+#[allow(clippy::result_large_err)]
+fn place_now(
     store: &Store,
     topic: &Topic,
     batch: Vec<Prepared>,
+    at: (u64, u64),
+    extra: WriteSet,
+) -> std::result::Result<Result<Placed>, (Vec<Prepared>, WriteSet)> {
+    // Small batches only: encoding a large one is CPU work that belongs on
+    // a blocking thread, not on a worker other requests wait for.
+    let bytes: usize = batch.iter().map(|p| p.message.encoded_len()).sum();
+    if batch.len() > INLINE_MAX_MESSAGES
+        || bytes > INLINE_MAX_BYTES
+        || batch.iter().any(|p| p.id.is_some())
+    {
+        return Err((batch, extra));
+    }
+    let Some(slot) = store.try_reserve() else {
+        return Err((batch, extra));
+    };
+    let Some(state) = topic.try_lock_produce() else {
+        return Err((batch, extra));
+    };
+    Ok(place(
+        store,
+        topic,
+        state,
+        batch,
+        at,
+        extra,
+        Submit::Reserved(slot),
+    ))
+}
+
+/// Places a batch under the produce lock and submits its commit. Reads the
+/// store only for idempotency ids (then it runs on a blocking thread).
+fn place(
+    store: &Store,
+    topic: &Topic,
+    mut state: std::sync::MutexGuard<'_, super::topic::ProduceState>,
+    batch: Vec<Prepared>,
     (now, wall): (u64, u64),
     extra: WriteSet,
+    submit: Submit<'_>,
 ) -> Result<Placed> {
     let record = topic.record();
     let topic_id = record.id;
     let partitions = record.config.partitions;
     let window = record.config.dedupe_window_ms;
-    let mut state = topic.lock_produce();
     if topic.is_deleted() {
         return Err(BrokerError::TopicNotFound(record.name));
     }
@@ -515,7 +584,10 @@ fn place(
     // all-duplicate batch still goes through the writer (an empty set) so
     // its answer waits until the original is durable.
     set.append(extra);
-    let receiver = store.submit_blocking(set)?;
+    let receiver = match submit {
+        Submit::Blocking(store) => store.submit_blocking(set)?,
+        Submit::Reserved(slot) => slot.submit(set),
+    };
     Ok((results, appended, new_ids, receiver))
 }
 

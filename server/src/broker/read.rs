@@ -78,6 +78,28 @@ pub async fn resolve_start(
     Ok(offset.max(low))
 }
 
+/// Reads messages `[from, end)` of a partition (at most `max_count`, about
+/// `max_bytes`): from the tail cache when it holds them (no blocking, the
+/// common case for consumers at the head), else from the store on a
+/// blocking thread.
+pub async fn read_log(
+    store: &Arc<Store>,
+    topic: u32,
+    partition: u32,
+    (from, end): (u64, u64),
+    max_count: usize,
+    max_bytes: u64,
+) -> Result<Vec<StoredMessage>> {
+    if let Some(recent) = store.read_recent(topic, partition, from, end, max_count, max_bytes) {
+        return Ok(recent);
+    }
+    let store = store.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        store.read_messages(topic, partition, from, end, max_count, max_bytes)
+    })
+    .await??)
+}
+
 /// Reads up to `limit` messages, waiting up to `wait_ms` for the first one.
 pub async fn read(
     store: &Arc<Store>,
@@ -105,18 +127,15 @@ pub async fn read(
         start = start.max(partition.low());
         let committed = *watch.borrow_and_update();
         if start < committed {
-            let store = store.clone();
-            let stored = tokio::task::spawn_blocking(move || {
-                store.read_messages(
-                    record.id,
-                    partition_id,
-                    start,
-                    committed,
-                    limit as usize,
-                    MAX_READ_BYTES,
-                )
-            })
-            .await??;
+            let stored = read_log(
+                store,
+                record.id,
+                partition_id,
+                (start, committed),
+                limit as usize,
+                MAX_READ_BYTES,
+            )
+            .await?;
             let next_offset = stored.last().map_or(committed, |m| m.offset + 1);
             let messages = stored
                 .into_iter()

@@ -308,6 +308,16 @@ impl Topic {
         }
     }
 
+    /// The produce lock if it is free right now (async code must not wait
+    /// for it: a holder may be reading the store).
+    pub fn try_lock_produce(&self) -> Option<MutexGuard<'_, ProduceState>> {
+        match self.produce.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     pub fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::SeqCst);
         for p in self.partitions() {

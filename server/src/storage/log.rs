@@ -48,6 +48,28 @@ fn corrupt(offset: u64, e: RecordError) -> StorageError {
 }
 
 impl Store {
+    /// Like [`Store::read_messages`], from memory only (the tail cache of
+    /// recent batches): never blocks, so async code may call it directly.
+    /// `None` when the cache does not hold the whole answer; then read the
+    /// store (from a blocking context).
+    pub fn read_recent(
+        &self,
+        topic: u32,
+        partition: u32,
+        from: u64,
+        end: u64,
+        max_count: usize,
+        max_bytes: u64,
+    ) -> Option<Vec<StoredMessage>> {
+        self.cache
+            .read(topic, partition, from, end, max_count, max_bytes)
+    }
+
+    /// Bytes of recent batches held in memory (metrics).
+    pub fn recent_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
     /// Reads messages of a partition from `from` (inclusive) to `end`
     /// (exclusive), at most `max_count` and about `max_bytes` (always at
     /// least one message when there is one). Verifies every checksum.

@@ -21,6 +21,7 @@ mod slot;
 mod stats;
 mod sub_state;
 mod syncer;
+mod tail_cache;
 mod write_set;
 mod writer;
 
@@ -159,6 +160,20 @@ pub struct Store {
     stats: Arc<WriterStats>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop_interval: Arc<AtomicBool>,
+    cache: Arc<tail_cache::TailCache>,
+}
+
+/// Reserved room in the writer's queue ([`Store::try_reserve`]).
+pub struct CommitSlot(mpsc::OwnedPermit<writer::Request>);
+
+impl CommitSlot {
+    /// Queues a write set in the reserved room; returns the receiver of
+    /// its result.
+    pub fn submit(self, set: WriteSet) -> oneshot::Receiver<Result<()>> {
+        let (reply, rx) = oneshot::channel();
+        self.0.send(writer::Request::Commit(set, reply));
+        rx
+    }
 }
 
 pub const COUNTER_TOPIC: &str = "topic";
@@ -179,12 +194,16 @@ impl Store {
         let stats = Arc::new(WriterStats::default());
         let health = Arc::new(health::Health::new(options.disk_free_limit_bytes));
         let stop_interval = Arc::new(AtomicBool::new(false));
+        let cache = Arc::new(tail_cache::TailCache::new(
+            options.block_cache_bytes / TAIL_CACHE_SHARE,
+        ));
         let (writer, syncer) = writer::spawn(
             slot.clone(),
             path.to_path_buf(),
             options.fsync,
             stats.clone(),
             health.clone(),
+            cache.clone(),
             rx,
         )
         .map_err(|e| open_err(e.to_string()))?;
@@ -220,6 +239,7 @@ impl Store {
             stats,
             threads: Mutex::new(threads),
             stop_interval,
+            cache,
         });
         store.index_dedupe_expiry()?;
         Ok(store)
@@ -290,6 +310,12 @@ impl Store {
             .blocking_send(writer::Request::Commit(set, reply))
             .map_err(|_| StorageError::Closed)?;
         Ok(rx)
+    }
+
+    /// Room for one commit in the writer's queue, if there is some now
+    /// (never waits: for async code that must not block).
+    pub fn try_reserve(&self) -> Option<CommitSlot> {
+        self.tx.clone().try_reserve_owned().ok().map(CommitSlot)
     }
 
     /// Stops the writer after it has committed everything queued, syncs the
@@ -588,8 +614,10 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<DB> {
     db_opts.set_level_compaction_dynamic_level_bytes(true);
     db_opts.set_bytes_per_sync(1 << 20);
 
-    let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes)
-        .map_err(|e| open_err(e.to_string()))?;
+    let cache = rocksdb::Cache::new_lru_cache(
+        options.block_cache_bytes - options.block_cache_bytes / TAIL_CACHE_SHARE,
+    )
+    .map_err(|e| open_err(e.to_string()))?;
     // A format-1 directory still has its one-key-per-message column
     // family: opened too, for `migrate.rs` to convert and drop.
     let legacy = DB::list_cf(&db_opts, path)
@@ -658,6 +686,11 @@ fn create_dir_durably(path: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// The share of `block_cache_bytes` (one in this many bytes) that holds
+/// the most recent record batches in memory (`tail_cache.rs`); RocksDB's
+/// block cache gets the rest.
+const TAIL_CACHE_SHARE: usize = 4;
 
 /// Level-0 files at which RocksDB slows writes down (default 20).
 const L0_SLOWDOWN_FILES: i32 = 48;

@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
-use super::keys::{topic_end, topic_start, CF_DEDUPE, CF_MESSAGES, CF_TIME_INDEX};
+use super::keys::{topic_end, topic_start, CF_BATCHES, CF_DEDUPE, CF_TIME_INDEX};
 use super::{cf, Store};
 
 impl Store {
     /// Starts reclaiming the space of a deleted topic (returns at once).
     pub fn reclaim_topic(self: &Arc<Self>, topic: u32) {
+        self.cache.forget_topic(topic);
         let store = self.clone();
         let spawned = std::thread::Builder::new()
             .name("weir-reclaim".into())
@@ -28,7 +29,7 @@ impl Store {
     fn reclaim_range(&self, topic: u32) -> super::Result<()> {
         let db = self.db()?;
         let (start, end) = (topic_start(topic), topic_end(topic));
-        for family in [CF_MESSAGES, CF_TIME_INDEX, CF_DEDUPE] {
+        for family in [CF_BATCHES, CF_TIME_INDEX, CF_DEDUPE] {
             let handle = cf(&db, family)?;
             db.flush_cf(handle)?;
             db.delete_file_in_range_cf(handle, &start, &end)?;

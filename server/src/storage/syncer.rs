@@ -21,6 +21,8 @@ use std::time::Instant;
 
 use super::health::Health;
 use super::slot::DbSlot;
+use super::tail_cache::TailCache;
+use super::write_set::CachedBatch;
 use super::writer::{Reply, WriterStats};
 use super::{Fence, StorageError};
 use crate::metrics::METRICS;
@@ -31,6 +33,8 @@ pub(super) enum Job {
     Synced {
         waiting: Vec<Reply>,
         fences: Vec<Fence>,
+        /// Its record batches, cached once durable.
+        batches: Vec<CachedBatch>,
     },
     /// Answer everything queued before, then stop and signal.
     Stop(std::sync::mpsc::Sender<()>),
@@ -40,12 +44,13 @@ pub(super) fn spawn(
     slot: Arc<DbSlot>,
     stats: Arc<WriterStats>,
     health: Arc<Health>,
+    cache: Arc<TailCache>,
     rx: Receiver<Job>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("weir-wal-syncer".into())
         .spawn(move || {
-            let mut batches: Vec<(Vec<Reply>, Vec<Fence>)> = Vec::new();
+            let mut batches: Vec<Written> = Vec::new();
             while let Ok(first) = rx.recv() {
                 let mut stop = gather(first, &mut batches);
                 while stop.is_none() {
@@ -56,11 +61,14 @@ pub(super) fn spawn(
                 }
                 if !batches.is_empty() {
                     let result = sync(&slot, &stats, &health);
-                    for (waiting, fences) in batches.drain(..) {
+                    for (waiting, fences, cached) in batches.drain(..) {
                         if result.is_err() {
                             for fence in fences {
                                 fence.break_it();
                             }
+                        } else {
+                            // Durable now: readers may be served from memory.
+                            cache.insert(cached);
                         }
                         for reply in waiting {
                             let _ = reply.send(result.clone());
@@ -75,14 +83,18 @@ pub(super) fn spawn(
         })
 }
 
+/// A written batch awaiting its sync: who waits, fences, record batches.
+type Written = (Vec<Reply>, Vec<Fence>, Vec<CachedBatch>);
+
 /// Adds a job to the batches awaiting this sync; returns a stop signal.
-fn gather(
-    job: Job,
-    batches: &mut Vec<(Vec<Reply>, Vec<Fence>)>,
-) -> Option<std::sync::mpsc::Sender<()>> {
+fn gather(job: Job, batches: &mut Vec<Written>) -> Option<std::sync::mpsc::Sender<()>> {
     match job {
-        Job::Synced { waiting, fences } => {
-            batches.push((waiting, fences));
+        Job::Synced {
+            waiting,
+            fences,
+            batches: cached,
+        } => {
+            batches.push((waiting, fences, cached));
             None
         }
         Job::Stop(stopped) => Some(stopped),

@@ -23,6 +23,8 @@ fn parked_index_key(sub: u32, parked: &Parked) -> [u8; 25] {
 /// One write operation, with owned bytes.
 enum Op {
     Put(&'static str, Vec<u8>, Vec<u8>),
+    /// A put whose value is also kept elsewhere (a batch for the tail cache).
+    PutShared(&'static str, Vec<u8>, Arc<Vec<u8>>),
     Delete(&'static str, Vec<u8>),
     DeleteRange(&'static str, Vec<u8>, Vec<u8>),
     /// Drops a partition's batches that lie wholly below `keep_from` (the
@@ -76,7 +78,15 @@ impl Fence {
 pub struct WriteSet {
     ops: Vec<Op>,
     fences: Vec<Fence>,
+    /// Answered once written to the WAL, before its sync (see
+    /// [`WriteSet::answer_once_written`]).
+    once_written: bool,
+    /// Batches appended, for the tail cache once they are durable.
+    batches: Vec<CachedBatch>,
 }
+
+/// `(topic, partition, base offset, value)` of an appended batch.
+pub(super) type CachedBatch = (u32, u32, u64, Arc<Vec<u8>>);
 
 impl WriteSet {
     pub fn new() -> Self {
@@ -93,10 +103,29 @@ impl WriteSet {
     }
 
     /// Appends every change of `other` (applied after this set's), and its
-    /// fences: the whole set commits only if all of them hold.
+    /// fences: the whole set commits only if all of them hold. The result
+    /// waits for the sync unless both sets are answered once written.
     pub fn append(&mut self, other: WriteSet) {
+        let only_written = (self.once_written || self.ops.is_empty())
+            && (other.once_written || other.ops.is_empty());
         self.ops.extend(other.ops);
         self.fences.extend(other.fences);
+        self.batches.extend(other.batches);
+        self.once_written = only_written && !self.ops.is_empty();
+    }
+
+    /// Answers this set as soon as it is written to the WAL, without
+    /// waiting for the sync that makes it durable (the next sync covers it,
+    /// and it already survives a crash of the process; only a power failure
+    /// before that sync can lose it). For bookkeeping whose loss costs no
+    /// message: a pull's delivery marks and attempt counts.
+    pub fn answer_once_written(&mut self) {
+        self.once_written = true;
+    }
+
+    /// Whether the set is answered before its sync.
+    pub(super) fn is_once_written(&self) -> bool {
+        self.once_written
     }
 
     /// Whether the set appends or removes messages of `topic` (test
@@ -105,9 +134,10 @@ impl WriteSet {
     pub(super) fn appends_to(&self, topic: u32) -> bool {
         let of_topic = |key: &[u8]| key.starts_with(&topic.to_be_bytes());
         self.ops.iter().any(|op| match op {
-            Op::Put(cf, key, _) | Op::Delete(cf, key) | Op::DeleteRange(cf, key, _) => {
-                *cf == CF_BATCHES && of_topic(key)
-            }
+            Op::Put(cf, key, _)
+            | Op::PutShared(cf, key, _)
+            | Op::Delete(cf, key)
+            | Op::DeleteRange(cf, key, _) => *cf == CF_BATCHES && of_topic(key),
             Op::TruncateLog { topic: t, .. } => *t == topic,
         })
     }
@@ -136,11 +166,18 @@ impl WriteSet {
 
     /// Appends a record batch whose first message has offset `base`.
     pub fn append_batch(&mut self, topic: u32, partition: u32, base: u64, batch: BatchBuilder) {
-        self.put(
+        let value = Arc::new(batch.finish());
+        self.ops.push(Op::PutShared(
             CF_BATCHES,
-            partition_key(topic, partition, base),
-            batch.finish(),
-        );
+            partition_key(topic, partition, base).to_vec(),
+            value.clone(),
+        ));
+        self.batches.push((topic, partition, base, value));
+    }
+
+    /// Takes the appended batches (the writer caches them once durable).
+    pub(super) fn take_batches(&mut self) -> Vec<CachedBatch> {
+        std::mem::take(&mut self.batches)
     }
 
     /// Stores raw bytes as a batch (tests: damaged batches).
@@ -365,7 +402,10 @@ impl WriteSet {
             // Every CF in `ALL_CFS` is created at open, so a handle is always
             // found; skipping defensively keeps the writer panic-free.
             let cf_name = match &op {
-                Op::Put(cf, ..) | Op::Delete(cf, _) | Op::DeleteRange(cf, ..) => *cf,
+                Op::Put(cf, ..)
+                | Op::PutShared(cf, ..)
+                | Op::Delete(cf, _)
+                | Op::DeleteRange(cf, ..) => *cf,
                 Op::TruncateLog { .. } => continue,
             };
             let Some(cf) = db.cf_handle(cf_name) else {
@@ -376,6 +416,10 @@ impl WriteSet {
                 Op::Put(_, k, v) => {
                     bytes += k.len() + v.len();
                     batch.put_cf(cf, k, v);
+                }
+                Op::PutShared(_, k, v) => {
+                    bytes += k.len() + v.len();
+                    batch.put_cf(cf, k, v.as_slice());
                 }
                 Op::Delete(_, k) => {
                     bytes += k.len();

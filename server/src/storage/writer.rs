@@ -23,6 +23,8 @@ use std::path::PathBuf;
 use super::health::{Health, HARD_RESERVE_BYTES};
 use super::slot::DbSlot;
 use super::syncer;
+use super::tail_cache::TailCache;
+use super::write_set::CachedBatch;
 use super::{Fence, FsyncMode, StorageError, WriteSet};
 use crate::metrics::METRICS;
 
@@ -57,10 +59,17 @@ pub(super) fn spawn(
     fsync: FsyncMode,
     stats: Arc<WriterStats>,
     health: Arc<Health>,
+    cache: Arc<TailCache>,
     mut rx: mpsc::Receiver<Request>,
 ) -> std::io::Result<(JoinHandle<()>, JoinHandle<()>)> {
     let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel(SYNC_QUEUE);
-    let syncer = syncer::spawn(slot.clone(), stats.clone(), health.clone(), sync_rx)?;
+    let syncer = syncer::spawn(
+        slot.clone(),
+        stats.clone(),
+        health.clone(),
+        cache.clone(),
+        sync_rx,
+    )?;
     let writer = std::thread::Builder::new()
         .name("weir-writer".into())
         .spawn(move || {
@@ -75,6 +84,7 @@ pub(super) fn spawn(
             opts.set_no_slowdown(false);
             let out = Out {
                 fsync,
+                cache: cache.clone(),
                 sync_tx,
                 stats: stats.clone(),
                 health: health.clone(),
@@ -138,22 +148,31 @@ const SYNC_QUEUE: usize = 1024;
 /// Where a written batch's answers go.
 struct Out {
     fsync: FsyncMode,
+    cache: Arc<TailCache>,
     sync_tx: std::sync::mpsc::SyncSender<syncer::Job>,
     stats: Arc<WriterStats>,
     health: Arc<Health>,
 }
 
 impl Out {
-    /// Answers a written batch: at once, or (fsync = always) once synced.
-    fn written(&self, waiting: Vec<Reply>, fences: Vec<Fence>) {
+    /// Answers a written batch: at once, or (fsync = always) once synced;
+    /// its record batches enter the tail cache just before.
+    fn written(&self, waiting: Vec<Reply>, fences: Vec<Fence>, batches: Vec<CachedBatch>) {
         if !matches!(self.fsync, FsyncMode::Always) {
+            self.cache.insert(batches);
             for reply in waiting {
                 let _ = reply.send(Ok(()));
             }
             return;
         }
-        if let Err(std::sync::mpsc::SendError(syncer::Job::Synced { waiting, fences })) =
-            self.sync_tx.send(syncer::Job::Synced { waiting, fences })
+        let job = syncer::Job::Synced {
+            waiting,
+            fences,
+            batches,
+        };
+        if let Err(std::sync::mpsc::SendError(syncer::Job::Synced {
+            waiting, fences, ..
+        })) = self.sync_tx.send(job)
         {
             // The syncer is gone (it only stops when told): nothing synced
             // these writes, so they are not acknowledged.
@@ -193,7 +212,11 @@ struct Pending {
     batch: WriteBatch,
     bytes: usize,
     waiting: Vec<Reply>,
+    /// Answered once the batch is written (before its sync).
+    written: Vec<Reply>,
     fences: Vec<Fence>,
+    /// Record batches appended, for the tail cache once durable.
+    batches: Vec<CachedBatch>,
     /// Tests: this batch fails (see `WriterStats::fail_appends`).
     inject_failure: bool,
 }
@@ -230,8 +253,14 @@ impl Pending {
                     return None;
                 }
                 self.fences.extend(set.take_fences());
+                self.batches.extend(set.take_batches());
+                let once_written = set.is_once_written();
                 self.bytes += set.apply(db, &mut self.batch);
-                self.waiting.push(reply);
+                if once_written {
+                    self.written.push(reply);
+                } else {
+                    self.waiting.push(reply);
+                }
                 None
             }
             Request::Stop(done) => Some(done),
@@ -242,21 +271,26 @@ impl Pending {
     fn refuse(&mut self, error: StorageError) {
         self.batch = WriteBatch::default();
         self.bytes = 0;
+        self.batches.clear();
         for fence in self.fences.drain(..) {
             fence.break_it();
         }
-        for reply in self.waiting.drain(..) {
+        for reply in self.waiting.drain(..).chain(self.written.drain(..)) {
             let _ = reply.send(Err(error.clone()));
         }
     }
 
+    fn sets(&self) -> usize {
+        self.waiting.len() + self.written.len()
+    }
+
     fn full(&self) -> bool {
-        self.waiting.len() >= MAX_SETS_PER_BATCH || self.bytes >= MAX_BYTES_PER_BATCH
+        self.sets() >= MAX_SETS_PER_BATCH || self.bytes >= MAX_BYTES_PER_BATCH
     }
 
     /// Writes the batch (if any set was taken) and hands its answers on.
     fn commit(&mut self, db: &DB, opts: &WriteOptions, out: &Out) {
-        if self.waiting.is_empty() {
+        if self.sets() == 0 {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
@@ -264,13 +298,20 @@ impl Pending {
         let result = if injected {
             Err(StorageError::Stalled)
         } else {
-            write(db, batch, opts, &out.stats, self.waiting.len())
+            write(db, batch, opts, &out.stats, self.sets())
         };
         self.bytes = 0;
-        let waiting = std::mem::take(&mut self.waiting);
+        let mut waiting = std::mem::take(&mut self.waiting);
+        let written = std::mem::take(&mut self.written);
         let fences = std::mem::take(&mut self.fences);
+        let batches = std::mem::take(&mut self.batches);
         match result {
-            Ok(()) => out.written(waiting, fences),
+            Ok(()) => {
+                for reply in written {
+                    let _ = reply.send(Ok(()));
+                }
+                out.written(waiting, fences, batches);
+            }
             Err(e) => {
                 if let StorageError::WriteFailed = e {
                     out.health.fail(
@@ -281,6 +322,7 @@ impl Pending {
                 for fence in fences {
                     fence.break_it();
                 }
+                waiting.extend(written);
                 for reply in waiting {
                     // A requester that went away (client disconnected)
                     // does not undo anything; nothing to do.

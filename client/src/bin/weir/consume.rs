@@ -18,6 +18,7 @@ use weir_client::{
     SubscribeOptions,
 };
 
+use super::encoding::EncodingArg;
 use super::output::{errln, Printer};
 
 /// The server's most messages per pull.
@@ -58,6 +59,11 @@ pub struct ConsumeArgs {
     /// of HTTP pulls. With `--no-ack`, leases end when the socket closes.
     #[arg(long)]
     ws: bool,
+    /// Encoding of the pull responses: `json`, or `binary`
+    /// (application/vnd.weir.batch). What is printed is the same. Not with
+    /// --ws (socket frames are JSON).
+    #[arg(long, value_enum, default_value_t = EncodingArg::Json, conflicts_with = "ws")]
+    encoding: EncodingArg,
 }
 
 /// What happens to each pulled batch.
@@ -95,6 +101,7 @@ pub async fn run(args: ConsumeArgs, client: &Client, printer: &Printer) -> Resul
     if args.ws {
         return run_ws(args, client, printer).await;
     }
+    let client = &args.encoding.client(client);
     let settle = args.settle();
     let (topic, sub) = (args.topic.as_str(), args.sub.as_str());
     let interrupted = tokio::signal::ctrl_c();

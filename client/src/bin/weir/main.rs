@@ -5,6 +5,7 @@ mod backup;
 mod bench;
 mod consume;
 mod dlq;
+mod encoding;
 mod output;
 mod produce;
 mod read;

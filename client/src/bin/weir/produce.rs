@@ -8,6 +8,7 @@ use std::io::{BufRead, IsTerminal};
 use clap::Args;
 use weir_client::{Client, Error, ProduceMessage, ProduceMessageExt};
 
+use super::encoding::EncodingArg;
 use super::output::Printer;
 
 /// Most messages in one produce request (the server's limit).
@@ -50,9 +51,14 @@ pub struct ProduceArgs {
     /// Messages per request when reading lines (1..=100000).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=MAX_BATCH))]
     batch: i64,
+    /// Encoding of the produce requests: `json`, or `binary`
+    /// (application/vnd.weir.batch). The messages stored are the same.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
+    encoding: EncodingArg,
 }
 
 pub async fn run(args: ProduceArgs, client: &Client, printer: &Printer) -> Result<(), Error> {
+    let client = &args.encoding.client(client);
     let headers = parse_headers(&args.headers)?;
     let make = |v: &str| -> Result<ProduceMessage, Error> {
         let mut m = match serde_json::from_str::<serde_json::Value>(v) {

@@ -17,6 +17,7 @@ use serde::Serialize;
 use weir_client::{Client, Error, Message, TopicInfo};
 use weir_protocol::limits::MAX_READ_LIMIT;
 
+use super::encoding::EncodingArg;
 use super::output::{errln, Printer};
 use super::time::parse_time;
 
@@ -51,6 +52,10 @@ pub struct ReadArgs {
     /// --limit); they are printed as they arrive.
     #[arg(long, short)]
     follow: bool,
+    /// Encoding of the read responses: `json`, or `binary`
+    /// (application/vnd.weir.batch). What is printed is the same.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
+    encoding: EncodingArg,
 }
 
 /// `--from`.
@@ -136,6 +141,7 @@ struct Single<'a> {
 }
 
 pub async fn run(args: ReadArgs, client: &Client, printer: &Printer) -> Result<(), Error> {
+    let client = &args.encoding.client(client);
     let topic = args.topic.as_str();
     let info = client.topic(topic).await?;
     let mut cursors = cursors(&args, &info);

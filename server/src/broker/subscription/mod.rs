@@ -19,6 +19,7 @@ mod parking;
 pub mod pause;
 pub mod pull;
 pub mod push;
+mod read_ahead;
 pub mod settle;
 pub mod state;
 mod timers;
@@ -56,8 +57,9 @@ pub struct Subscription {
     /// store before anything else is written (memory never stays ahead of
     /// a commit that failed).
     generation: Arc<AtomicU64>,
-    /// Serializes scans of the log so two pulls never read the same range.
-    scan: Mutex<()>,
+    /// Serializes scans of the log so two pulls never read the same range;
+    /// holds what the scans read ahead.
+    scan: Mutex<read_ahead::ReadAhead>,
     /// Bumped on every change that may make messages deliverable.
     changed: watch::Sender<u64>,
     /// Wakes the timer task (new deadlines, jobs).
@@ -94,7 +96,7 @@ impl Subscription {
             store,
             state: Mutex::new(state),
             generation: Arc::new(AtomicU64::new(0)),
-            scan: Mutex::new(()),
+            scan: Mutex::new(read_ahead::ReadAhead::default()),
             changed: watch::Sender::new(0),
             timer_wake: Notify::new(),
             deleted: AtomicBool::new(false),
@@ -256,11 +258,38 @@ impl Subscription {
         state: &mut State,
         changes: Vec<Change>,
     ) -> Result<Option<oneshot::Receiver<std::result::Result<(), StorageError>>>> {
+        self.enqueue_as(state, changes, false).await
+    }
+
+    /// Like `enqueue` for the changes a pull makes: when they are only
+    /// delivery bookkeeping (delivered marks, attempt counts of leased
+    /// messages), the pull is answered once they are written, without
+    /// waiting for their sync. They survive a crash of the process; a power
+    /// failure before the next sync can lose them, which only means the
+    /// attempt is not counted (the message is redelivered either way).
+    async fn enqueue_pull(
+        &self,
+        state: &mut State,
+        changes: Vec<Change>,
+    ) -> Result<Option<oneshot::Receiver<std::result::Result<(), StorageError>>>> {
+        let bookkeeping = changes.iter().all(Change::is_delivery_bookkeeping);
+        self.enqueue_as(state, changes, bookkeeping).await
+    }
+
+    async fn enqueue_as(
+        &self,
+        state: &mut State,
+        changes: Vec<Change>,
+        once_written: bool,
+    ) -> Result<Option<oneshot::Receiver<std::result::Result<(), StorageError>>>> {
         self.flush_events(state.take_events());
         if changes.is_empty() {
             return Ok(None);
         }
-        let set = self.fenced_set(state, changes);
+        let mut set = self.fenced_set(state, changes);
+        if once_written {
+            set.answer_once_written();
+        }
         // The state already holds these changes: if this future is dropped
         // (a client went away) or the store refuses before they are queued,
         // the memory is ahead of the store and must be reloaded.

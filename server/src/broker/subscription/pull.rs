@@ -11,10 +11,11 @@ use std::time::Duration;
 use weir_protocol::{Mode, ReceivedMessage};
 
 use super::ack_id::AckId;
+use super::read_ahead::{ReadAhead, READ_AHEAD_BYTES, READ_AHEAD_MESSAGES};
 use super::state::{Delivery, FailKind, Failure, MsgMeta};
 use super::{committed, Subscription};
 use crate::broker::error::{BrokerError, Result};
-use crate::broker::read::{to_wire, MAX_READ_BYTES};
+use crate::broker::read::{read_log, to_wire};
 use crate::storage::StoredMessage;
 
 /// Consumer name used in stream mode when a pull names none.
@@ -114,7 +115,7 @@ impl Subscription {
         };
         let (ready, ready_changes) = state.take_ready(now, max, params.holder);
         changes.extend(ready_changes);
-        commits.push(self.enqueue(&mut state, changes).await?);
+        commits.push(self.enqueue_pull(&mut state, changes).await?);
         drop(state);
         if !ready.is_empty() {
             let mut by_partition: HashMap<u32, Vec<Delivery>> = HashMap::new();
@@ -149,7 +150,7 @@ impl Subscription {
 
         // New messages from the log.
         if delivered.len() < max {
-            let _scan = self.scan.lock().await;
+            let mut ahead = self.scan.lock().await;
             let partitions = self.topic.partitions();
             let highs: Vec<u64> = partitions.iter().map(|p| p.committed()).collect();
             match mode {
@@ -164,14 +165,19 @@ impl Subscription {
                         let Some(plan) = plan else { break };
                         let high = highs[plan.partition as usize];
                         let (messages, covered_to) = self
-                            .read_range(topic_id, plan.partition, plan.from, high, plan.max)
+                            .read_range(
+                                &mut ahead,
+                                topic_id,
+                                (plan.partition, plan.from, high),
+                                plan.max,
+                            )
                             .await?;
                         let metas: Vec<MsgMeta> = messages.iter().map(meta).collect();
                         let now = self.now();
                         let mut state = self.state().await?;
                         let (ds, changes) =
                             state.classify(plan, &metas, covered_to, want, now, params.holder);
-                        commits.push(self.enqueue(&mut state, changes).await?);
+                        commits.push(self.enqueue_pull(&mut state, changes).await?);
                         drop(state);
                         attach(&mut delivered, ds, messages);
                         if delivered.len() >= max {
@@ -192,13 +198,13 @@ impl Subscription {
                         };
                         let Some(plan) = plan else { continue };
                         let (messages, covered_to) = self
-                            .read_range(topic_id, p, plan.from, high, plan.max)
+                            .read_range(&mut ahead, topic_id, (p, plan.from, high), plan.max)
                             .await?;
                         let metas: Vec<MsgMeta> = messages.iter().map(meta).collect();
                         let mut state = self.state().await?;
                         let (ds, changes) =
                             state.stream_deliver(plan, &metas, covered_to, self.now());
-                        commits.push(self.enqueue(&mut state, changes).await?);
+                        commits.push(self.enqueue_pull(&mut state, changes).await?);
                         drop(state);
                         attach(&mut delivered, ds, messages);
                     }
@@ -280,28 +286,40 @@ impl Subscription {
         Ok((out, next_timer))
     }
 
-    /// Reads up to `max` messages of `[from, high)`; returns them and the
-    /// end of the range they cover (holes included).
+    /// Reads up to `max` messages of `[from, high)` of a partition; returns
+    /// them and the end of the range they cover (holes included). Served
+    /// from the read-ahead when it holds the range; otherwise one read
+    /// fetches several pulls' worth into it.
     async fn read_range(
         &self,
+        ahead: &mut ReadAhead,
         topic: u32,
-        partition: u32,
-        from: u64,
-        high: u64,
+        (partition, from, high): (u32, u64, u64),
         max: usize,
     ) -> Result<(Vec<StoredMessage>, u64)> {
-        let store = self.store.clone();
-        let messages = tokio::task::spawn_blocking(move || {
-            store.read_messages(topic, partition, from, high, max, MAX_READ_BYTES)
-        })
-        .await??;
+        if let Some(hit) = ahead.take(partition, from, max) {
+            return Ok(hit);
+        }
+        let want = max.max(READ_AHEAD_MESSAGES);
+        let messages = read_log(
+            &self.store,
+            topic,
+            partition,
+            (from, high),
+            want,
+            READ_AHEAD_BYTES,
+        )
+        .await?;
         let bytes: u64 = messages.iter().map(|m| m.stored_bytes).sum();
         // Fewer than asked and under the byte cap: the whole range was read.
         let covered_to = match messages.last() {
-            Some(last) if messages.len() >= max || bytes >= MAX_READ_BYTES => last.offset + 1,
+            Some(last) if messages.len() >= want || bytes >= READ_AHEAD_BYTES => last.offset + 1,
             _ => high,
         };
-        Ok((messages, covered_to))
+        ahead.fill(partition, from, messages, covered_to);
+        Ok(ahead
+            .take(partition, from, max)
+            .unwrap_or((Vec::new(), covered_to)))
     }
 }
 

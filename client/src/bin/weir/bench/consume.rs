@@ -9,6 +9,8 @@
 //! one ack request with every ack id of the pull, until the backlog is acked
 //! (or `--duration` is over). Pull and ack latencies go to separate HDR
 //! histograms; empty pulls (end of the backlog) are counted, not timed.
+//! `--encoding binary` fills with binary batches and pulls binary
+//! responses (acks stay JSON).
 //!
 //! Teardown: the subscription and topic are deleted when the bench created
 //! them, unless `--keep`.
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use weir_client::{
-    Client, Error, ErrorCode, Mode, PullRequest, ReceivedMessage, Start, StartName,
+    Client, Encoding, Error, ErrorCode, Mode, PullRequest, ReceivedMessage, Start, StartName,
     SubscriptionSpec,
 };
 
@@ -30,6 +32,7 @@ use super::{
     clean_up, counter, ensure_topic, join_all, merge, new_histogram, positive, snapshot, wal_syncs,
     Http, Progress, Transport, TransportKind,
 };
+use crate::encoding::EncodingArg;
 use crate::output::Printer;
 
 /// Messages filled when --count is not given.
@@ -86,6 +89,11 @@ pub struct ConsumeArgs {
     /// The fill is produced over HTTP either way.
     #[arg(long, value_enum, default_value_t = TransportKind::Http)]
     transport: TransportKind,
+    /// Encoding of the fill's produce requests and of the pull responses:
+    /// `json` or `binary` (application/vnd.weir.batch; raw values). With
+    /// `--transport ws` only the fill is binary (socket frames are JSON).
+    #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
+    encoding: EncodingArg,
 }
 
 pub async fn run(
@@ -140,7 +148,8 @@ pub async fn run(
             concurrency: args.fill_concurrency,
             count,
             duration: None,
-            websocket: false,
+            transport: TransportKind::Http,
+            encoding: args.encoding.into(),
         };
         let filled = match load.run(client, printer, "fill: ").await {
             Ok(filled) => {
@@ -168,7 +177,10 @@ pub async fn run(
         }
     }
     let result = match args.transport {
-        TransportKind::Http => consume(Http(client.clone()), client, printer, &args).await,
+        TransportKind::Http => {
+            let http = Http(args.encoding.client(client));
+            consume(http, client, printer, &args).await
+        }
         TransportKind::Ws => {
             consume(
                 Ws::new(client.clone(), std::time::Duration::from_millis(1)),
@@ -214,7 +226,10 @@ async fn cleanup(client: &Client, args: &ConsumeArgs, sub: bool, topic: bool, ad
 fn payload_bytes(m: &ReceivedMessage) -> u64 {
     match (&m.message.value, &m.message.value_b64) {
         (Some(v), _) => v.get().len() as u64,
-        (None, Some(b64)) => (b64.len() / 4 * 3) as u64,
+        (None, Some(b64)) => {
+            let padding = b64.bytes().rev().take_while(|&b| b == b'=').count();
+            (b64.len() / 4 * 3).saturating_sub(padding) as u64
+        }
         (None, None) => 0,
     }
 }
@@ -366,6 +381,7 @@ async fn consume<T: Transport>(
     Ok(ConsumeReport {
         workload: "consume",
         transport: args.transport.name(),
+        encoding: Encoding::from(args.encoding).as_str(),
         topic: topic.to_owned(),
         subscription: sub.to_owned(),
         fill: None,

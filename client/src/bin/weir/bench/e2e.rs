@@ -14,7 +14,9 @@
 //! `--warmup` seconds (connection set-up) are consumed but not recorded.
 //!
 //! `--transport ws` receives on subscription sockets instead of pulls and
-//! acks over them; produce stays on HTTP.
+//! acks over them; produce stays on HTTP. `--encoding binary` produces
+//! binary batches (the stamp stays a JSON value) and, over HTTP, pulls
+//! binary responses.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -25,16 +27,18 @@ use serde::Deserialize;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use weir_client::{
-    Client, Error, ErrorCode, Mode, PullRequest, ReceivedMessage, Start, StartName,
+    Client, Encoding, Error, ErrorCode, Mode, PullRequest, ReceivedMessage, Start, StartName,
     SubscriptionSpec,
 };
 
+use super::body::Body;
 use super::report::{latency, E2eReport};
 use super::ws::Ws;
 use super::{
     clean_up, counter, ensure_topic, join_all, merge, new_histogram, positive, snapshot, wal_syncs,
     Http, Progress, Transport, TransportKind,
 };
+use crate::encoding::EncodingArg;
 use crate::output::Printer;
 
 /// Most messages in one produce request, however late the producer is.
@@ -93,6 +97,10 @@ pub struct E2eArgs {
     /// Produce is over HTTP either way.
     #[arg(long, value_enum, default_value_t = TransportKind::Http)]
     transport: TransportKind,
+    /// Encoding of the produce requests and (over HTTP) of the pull
+    /// responses: `json` or `binary` (application/vnd.weir.batch).
+    #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
+    encoding: EncodingArg,
 }
 
 pub async fn run(args: E2eArgs, client: &Client, printer: &Printer) -> Result<E2eReport, Error> {
@@ -124,7 +132,10 @@ pub async fn run(args: E2eArgs, client: &Client, printer: &Printer) -> Result<E2
     };
     let result = match client.create_subscription(topic, sub, &spec).await {
         Ok(_) => match args.transport {
-            TransportKind::Http => e2e(Http(client.clone()), client, printer, &args).await,
+            TransportKind::Http => {
+                let http = Http(args.encoding.client(client));
+                e2e(http, client, printer, &args).await
+            }
             TransportKind::Ws => {
                 e2e(
                     Ws::new(client.clone(), std::time::Duration::ZERO),
@@ -145,23 +156,6 @@ fn epoch_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// A produce body of `n` messages stamped `sent_us`, values of `size` bytes.
-fn stamped_body(sent_us: u64, n: u64, size: usize) -> Vec<u8> {
-    let head = format!("{{\"sent_us\":{sent_us},\"pad\":\"");
-    let pad = "x".repeat(size.saturating_sub(head.len() + 2));
-    let one = format!("{{\"value\":{head}{pad}\"}}}}");
-    let mut body = String::with_capacity((one.len() + 1) * n as usize + 16);
-    body.push_str("{\"messages\":[");
-    for i in 0..n {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(&one);
-    }
-    body.push_str("]}");
-    body.into_bytes()
 }
 
 #[derive(Deserialize)]
@@ -190,6 +184,7 @@ async fn e2e<T: Transport>(
     let warmup = Duration::from_secs(args.warmup);
     let concurrency = args.concurrency.max(1);
     let batch = args.batch.max(1);
+    let encoding = Encoding::from(args.encoding);
 
     let latency_hist = Arc::new(Mutex::new(new_histogram()?));
     let produce_hist = Arc::new(Mutex::new(new_histogram()?));
@@ -315,7 +310,7 @@ async fn e2e<T: Transport>(
                 window_start.get_or_insert_with(Instant::now);
                 sent_measured.fetch_add(n, Ordering::Relaxed);
             }
-            let body = stamped_body(now, n, args.size);
+            let body = Body::stamped(encoding, now, n as usize, args.size);
             sent += n;
             sent_all.fetch_add(n, Ordering::Relaxed);
             let (transport, topic, hist, count) = (
@@ -368,6 +363,7 @@ async fn e2e<T: Transport>(
     Ok(E2eReport {
         workload: "e2e",
         transport: args.transport.name(),
+        encoding: encoding.as_str(),
         rate,
         achieved_rate: sent as f64 / window.max(f64::EPSILON),
         received_rate: received as f64 / seconds.max(f64::EPSILON),
@@ -391,23 +387,4 @@ async fn e2e<T: Transport>(
 
 fn flatten(done: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
     done.map_err(|e| Error::Local(format!("produce task failed: {e}")))?
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamped_values_have_the_asked_size_and_carry_the_send_time() {
-        let body = stamped_body(1_764_300_000_123_456, 2, 100);
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let msgs = v["messages"].as_array().cloned().unwrap_or_default();
-        assert_eq!(msgs.len(), 2);
-        assert_eq!(msgs[0]["value"].to_string().len(), 100);
-        assert_eq!(msgs[1]["value"]["sent_us"], 1_764_300_000_123_456_u64);
-        // Too small a size: the stamp is kept whole.
-        let small = stamped_body(7, 1, 1);
-        let v: serde_json::Value = serde_json::from_slice(&small).unwrap_or_default();
-        assert_eq!(v["messages"][0]["value"]["sent_us"], 7);
-    }
 }

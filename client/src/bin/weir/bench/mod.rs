@@ -15,10 +15,15 @@
 //! messages pushed on subscription sockets, acks over the socket, produce
 //! over HTTP). `produce` sends its batches over HTTP or publish sockets.
 //!
+//! `--encoding binary` sends produce requests (and publish frames) in the
+//! binary batch encoding and asks for binary pull responses; the bodies of
+//! either encoding are built once per batch (`body.rs`).
+//!
 //! Clean-up: what a workload creates (topic, subscription) is deleted at
 //! the end unless `--keep`; what it keeps, or adds to a topic that existed
 //! before, is said on stderr.
 
+mod body;
 mod consume;
 mod e2e;
 mod produce;
@@ -33,7 +38,9 @@ use clap::Subcommand;
 use hdrhistogram::Histogram;
 use weir_client::{AckResponse, Client, Error, ErrorCode, PullRequest, ReceivedMessage, TopicSpec};
 
+use super::encoding::EncodingArg;
 use super::output::{errln, stderr_is_terminal, write_stderr, Printer};
+use body::Body;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -66,6 +73,11 @@ pub enum BenchCommand {
         /// batch a `publish` frame).
         #[arg(long, value_enum, default_value = "http")]
         transport: TransportKind,
+        /// Encoding of the batches: `json` or `binary`
+        /// (application/vnd.weir.batch; raw values, over HTTP and on
+        /// publish sockets alike).
+        #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
+        encoding: EncodingArg,
         /// Keep the topic (and its messages) when the bench created it.
         #[arg(long)]
         keep: bool,
@@ -93,21 +105,21 @@ pub async fn run(cmd: BenchCommand, client: &Client, printer: &Printer) -> Resul
             count,
             duration,
             transport,
+            encoding,
             keep,
         } => {
             let created = ensure_topic(client, &topic, partitions).await?;
-            let report = produce::run(
-                client,
-                printer,
-                &topic,
+            let load = produce::Load {
+                topic: &topic,
                 size,
                 batch,
                 concurrency,
                 count,
-                duration.map(Duration::from_secs),
-                transport == TransportKind::Ws,
-            )
-            .await;
+                duration: duration.map(Duration::from_secs),
+                transport,
+                encoding: encoding.into(),
+            };
+            let report = produce::run(client, printer, &load).await;
             let produced = report.as_ref().map_or(0, |r| r.messages);
             clean_up(client, &topic, None, created, keep, Some(produced)).await;
             report::print_produce(printer, &report?);
@@ -145,10 +157,9 @@ impl TransportKind {
 
 /// The message path of the workloads.
 pub trait Transport: Clone + Send + Sync + 'static {
-    /// Appends a pre-serialized produce body (`{"messages":[...]}`); returns
-    /// once the server answered (the messages are durable).
-    fn produce(&self, topic: &str, body: Vec<u8>)
-        -> impl Future<Output = Result<(), Error>> + Send;
+    /// Appends a produce body built beforehand; returns once the server
+    /// answered (the messages are durable).
+    fn produce(&self, topic: &str, body: Body) -> impl Future<Output = Result<(), Error>> + Send;
     /// Leases messages of a subscription.
     fn pull(
         &self,
@@ -165,13 +176,14 @@ pub trait Transport: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<AckResponse, Error>> + Send;
 }
 
-/// [`Transport`] over the HTTP API, through the client's connection pool.
+/// [`Transport`] over the HTTP API, through the client's connection pool
+/// (pulls in the client's encoding).
 #[derive(Clone)]
 pub struct Http(pub Client);
 
 impl Transport for Http {
-    async fn produce(&self, topic: &str, body: Vec<u8>) -> Result<(), Error> {
-        self.0.produce_raw(topic, body).await.map(drop)
+    async fn produce(&self, topic: &str, body: Body) -> Result<(), Error> {
+        body.produce(&self.0, topic).await
     }
 
     async fn pull(

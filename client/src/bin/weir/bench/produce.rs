@@ -1,62 +1,53 @@
 //! `weir bench produce`: durable produce throughput. `--concurrency`
 //! connections each send `--batch`-message requests until `--count`
 //! messages are produced or `--duration` is over. The same load fills the
-//! topic of `weir bench consume`.
+//! topic of `weir bench consume`. Batches are JSON or, with `--encoding
+//! binary`, binary (values of `--size` raw bytes), over HTTP or publish
+//! sockets; a full batch's body is built once and shared (`body.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use weir_client::{Client, Error};
+use weir_client::{Client, Encoding, Error, WsPublisher};
 use weir_protocol::{ProduceMessage, ProduceRequest};
 
+use super::body::Body;
 use super::report::{latency, BenchReport};
-use super::{counter, join_all, merge, new_histogram, snapshot, wal_syncs, Progress};
+use super::{
+    counter, join_all, merge, new_histogram, snapshot, wal_syncs, Progress, TransportKind,
+};
 use crate::output::Printer;
 
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: &Client,
     printer: &Printer,
-    topic: &str,
-    size: usize,
-    batch: usize,
-    concurrency: usize,
-    count: u64,
-    duration: Option<Duration>,
-    websocket: bool,
+    load: &Load<'_>,
 ) -> Result<BenchReport, Error> {
     let syncs_before = wal_syncs(client).await;
-    let load = Load {
-        topic,
-        size,
-        batch,
-        concurrency,
-        count,
-        duration,
-        websocket,
-    };
     let outcome = load.run(client, printer, "").await?;
     let syncs = wal_syncs(client).await.saturating_sub(syncs_before);
     let seconds = outcome.seconds;
     Ok(BenchReport {
         workload: "produce",
+        transport: load.transport.name(),
+        encoding: load.encoding.as_str(),
         messages: outcome.messages,
         requests: outcome.requests,
         seconds,
         msgs_per_sec: outcome.messages as f64 / seconds,
-        mb_per_sec: (outcome.messages as f64 * size as f64) / seconds / 1e6,
-        batch,
-        concurrency,
-        message_bytes: size,
+        mb_per_sec: (outcome.messages as f64 * load.size as f64) / seconds / 1e6,
+        batch: load.batch,
+        concurrency: load.concurrency,
+        message_bytes: load.size,
         latency_ms: latency(&outcome.histogram),
         wal_syncs: syncs,
         syncs_per_sec: syncs as f64 / seconds,
     })
 }
 
-/// The messages of a produce body built by `batch_body`.
+/// The messages of a JSON produce body.
 fn parse_batch(body: &[u8]) -> Result<Vec<ProduceMessage>, Error> {
     serde_json::from_slice::<ProduceRequest>(body)
         .map(|r| r.messages)
@@ -75,8 +66,10 @@ pub struct Load<'a> {
     /// Messages to produce (ignored with a duration).
     pub count: u64,
     pub duration: Option<Duration>,
-    /// Publish sockets (`/ws/publish`) instead of HTTP requests.
-    pub websocket: bool,
+    /// HTTP requests, or publish sockets (`/ws/publish`).
+    pub transport: TransportKind,
+    /// Encoding of the batches.
+    pub encoding: Encoding,
 }
 
 /// What a [`Load`] did.
@@ -88,6 +81,54 @@ pub struct Outcome {
     pub histogram: Histogram<u64>,
 }
 
+/// Where one task of a load sends its batches.
+enum Sender {
+    Http(Client),
+    /// A publish socket. JSON batches go as `publish` frames of their
+    /// messages: those of a full batch are parsed once (`full`).
+    Socket {
+        publisher: WsPublisher,
+        full: Option<Vec<ProduceMessage>>,
+    },
+}
+
+impl Sender {
+    /// A sender over `transport` for batches like `template` (a full one).
+    async fn open(
+        client: &Client,
+        topic: &str,
+        transport: TransportKind,
+        template: &Body,
+    ) -> Result<Sender, Error> {
+        match transport {
+            TransportKind::Http => Ok(Sender::Http(client.clone())),
+            TransportKind::Ws => {
+                let publisher = client.publisher_ws(topic).await?;
+                let full = match template {
+                    Body::Json(body) => Some(parse_batch(body)?),
+                    Body::Binary(_) => None,
+                };
+                Ok(Sender::Socket { publisher, full })
+            }
+        }
+    }
+
+    /// Sends `body` (a full batch: `full`); returns once it is durable.
+    async fn send(&self, topic: &str, body: &Body, full: bool) -> Result<(), Error> {
+        let (publisher, parsed) = match self {
+            Sender::Http(client) => return body.produce(client, topic).await,
+            Sender::Socket { publisher, full } => (publisher, full),
+        };
+        match (body, parsed) {
+            (Body::Binary(batch), _) => publisher.publish_batch(batch).await.map(drop),
+            (Body::Json(_), Some(messages)) if full => {
+                publisher.publish(messages.clone()).await.map(drop)
+            }
+            (Body::Json(bytes), _) => publisher.publish(parse_batch(bytes)?).await.map(drop),
+        }
+    }
+}
+
 impl Load<'_> {
     /// Runs the load, with progress prefixed by `label`.
     pub async fn run(
@@ -96,8 +137,9 @@ impl Load<'_> {
         printer: &Printer,
         label: &'static str,
     ) -> Result<Outcome, Error> {
-        let (batch, size) = (self.batch.max(1), self.size);
-        let body = Arc::new(batch_body(size, batch));
+        let (batch, size, encoding) = (self.batch.max(1), self.size, self.encoding);
+        // Built once: every full batch shares these bytes.
+        let template = Body::filler(encoding, size, batch);
         let produced = counter();
         let requests = counter();
         let stop = Arc::new(AtomicBool::new(false));
@@ -108,12 +150,12 @@ impl Load<'_> {
             self.count
         }));
         let started = Instant::now();
-        let websocket = self.websocket;
+        let transport = self.transport;
         let mut tasks = Vec::new();
         for _ in 0..self.concurrency.max(1) {
-            let (client, body, produced, requests, stop, histogram, budget, topic) = (
+            let (client, template, produced, requests, stop, histogram, budget, topic) = (
                 client.clone(),
-                body.clone(),
+                template.clone(),
                 produced.clone(),
                 requests.clone(),
                 stop.clone(),
@@ -123,14 +165,7 @@ impl Load<'_> {
             );
             tasks.push(tokio::spawn(async move {
                 let mut local = new_histogram()?;
-                // Over a socket: the full batch is parsed once, then cloned.
-                let (publisher, full) = match websocket {
-                    true => (
-                        Some(client.publisher_ws(&topic).await?),
-                        parse_batch(&body)?,
-                    ),
-                    false => (None, Vec::new()),
-                };
+                let sender = Sender::open(&client, &topic, transport, &template).await?;
                 let result = loop {
                     if stop.load(Ordering::Relaxed) {
                         break Ok(());
@@ -144,21 +179,15 @@ impl Load<'_> {
                         Ok(left) => left.min(batch as u64) as usize,
                         Err(_) => break Ok(()),
                     };
+                    let partial;
                     let request = if n == batch {
-                        body.to_vec()
+                        &template
                     } else {
-                        batch_body(size, n)
+                        partial = Body::filler(encoding, size, n);
+                        &partial
                     };
                     let t0 = Instant::now();
-                    let sent = match &publisher {
-                        Some(p) if n == batch => p.publish(full.clone()).await.map(drop),
-                        Some(p) => match parse_batch(&request) {
-                            Ok(messages) => p.publish(messages).await.map(drop),
-                            Err(e) => Err(e),
-                        },
-                        None => client.produce_raw(&topic, request).await.map(drop),
-                    };
-                    if let Err(e) = sent {
+                    if let Err(e) = sender.send(&topic, request, n == batch).await {
                         break Err(e);
                     }
                     local.saturating_record(t0.elapsed().as_micros() as u64);
@@ -205,33 +234,5 @@ impl Load<'_> {
             seconds: started.elapsed().as_secs_f64(),
             histogram: snapshot(&histogram),
         })
-    }
-}
-
-/// A produce body of `batch` messages whose values are `size`-byte JSON strings.
-pub fn batch_body(size: usize, batch: usize) -> Vec<u8> {
-    let value = format!("\"{}\"", "x".repeat(size.saturating_sub(2)));
-    let one = format!("{{\"value\":{value}}}");
-    let mut body = String::with_capacity((one.len() + 1) * batch + 16);
-    body.push_str("{\"messages\":[");
-    for i in 0..batch {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(&one);
-    }
-    body.push_str("]}");
-    body.into_bytes()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn batch_body_is_valid_json_with_sized_values() {
-        let body = super::batch_body(100, 3);
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let msgs = v["messages"].as_array().cloned().unwrap_or_default();
-        assert_eq!(msgs.len(), 3);
-        assert_eq!(msgs[0]["value"].to_string().len(), 100);
     }
 }

@@ -11,6 +11,10 @@ use crate::output::{outln, Printer};
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub workload: &'static str,
+    /// `http` or `ws`.
+    pub transport: &'static str,
+    /// `json` or `binary`.
+    pub encoding: &'static str,
     pub messages: u64,
     pub requests: u64,
     pub seconds: f64,
@@ -63,6 +67,8 @@ pub struct FillReport {
 pub struct ConsumeReport {
     pub workload: &'static str,
     pub transport: &'static str,
+    /// Of the fill and of the pull responses: `json` or `binary`.
+    pub encoding: &'static str,
     pub topic: String,
     pub subscription: String,
     /// Filled by the bench before the run (absent with --no-fill).
@@ -98,6 +104,8 @@ pub struct ConsumeReport {
 pub struct E2eReport {
     pub workload: &'static str,
     pub transport: &'static str,
+    /// Of the produce requests and pull responses: `json` or `binary`.
+    pub encoding: &'static str,
     /// Asked rate, msgs/s.
     pub rate: u64,
     /// Sent and received per second over the measured window.
@@ -145,8 +153,8 @@ pub fn print_produce(printer: &Printer, r: &BenchReport) {
         return printer.json(r);
     }
     outln!(
-        "{}: {} msgs in {:.2} s = {:.0} msgs/s, {:.1} MB/s ({} B messages, batch {}, concurrency {})",
-        r.workload, r.messages, r.seconds, r.msgs_per_sec, r.mb_per_sec, r.message_bytes, r.batch, r.concurrency
+        "{}: {} msgs in {:.2} s = {:.0} msgs/s, {:.1} MB/s ({} B messages, batch {}, concurrency {}, {} {})",
+        r.workload, r.messages, r.seconds, r.msgs_per_sec, r.mb_per_sec, r.message_bytes, r.batch, r.concurrency, r.transport, r.encoding
     );
     outln!("{}", line("request latency", &r.latency_ms, 2));
     outln!("WAL syncs: {} ({:.0}/s)", r.wal_syncs, r.syncs_per_sec);
@@ -167,8 +175,8 @@ pub fn print_consume(printer: &Printer, r: &ConsumeReport) {
         );
     }
     outln!(
-        "consume: {} msgs acked in {:.2} s = {:.0} msgs/s, {:.1} MB/s ({} B messages, pull batch {}, concurrency {})",
-        r.messages, r.seconds, r.msgs_per_sec, r.mb_per_sec, r.message_bytes, r.batch, r.concurrency
+        "consume: {} msgs acked in {:.2} s = {:.0} msgs/s, {:.1} MB/s ({} B messages, pull batch {}, concurrency {}, {} {})",
+        r.messages, r.seconds, r.msgs_per_sec, r.mb_per_sec, r.message_bytes, r.batch, r.concurrency, r.transport, r.encoding
     );
     outln!(
         "requests: {} pulls ({} empty), {} acks; {} unknown ack ids, {} redeliveries",
@@ -189,8 +197,9 @@ pub fn print_e2e(printer: &Printer, r: &E2eReport) {
         return printer.json(r);
     }
     outln!(
-        "e2e ({}): {} msgs sent at {:.0} msgs/s (asked {}), {} received ({} missing, {} redelivered) in {:.2} s ({} B messages, {} consumers, pull batch {})",
+        "e2e ({} {}): {} msgs sent at {:.0} msgs/s (asked {}), {} received ({} missing, {} redelivered) in {:.2} s ({} B messages, {} consumers, pull batch {})",
         r.transport,
+        r.encoding,
         r.sent,
         r.achieved_rate,
         r.rate,

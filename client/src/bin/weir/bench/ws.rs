@@ -14,7 +14,7 @@ use weir_client::{
     WsSubscription,
 };
 
-use super::Transport;
+use super::{Body, Transport};
 
 /// Credit per socket when the pull size asks for less.
 const MIN_CREDIT: u32 = 256;
@@ -81,8 +81,8 @@ impl Ws {
 }
 
 impl Transport for Ws {
-    async fn produce(&self, topic: &str, body: Vec<u8>) -> Result<(), Error> {
-        self.client.produce_raw(topic, body).await.map(drop)
+    async fn produce(&self, topic: &str, body: Body) -> Result<(), Error> {
+        body.produce(&self.client, topic).await
     }
 
     /// Waits up to `wait_ms` for a first pushed message, then takes what

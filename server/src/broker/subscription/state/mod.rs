@@ -98,6 +98,21 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// Whether the change only records a delivery: a delivered mark, or
+    /// the attempt count of a message leased now (no retry time, not
+    /// settled). Losing one costs no message, only an attempt's count.
+    pub fn is_delivery_bookkeeping(&self) -> bool {
+        match self {
+            Change::Delivered { .. } => true,
+            Change::Entry { entry, .. } => {
+                entry.state == crate::storage::EntryState::Pending && entry.due_at == 0
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Which stored entries a cursor move deletes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Clear {
