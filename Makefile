@@ -116,6 +116,8 @@ soak: deps
 openapi:
 	WEIR_UPDATE_OPENAPI=1 cargo test -p weir-server committed_spec_is_current
 
+# The standard workloads (publish JSON/binary on 1 and 64 partitions, 1 KiB,
+# consume + ack, publish → receive latency) against a fresh release server on
+# a temporary data directory; prints one table. Run on a quiet machine.
 bench: build
-	@echo "start a server (make run) in another terminal, then:"
-	@echo "$(CARGO_TARGET_DIR)/release/weir bench produce --batch 1000 --concurrency 16"
+	python3 scripts/bench.py --bin-dir $(CARGO_TARGET_DIR)/release

@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh                     # every target, 20 s each
 #   WEIR_FUZZ_SECONDS=300 scripts/fuzz.sh record
 #
-# Targets (fuzz/fuzz_targets/): record (the stored record format),
+# Targets (fuzz/fuzz_targets/): record (the stored record batches and the
+# binary wire encoding),
 # ws_frames (WebSocket client frames), request_bodies (every HTTP request
 # body through the server's JSON reader and validation).
 #

@@ -8,7 +8,7 @@
 //! called from blocking contexts (`spawn_blocking`).
 
 pub mod backup;
-mod batch;
+pub mod batch;
 mod health;
 pub mod keys;
 mod log;

@@ -290,9 +290,18 @@ async fn malformed_frames_get_error_frames_and_fatal_ones_close_the_socket() {
     assert_eq!(reply["type"], "published", "{reply}");
     assert_eq!(reply["results"][0]["offset"], 0);
 
-    // Fatal: a binary frame (1003), a message over `ws_max_message_bytes` (1009).
+    // A binary frame that is not a binary batch: an error frame, and the
+    // socket stays open.
     socket.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
-    assert_eq!(u16::from(close_frame(&mut socket).await.code), 1003);
+    let reply = json(&mut socket).await;
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["code"], "invalid_request", "{reply}");
+
+    // Fatal: a binary frame on any other socket (1003), a message over
+    // `ws_max_message_bytes` (1009).
+    let mut tail = connect(&server, "/v1/topics/t/ws").await;
+    tail.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(u16::from(close_frame(&mut tail).await.code), 1003);
     let mut socket = connect(&server, "/v1/topics/t/ws/publish").await;
     let big =
         json!({"type": "publish", "request_id": "big", "messages": [{"value": "x".repeat(8192)}]});

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""`make bench`: the standard workloads against a fresh server, one table.
+
+Starts the release `weir-server` on a free loopback port over a temporary
+data directory (default settings: fsync = always), runs every workload with
+`weir bench ... --output json`, stops the server and prints one summary
+table (Markdown, ready for BENCHMARKS.md). Progress goes to stderr.
+
+    scripts/bench.py [--bin-dir DIR] [--seconds N] [--only NAME ...]
+
+The workloads are the issue's harness: 100-byte messages, batches of 100,
+10 requests in flight (1,000 messages), durable acks.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def workloads(seconds):
+    d = str(seconds)
+    common = ["--batch", "100", "--concurrency", "10"]
+    return [
+        ("publish 100 B, json, 1 partition", "produce",
+         ["produce", *common, "--partitions", "1", "--duration", d, "--encoding", "json"]),
+        ("publish 100 B, binary, 1 partition", "produce",
+         ["produce", *common, "--partitions", "1", "--duration", d, "--encoding", "binary"]),
+        ("publish 100 B, binary, 64 partitions", "produce",
+         ["produce", *common, "--partitions", "64", "--duration", d, "--encoding", "binary"]),
+        ("publish 100 B, json, 64 partitions", "produce",
+         ["produce", *common, "--partitions", "64", "--duration", d, "--encoding", "json"]),
+        ("publish 1 KiB, binary", "produce",
+         ["produce", *common, "--size", "1024", "--partitions", "4", "--duration", d,
+          "--encoding", "binary"]),
+        ("consume + ack 100 B, json", "consume",
+         ["consume", *common, "--partitions", "4", "--count", "1000000", "--encoding", "json"]),
+        ("consume + ack 100 B, binary", "consume",
+         ["consume", *common, "--partitions", "4", "--count", "1000000", "--encoding", "binary"]),
+        ("publish → receive at 5,000 msg/s", "e2e",
+         ["e2e", "--rate", "5000", "--duration", str(max(seconds, 10))]),
+        # A 1M-message backlog written just before: its flushes and
+        # compactions run in the background during the measurement.
+        ("publish → receive at 5,000 msg/s, 1M backlog compacting", "e2e-backlog",
+         ["e2e", "--rate", "5000", "--duration", str(max(seconds, 10))]),
+    ]
+
+
+def wait_ready(url, proc, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench: the server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("bench: the server did not become ready in 30 s")
+
+
+def row(name, kind, report):
+    if kind == "e2e":
+        lat = report["latency_ms"]
+        return (name, f'{report["achieved_rate"]:,.0f}', "",
+                f'{lat["p50"]:.2f} / {lat["p99"]:.2f} / {lat["p999"]:.2f}',
+                f'missing {report["missing"]}')
+    lat = report["latency_ms"]
+    return (name, f'{report["msgs_per_sec"]:,.0f}', f'{report["mb_per_sec"]:.1f}',
+            f'{lat["p50"]:.2f} / {lat["p99"]:.2f} / {lat["p999"]:.2f}',
+            f'{report["syncs_per_sec"]:,.0f} syncs/s')
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/weir-target"))
+    ap.add_argument("--bin-dir", default=os.path.join(target, "release"))
+    ap.add_argument("--seconds", type=int, default=10, help="duration of each timed workload")
+    ap.add_argument("--only", nargs="*", help="run only workloads whose name contains one of these")
+    args = ap.parse_args()
+    server_bin = os.path.join(args.bin_dir, "weir-server")
+    weir_bin = os.path.join(args.bin_dir, "weir")
+    for b in (server_bin, weir_bin):
+        if not os.access(b, os.X_OK):
+            raise SystemExit(f"bench: {b} not found; run `make build` first")
+
+    data = tempfile.mkdtemp(prefix="weir-bench-")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(os.path.join(data, "server.log"), "w")
+    server = subprocess.Popen(
+        [server_bin, "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(data, "db"),
+         "--log-level", "warn"],
+        stdout=log, stderr=subprocess.STDOUT)
+    rows = []
+    try:
+        wait_ready(url, server)
+        for i, (name, kind, argv) in enumerate(workloads(args.seconds)):
+            if args.only and not any(o in name for o in args.only):
+                continue
+            print(f"bench: [{i + 1}] {name} …", file=sys.stderr, flush=True)
+            topic = f"bench-{i}"
+            extra = ["--topic", topic]
+            if kind == "e2e-backlog":
+                fill = subprocess.run(
+                    [weir_bin, "--server", url, "--output", "json", "bench", "produce",
+                     "--batch", "1000", "--concurrency", "8", "--count", "1000000",
+                     "--partitions", "4", "--encoding", "binary", "--topic", f"backlog-{i}",
+                     "--keep"],
+                    capture_output=True, text=True, timeout=600)
+                if fill.returncode != 0:
+                    print(fill.stderr, file=sys.stderr)
+                    raise SystemExit("bench: filling the backlog failed")
+                kind = "e2e"
+            if kind in ("consume", "e2e"):
+                extra += ["--subscription", f"bench-{i}"]
+            out = subprocess.run(
+                [weir_bin, "--server", url, "--output", "json", "bench", *argv, *extra],
+                capture_output=True, text=True, timeout=600)
+            if out.returncode != 0:
+                print(out.stderr, file=sys.stderr)
+                raise SystemExit(f"bench: `{name}` failed ({out.returncode})")
+            report = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(row(name, kind, report))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+    head = ("workload", "msg/s", "MB/s", "latency ms p50 / p99 / p99.9", "")
+    print("| " + " | ".join(head) + " |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()
