@@ -13,7 +13,7 @@ use weir_protocol::{
 use super::error::ApiResult;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::guard::Caller;
-use super::openapi::{BinaryBatch, Errors, Name, TAG_SUBSCRIPTIONS};
+use super::openapi::{Errors, Name, TAG_SUBSCRIPTIONS};
 use super::paging::PageQuery;
 use super::AppState;
 use crate::broker::subscription::pull::check_pull;
@@ -130,11 +130,10 @@ pub async fn list_subscriptions(
     params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
     request_body(content = Option<PullRequest>, description = "Every field optional; an empty body or `null` reads as `{}`", example = json!({"max_messages": 10, "wait_ms": 5000, "consumer": "worker-3"})),
     responses(
-        (status = 200, description = "Leased messages (possibly none)", content(
-            (PullResponse = "application/json",
-             example = json!({"messages": [{"topic": "orders", "partition": 0, "offset": 42, "timestamp": 1764300000000u64, "key": "customer-7", "value": {"order": 1}, "headers": {}, "ack_id": "AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd", "attempt": 1}]})),
-            (inline(BinaryBatch) = "application/vnd.weir.batch"),
-        )),
+        // JSON only is declared (see `read`): the binary form is asked for
+        // with `Accept` and described in the API guide.
+        (status = 200, description = "Leased messages (possibly none)", body = PullResponse,
+         example = json!({"messages": [{"topic": "orders", "partition": 0, "offset": 42, "timestamp": 1764300000000u64, "key": "customer-7", "value": {"order": 1}, "headers": {}, "ack_id": "AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd", "attempt": 1}]})),
         Errors,
     )
 )]
