@@ -59,6 +59,21 @@ def workloads(seconds):
     ]
 
 
+def last_json(text):
+    """The last JSON document in `text` (reports may be pretty-printed)."""
+    decoder = json.JSONDecoder()
+    at, last = 0, None
+    text = text.strip()
+    while at < len(text):
+        last, end = decoder.raw_decode(text, at)
+        at = end
+        while at < len(text) and text[at].isspace():
+            at += 1
+    if last is None:
+        raise SystemExit("bench: no report in the output")
+    return last
+
+
 def wait_ready(url, proc, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -135,7 +150,7 @@ def main():
             if out.returncode != 0:
                 print(out.stderr, file=sys.stderr)
                 raise SystemExit(f"bench: `{name}` failed ({out.returncode})")
-            report = json.loads(out.stdout.strip().splitlines()[-1])
+            report = last_json(out.stdout)
             rows.append(row(name, kind, report))
     finally:
         server.send_signal(signal.SIGTERM)

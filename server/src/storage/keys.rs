@@ -2,7 +2,7 @@
 //!
 //! | column family | key | value |
 //! | --- | --- | --- |
-//! | `batches`    | topic u32 · partition u32 · base offset u64 | record batch (`batch.rs`) |
+//! | `batches`    | topic u32 · partition u32 · base offset u64 | record batch (`batch.rs`); values ≥ 4 KiB in blob files |
 //! | `time_index` | topic u32 · partition u32 · timestamp u64 | first offset with that timestamp, u64 (sparse: about one entry per 100 ms) |
 //! | `dedupe`     | topic u32 · idempotency id bytes | expires u64 · partition u32 · offset u64 |
 //! | `sub_state`  | subscription u32 · kind u8 · partition u32 [· offset u64] | see `sub_state.rs` |

@@ -642,6 +642,17 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<DB> {
             cf_opts.set_compression_type(DBCompressionType::Lz4);
             cf_opts.set_write_buffer_size(64 << 20);
         }
+        if name == CF_BATCHES {
+            // Batch values go to blob files when a memtable is flushed, and
+            // compaction then moves only keys and blob references: an
+            // append-only log is not rewritten level by level. Blob files
+            // whose batches retention deleted are dropped by blob GC.
+            cf_opts.set_enable_blob_files(true);
+            cf_opts.set_min_blob_size(BLOB_MIN_BYTES);
+            cf_opts.set_blob_compression_type(DBCompressionType::Lz4);
+            cf_opts.set_enable_blob_gc(true);
+            cf_opts.set_blob_gc_age_cutoff(0.25);
+        }
         ColumnFamilyDescriptor::new(name, cf_opts)
     });
     DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| {
@@ -691,6 +702,9 @@ fn create_dir_durably(path: &Path) -> std::io::Result<()> {
 /// the most recent record batches in memory (`tail_cache.rs`); RocksDB's
 /// block cache gets the rest.
 const TAIL_CACHE_SHARE: usize = 4;
+
+/// Batches of at least this many bytes are stored in blob files.
+const BLOB_MIN_BYTES: u64 = 4096;
 
 /// Level-0 files at which RocksDB slows writes down (default 20).
 const L0_SLOWDOWN_FILES: i32 = 48;

@@ -5,8 +5,9 @@
 //! offset (errors are acceptable, wrong values are not). A truncated WAL
 //! tail is what a crash leaves and must start.
 //!
-//! SST variants stop with SIGTERM (a clean stop flushes the memtables into
-//! `*.sst`, leaving the WAL empty); WAL variants stop with SIGKILL so the
+//! SST and blob-file variants stop with SIGTERM (a clean stop flushes the
+//! memtables into `*.sst`, the log's record batches into `*.blob`, leaving
+//! the WAL empty); WAL variants stop with SIGKILL so the
 //! acknowledged data is still in `*.log` (with `--fsync always`).
 
 use std::collections::HashMap;
@@ -31,6 +32,9 @@ const SST_ARGS: [&str; 4] = ["--fsync", "always", "--write-buffer-bytes", "26214
 enum Damage {
     SstBitFlip,
     SstTruncated,
+    /// The log's record batches live in blob files (BlobDB).
+    BlobBitFlip,
+    BlobTruncated,
     WalGarbage,
     WalTailTruncated,
 }
@@ -43,6 +47,16 @@ async fn bit_flip_in_an_sst_is_refused_or_never_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_sst_is_refused_or_never_served() {
     scenario(Damage::SstTruncated).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bit_flip_in_a_blob_file_is_refused_or_never_served() {
+    scenario(Damage::BlobBitFlip).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_blob_file_is_refused_or_never_served() {
+    scenario(Damage::BlobTruncated).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,6 +78,7 @@ async fn scenario(damage: Damage) {
         .unwrap();
     let args: &[&str] = match damage {
         Damage::SstBitFlip | Damage::SstTruncated => &SST_ARGS,
+        Damage::BlobBitFlip | Damage::BlobTruncated => &SST_ARGS,
         Damage::WalGarbage | Damage::WalTailTruncated => &ARGS,
     };
     let Started::Up(server) = process::start(dir.path(), args) else {
@@ -71,7 +86,9 @@ async fn scenario(damage: Damage) {
     };
     let expected = write_data(&http, &server).await;
     match damage {
-        Damage::SstBitFlip | Damage::SstTruncated => server.stop(),
+        Damage::SstBitFlip | Damage::SstTruncated | Damage::BlobBitFlip | Damage::BlobTruncated => {
+            server.stop()
+        }
         Damage::WalGarbage | Damage::WalTailTruncated => server.kill9(),
     }
     let damaged = apply(damage, dir.path());
@@ -236,6 +253,18 @@ fn apply(damage: Damage, dir: &Path) -> PathBuf {
             let len = fs::metadata(&sst).unwrap().len();
             truncate(&sst, len / 2);
             sst
+        }
+        Damage::BlobBitFlip => {
+            let blob = largest(dir, "blob");
+            let len = fs::metadata(&blob).unwrap().len();
+            flip_bit(&blob, len / 2);
+            blob
+        }
+        Damage::BlobTruncated => {
+            let blob = largest(dir, "blob");
+            let len = fs::metadata(&blob).unwrap().len();
+            truncate(&blob, len / 2);
+            blob
         }
         Damage::WalGarbage => {
             let wal = largest(dir, "log");
