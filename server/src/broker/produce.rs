@@ -27,24 +27,30 @@ pub struct Prepared {
     pub message: NewMessage,
 }
 
+/// A batch holds 1 to `MAX_BATCH_MESSAGES` messages, whatever its encoding.
+fn check_batch_len(len: usize) -> Result<()> {
+    if len == 0 {
+        return Err(BrokerError::invalid(
+            "messages",
+            "`messages` must not be empty",
+        ));
+    }
+    if len > MAX_BATCH_MESSAGES {
+        return Err(BrokerError::invalid(
+            "messages",
+            format!("at most {MAX_BATCH_MESSAGES} messages per request"),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates and converts a produce batch. `now` is the request time.
 pub fn prepare(
     messages: Vec<ProduceMessage>,
     config: &TopicConfig,
     now: u64,
 ) -> Result<Vec<Prepared>> {
-    if messages.is_empty() {
-        return Err(BrokerError::invalid(
-            "messages",
-            "`messages` must not be empty",
-        ));
-    }
-    if messages.len() > MAX_BATCH_MESSAGES {
-        return Err(BrokerError::invalid(
-            "messages",
-            format!("at most {MAX_BATCH_MESSAGES} messages per request"),
-        ));
-    }
+    check_batch_len(messages.len())?;
     messages
         .into_iter()
         .enumerate()
@@ -105,18 +111,7 @@ pub fn prepare_binary(
     config: &TopicConfig,
     now: u64,
 ) -> Result<Vec<Prepared>> {
-    if records.is_empty() {
-        return Err(BrokerError::invalid(
-            "messages",
-            "the batch must hold at least one message",
-        ));
-    }
-    if records.len() > MAX_BATCH_MESSAGES {
-        return Err(BrokerError::invalid(
-            "messages",
-            format!("at most {MAX_BATCH_MESSAGES} messages per request"),
-        ));
-    }
+    check_batch_len(records.len())?;
     records
         .into_iter()
         .enumerate()
