@@ -260,12 +260,17 @@ impl Subscription {
                 delivered.iter().map(|(d, _)| (d.partition, d.offset)),
             );
         }
-        let next_timer = self.state().await?.next_deadline();
+        let (next_timer, refills) = {
+            let state = self.state().await?;
+            (state.next_deadline(), state.key_refills_pending())
+        };
         for rx in commits {
             committed(rx).await?;
         }
-        if !delivered.is_empty() {
+        if !delivered.is_empty() || refills {
             // New lease deadlines: the timer task recomputes its wake-up.
+            // Or the scan passed parked followers whose key waited for it:
+            // the timer task brings them back.
             self.timer_wake.notify_one();
         }
         let topic = self.topic.name();

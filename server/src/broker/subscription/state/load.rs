@@ -135,6 +135,7 @@ impl State {
             }
         }
         state.leased = state.count_tracked();
+        state.unscanned = state.count_unscanned();
         state
     }
 }

@@ -270,6 +270,10 @@ struct KeyState {
     queue: VecDeque<(u32, u64)>,
     /// Followers parked on disk (after those in `queue`).
     parked: u64,
+    /// `(partition, offset)`: the refill waits until the scan of the
+    /// partition has passed its first parked follower there, at `offset`
+    /// (see `unpark_key`). Usually empty.
+    waits: Vec<(u32, u64)>,
 }
 
 /// Per-partition state.
@@ -293,6 +297,9 @@ struct Part {
     /// entry were delivered before the restart without an outcome, so that
     /// delivery counts as an attempt when they are met again.
     interrupted: u64,
+    /// `(offset, key)`: the refill of `key` waits until the scan of this
+    /// partition has passed `offset`, a parked follower (see `unpark_key`).
+    key_waits: BTreeSet<(u64, u64)>,
     stream: stream::StreamPart,
 }
 
@@ -307,8 +314,11 @@ pub struct State {
     timers: BinaryHeap<Reverse<Timer>>,
     ready: BTreeSet<(u32, u64)>,
     keys: HashMap<u64, KeyState>,
-    /// Entries tracked in memory (all statuses); bounds scans (`MAX_TRACKED`).
+    /// Entries tracked in memory (all statuses); bounds scans (`MAX_TRACKED`)
+    /// less `unscanned` (see `tracked`).
     leased: u64,
+    /// Of `leased`: entries loaded at startup the scan has not met yet.
+    unscanned: u64,
     jobs: Vec<DeadLetterJob>,
     events: Events,
     pub dead_letters: u64,
@@ -320,7 +330,7 @@ pub struct State {
     jitter_counter: u64,
     /// Next partition a queue scan starts with (fairness).
     scan_start: u32,
-    /// Bound of `leased` for scans (`MAX_TRACKED`; lower in tests).
+    /// Bound of `tracked()` for scans (`MAX_TRACKED`; lower in tests).
     max_tracked: u64,
     /// Earliest due time of the messages parked by time (a hint).
     parked_due_hint: Option<u64>,
@@ -341,6 +351,7 @@ impl State {
             ready: BTreeSet::new(),
             keys: HashMap::new(),
             leased: 0,
+            unscanned: 0,
             jobs: Vec::new(),
             events: Events::default(),
             dead_letters: 0,
@@ -380,6 +391,22 @@ impl State {
 
     fn count_tracked(&self) -> u64 {
         self.parts.iter().map(|p| p.entries.len() as u64).sum()
+    }
+
+    fn count_unscanned(&self) -> u64 {
+        self.parts
+            .iter()
+            .flat_map(|p| p.entries.values())
+            .filter(|e| e.status == Status::Unscanned)
+            .count() as u64
+    }
+
+    /// Accounts for an entry dropped from memory with `status`.
+    fn untrack(&mut self, status: Status) {
+        self.leased = self.leased.saturating_sub(1);
+        if status == Status::Unscanned {
+            self.unscanned = self.unscanned.saturating_sub(1);
+        }
     }
 
     pub fn config(&self) -> &SubscriptionConfig {

@@ -10,6 +10,8 @@
 //! (`unpark_due`, as room allows), a key's followers when the key frees
 //! (`take_key_refills` → `unpark_key`).
 
+use std::collections::BTreeSet;
+
 use weir_protocol::Mode;
 
 use super::{Change, Entry, State, Status, TimerKind};
@@ -42,7 +44,11 @@ impl State {
             return;
         };
         self.ready.remove(&(p, offset));
+        // `untrack`, field by field (`part` is borrowed).
         self.leased = self.leased.saturating_sub(1);
+        if e.status == Status::Unscanned {
+            self.unscanned = self.unscanned.saturating_sub(1);
+        }
         let parked = Parked {
             partition: p,
             offset,
@@ -85,7 +91,7 @@ impl State {
 
     /// How many parked-by-time messages may come back now.
     pub fn unpark_room(&self) -> usize {
-        self.max_tracked.saturating_sub(self.leased) as usize
+        self.max_tracked.saturating_sub(self.tracked()) as usize
     }
 
     /// Whether parked messages are due and wait only for room (an ack that
@@ -157,34 +163,108 @@ impl State {
         std::mem::take(&mut self.key_refills).into_iter().collect()
     }
 
+    /// Whether a key's refill was asked for and not yet taken (the timer
+    /// task should run).
+    pub fn key_refills_pending(&self) -> bool {
+        !self.key_refills.is_empty()
+    }
+
     /// Brings back the first followers of `key` (in offset order), read by
     /// the caller; the first takes the key.
+    ///
+    /// A follower at offset `o` of partition `p` comes back only once the
+    /// scan of `p` has passed `o`: then every earlier message of the key in
+    /// `p` has been classified — settled, holding the key, queued in memory
+    /// or parked itself (and so read before `o`). Until then (after a
+    /// restart the scan starts again at the floor, where the key's earlier
+    /// unsettled messages are unclassified again) it and the key's later
+    /// followers in `p` stay parked; the key's messages the scan meets
+    /// before `o` take the key or queue as if nothing were parked (they
+    /// come first), and the refill is asked for again once the scan has
+    /// passed `o` (`scan_passed`).
     pub fn unpark_key(&mut self, key: u64, parked: Vec<Parked>, now: u64) -> Vec<Change> {
         let mut changes = Vec::new();
         let n = parked.len() as u64;
+        let mut taken = 0u64;
+        // Partitions whose followers wait for the scan (the read is in
+        // (partition, offset) order).
+        let mut waiting: Vec<u32> = Vec::new();
         for parked in &parked {
+            let (p, o) = (parked.partition, parked.offset);
+            if waiting.contains(&p) {
+                continue;
+            }
+            if self
+                .parts
+                .get(p as usize)
+                .is_some_and(|part| o >= part.next)
+            {
+                self.wait_for_scan(key, p, o);
+                waiting.push(p);
+                continue;
+            }
+            taken += 1;
             changes.push(Change::Unpark {
                 parked: parked.clone(),
             });
             if self.restore(parked, &mut changes) {
-                self.hold_back(parked.partition, parked.offset);
-                self.keys
-                    .entry(key)
-                    .or_default()
-                    .queue
-                    .push_back((parked.partition, parked.offset));
+                self.hold_back(p, o);
+                self.keys.entry(key).or_default().queue.push_back((p, o));
                 self.key_queued += 1;
             }
         }
         if let Some(ks) = self.keys.get_mut(&key) {
-            ks.parked = ks.parked.saturating_sub(n);
+            ks.parked = ks.parked.saturating_sub(taken);
             if n == 0 {
                 // The count was stale: nothing is parked behind the key.
                 ks.parked = 0;
             }
         }
-        self.pass_key_on(key, now);
+        if taken > 0 || n == 0 {
+            // (Not when all wait for the scan: a free key would ask for
+            // the same refill again at once.)
+            self.pass_key_on(key, now);
+        }
         changes
+    }
+
+    /// The refill of `key` waits until the scan of `p` has passed `o`.
+    pub(super) fn wait_for_scan(&mut self, key: u64, p: u32, o: u64) {
+        let ks = self.keys.entry(key).or_default();
+        if let Some(i) = ks.waits.iter().position(|&(wp, _)| wp == p) {
+            let (_, old) = ks.waits.swap_remove(i);
+            self.parts[p as usize].key_waits.remove(&(old, key));
+        }
+        ks.waits.push((p, o));
+        self.parts[p as usize].key_waits.insert((o, key));
+    }
+
+    /// The scan of `p` moved on (or was reset, `all`): refills waiting for
+    /// it to pass their key's first parked follower are asked for.
+    pub(super) fn scan_passed(&mut self, p: u32, all: bool) {
+        let Some(part) = self.parts.get_mut(p as usize) else {
+            return;
+        };
+        let waiting = if all {
+            BTreeSet::new()
+        } else {
+            part.key_waits.split_off(&(part.next, 0))
+        };
+        let passed = std::mem::replace(&mut part.key_waits, waiting);
+        for (_, key) in passed {
+            if let Some(ks) = self.keys.get_mut(&key) {
+                ks.waits.retain(|&(wp, _)| wp != p);
+            }
+            self.key_refills.insert(key);
+        }
+    }
+
+    /// Whether the scan meets `o` of partition `p` before the first
+    /// parked follower of `key` there whose refill waits for the scan.
+    pub(super) fn before_waiting_followers(&self, key: u64, p: u32, o: u64) -> bool {
+        self.keys
+            .get(&key)
+            .is_some_and(|ks| ks.waits.iter().any(|&(wp, wo)| wp == p && o < wo))
     }
 
     /// Puts a parked message back in memory (as a pending entry, stored so

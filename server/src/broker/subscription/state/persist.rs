@@ -86,6 +86,7 @@ impl State {
         part.stream.floor_moved(part.floor);
         let to = part.floor;
         changes.push(self.cursor_change(partition, from, to));
+        self.scan_passed(partition, false);
         true
     }
 

@@ -1,7 +1,7 @@
 //! Where a partition stands against the log: messages lost to retention
 //! and seeks that move the cursor.
 
-use super::{Change, State};
+use super::{Change, State, Status};
 
 impl State {
     /// A message met at delivery time no longer exists (retention): settle
@@ -34,7 +34,7 @@ impl State {
         for o in dropped {
             if let Some(e) = self.parts[partition as usize].entries.remove(&o) {
                 self.ready.remove(&(partition, o));
-                self.leased = self.leased.saturating_sub(1);
+                self.untrack(e.status);
                 if let Some(k) = e.key {
                     self.release_key(k, (partition, o), now);
                 }
@@ -48,6 +48,7 @@ impl State {
         self.expired_by_retention += lost;
         changes.push(self.cursor_change(partition, from, low));
         self.advance_floor(partition, &mut changes);
+        self.scan_passed(partition, false);
         changes
     }
 
@@ -57,21 +58,27 @@ impl State {
         let Some(part) = self.parts.get_mut(partition as usize) else {
             return Vec::new();
         };
-        let dropped: Vec<(u64, Option<u64>)> =
-            part.entries.iter().map(|(&o, e)| (o, e.key)).collect();
+        let dropped: Vec<(u64, Option<u64>, Status)> = part
+            .entries
+            .iter()
+            .map(|(&o, e)| (o, e.key, e.status))
+            .collect();
         part.entries.clear();
         part.settled.clear();
         part.persisted.clear();
         part.floor = cursor;
         part.next = cursor;
         part.interrupted = 0;
-        for (o, key) in dropped {
+        for (o, key, status) in dropped {
             self.ready.remove(&(partition, o));
-            self.leased = self.leased.saturating_sub(1);
+            self.untrack(status);
             if let Some(k) = key {
                 self.release_key(k, (partition, o), now);
             }
         }
+        // Refills waiting for this partition's scan are asked for again
+        // (the caller dropped its parked messages; others are looked at).
+        self.scan_passed(partition, true);
         let token = self.next_token();
         let part = &mut self.parts[partition as usize];
         part.stream.reset(cursor, token);

@@ -85,6 +85,7 @@ impl State {
         let part = &mut self.parts[p as usize];
         part.next = part.next.max(covered_to);
         self.advance_floor(p, &mut changes);
+        self.scan_passed(p, false);
         (deliveries, changes)
     }
 
@@ -94,15 +95,15 @@ impl State {
         if from >= to {
             return;
         }
-        let stale: Vec<u64> = self.parts[p as usize]
+        let stale: Vec<(u64, Status)> = self.parts[p as usize]
             .entries
             .range(from..to)
-            .map(|(&o, _)| o)
+            .map(|(&o, e)| (o, e.status))
             .collect();
-        for o in stale {
+        for (o, status) in stale {
             self.parts[p as usize].entries.remove(&o);
             self.ready.remove(&(p, o));
-            self.leased = self.leased.saturating_sub(1);
+            self.untrack(status);
             self.unpersist(p, o, changes);
         }
         self.parts[p as usize].settled.insert(from, to);
@@ -134,7 +135,11 @@ impl State {
         }
         let loaded = self.parts[p as usize].entries.remove(&m.offset);
         let mut entry = match loaded {
-            Some(e) => e,
+            Some(e) => {
+                // Met by the scan: from now on it counts toward the bound.
+                self.unscanned = self.unscanned.saturating_sub(1);
+                e
+            }
             None => {
                 self.leased += 1;
                 // Delivered before a restart without an outcome: counted.
@@ -155,13 +160,18 @@ impl State {
         }
         entry.status = Status::Ready;
         self.parts[p as usize].entries.insert(m.offset, entry);
+        // The key's parked followers come after this message, unless its
+        // partition's first one is later (their refill waits for the scan
+        // to pass it, see `unpark_key`).
+        let before = key.is_some_and(|k| self.before_waiting_followers(k, p, m.offset));
         let holds_key = match key {
             Some(k) => {
                 let ks = self.keys.entry(k).or_default();
-                if ks.holder.is_none() && ks.parked == 0 {
+                let parked_before = ks.parked > 0 && !before;
+                if ks.holder.is_none() && !parked_before {
                     ks.holder = Some((p, m.offset));
                     KeyTurn::Holds
-                } else if ks.parked > 0
+                } else if parked_before
                     || ks.queue.len() >= KEY_QUEUE_IN_MEMORY
                     || self.key_queued >= self.max_tracked / 2
                 {
@@ -184,6 +194,11 @@ impl State {
                 return None;
             }
             KeyTurn::Park(k) => {
+                if before {
+                    // Now the first parked follower of the partition: the
+                    // key's later messages the scan meets park behind it.
+                    self.wait_for_scan(k, p, m.offset);
+                }
                 self.park(p, m.offset, Some(k), changes);
                 return None;
             }
@@ -256,8 +271,18 @@ impl State {
             || self.config.mode == weir_protocol::Mode::Stream
     }
 
-    /// Entries tracked in memory (leased, waiting, ready, held back).
+    /// Entries tracked in memory (leased, waiting, ready, held back), the
+    /// measure the tracking bound applies to. Entries loaded at startup
+    /// and not yet met by the scan (`Unscanned`) do not count: only the
+    /// scan classifies them (settles them, makes them deliverable), so
+    /// counting them would let them fill the bound and stall that very
+    /// scan for good. Memory stays bounded: new entries join only while
+    /// the others stay under `max_tracked`, and the unscanned ones (no
+    /// more than the store held at startup) only ever decrease; a scan
+    /// that meets them turns them into counted entries without adding any.
     pub fn tracked(&self) -> u64 {
-        self.leased
+        #[cfg(test)]
+        debug_assert_eq!(self.unscanned, self.count_unscanned());
+        self.leased.saturating_sub(self.unscanned)
     }
 }

@@ -55,7 +55,9 @@ impl State {
             if part.entries.contains_key(&o) || ahead {
                 continue;
             }
-            if self.config.mode == Mode::Queue && self.leased >= self.max_tracked {
+            // `tracked()`, field by field (`part` is borrowed).
+            let tracked = self.leased.saturating_sub(self.unscanned);
+            if self.config.mode == Mode::Queue && tracked >= self.max_tracked {
                 // Beyond the tracking bound: parked, due now; they come
                 // back as room frees.
                 part.parked_due += 1;

@@ -101,8 +101,8 @@ impl State {
         };
         let removed = part.entries.remove(&offset);
         self.ready.remove(&(partition, offset));
-        if removed.is_some() {
-            self.leased = self.leased.saturating_sub(1);
+        if let Some(e) = &removed {
+            self.untrack(e.status);
         }
         if let Some(key) = removed.and_then(|e| e.key) {
             self.release_key(key, (partition, offset), now);

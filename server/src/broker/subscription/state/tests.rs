@@ -812,7 +812,21 @@ fn run_model(
     ordering: Ordering,
     ops: Vec<Op>,
 ) -> std::result::Result<(), TestCaseError> {
+    run_model_bounded(mode, ordering, None, ops)
+}
+
+/// `max_tracked`: a small tracking bound makes key followers park (also
+/// across restarts).
+fn run_model_bounded(
+    mode: Mode,
+    ordering: Ordering,
+    max_tracked: Option<u64>,
+    ops: Vec<Op>,
+) -> std::result::Result<(), TestCaseError> {
     let mut h = Harness::new(config(mode, None, ordering), 2);
+    if let Some(n) = max_tracked {
+        h.state.set_max_tracked(n);
+    }
     let mut now = 0u64;
     let mut outstanding: Vec<Delivery> = Vec::new();
     let mut acked: HashSet<(u32, u64)> = HashSet::new();
@@ -865,6 +879,10 @@ fn run_model(
             }
             Op::Restart => {
                 h.restart(now);
+                if let Some(n) = max_tracked {
+                    // The server sets the bound again after loading.
+                    h.state.set_max_tracked(n);
+                }
                 outstanding.clear();
             }
             _ => {}
@@ -924,6 +942,13 @@ proptest! {
     #[test]
     fn queue_with_key_ordering_drains(ops in proptest::collection::vec(op(), 0..60)) {
         run_model(Mode::Queue, Ordering::Key, ops)?;
+    }
+
+    #[test]
+    fn queue_with_key_ordering_and_parked_followers_drains(
+        ops in proptest::collection::vec(op(), 0..60)
+    ) {
+        run_model_bounded(Mode::Queue, Ordering::Key, Some(4), ops)?;
     }
 
     #[test]
@@ -1235,4 +1260,130 @@ fn queue_with_key_ordering_drains_after_restarts_regression() {
         Restart,
     ];
     run_model(Mode::Queue, Ordering::Key, ops).unwrap();
+}
+
+/// Pulls and acks one delivery at a time until nothing is left; returns
+/// the deliveries in the order they were made.
+fn drain_one_by_one(h: &mut Harness, mut now: u64) -> Vec<(u32, u64)> {
+    let mut order = Vec::new();
+    for _ in 0..100 {
+        let ds = h.pull(now, 1, "c");
+        for d in &ds {
+            assert!(h.ack(d, now), "stale delivery {d:?}");
+        }
+        order.extend(offsets(&ds));
+        if ds.is_empty() && h.stats(now).backlog == 0 {
+            break;
+        }
+        now += 1;
+    }
+    order
+}
+
+/// A key's followers beyond the line kept in memory are parked; a restart
+/// with the key's earlier messages still unsettled (in flight, queued in
+/// memory) must not let a parked follower overtake them: the refill from
+/// disk waits until the scan has met the key's earlier messages again.
+#[test]
+fn parked_followers_keep_their_key_order_across_a_restart() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::Key), 1);
+    h.state.set_max_tracked(4);
+    for _ in 0..4 {
+        h.log.push(0, Some(9), 0);
+    }
+    let got = h.pull(0, 10, "c");
+    assert_eq!(offsets(&got), vec![(0, 0)]);
+    assert_eq!(h.store.parked.len(), 1, "the last follower waits on disk");
+    h.restart(10);
+    let order = drain_one_by_one(&mut h, 20);
+    assert_eq!(order, (0..4).map(|o| (0, o)).collect::<Vec<_>>());
+    assert!(h.store.parked.is_empty() && h.store.entries.is_empty());
+    assert_eq!(h.state.floor(0), 4);
+}
+
+/// The key's holder was acked and its parked followers not yet brought
+/// back when the server stopped, while an earlier message of another key
+/// keeps the floor below them: they still come back after the restart
+/// (once the scan has passed them), in order.
+#[test]
+fn parked_followers_of_a_free_key_come_back_after_a_restart() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::Key), 1);
+    h.state.set_max_tracked(6);
+    h.log.push(0, Some(1), 0); // 0: key 1, stays in flight
+    for _ in 0..7 {
+        h.log.push(0, Some(9), 0); // 1..=7: key 9
+    }
+    let got = h.pull(0, 10, "c");
+    assert_eq!(offsets(&got), vec![(0, 0), (0, 1)]);
+    assert_eq!(h.store.parked.len(), 3, "offsets 5 to 7 wait on disk");
+    assert!(h.ack(&got[1], 1));
+    let mut now = 2;
+    let mut line = vec![(0, 1)];
+    for _ in 0..3 {
+        let ds = h.pull(now, 10, "c");
+        assert_eq!(ds.len(), 1, "{ds:?}");
+        assert!(h.ack(&ds[0], now));
+        line.extend(offsets(&ds));
+        now += 1;
+    }
+    assert_eq!(line, (1..5).map(|o| (0, o)).collect::<Vec<_>>());
+    // Key 9 is free, its refill not done: the server stops.
+    assert_eq!(h.store.parked.len(), 3);
+    assert_eq!(h.state.floor(0), 0);
+    h.restart(now);
+    let order = drain_one_by_one(&mut h, now + 1);
+    let key9: Vec<_> = order.iter().filter(|d| d.1 > 0).copied().collect();
+    assert_eq!(key9, vec![(0, 5), (0, 6), (0, 7)], "{order:?}");
+    assert_eq!(order.len(), 4, "each delivered once: {order:?}");
+    assert!(h.store.parked.is_empty() && h.store.entries.is_empty());
+    assert_eq!(h.state.floor(0), 8);
+}
+
+/// Entries loaded at a restart (waiting retries, an out-of-order ack)
+/// that fill the tracking bound do not stall the scan that classifies
+/// them: the backlog drains, each message acked exactly once.
+#[test]
+fn entries_loaded_up_to_the_tracking_bound_still_drain() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 2);
+    h.state.set_max_tracked(4);
+    for p in 0..2 {
+        for _ in 0..4 {
+            h.log.push(p, None, 0);
+        }
+    }
+    let mut acked: HashSet<(u32, u64)> = HashSet::new();
+    let ds = h.pull(0, 4, "c");
+    assert_eq!(ds.len(), 4, "{ds:?}");
+    assert!(h.ack(&ds[1], 0));
+    acked.insert((ds[1].partition, ds[1].offset));
+    for d in [&ds[0], &ds[2], &ds[3]] {
+        assert!(h.nack(d, 0, Some(1_000), false));
+    }
+    let more = h.pull(1, 4, "c");
+    assert_eq!(more.len(), 1, "{more:?}");
+    assert!(h.nack(&more[0], 1, Some(1_000), false));
+    let pending = h
+        .store
+        .entries
+        .values()
+        .filter(|e| e.state == EntryState::Pending)
+        .count();
+    assert!(pending >= 4, "{:?}", h.store.entries);
+    h.restart(2);
+    h.state.set_max_tracked(4);
+    let mut now = 2;
+    for _ in 0..100 {
+        now += 2_000;
+        for d in h.pull(now, 4, "c") {
+            assert!(h.ack(&d, now), "stale delivery {d:?}");
+            assert!(acked.insert((d.partition, d.offset)), "acked twice: {d:?}");
+        }
+        if h.stats(now).backlog == 0 {
+            break;
+        }
+    }
+    assert_eq!(h.stats(now).backlog, 0);
+    assert_eq!(acked.len(), 8, "{acked:?}");
+    assert!(h.store.entries.is_empty(), "{:?}", h.store.entries);
+    assert_eq!((h.state.floor(0), h.state.floor(1)), (4, 4));
 }
