@@ -65,11 +65,6 @@ impl Store {
             .read(topic, partition, from, end, max_count, max_bytes)
     }
 
-    /// Bytes of recent batches held in memory (metrics).
-    pub fn recent_bytes(&self) -> usize {
-        self.cache.bytes()
-    }
-
     /// Reads messages of a partition from `from` (inclusive) to `end`
     /// (exclusive), at most `max_count` and about `max_bytes` (always at
     /// least one message when there is one). Verifies every checksum.
@@ -118,7 +113,8 @@ impl Store {
         let db = self.db()?;
         let mut iter = batches(&db, topic, partition, u64::MAX)?;
         let mut out = Vec::with_capacity(offsets.len());
-        // The batch last read, kept while the offsets stay inside it.
+        // The batch last read (its checksum verified once, when read), kept
+        // while the offsets stay inside it.
         let mut held: Option<(u64, Vec<u8>)> = None;
         for &offset in offsets {
             let covers = |(base, bytes): &(u64, Vec<u8>)| {
@@ -132,13 +128,14 @@ impl Store {
                     if let (Some(key), Some(value)) = (iter.key(), iter.value()) {
                         let base = partition_key_position(key)
                             .ok_or_else(|| StorageError::Corrupt("batch key".into()))?;
+                        BatchView::parse(base, value, true).map_err(|e| corrupt(base, e))?;
                         held = Some((base, value.to_vec()));
                     }
                 }
                 iter.status()?;
             }
             let Some((base, bytes)) = &held else { continue };
-            let view = BatchView::parse(*base, bytes, true).map_err(|e| corrupt(*base, e))?;
+            let view = BatchView::parse(*base, bytes, false).map_err(|e| corrupt(*base, e))?;
             if let Some(message) = view.messages(offset, offset + 1).next() {
                 out.push(message.map_err(|e| corrupt(*base, e))?);
             }
