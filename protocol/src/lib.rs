@@ -6,6 +6,7 @@
 //! reqwest: it is plain serde + utoipa schema types.
 
 pub mod binary;
+pub mod cluster;
 pub mod dead_letter;
 pub mod error;
 pub mod limits;
@@ -17,6 +18,7 @@ pub mod subscription;
 pub mod topic;
 pub mod ws;
 
+pub use cluster::*;
 pub use dead_letter::*;
 pub use error::{ErrorCode, Problem};
 pub use message::*;

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod net;

@@ -14,6 +14,7 @@ use crate::api::{self, AppState, Protect};
 use crate::auth::{AuthConfigError, Authenticator};
 use crate::broker::subscription::push::PushOptions;
 use crate::broker::{Broker, BrokerError, BrokerLimits};
+use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::config::Config;
 use crate::net::{self, tls::TlsError, ServeOptions};
 use crate::storage::{StorageError, Store};
@@ -30,6 +31,8 @@ pub enum ServerError {
     Auth(#[from] AuthConfigError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then stops
@@ -60,6 +63,30 @@ pub async fn run(
             allow_networks: config.push_allow_networks.clone(),
         },
     )?;
+    let cluster = match &config.cluster {
+        None => None,
+        Some(options) => {
+            let secret = options
+                .read_secret()
+                .map_err(|e| ClusterError::Start(e.to_string()))?;
+            let cluster_listener = TcpListener::bind(options.listen).await?;
+            tracing::info!(
+                node_id = options.node_id,
+                cluster_listen = %cluster_listener.local_addr()?,
+                peers = ?options.peers,
+                "joining the cluster"
+            );
+            let cluster_config = ClusterConfig {
+                node_id: options.node_id,
+                peers: options.peers.clone(),
+                secret,
+                api_address: listener.local_addr()?.to_string(),
+                heartbeat: options.heartbeat,
+                election_timeout: (options.election_timeout, options.election_timeout * 2),
+            };
+            Some(Cluster::start(store.clone(), cluster_config, cluster_listener).await?)
+        }
+    };
     let shutting_down = Arc::new(AtomicBool::new(false));
     let sockets = Sockets::new(config.websocket.clone());
     let state = AppState {
@@ -74,6 +101,8 @@ pub async fn run(
         },
         limits: Arc::new(Limits::new(config.limits.clone(), config.max_request_bytes)),
         backup_dir: config.backup_dir.clone(),
+        listen_address: listener.local_addr()?.to_string(),
+        cluster: cluster.clone(),
     };
     let mut background = vec![spawn_retention(broker.clone(), config.retention_interval)];
     if let Some(auth) = &auth {
@@ -130,6 +159,9 @@ pub async fn run(
     }
     for task in background {
         task.abort();
+    }
+    if let Some(cluster) = &cluster {
+        cluster.shutdown().await;
     }
     store.shutdown().await;
     tracing::info!("store flushed; bye");

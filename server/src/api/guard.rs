@@ -159,6 +159,8 @@ pub fn need(method: &Method, route: &str) -> Need {
         }
         // A backup holds every topic: admin, with no topic to scope it.
         "/v1/backups" if get || post => Need::Server,
+        // Which node leads what: what any client needs to go direct.
+        "/v1/cluster" if get => Need::Authenticated,
         _ => Need::Topic(Action::Admin),
     }
 }

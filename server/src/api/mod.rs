@@ -4,6 +4,7 @@
 
 pub mod backups;
 mod binary;
+mod cluster;
 mod dead_letters;
 pub mod error;
 pub mod extract;
@@ -58,6 +59,10 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// Where online backups are written; `None` refuses them.
     pub backup_dir: Option<std::path::PathBuf>,
+    /// The client listener's address (`GET /v1/cluster` of a lone node).
+    pub listen_address: String,
+    /// The cluster this node belongs to; `None` when it runs alone.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Which operational endpoints need credentials when authentication is on.
@@ -118,6 +123,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(backups::create_backup, backups::list_backups))
+        .routes(routes!(cluster::cluster))
         .merge(ws::routes())
         .merge(sse::routes())
 }

@@ -489,7 +489,6 @@ impl Broker {
         Ok(describe(&*self.topic(name)?))
     }
 
-    /// Describes every topic, ordered by name.
     /// Every topic name, sorted.
     pub fn topic_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.topics_read().keys().cloned().collect();

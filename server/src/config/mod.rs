@@ -3,6 +3,7 @@
 //! then command-line flags. Security and resource limits are validated in
 //! `security.rs`.
 
+mod cluster;
 mod security;
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::storage::{FsyncMode, StoreOptions};
+pub use cluster::ClusterOptions;
 pub use security::{AuthOptions, ClientAuth, Limits, TlsOptions};
 
 /// The commented default configuration file.
@@ -89,6 +91,12 @@ pub(super) struct FileConfig {
     header_read_timeout_ms: Option<u64>,
     request_body_timeout_ms: Option<u64>,
     push_allow_networks: Option<String>,
+    node_id: Option<u64>,
+    peers: Option<String>,
+    cluster_listen: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
+    cluster_heartbeat_ms: Option<u64>,
+    cluster_election_timeout_ms: Option<u64>,
 }
 
 /// Command line; every option also reads `WEIR_<NAME>`.
@@ -269,6 +277,28 @@ pub struct Args {
     /// comma-separated CIDRs, e.g. `127.0.0.0/8,10.0.0.0/8` [default: none].
     #[arg(long, env = "WEIR_PUSH_ALLOW_NETWORKS")]
     pub push_allow_networks: Option<String>,
+    /// This node's id in a cluster (1, 2, ...; never reused for another
+    /// node) [default: none: the server runs alone].
+    #[arg(long, env = "WEIR_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Every cluster member's node-to-node address, this node's included:
+    /// `1=host:port,2=host:port,3=host:port` [default: none].
+    #[arg(long, env = "WEIR_PEERS")]
+    pub peers: Option<String>,
+    /// Address of the node-to-node listener (never for clients) [default: none].
+    #[arg(long, env = "WEIR_CLUSTER_LISTEN")]
+    pub cluster_listen: Option<String>,
+    /// File holding the secret every node of the cluster shares (at least
+    /// 16 bytes) [default: none].
+    #[arg(long, env = "WEIR_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Raft heartbeat period between nodes, in milliseconds [default: 300].
+    #[arg(long, env = "WEIR_CLUSTER_HEARTBEAT_MS")]
+    pub cluster_heartbeat_ms: Option<u64>,
+    /// Time without a leader before an election, in milliseconds (a
+    /// random time between this and twice this) [default: 1500].
+    #[arg(long, env = "WEIR_CLUSTER_ELECTION_TIMEOUT_MS")]
+    pub cluster_election_timeout_ms: Option<u64>,
     /// Print the commented default configuration file and exit.
     #[arg(long)]
     pub print_default_config: bool,
@@ -308,6 +338,8 @@ pub struct Config {
     pub limits: Limits,
     /// Networks push deliveries may reach despite the SSRF guard.
     pub push_allow_networks: Vec<ipnet::IpNet>,
+    /// Cluster membership; `None`: the server runs alone.
+    pub cluster: Option<ClusterOptions>,
 }
 
 /// Limits and timers of every WebSocket (`ws_*` options).
@@ -410,6 +442,12 @@ impl Config {
                 header_read_timeout_ms: args.header_read_timeout_ms,
                 request_body_timeout_ms: args.request_body_timeout_ms,
                 push_allow_networks: args.push_allow_networks.clone(),
+                node_id: args.node_id,
+                peers: args.peers.clone(),
+                cluster_listen: args.cluster_listen.clone(),
+                cluster_secret_file: args.cluster_secret_file.clone(),
+                cluster_heartbeat_ms: args.cluster_heartbeat_ms,
+                cluster_election_timeout_ms: args.cluster_election_timeout_ms,
             },
         );
         finish(merged)
@@ -477,7 +515,13 @@ fn overlay(base: &mut FileConfig, top: FileConfig) {
         rate_limit_requests_per_s,
         header_read_timeout_ms,
         request_body_timeout_ms,
-        push_allow_networks
+        push_allow_networks,
+        node_id,
+        peers,
+        cluster_listen,
+        cluster_secret_file,
+        cluster_heartbeat_ms,
+        cluster_election_timeout_ms
     );
 }
 
@@ -506,6 +550,7 @@ fn finish(f: FileConfig) -> Result<Config, ConfigError> {
     }
     let (auth, tls, limits) = security::resolve(&f, listen, max_request_bytes)?;
     let push_allow_networks = security::push_allow_networks(&f)?;
+    let cluster = cluster::resolve(&f)?;
     let interval = required(f.fsync_interval_ms, "fsync_interval_ms")?;
     let fsync = match required(f.fsync, "fsync")?.as_str() {
         "always" => FsyncMode::Always,
@@ -578,6 +623,7 @@ fn finish(f: FileConfig) -> Result<Config, ConfigError> {
         tls,
         limits,
         push_allow_networks,
+        cluster,
     })
 }
 

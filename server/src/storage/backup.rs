@@ -20,7 +20,7 @@ use rocksdb::{Options, DB};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::keys::ALL_CFS;
+use super::keys::{ALL_CFS, REQUIRED_CFS};
 use super::{StorageError, Store};
 
 /// The file in a backup saying when it was taken (not copied by restore).
@@ -255,7 +255,7 @@ fn check_is_store(dir: &Path) -> Result<()> {
     }
     let families =
         DB::list_cf(&Options::default(), dir).map_err(|e| not_a_store(e.into_string()))?;
-    let missing: Vec<&str> = ALL_CFS
+    let missing: Vec<&str> = REQUIRED_CFS
         .iter()
         .copied()
         .filter(|cf| !families.iter().any(|f| f == cf))
@@ -266,7 +266,11 @@ fn check_is_store(dir: &Path) -> Result<()> {
             missing.join(", ")
         )));
     }
-    DB::open_cf_for_read_only(&Options::default(), dir, ALL_CFS, false)
+    let present = ALL_CFS
+        .iter()
+        .copied()
+        .filter(|cf| families.iter().any(|f| f == cf));
+    DB::open_cf_for_read_only(&Options::default(), dir, present, false)
         .map(drop)
         .map_err(|e| not_a_store(e.into_string()))
 }

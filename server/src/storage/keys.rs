@@ -7,6 +7,7 @@
 //! | `dedupe`     | topic u32 · idempotency id bytes | expires u64 · partition u32 · offset u64 |
 //! | `sub_state`  | subscription u32 · kind u8 · partition u32 [· offset u64] | see `sub_state.rs` |
 //! | `meta`       | tag byte · … | topic / partition / subscription records, id counters |
+//! | `raft`       | group u64 · kind u8 [· index u64] | Raft log entries, vote, committed and purged ids, state-machine state (`raft_log.rs`) |
 //!
 //! Integers are big-endian so that byte order is numeric order: iterating a
 //! partition's key range walks the log in offset order.
@@ -23,8 +24,39 @@ pub const CF_TIME_INDEX: &str = "time_index";
 pub const CF_DEDUPE: &str = "dedupe";
 pub const CF_SUB_STATE: &str = "sub_state";
 pub const CF_META: &str = "meta";
+/// Raft groups of a cluster (empty on a single node).
+pub const CF_RAFT: &str = "raft";
 /// All column families, for opening the database.
-pub const ALL_CFS: [&str; 5] = [CF_BATCHES, CF_TIME_INDEX, CF_DEDUPE, CF_SUB_STATE, CF_META];
+pub const ALL_CFS: [&str; 6] = [
+    CF_BATCHES,
+    CF_TIME_INDEX,
+    CF_DEDUPE,
+    CF_SUB_STATE,
+    CF_META,
+    CF_RAFT,
+];
+/// The column families every data directory (and backup) has had since
+/// format 2; `raft` is created at open when missing.
+pub const REQUIRED_CFS: [&str; 5] = [CF_BATCHES, CF_TIME_INDEX, CF_DEDUPE, CF_SUB_STATE, CF_META];
+
+/// `raft` kinds: log entries by index, and one value each of the rest.
+pub const RAFT_ENTRY: u8 = b'e';
+pub const RAFT_VOTE: u8 = b'v';
+pub const RAFT_COMMITTED: u8 = b'c';
+pub const RAFT_PURGED: u8 = b'p';
+/// The group's state machine: what it has applied, and its state.
+pub const RAFT_STATE: u8 = b's';
+
+/// Key of a Raft group's value of `kind`, or with `index`, of one entry.
+pub fn raft_key(group: u64, kind: u8, index: Option<u64>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.extend_from_slice(&group.to_be_bytes());
+    key.push(kind);
+    if let Some(index) = index {
+        key.extend_from_slice(&index.to_be_bytes());
+    }
+    key
+}
 
 /// `meta` tags.
 const META_TOPIC: u8 = b'T';

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rocksdb::{WriteBatch, DB};
+use tokio::sync::oneshot;
 
 use super::batch::BatchBuilder;
 use super::keys::*;
@@ -83,6 +84,8 @@ pub struct WriteSet {
     once_written: bool,
     /// Batches appended, for the tail cache once they are durable.
     batches: Vec<CachedBatch>,
+    /// Told when the set is written (readable), before its sync.
+    written_signals: Vec<oneshot::Sender<super::Result<()>>>,
 }
 
 /// `(topic, partition, base offset, value)` of an appended batch.
@@ -111,6 +114,7 @@ impl WriteSet {
         self.ops.extend(other.ops);
         self.fences.extend(other.fences);
         self.batches.extend(other.batches);
+        self.written_signals.extend(other.written_signals);
         self.once_written = only_written && !self.ops.is_empty();
     }
 
@@ -121,6 +125,21 @@ impl WriteSet {
     /// message: a pull's delivery marks and attempt counts.
     pub fn answer_once_written(&mut self) {
         self.once_written = true;
+    }
+
+    /// A receiver told when this set is written to the WAL and readable,
+    /// before the sync that makes it durable (the set's own answer still
+    /// waits for the sync): a Raft append returns once its entries are
+    /// readable and reports durability separately.
+    pub fn notify_written(&mut self) -> oneshot::Receiver<super::Result<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.written_signals.push(tx);
+        rx
+    }
+
+    /// Takes the written signals (the writer answers them).
+    pub(super) fn take_written_signals(&mut self) -> Vec<oneshot::Sender<super::Result<()>>> {
+        std::mem::take(&mut self.written_signals)
     }
 
     /// Whether the set is answered before its sync.
@@ -152,15 +171,15 @@ impl WriteSet {
         std::mem::take(&mut self.fences)
     }
 
-    fn put(&mut self, cf: &'static str, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+    pub(super) fn put(&mut self, cf: &'static str, key: impl Into<Vec<u8>>, value: Vec<u8>) {
         self.ops.push(Op::Put(cf, key.into(), value));
     }
 
-    fn delete(&mut self, cf: &'static str, key: impl Into<Vec<u8>>) {
+    pub(super) fn delete(&mut self, cf: &'static str, key: impl Into<Vec<u8>>) {
         self.ops.push(Op::Delete(cf, key.into()));
     }
 
-    fn delete_range(&mut self, cf: &'static str, from: Vec<u8>, to: Vec<u8>) {
+    pub(super) fn delete_range(&mut self, cf: &'static str, from: Vec<u8>, to: Vec<u8>) {
         self.ops.push(Op::DeleteRange(cf, from, to));
     }
 

@@ -214,6 +214,9 @@ struct Pending {
     waiting: Vec<Reply>,
     /// Answered once the batch is written (before its sync).
     written: Vec<Reply>,
+    /// Told once the batch is written; not answers (see
+    /// `WriteSet::notify_written`).
+    signals: Vec<Reply>,
     fences: Vec<Fence>,
     /// Record batches appended, for the tail cache once durable.
     batches: Vec<CachedBatch>,
@@ -254,6 +257,7 @@ impl Pending {
                 }
                 self.fences.extend(set.take_fences());
                 self.batches.extend(set.take_batches());
+                self.signals.extend(set.take_written_signals());
                 let once_written = set.is_once_written();
                 self.bytes += set.apply(db, &mut self.batch);
                 if once_written {
@@ -275,7 +279,12 @@ impl Pending {
         for fence in self.fences.drain(..) {
             fence.break_it();
         }
-        for reply in self.waiting.drain(..).chain(self.written.drain(..)) {
+        for reply in self
+            .waiting
+            .drain(..)
+            .chain(self.written.drain(..))
+            .chain(self.signals.drain(..))
+        {
             let _ = reply.send(Err(error.clone()));
         }
     }
@@ -303,11 +312,12 @@ impl Pending {
         self.bytes = 0;
         let mut waiting = std::mem::take(&mut self.waiting);
         let written = std::mem::take(&mut self.written);
+        let signals = std::mem::take(&mut self.signals);
         let fences = std::mem::take(&mut self.fences);
         let batches = std::mem::take(&mut self.batches);
         match result {
             Ok(()) => {
-                for reply in written {
+                for reply in written.into_iter().chain(signals) {
                     let _ = reply.send(Ok(()));
                 }
                 out.written(waiting, fences, batches);
@@ -323,6 +333,7 @@ impl Pending {
                     fence.break_it();
                 }
                 waiting.extend(written);
+                waiting.extend(signals);
                 for reply in waiting {
                     // A requester that went away (client disconnected)
                     // does not undo anything; nothing to do.

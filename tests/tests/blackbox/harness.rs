@@ -494,7 +494,7 @@ pub fn now_ms() -> u64 {
 
 /// `WEIR_SERVER_BIN`, else `weir-server` next to the test executable's
 /// `deps/` directory (i.e. `target/debug/weir-server`).
-fn server_bin() -> PathBuf {
+pub fn server_bin() -> PathBuf {
     built_binary("weir-server", "WEIR_SERVER_BIN", "weir-server")
 }
 

@@ -1,0 +1,29 @@
+//! The cluster: Raft groups on openraft, their storage, their network and
+//! the node that runs them. The design is in `docs/cluster.md`.
+//!
+//! - `types.rs`: the Raft type configuration, node descriptions, group ids;
+//! - `codec.rs`: how Raft values are stored (versioned envelopes);
+//! - `log_store.rs`: a group's Raft log over the store (one WAL sync for
+//!   every group's appends);
+//! - `metadata.rs`: the metadata group's state machine (membership and the
+//!   nodes' addresses for now; topics and assignments next);
+//! - `network.rs`: the client side of node-to-node RPCs;
+//! - `rpc.rs`: the node-to-node listener's routes (secret-authenticated);
+//! - `node.rs`: starting the groups, forming the cluster, reporting state.
+//!
+//! Only this module names openraft; it reaches RocksDB only through the
+//! store's Raft API (`storage/raft_log.rs`).
+
+mod codec;
+mod log_store;
+mod metadata;
+mod network;
+mod node;
+mod rpc;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use node::{Cluster, ClusterConfig, ClusterError};
+pub use types::{NodeId, NodeInfo};

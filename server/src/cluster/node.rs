@@ -1,0 +1,356 @@
+//! A cluster node: starts the metadata group on the store, serves the
+//! node-to-node listener, forms the cluster once with its peers, registers
+//! its client address, probes its peers, and reports what it sees.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{Config, ServerState, SnapshotPolicy};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use weir_protocol::{
+    ClusterInfo, ClusterNode, ClusterPartition, FollowerLag, GroupInfo, NodeState,
+};
+
+use super::log_store::LogStore;
+use super::metadata::{MetaCommand, MetaResponse, MetaStateMachine};
+use super::network::{Network, Peers};
+use super::rpc::{self, RpcState};
+use super::types::{NodeId, NodeInfo, Raft, METADATA_GROUP};
+use crate::storage::Store;
+
+/// How a node takes part in a cluster (from `--node-id`, `--peers`,
+/// `--cluster-listen`, `--cluster-secret-file`).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub node_id: NodeId,
+    /// Every member's node-to-node address, this node's included.
+    pub peers: BTreeMap<NodeId, String>,
+    /// The shared secret every node-to-node request carries.
+    pub secret: String,
+    /// Where clients reach this node (its API listener).
+    pub api_address: String,
+    pub heartbeat: Duration,
+    pub election_timeout: (Duration, Duration),
+}
+
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    #[error("cluster: {0}")]
+    Start(String),
+    #[error("cluster listener failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running cluster node.
+pub struct Cluster {
+    config: ClusterConfig,
+    peers: Arc<Peers>,
+    metadata: Raft<MetaStateMachine>,
+    state_machine: MetaStateMachine,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// Starts the node's groups and its node-to-node listener.
+    pub async fn start(
+        store: Arc<Store>,
+        config: ClusterConfig,
+        listener: TcpListener,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let start_err = |e: &dyn std::fmt::Display| ClusterError::Start(e.to_string());
+        let peers = Arc::new(
+            Peers::new(config.node_id, config.secret.clone(), config.peers.clone())
+                .map_err(|e| start_err(&e))?,
+        );
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let raft_config = Config {
+            cluster_name: "weir".into(),
+            heartbeat_interval: millis(config.heartbeat),
+            election_timeout_min: millis(config.election_timeout.0),
+            election_timeout_max: millis(config.election_timeout.1),
+            install_snapshot_timeout: 30_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+            max_in_snapshot_log_to_keep: 1000,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| start_err(&e))?;
+        let state_machine = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || MetaStateMachine::load(store, METADATA_GROUP))
+                .await
+                .map_err(|e| start_err(&e))?
+                .map_err(|e| start_err(&e))?
+        };
+        let metadata = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            Network {
+                peers: peers.clone(),
+                group: METADATA_GROUP,
+            },
+            LogStore::new(store, METADATA_GROUP),
+            state_machine.clone(),
+        )
+        .await
+        .map_err(|e| start_err(&e))?;
+        let cluster = Arc::new(Cluster {
+            config,
+            peers: peers.clone(),
+            metadata: metadata.clone(),
+            state_machine,
+            tasks: Mutex::new(Vec::new()),
+        });
+        let router = rpc::router(RpcState { peers, metadata });
+        let serve = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "cluster listener stopped");
+            }
+        });
+        let tasks = vec![
+            serve,
+            tokio::spawn(cluster.clone().form()),
+            tokio::spawn(cluster.clone().register()),
+            tokio::spawn(cluster.clone().probe()),
+        ];
+        cluster
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(tasks);
+        Ok(cluster)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    /// The other members and their node-to-node addresses.
+    fn others(&self) -> impl Iterator<Item = (NodeId, &String)> {
+        let me = self.config.node_id;
+        self.config
+            .peers
+            .iter()
+            .filter(move |(id, _)| **id != me)
+            .map(|(id, a)| (*id, a))
+    }
+
+    /// Forms the cluster once: only the lowest-id node initializes the
+    /// metadata group, only when every peer answers and none belongs to a
+    /// cluster yet. Every other node waits to be contacted.
+    async fn form(self: Arc<Self>) {
+        let me = self.config.node_id;
+        if self.config.peers.keys().next() != Some(&me) {
+            return;
+        }
+        let mut rounds = 0u64;
+        loop {
+            match self.metadata.is_initialized().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "metadata group stopped; cluster not formed");
+                    return;
+                }
+            }
+            let mut missing = Vec::new();
+            for (id, address) in self.others() {
+                match self.peers.status(id, address, Duration::from_secs(1)).await {
+                    Ok(status) if status.initialized => {
+                        tracing::info!(
+                            peer = id,
+                            "a peer belongs to a cluster already: waiting to be contacted"
+                        );
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(_) => missing.push(id),
+                }
+            }
+            if missing.is_empty() {
+                let members: BTreeMap<NodeId, NodeInfo> = self
+                    .config
+                    .peers
+                    .iter()
+                    .map(|(id, a)| {
+                        (
+                            *id,
+                            NodeInfo {
+                                cluster_address: a.clone(),
+                            },
+                        )
+                    })
+                    .collect();
+                match self.metadata.initialize(members).await {
+                    Ok(()) => {
+                        tracing::info!(nodes = ?self.config.peers.keys().collect::<Vec<_>>(), "cluster formed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster not initialized (already formed?)")
+                    }
+                }
+                return;
+            }
+            if rounds.is_multiple_of(10) {
+                tracing::info!(waiting_for = ?missing, "forming the cluster: waiting for every peer to answer");
+            }
+            rounds += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Registers this node's client address in the metadata group (through
+    /// its leader), until the metadata shows it.
+    async fn register(self: Arc<Self>) {
+        let me = self.config.node_id;
+        let command = MetaCommand::RegisterNode {
+            id: me,
+            api_address: self.config.api_address.clone(),
+        };
+        loop {
+            let registered = self
+                .state_machine
+                .data()
+                .nodes
+                .get(&me)
+                .is_some_and(|n| n.api_address == self.config.api_address);
+            if registered {
+                return;
+            }
+            match self.metadata.current_leader().await {
+                Some(leader) if leader == me => {
+                    if let Err(e) = self.metadata.client_write(command.clone()).await {
+                        tracing::debug!(error = %e, "registration not committed yet");
+                    }
+                }
+                Some(leader) => {
+                    if let Some(address) = self.address_of(leader) {
+                        let sent: Result<MetaResponse, _> = self
+                            .peers
+                            .call(
+                                leader,
+                                &address,
+                                "/meta/propose",
+                                &command,
+                                Duration::from_secs(5),
+                            )
+                            .await;
+                        if let Err(e) = sent {
+                            tracing::debug!(error = %e, "registration not accepted yet");
+                        }
+                    }
+                }
+                None => {}
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Asks every peer for its status once a second, so each node knows
+    /// when it last heard from every other (not only from its leader).
+    async fn probe(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for (id, address) in self.others() {
+                let _ = self.peers.status(id, address, Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    /// A member's node-to-node address: from the membership, else from
+    /// `--peers`.
+    fn address_of(&self, node: NodeId) -> Option<String> {
+        let metrics = self.metadata.metrics().borrow_watched().clone();
+        match metrics.membership_config.get_node(&node) {
+            Some(n) => Some(self.peers.address(node, &n.cluster_address)),
+            None => self.config.peers.get(&node).cloned(),
+        }
+    }
+
+    /// What this node sees of the cluster; `partitions` come from the
+    /// broker.
+    pub fn info(&self, partitions: Vec<ClusterPartition>) -> ClusterInfo {
+        let me = self.config.node_id;
+        let m = self.metadata.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut addresses: BTreeMap<NodeId, String> = self.config.peers.clone();
+        for (id, node) in membership.nodes() {
+            addresses.insert(*id, node.cluster_address.clone());
+        }
+        let registered = self.state_machine.data().nodes;
+        let unreachable_after = self.config.election_timeout.1;
+        let nodes = addresses
+            .into_iter()
+            .map(|(id, address)| {
+                let seen = self.peers.last_seen(id);
+                let state = if id == me {
+                    match m.state {
+                        ServerState::Leader => NodeState::Leader,
+                        ServerState::Follower => NodeState::Follower,
+                        ServerState::Candidate => NodeState::Candidate,
+                        ServerState::Learner | ServerState::Shutdown => NodeState::Learner,
+                    }
+                } else if seen.is_none_or(|s| s > unreachable_after) {
+                    NodeState::Unreachable
+                } else if m.current_leader == Some(id) {
+                    NodeState::Leader
+                } else if voters.contains(&id) {
+                    NodeState::Follower
+                } else {
+                    NodeState::Learner
+                };
+                ClusterNode {
+                    id,
+                    address,
+                    api_address: registered.get(&id).map(|n| n.api_address.clone()),
+                    state,
+                    last_seen_ms: seen.map(|s| u64::try_from(s.as_millis()).unwrap_or(u64::MAX)),
+                }
+            })
+            .collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let followers = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != me)
+                    .map(|(id, matched)| FollowerLag {
+                        id: *id,
+                        lag: last.saturating_sub(matched.map_or(0, |l| l.index)),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ClusterInfo {
+            node_id: me,
+            nodes,
+            partitions,
+            metadata: Some(GroupInfo {
+                leader: m.current_leader,
+                term: m.current_term,
+                commit_index: m.local_committed.map_or(0, |l| l.index),
+                last_applied: m.last_applied.map_or(0, |l| l.index),
+                followers,
+            }),
+        }
+    }
+
+    /// Stops the groups and the listener.
+    pub async fn shutdown(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
+        if let Err(e) = self.metadata.shutdown().await {
+            tracing::warn!(error = %e, "metadata group did not stop cleanly");
+        }
+    }
+}

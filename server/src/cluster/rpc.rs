@@ -1,0 +1,185 @@
+//! The node-to-node listener's routes: the Raft RPCs of every group the
+//! node holds, metadata proposals forwarded to the metadata leader, and the
+//! node's status. Every request must carry the cluster secret and name this
+//! node as its target; anything else is refused before it reaches a group.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use subtle::ConstantTimeEq;
+
+use super::metadata::{MetaCommand, MetaStateMachine};
+use super::network::{PeerStatus, Peers, SnapshotBody, FROM_HEADER, TO_HEADER};
+use super::types::{GroupId, Raft, Snapshot, TypeConfig, METADATA_GROUP};
+
+/// Largest RPC body accepted (a batch of entries or a snapshot).
+const MAX_BODY: usize = 64 << 20;
+
+/// What the routes reach.
+#[derive(Clone)]
+pub struct RpcState {
+    pub peers: Arc<Peers>,
+    pub metadata: Raft<MetaStateMachine>,
+}
+
+impl RpcState {
+    /// The group `group`, or the answer saying this node holds none such
+    /// (never created implicitly).
+    fn group(&self, group: GroupId) -> Result<&Raft<MetaStateMachine>, Box<Response>> {
+        if group == METADATA_GROUP {
+            Ok(&self.metadata)
+        } else {
+            Err(Box::new(
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("no Raft group {group} on this node"),
+                )
+                    .into_response(),
+            ))
+        }
+    }
+}
+
+/// The listener's router.
+pub fn router(state: RpcState) -> Router {
+    Router::new()
+        .route("/raft/{group}/append", post(append))
+        .route("/raft/{group}/vote", post(vote))
+        .route("/raft/{group}/snapshot", post(snapshot))
+        .route("/raft/{group}/transfer-leader", post(transfer_leader))
+        .route("/meta/propose", post(propose))
+        .route("/status", post(status))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// Refuses requests without the secret, or meant for another node.
+async fn authenticate(
+    State(state): State<RpcState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = state.peers.secret();
+    let matches: bool = presented.as_bytes().ct_eq(expected.as_bytes()).into();
+    if !matches {
+        tracing::warn!(target: "weir::audit", "cluster request refused: wrong or missing cluster secret");
+        return (StatusCode::UNAUTHORIZED, "cluster secret required").into_response();
+    }
+    let id_of = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    if id_of(TO_HEADER) != Some(state.peers.me()) {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            format!("this is node {}", state.peers.me()),
+        )
+            .into_response();
+    }
+    if let Some(from) = id_of(FROM_HEADER) {
+        state.peers.saw(from);
+    }
+    next.run(request).await
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+}
+
+async fn append(
+    State(state): State<RpcState>,
+    Path(group): Path<GroupId>,
+    Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Response {
+    match state.group(group) {
+        Ok(raft) => match raft.append_entries(rpc).await {
+            Ok(answer) => Json(answer).into_response(),
+            Err(e) => unavailable(e),
+        },
+        Err(r) => *r,
+    }
+}
+
+async fn vote(
+    State(state): State<RpcState>,
+    Path(group): Path<GroupId>,
+    Json(rpc): Json<VoteRequest<TypeConfig>>,
+) -> Response {
+    match state.group(group) {
+        Ok(raft) => match raft.vote(rpc).await {
+            Ok(answer) => Json(answer).into_response(),
+            Err(e) => unavailable(e),
+        },
+        Err(r) => *r,
+    }
+}
+
+async fn snapshot(
+    State(state): State<RpcState>,
+    Path(group): Path<GroupId>,
+    Json(body): Json<SnapshotBody>,
+) -> Response {
+    match state.group(group) {
+        Ok(raft) => {
+            let snapshot = Snapshot {
+                meta: body.meta,
+                snapshot: Cursor::new(body.data),
+            };
+            match raft.install_full_snapshot(body.vote, snapshot).await {
+                Ok(answer) => Json(answer).into_response(),
+                Err(e) => unavailable(e),
+            }
+        }
+        Err(r) => *r,
+    }
+}
+
+async fn transfer_leader(
+    State(state): State<RpcState>,
+    Path(group): Path<GroupId>,
+    Json(req): Json<TransferLeaderRequest<TypeConfig>>,
+) -> Response {
+    match state.group(group) {
+        Ok(raft) => match raft.handle_transfer_leader(req).await {
+            Ok(answer) => Json(answer).into_response(),
+            Err(e) => unavailable(e),
+        },
+        Err(r) => *r,
+    }
+}
+
+/// A metadata change forwarded by another node; applied here only while
+/// this node leads the metadata group.
+async fn propose(State(state): State<RpcState>, Json(command): Json<MetaCommand>) -> Response {
+    match state.metadata.client_write(command).await {
+        Ok(answer) => Json(answer.data).into_response(),
+        Err(e) => (StatusCode::CONFLICT, e.to_string()).into_response(),
+    }
+}
+
+async fn status(State(state): State<RpcState>) -> Response {
+    match state.metadata.is_initialized().await {
+        Ok(initialized) => Json(PeerStatus {
+            node_id: state.peers.me(),
+            initialized,
+        })
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
+}

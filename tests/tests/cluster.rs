@@ -1,0 +1,16 @@
+//! Black-box tests of clustering: real `weir-server` processes on loopback,
+//! each with its own data directory, every node-to-node link through a
+//! fault-injecting proxy (`weir_tests::proxy`), observed only through
+//! `GET /v1/cluster` and the processes' exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "blackbox/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+#[path = "cluster/nodes.rs"]
+mod nodes;
+
+#[path = "cluster/formation.rs"]
+mod formation;
