@@ -222,6 +222,17 @@ impl PeerClient {
             .call(self.target, &self.address, &path, body, timeout)
             .await
     }
+
+    /// A small RPC (append, vote, transfer) within openraft's budget.
+    async fn rpc<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        what: &str,
+        body: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let timeout = budget(option, Duration::from_millis(500));
+        self.call(what, body, timeout).await.map_err(CallError::rpc)
+    }
 }
 
 /// Time for an RPC: openraft's budget, but never under a floor that a
@@ -238,10 +249,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let timeout = budget(&option, Duration::from_millis(500));
-        self.call("append", &rpc, timeout)
-            .await
-            .map_err(CallError::rpc)
+        self.rpc("append", &rpc, &option).await
     }
 
     async fn vote(
@@ -249,10 +257,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let timeout = budget(&option, Duration::from_millis(500));
-        self.call("vote", &rpc, timeout)
-            .await
-            .map_err(CallError::rpc)
+        self.rpc("vote", &rpc, &option).await
     }
 
     async fn full_snapshot(
@@ -279,9 +284,6 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let timeout = budget(&option, Duration::from_millis(500));
-        self.call("transfer-leader", &req, timeout)
-            .await
-            .map_err(CallError::rpc)
+        self.rpc("transfer-leader", &req, &option).await
     }
 }

@@ -102,18 +102,33 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
 }
 
+/// Runs `call` on group `group` and answers with its JSON result (503 when
+/// the group failed, 404 when this node holds no such group).
+async fn on_group<F, Fut, T, E>(state: &RpcState, group: GroupId, call: F) -> Response
+where
+    F: FnOnce(Raft<MetaStateMachine>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    T: serde::Serialize,
+    E: std::fmt::Display,
+{
+    match state.group(group) {
+        Ok(raft) => match call(raft.clone()).await {
+            Ok(answer) => Json(answer).into_response(),
+            Err(e) => unavailable(e),
+        },
+        Err(refused) => *refused,
+    }
+}
+
 async fn append(
     State(state): State<RpcState>,
     Path(group): Path<GroupId>,
     Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Response {
-    match state.group(group) {
-        Ok(raft) => match raft.append_entries(rpc).await {
-            Ok(answer) => Json(answer).into_response(),
-            Err(e) => unavailable(e),
-        },
-        Err(r) => *r,
-    }
+    on_group(&state, group, |raft| async move {
+        raft.append_entries(rpc).await
+    })
+    .await
 }
 
 async fn vote(
@@ -121,13 +136,7 @@ async fn vote(
     Path(group): Path<GroupId>,
     Json(rpc): Json<VoteRequest<TypeConfig>>,
 ) -> Response {
-    match state.group(group) {
-        Ok(raft) => match raft.vote(rpc).await {
-            Ok(answer) => Json(answer).into_response(),
-            Err(e) => unavailable(e),
-        },
-        Err(r) => *r,
-    }
+    on_group(&state, group, |raft| async move { raft.vote(rpc).await }).await
 }
 
 async fn snapshot(
@@ -135,19 +144,14 @@ async fn snapshot(
     Path(group): Path<GroupId>,
     Json(body): Json<SnapshotBody>,
 ) -> Response {
-    match state.group(group) {
-        Ok(raft) => {
-            let snapshot = Snapshot {
-                meta: body.meta,
-                snapshot: Cursor::new(body.data),
-            };
-            match raft.install_full_snapshot(body.vote, snapshot).await {
-                Ok(answer) => Json(answer).into_response(),
-                Err(e) => unavailable(e),
-            }
-        }
-        Err(r) => *r,
-    }
+    let snapshot = Snapshot {
+        meta: body.meta,
+        snapshot: Cursor::new(body.data),
+    };
+    on_group(&state, group, |raft| async move {
+        raft.install_full_snapshot(body.vote, snapshot).await
+    })
+    .await
 }
 
 async fn transfer_leader(
@@ -155,13 +159,10 @@ async fn transfer_leader(
     Path(group): Path<GroupId>,
     Json(req): Json<TransferLeaderRequest<TypeConfig>>,
 ) -> Response {
-    match state.group(group) {
-        Ok(raft) => match raft.handle_transfer_leader(req).await {
-            Ok(answer) => Json(answer).into_response(),
-            Err(e) => unavailable(e),
-        },
-        Err(r) => *r,
-    }
+    on_group(&state, group, |raft| async move {
+        raft.handle_transfer_leader(req).await
+    })
+    .await
 }
 
 /// A metadata change forwarded by another node; applied here only while

@@ -1,6 +1,8 @@
 //! openraft's storage test suite against the store-backed log and the
 //! metadata state machine, alone and next to another group's data.
 
+use std::sync::Arc;
+
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::{ErrorSubject, ErrorVerb, StorageError};
 
@@ -15,10 +17,33 @@ struct Builder {
     neighbour: bool,
 }
 
-impl StoreBuilder<TypeConfig, LogStore, MetaStateMachine, tempfile::TempDir> for Builder {
-    async fn build(
-        &self,
-    ) -> Result<(tempfile::TempDir, LogStore, MetaStateMachine), StorageError<TypeConfig>> {
+/// Kept alive by the suite for one case: stops the store's threads before
+/// its directory is removed (a WAL whose file vanished under a running
+/// writer fails, and RocksDB aborts on the next sync).
+struct Guard {
+    store: Option<Arc<Store>>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let (store, dir) = (self.store.take(), self.dir.take());
+        // Dropped inside the test's runtime: stop the store on a thread of
+        // its own, and wait for it.
+        let stopped = std::thread::spawn(move || {
+            if let (Some(store), Ok(rt)) =
+                (store, tokio::runtime::Builder::new_current_thread().build())
+            {
+                rt.block_on(store.shutdown());
+            }
+            drop(dir);
+        });
+        let _ = stopped.join();
+    }
+}
+
+impl StoreBuilder<TypeConfig, LogStore, MetaStateMachine, Guard> for Builder {
+    async fn build(&self) -> Result<(Guard, LogStore, MetaStateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().map_err(read_err)?;
         let store = Store::open(dir.path(), &StoreOptions::default())
             .map_err(|e| read_err(std::io::Error::other(e)))?;
@@ -36,7 +61,11 @@ impl StoreBuilder<TypeConfig, LogStore, MetaStateMachine, tempfile::TempDir> for
                 .map_err(|e| read_err(std::io::Error::other(e)))?;
         }
         let sm = MetaStateMachine::load(store.clone(), group).map_err(read_err)?;
-        Ok((dir, LogStore::new(store, group), sm))
+        let guard = Guard {
+            store: Some(store.clone()),
+            dir: Some(dir),
+        };
+        Ok((guard, LogStore::new(store, group), sm))
     }
 }
 
