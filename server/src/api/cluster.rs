@@ -2,9 +2,10 @@
 //! partition, as the answering node sees them.
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 use weir_protocol::{ClusterInfo, ClusterNode, ClusterPartition, NodeState};
 
+use super::guard::Caller;
 use super::openapi::{Errors, TAG_OPS};
 use super::AppState;
 
@@ -15,8 +16,9 @@ const ALONE: u64 = 1;
 ///
 /// Nodes with their state in the metadata group (or `unreachable`) and
 /// when this node last heard from each; per partition its leader,
-/// replicas, commit index and follower lag. A server running alone
-/// answers with itself as the only node, leading every partition.
+/// replicas, commit index and follower lag — only of the topics the caller
+/// holds some grant on. A server running alone answers with itself as the
+/// only node, leading every partition.
 #[utoipa::path(
     get, path = "/v1/cluster", tag = TAG_OPS,
     responses(
@@ -24,11 +26,14 @@ const ALONE: u64 = 1;
         Errors,
     )
 )]
-pub async fn cluster(State(state): State<AppState>) -> Json<ClusterInfo> {
+pub async fn cluster(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<ClusterInfo> {
     let me = state.cluster.as_ref().map_or(ALONE, |c| c.node_id());
     // Partition groups are not replicated yet (docs/cluster.md): each
     // partition is led by the node that stores it.
-    let partitions = local_partitions(&state, me);
+    let partitions = local_partitions(&state, &caller, me);
     Json(match &state.cluster {
         Some(cluster) => cluster.info(partitions),
         None => ClusterInfo {
@@ -46,11 +51,12 @@ pub async fn cluster(State(state): State<AppState>) -> Json<ClusterInfo> {
     })
 }
 
-fn local_partitions(state: &AppState, me: u64) -> Vec<ClusterPartition> {
+fn local_partitions(state: &AppState, caller: &Caller, me: u64) -> Vec<ClusterPartition> {
     let broker = &state.broker;
     broker
         .topic_names()
         .into_iter()
+        .filter(|name| caller.sees_topic(broker, name))
         .filter_map(|name| broker.describe_topic(&name).ok())
         .flat_map(|topic| {
             let name = topic.name;
