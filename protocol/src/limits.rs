@@ -34,6 +34,8 @@ pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 30_000;
 pub const MAX_MULTIPLIER: f64 = 1000.0;
 /// Partitions of a topic, at most.
 pub const MAX_PARTITIONS: u32 = 1024;
+/// Most copies of a partition (`replication_factor`).
+pub const MAX_REPLICATION_FACTOR: u32 = 7;
 /// Largest `max_message_bytes` a topic may set.
 pub const MAX_MESSAGE_BYTES_LIMIT: u32 = 16 << 20;
 /// Headers of one message, at most (servers may configure fewer).

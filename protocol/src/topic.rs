@@ -43,6 +43,12 @@ pub struct TopicSpec {
     #[serde(default)]
     #[schema(maximum = 604800000)]
     pub dedupe_window_ms: Option<u64>,
+    /// Copies of every partition, on distinct nodes (1 to 7; at most the
+    /// cluster's nodes). Default: 3 in a cluster (fewer nodes: all of
+    /// them), 1 on a server running alone. Fixed at creation.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 7)]
+    pub replication_factor: Option<u32>,
 }
 
 /// The effective configuration of a topic.
@@ -56,6 +62,13 @@ pub struct TopicConfig {
     pub max_message_bytes: u32,
     /// Idempotency window, in milliseconds.
     pub dedupe_window_ms: u64,
+    /// Copies of every partition (1 on a server running alone).
+    #[serde(default = "one")]
+    pub replication_factor: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// One partition of a topic.

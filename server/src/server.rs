@@ -84,7 +84,15 @@ pub async fn run(
                 heartbeat: options.heartbeat,
                 election_timeout: (options.election_timeout, options.election_timeout * 2),
             };
-            Some(Cluster::start(store.clone(), cluster_config, cluster_listener).await?)
+            Some(
+                Cluster::start(
+                    store.clone(),
+                    broker.clone(),
+                    cluster_config,
+                    cluster_listener,
+                )
+                .await?,
+            )
         }
     };
     let shutting_down = Arc::new(AtomicBool::new(false));

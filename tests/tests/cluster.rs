@@ -14,3 +14,5 @@ mod nodes;
 
 #[path = "cluster/formation.rs"]
 mod formation;
+#[path = "cluster/topics.rs"]
+mod topics;

@@ -12,7 +12,7 @@ use super::guard::Caller;
 use super::openapi::{Errors, Name, TAG_TOPICS};
 use super::paging::PageQuery;
 use super::AppState;
-use crate::broker::Upsert;
+use crate::broker::{BrokerError, Upsert};
 
 /// Create a topic, or update its mutable settings.
 ///
@@ -32,10 +32,20 @@ pub async fn put_topic(
     ApiPath(topic): ApiPath<String>,
     ApiJson(spec): ApiJson<TopicSpec>,
 ) -> ApiResult<(StatusCode, Json<TopicInfo>)> {
-    let outcome = state
-        .broker
-        .put_topic(&topic, &spec, state.broker.now())
-        .await?;
+    let now = state.broker.now();
+    let outcome = match &state.cluster {
+        Some(cluster) => cluster.put_topic(&topic, &spec, now).await?,
+        None => {
+            if spec.replication_factor.is_some_and(|r| r > 1) {
+                return Err(BrokerError::invalid(
+                    "replication_factor",
+                    "a server running alone keeps one copy: `replication_factor` must be 1",
+                )
+                .into());
+            }
+            state.broker.put_topic(&topic, &spec, now).await?
+        }
+    };
     let status = match outcome {
         Upsert::Created => StatusCode::CREATED,
         Upsert::Updated | Upsert::Unchanged => StatusCode::OK,
@@ -66,7 +76,10 @@ pub async fn delete_topic(
     State(state): State<AppState>,
     ApiPath(topic): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    state.broker.delete_topic(&topic).await?;
+    match &state.cluster {
+        Some(cluster) => cluster.delete_topic(&topic).await?,
+        None => state.broker.delete_topic(&topic).await?,
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

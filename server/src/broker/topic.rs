@@ -34,7 +34,9 @@ pub fn apply_spec(spec: &TopicSpec, current: Option<&TopicConfig>) -> Result<Top
         },
         max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         dedupe_window_ms: DEFAULT_DEDUPE_WINDOW_MS,
+        replication_factor: 1,
     });
+    let creating = current.is_none();
     if let Some(p) = spec.partitions {
         if p == 0 || p > MAX_PARTITIONS {
             return Err(BrokerError::invalid(
@@ -83,7 +85,35 @@ pub fn apply_spec(spec: &TopicSpec, current: Option<&TopicConfig>) -> Result<Top
         }
         config.dedupe_window_ms = d;
     }
+    if let Some(r) = spec.replication_factor {
+        let max = weir_protocol::limits::MAX_REPLICATION_FACTOR;
+        if r == 0 || r > max {
+            return Err(BrokerError::invalid(
+                "replication_factor",
+                format!("`replication_factor` must be between 1 and {max}"),
+            ));
+        }
+        if !creating && r != config.replication_factor {
+            return Err(BrokerError::Conflict(format!(
+                "`replication_factor` is fixed at creation (currently {})",
+                config.replication_factor
+            )));
+        }
+        config.replication_factor = r;
+    }
     Ok(config)
+}
+
+/// The spec that yields `config` exactly (a replica creating a topic the
+/// cluster agreed on).
+pub fn spec_of(config: &TopicConfig) -> TopicSpec {
+    TopicSpec {
+        partitions: Some(config.partitions),
+        retention: Some(config.retention.clone()),
+        max_message_bytes: Some(config.max_message_bytes),
+        dedupe_window_ms: Some(config.dedupe_window_ms),
+        replication_factor: Some(config.replication_factor),
+    }
 }
 
 /// Mutable head of a partition, guarded by the topic's produce lock.

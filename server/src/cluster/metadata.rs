@@ -1,13 +1,16 @@
 //! The metadata group's state machine: what every node agrees on about the
-//! cluster. Today: the membership (kept by openraft) and each node's
-//! client-facing address; topics, subscriptions and partition assignments
-//! join it next (`docs/cluster.md`).
+//! cluster: the membership (kept by openraft), each node's client-facing
+//! address, and the topics with their configuration and each partition's
+//! group id and replica set. Subscriptions join it next (`docs/cluster.md`).
+//!
+//! Applying a command is deterministic: it reads no clock (the proposer
+//! stamps times) and nothing outside this state.
 //!
 //! Its state is small: the whole of it is stored as one value after every
 //! applied batch (synced before any proposer is answered), and a snapshot
 //! is that value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{self, Cursor};
 use std::sync::{Arc, RwLock};
@@ -16,6 +19,8 @@ use futures_util::TryStreamExt;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use weir_protocol::TopicConfig;
 
 use super::codec::{decode, encode};
 use super::types::{GroupId, LogId, NodeId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
@@ -25,7 +30,20 @@ use crate::storage::{RaftValue, Store, WriteSet};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaCommand {
     /// A node says where clients reach it.
-    RegisterNode { id: NodeId, api_address: String },
+    RegisterNode {
+        id: NodeId,
+        api_address: String,
+    },
+    /// Creates a topic or changes its configuration (validated by the
+    /// proposer; `at` is the proposer's clock).
+    PutTopic {
+        name: String,
+        config: TopicConfig,
+        at: u64,
+    },
+    DeleteTopic {
+        name: String,
+    },
 }
 
 impl fmt::Display for MetaCommand {
@@ -34,6 +52,8 @@ impl fmt::Display for MetaCommand {
             MetaCommand::RegisterNode { id, api_address } => {
                 write!(f, "register node {id} at {api_address}")
             }
+            MetaCommand::PutTopic { name, .. } => write!(f, "put topic {name}"),
+            MetaCommand::DeleteTopic { name } => write!(f, "delete topic {name}"),
         }
     }
 }
@@ -43,6 +63,38 @@ impl fmt::Display for MetaCommand {
 pub enum MetaResponse {
     #[default]
     Done,
+    Created,
+    Updated,
+    Unchanged,
+    NotFound,
+    /// The command cannot apply to the current state (why).
+    Refused(String),
+}
+
+/// A command's outcome, with the index of its entry (a proposer waits
+/// for its own node to apply that far).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposed {
+    pub index: u64,
+    pub response: MetaResponse,
+}
+
+/// One partition's place in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Its Raft group (never reused).
+    pub group: GroupId,
+    /// Nodes holding a copy; the first is the preferred leader.
+    pub replicas: Vec<NodeId>,
+}
+
+/// A topic as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaTopic {
+    pub config: TopicConfig,
+    pub created_at: u64,
+    /// Per partition, in partition order.
+    pub partitions: Vec<Assignment>,
 }
 
 /// What the metadata group knows about one node beyond the membership.
@@ -52,13 +104,39 @@ pub struct RegisteredNode {
 }
 
 /// The replicated metadata.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaData {
     pub nodes: BTreeMap<NodeId, RegisteredNode>,
+    #[serde(default)]
+    pub topics: BTreeMap<String, MetaTopic>,
+    /// Topics deleted (and not created again): a node that was away
+    /// deletes its copy when it comes back.
+    #[serde(default)]
+    pub deleted: BTreeSet<String>,
+    /// The next partition group id (0 is the metadata group).
+    #[serde(default = "first_group")]
+    pub next_group: GroupId,
+}
+
+fn first_group() -> GroupId {
+    1
+}
+
+impl Default for MetaData {
+    fn default() -> Self {
+        MetaData {
+            nodes: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            deleted: BTreeSet::new(),
+            next_group: first_group(),
+        }
+    }
 }
 
 impl MetaData {
-    fn apply(&mut self, command: &MetaCommand) -> MetaResponse {
+    /// Applies `command`; `voters` are the metadata group's voters (the
+    /// nodes partitions are placed on).
+    fn apply(&mut self, command: &MetaCommand, voters: &[NodeId]) -> MetaResponse {
         match command {
             MetaCommand::RegisterNode { id, api_address } => {
                 self.nodes.insert(
@@ -67,9 +145,72 @@ impl MetaData {
                         api_address: api_address.clone(),
                     },
                 );
+                MetaResponse::Done
             }
+            MetaCommand::PutTopic { name, config, at } => self.put_topic(name, config, *at, voters),
+            MetaCommand::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => {
+                    self.deleted.insert(name.clone());
+                    MetaResponse::Done
+                }
+                None => MetaResponse::NotFound,
+            },
         }
-        MetaResponse::Done
+    }
+
+    fn put_topic(
+        &mut self,
+        name: &str,
+        config: &TopicConfig,
+        at: u64,
+        voters: &[NodeId],
+    ) -> MetaResponse {
+        let rf = config.replication_factor as usize;
+        if rf == 0 || rf > voters.len() {
+            return MetaResponse::Refused(format!(
+                "`replication_factor` {rf} needs as many nodes; the cluster has {}",
+                voters.len()
+            ));
+        }
+        let (response, mut topic) = match self.topics.get(name) {
+            Some(existing) => {
+                if existing.config == *config {
+                    return MetaResponse::Unchanged;
+                }
+                if existing.config.replication_factor != config.replication_factor
+                    || existing.config.partitions > config.partitions
+                {
+                    return MetaResponse::Refused(
+                        "partitions only grow and the replication factor is fixed".into(),
+                    );
+                }
+                let mut topic = existing.clone();
+                topic.config = config.clone();
+                (MetaResponse::Updated, topic)
+            }
+            None => (
+                MetaResponse::Created,
+                MetaTopic {
+                    config: config.clone(),
+                    created_at: at,
+                    partitions: Vec::new(),
+                },
+            ),
+        };
+        // New partitions: consecutive nodes from a rotating start, so the
+        // preferred leaders (first replicas) spread over the nodes.
+        while topic.partitions.len() < config.partitions as usize {
+            let group = self.next_group;
+            self.next_group += 1;
+            let start = (group as usize) % voters.len();
+            let replicas = (0..rf)
+                .map(|k| voters[(start + k) % voters.len()])
+                .collect();
+            topic.partitions.push(Assignment { group, replicas });
+        }
+        self.deleted.remove(name);
+        self.topics.insert(name.to_owned(), topic);
+        response
     }
 }
 
@@ -87,6 +228,8 @@ pub struct MetaStateMachine {
     store: Arc<Store>,
     group: GroupId,
     state: Arc<RwLock<Applied>>,
+    /// The index of the last applied entry, for waiters.
+    applied: watch::Sender<u64>,
 }
 
 impl MetaStateMachine {
@@ -99,11 +242,23 @@ impl MetaStateMachine {
             Some(bytes) => decode(&bytes)?,
             None => Applied::default(),
         };
+        let index = state.last_applied.map_or(0, |l| l.index);
         Ok(MetaStateMachine {
             store,
             group,
             state: Arc::new(RwLock::new(state)),
+            applied: watch::Sender::new(index),
         })
+    }
+
+    /// Watches the index of the last applied entry.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// The metadata group's voters (the nodes partitions are placed on).
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.read().membership.membership().voter_ids().collect()
     }
 
     /// A copy of the applied metadata.
@@ -120,7 +275,9 @@ impl MetaStateMachine {
         let mut set = WriteSet::new();
         set.put_raft_value(self.group, RaftValue::State, encode(&next)?);
         self.store.commit(set).await.map_err(io::Error::other)?;
+        let index = next.last_applied.map_or(0, |l| l.index);
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.applied.send_replace(index);
         Ok(())
     }
 }
@@ -162,7 +319,10 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
             next.last_applied = Some(entry.log_id);
             let response = match &entry.payload {
                 EntryPayload::Blank => MetaResponse::Done,
-                EntryPayload::Normal(command) => next.data.apply(command),
+                EntryPayload::Normal(command) => {
+                    let voters: Vec<NodeId> = next.membership.membership().voter_ids().collect();
+                    next.data.apply(command, &voters)
+                }
                 EntryPayload::Membership(m) => {
                     next.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     MetaResponse::Done
@@ -202,5 +362,86 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
             return Ok(None);
         }
         self.build_snapshot().await.map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_protocol::Retention;
+
+    fn config(partitions: u32, replication_factor: u32) -> TopicConfig {
+        TopicConfig {
+            partitions,
+            retention: Retention::default(),
+            max_message_bytes: 1024,
+            dedupe_window_ms: 0,
+            replication_factor,
+        }
+    }
+
+    fn put(name: &str, c: TopicConfig) -> MetaCommand {
+        MetaCommand::PutTopic {
+            name: name.into(),
+            config: c,
+            at: 7,
+        }
+    }
+
+    #[test]
+    fn partitions_get_fresh_groups_and_spread_replicas() {
+        let voters = [1, 2, 3];
+        let mut data = MetaData::default();
+        assert_eq!(
+            data.apply(&put("a", config(3, 2)), &voters),
+            MetaResponse::Created
+        );
+        let a = &data.topics["a"];
+        assert_eq!(a.created_at, 7);
+        let groups: Vec<GroupId> = a.partitions.iter().map(|p| p.group).collect();
+        assert_eq!(groups, vec![1, 2, 3]);
+        let leaders: BTreeSet<NodeId> = a.partitions.iter().map(|p| p.replicas[0]).collect();
+        assert_eq!(leaders.len(), 3, "preferred leaders spread over the nodes");
+        for p in &a.partitions {
+            assert_eq!(p.replicas.len(), 2);
+            assert_ne!(p.replicas[0], p.replicas[1]);
+        }
+        // Growing keeps the existing placement and allocates new groups.
+        let before = a.partitions.clone();
+        assert_eq!(
+            data.apply(&put("a", config(4, 2)), &voters),
+            MetaResponse::Updated
+        );
+        assert_eq!(data.topics["a"].partitions[..3], before[..]);
+        assert_eq!(data.topics["a"].partitions[3].group, 4);
+        assert_eq!(
+            data.apply(&put("a", config(4, 2)), &voters),
+            MetaResponse::Unchanged
+        );
+        // Deleted and created again: new groups, never the old ones.
+        let delete = MetaCommand::DeleteTopic { name: "a".into() };
+        assert_eq!(data.apply(&delete, &voters), MetaResponse::Done);
+        assert!(data.deleted.contains("a"));
+        assert_eq!(data.apply(&delete, &voters), MetaResponse::NotFound);
+        assert_eq!(
+            data.apply(&put("a", config(1, 1)), &voters),
+            MetaResponse::Created
+        );
+        assert_eq!(data.topics["a"].partitions[0].group, 5);
+        assert!(!data.deleted.contains("a"));
+    }
+
+    #[test]
+    fn impossible_changes_are_refused_without_effect() {
+        let voters = [1, 2, 3];
+        let mut data = MetaData::default();
+        let refused = |r: MetaResponse| matches!(r, MetaResponse::Refused(_));
+        assert!(refused(data.apply(&put("a", config(1, 4)), &voters)));
+        assert!(data.topics.is_empty());
+        data.apply(&put("a", config(2, 3)), &voters);
+        let snapshot = data.clone();
+        assert!(refused(data.apply(&put("a", config(2, 2)), &voters)));
+        assert!(refused(data.apply(&put("a", config(1, 3)), &voters)));
+        assert_eq!(data, snapshot);
     }
 }

@@ -5,8 +5,11 @@
 //! - `codec.rs`: how Raft values are stored (versioned envelopes);
 //! - `log_store.rs`: a group's Raft log over the store (one WAL sync for
 //!   every group's appends);
-//! - `metadata.rs`: the metadata group's state machine (membership and the
-//!   nodes' addresses for now; topics and assignments next);
+//! - `metadata.rs`: the metadata group's state machine (membership, the
+//!   nodes' addresses, topics and their partitions' placement);
+//! - `propose.rs`: metadata changes from any node, through the leader;
+//! - `topics.rs`: topic changes cluster-wide, and the reconciler that
+//!   makes each node's broker match the metadata;
 //! - `network.rs`: the client side of node-to-node RPCs;
 //! - `rpc.rs`: the node-to-node listener's routes (secret-authenticated);
 //! - `node.rs`: starting the groups, forming the cluster, reporting state.
@@ -19,7 +22,9 @@ mod log_store;
 mod metadata;
 mod network;
 mod node;
+mod propose;
 mod rpc;
+mod topics;
 mod types;
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use super::metadata::{MetaCommand, MetaResponse, MetaStateMachine};
 use super::network::{Network, Peers};
 use super::rpc::{self, RpcState};
 use super::types::{NodeId, NodeInfo, Raft, METADATA_GROUP};
+use crate::broker::Broker;
 use crate::storage::Store;
 
 /// How a node takes part in a cluster (from `--node-id`, `--peers`,
@@ -51,6 +52,7 @@ pub struct Cluster {
     peers: Arc<Peers>,
     metadata: Raft<MetaStateMachine>,
     state_machine: MetaStateMachine,
+    broker: Arc<Broker>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -58,6 +60,7 @@ impl Cluster {
     /// Starts the node's groups and its node-to-node listener.
     pub async fn start(
         store: Arc<Store>,
+        broker: Arc<Broker>,
         config: ClusterConfig,
         listener: TcpListener,
     ) -> Result<Arc<Cluster>, ClusterError> {
@@ -103,6 +106,7 @@ impl Cluster {
             peers: peers.clone(),
             metadata: metadata.clone(),
             state_machine,
+            broker,
             tasks: Mutex::new(Vec::new()),
         });
         let router = rpc::router(RpcState { peers, metadata });
@@ -116,6 +120,7 @@ impl Cluster {
             tokio::spawn(cluster.clone().form()),
             tokio::spawn(cluster.clone().register()),
             tokio::spawn(cluster.clone().probe()),
+            tokio::spawn(cluster.clone().reconcile()),
         ];
         cluster
             .tasks
@@ -127,6 +132,22 @@ impl Cluster {
 
     pub fn node_id(&self) -> NodeId {
         self.config.node_id
+    }
+
+    pub(super) fn metadata(&self) -> &Raft<MetaStateMachine> {
+        &self.metadata
+    }
+
+    pub(super) fn state_machine(&self) -> &MetaStateMachine {
+        &self.state_machine
+    }
+
+    pub(super) fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    pub(super) fn broker(&self) -> &Arc<Broker> {
+        &self.broker
     }
 
     /// The other members and their node-to-node addresses.
@@ -265,7 +286,7 @@ impl Cluster {
 
     /// A member's node-to-node address: from the membership, else from
     /// `--peers`.
-    fn address_of(&self, node: NodeId) -> Option<String> {
+    pub(super) fn address_of(&self, node: NodeId) -> Option<String> {
         let metrics = self.metadata.metrics().borrow_watched().clone();
         match metrics.membership_config.get_node(&node) {
             Some(n) => Some(self.peers.address(node, &n.cluster_address)),

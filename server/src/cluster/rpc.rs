@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use subtle::ConstantTimeEq;
 
-use super::metadata::{MetaCommand, MetaStateMachine};
+use super::metadata::{MetaCommand, MetaStateMachine, Proposed};
 use super::network::{PeerStatus, Peers, SnapshotBody, FROM_HEADER, TO_HEADER};
 use super::types::{GroupId, Raft, Snapshot, TypeConfig, METADATA_GROUP};
 
@@ -169,7 +169,11 @@ async fn transfer_leader(
 /// this node leads the metadata group.
 async fn propose(State(state): State<RpcState>, Json(command): Json<MetaCommand>) -> Response {
     match state.metadata.client_write(command).await {
-        Ok(answer) => Json(answer.data).into_response(),
+        Ok(answer) => Json(Proposed {
+            index: answer.log_id.index,
+            response: answer.data,
+        })
+        .into_response(),
         Err(e) => (StatusCode::CONFLICT, e.to_string()).into_response(),
     }
 }

@@ -427,6 +427,7 @@ mod tests {
                 retention: Retention::default(),
                 max_message_bytes: 1024,
                 dedupe_window_ms: 1000,
+                replication_factor: 1,
             },
             created_at: 1,
         }

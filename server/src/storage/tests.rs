@@ -15,6 +15,7 @@ fn topic_record(id: u32) -> TopicRecord {
             retention: Retention::default(),
             max_message_bytes: 1024,
             dedupe_window_ms: 1000,
+            replication_factor: 1,
         },
         created_at: 1,
     }

@@ -69,6 +69,10 @@ pub struct TopicSettings {
     /// How long an idempotency `id` is remembered, in ms.
     #[arg(long)]
     dedupe_window_ms: Option<u64>,
+    /// Copies of every partition on distinct nodes, 1..=7 (server default:
+    /// 3 in a cluster, 1 alone). Fixed at creation.
+    #[arg(long)]
+    replication_factor: Option<u32>,
 }
 
 impl TopicSettings {
@@ -77,6 +81,7 @@ impl TopicSettings {
             || self.changes_retention()
             || self.max_message_bytes.is_some()
             || self.dedupe_window_ms.is_some()
+            || self.replication_factor.is_some()
     }
 
     fn changes_retention(&self) -> bool {
@@ -101,6 +106,7 @@ impl TopicSettings {
             retention,
             max_message_bytes: self.max_message_bytes,
             dedupe_window_ms: self.dedupe_window_ms,
+            replication_factor: self.replication_factor,
         }
     }
 }
