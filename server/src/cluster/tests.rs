@@ -1,7 +1,7 @@
 //! openraft's storage test suite against the store-backed log and the
 //! metadata state machine, alone and next to another group's data.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::{ErrorSubject, ErrorVerb, StorageError};
@@ -12,41 +12,59 @@ use super::types::TypeConfig;
 use crate::storage::{Store, StoreOptions, WriteSet};
 
 /// Builds each case on a fresh store; `neighbour` puts another group's
-/// entries around the tested group's key range first.
+/// entries around the tested group's key range first. The directories
+/// outlive every case's store (they are removed with the builder, after
+/// the suite): RocksDB must never lose a directory it still has open.
 struct Builder {
     neighbour: bool,
+    dirs: Mutex<Vec<tempfile::TempDir>>,
 }
 
-/// Kept alive by the suite for one case: stops the store's threads before
-/// its directory is removed (a WAL whose file vanished under a running
-/// writer fails, and RocksDB aborts on the next sync).
+impl Builder {
+    fn new(neighbour: bool) -> Self {
+        Builder {
+            neighbour,
+            dirs: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Kept alive by the suite for one case: stops the store's threads.
 struct Guard {
     store: Option<Arc<Store>>,
-    dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let (store, dir) = (self.store.take(), self.dir.take());
+        let Some(store) = self.store.take() else {
+            return;
+        };
         // Dropped inside the test's runtime: stop the store on a thread of
         // its own, and wait for it.
         let stopped = std::thread::spawn(move || {
-            if let (Some(store), Ok(rt)) =
-                (store, tokio::runtime::Builder::new_current_thread().build())
-            {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() {
                 rt.block_on(store.shutdown());
             }
-            drop(dir);
         });
         let _ = stopped.join();
     }
 }
 
+fn read_err(e: std::io::Error) -> StorageError<TypeConfig> {
+    StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Read, e)
+}
+
 impl StoreBuilder<TypeConfig, LogStore, MetaStateMachine, Guard> for Builder {
     async fn build(&self) -> Result<(Guard, LogStore, MetaStateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().map_err(read_err)?;
-        let store = Store::open(dir.path(), &StoreOptions::default())
-            .map_err(|e| read_err(std::io::Error::other(e)))?;
+        let options = StoreOptions {
+            write_buffer_bytes: 4 << 20,
+            block_cache_bytes: 4 << 20,
+            ..StoreOptions::default()
+        };
+        let store =
+            Store::open(dir.path(), &options).map_err(|e| read_err(std::io::Error::other(e)))?;
+        self.dirs.lock().unwrap().push(dir);
         let group = 7;
         if self.neighbour {
             let mut set = WriteSet::new();
@@ -63,22 +81,18 @@ impl StoreBuilder<TypeConfig, LogStore, MetaStateMachine, Guard> for Builder {
         let sm = MetaStateMachine::load(store.clone(), group).map_err(read_err)?;
         let guard = Guard {
             store: Some(store.clone()),
-            dir: Some(dir),
         };
         Ok((guard, LogStore::new(store, group), sm))
     }
 }
 
-fn read_err(e: std::io::Error) -> StorageError<TypeConfig> {
-    StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Read, e)
-}
-
 #[tokio::test]
 async fn storage_suite() {
-    Suite::test_all(Builder { neighbour: false }).await.unwrap();
+    let builder = Builder::new(false);
+    Suite::test_all(builder).await.unwrap();
 }
 
 #[tokio::test]
 async fn storage_suite_next_to_other_groups() {
-    Suite::test_all(Builder { neighbour: true }).await.unwrap();
+    Suite::test_all(Builder::new(true)).await.unwrap();
 }
