@@ -31,6 +31,7 @@ fn topic_config() -> TopicConfig {
         retention: Retention::default(),
         max_message_bytes: 1 << 20,
         dedupe_window_ms: 60_000,
+        replication_factor: 1,
     }
 }
 

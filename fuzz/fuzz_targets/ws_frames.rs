@@ -80,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
         retention: Retention::default(),
         max_message_bytes: 1 << 20,
         dedupe_window_ms: 60_000,
+        replication_factor: 1,
     };
     let _ = produce::prepare(frame.messages, &config, NOW);
 });

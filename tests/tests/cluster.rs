@@ -14,5 +14,7 @@ mod nodes;
 
 #[path = "cluster/formation.rs"]
 mod formation;
+#[path = "cluster/partitions.rs"]
+mod partitions;
 #[path = "cluster/topics.rs"]
 mod topics;

@@ -30,28 +30,27 @@ pub async fn cluster(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Json<ClusterInfo> {
-    let me = state.cluster.as_ref().map_or(ALONE, |c| c.node_id());
-    // Partition groups are not replicated yet (docs/cluster.md): each
-    // partition is led by the node that stores it.
-    let partitions = local_partitions(&state, &caller, me);
+    let broker = &state.broker;
     Json(match &state.cluster {
-        Some(cluster) => cluster.info(partitions),
+        Some(cluster) => cluster.info(|topic| caller.sees_topic(broker, topic)),
         None => ClusterInfo {
-            node_id: me,
+            node_id: ALONE,
             nodes: vec![ClusterNode {
-                id: me,
+                id: ALONE,
                 address: state.listen_address.clone(),
                 api_address: Some(state.listen_address.clone()),
                 state: NodeState::Leader,
                 last_seen_ms: Some(0),
             }],
-            partitions,
+            partitions: local_partitions(&state, &caller),
             metadata: None,
         },
     })
 }
 
-fn local_partitions(state: &AppState, caller: &Caller, me: u64) -> Vec<ClusterPartition> {
+/// A lone server's partitions: all its own.
+fn local_partitions(state: &AppState, caller: &Caller) -> Vec<ClusterPartition> {
+    let me = ALONE;
     let broker = &state.broker;
     broker
         .topic_names()

@@ -230,11 +230,24 @@ pub struct MetaStateMachine {
     state: Arc<RwLock<Applied>>,
     /// The index of the last applied entry, for waiters.
     applied: watch::Sender<u64>,
+    /// Whether it applies metadata commands (the metadata group) or only
+    /// keeps its group's membership (a partition group, until produced
+    /// batches go through it).
+    takes_commands: bool,
 }
 
 impl MetaStateMachine {
-    /// Loads the applied state of `group` from the store.
+    /// Loads the metadata group's applied state from the store.
     pub fn load(store: Arc<Store>, group: GroupId) -> io::Result<Self> {
+        Self::load_as(store, group, true)
+    }
+
+    /// Loads a partition group's applied state (membership only).
+    pub fn load_partition(store: Arc<Store>, group: GroupId) -> io::Result<Self> {
+        Self::load_as(store, group, false)
+    }
+
+    fn load_as(store: Arc<Store>, group: GroupId, takes_commands: bool) -> io::Result<Self> {
         let state = match store
             .raft_value(group, RaftValue::State)
             .map_err(io::Error::other)?
@@ -248,6 +261,7 @@ impl MetaStateMachine {
             group,
             state: Arc::new(RwLock::new(state)),
             applied: watch::Sender::new(index),
+            takes_commands,
         })
     }
 
@@ -319,9 +333,12 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
             next.last_applied = Some(entry.log_id);
             let response = match &entry.payload {
                 EntryPayload::Blank => MetaResponse::Done,
-                EntryPayload::Normal(command) => {
+                EntryPayload::Normal(command) if self.takes_commands => {
                     let voters: Vec<NodeId> = next.membership.membership().voter_ids().collect();
                     next.data.apply(command, &voters)
+                }
+                EntryPayload::Normal(command) => {
+                    MetaResponse::Refused(format!("a partition group does not apply `{command}`"))
                 }
                 EntryPayload::Membership(m) => {
                     next.membership = StoredMembership::new(Some(entry.log_id), m.clone());

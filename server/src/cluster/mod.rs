@@ -3,6 +3,8 @@
 //!
 //! - `types.rs`: the Raft type configuration, node descriptions, group ids;
 //! - `codec.rs`: how Raft values are stored (versioned envelopes);
+//! - `groups.rs`: the partition groups this node holds, started and
+//!   removed as the metadata assigns replicas;
 //! - `log_store.rs`: a group's Raft log over the store (one WAL sync for
 //!   every group's appends);
 //! - `metadata.rs`: the metadata group's state machine (membership, the
@@ -18,6 +20,7 @@
 //! store's Raft API (`storage/raft_log.rs`).
 
 mod codec;
+mod groups;
 mod log_store;
 mod metadata;
 mod network;

@@ -41,6 +41,9 @@ pub struct Peers {
     /// When each peer was last heard from (a request from it, or an
     /// answer to ours).
     seen: Mutex<HashMap<NodeId, Instant>>,
+    /// Leaders of groups this node may not hold, as its peers report them
+    /// in their status: `group → (term, leader)`, the highest term kept.
+    hints: Mutex<HashMap<GroupId, (u64, NodeId)>>,
 }
 
 impl Peers {
@@ -60,6 +63,7 @@ impl Peers {
             local,
             http,
             seen: Mutex::new(HashMap::new()),
+            hints: Mutex::new(HashMap::new()),
         })
     }
 
@@ -94,6 +98,23 @@ impl Peers {
         }
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.get(&node).map(Instant::elapsed)
+    }
+
+    /// Keeps the leaders a peer reports where their term is the newest.
+    pub fn note_leaders(&self, leaders: &BTreeMap<GroupId, (u64, NodeId)>) {
+        let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        for (group, (term, leader)) in leaders {
+            let newer = hints.get(group).is_none_or(|(known, _)| term >= known);
+            if newer {
+                hints.insert(*group, (*term, *leader));
+            }
+        }
+    }
+
+    /// The leader of `group` as last reported by a peer.
+    pub fn leader_hint(&self, group: GroupId) -> Option<NodeId> {
+        let hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        hints.get(&group).map(|(_, leader)| *leader)
     }
 
     /// Sends one RPC; `Err` carries whether the peer could not be reached.
@@ -172,6 +193,10 @@ pub struct PeerStatus {
     /// Whether its metadata group has state (a vote, a log or a
     /// membership): it belongs to a cluster already.
     pub initialized: bool,
+    /// The leaders it knows of the partition groups it holds:
+    /// `group → (term, leader)`.
+    #[serde(default)]
+    pub leaders: BTreeMap<GroupId, (u64, NodeId)>,
 }
 
 /// The body of a snapshot sent whole.

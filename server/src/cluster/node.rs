@@ -15,11 +15,12 @@ use weir_protocol::{
     ClusterInfo, ClusterNode, ClusterPartition, FollowerLag, GroupInfo, NodeState,
 };
 
+use super::groups::Groups;
 use super::log_store::LogStore;
 use super::metadata::{MetaCommand, MetaResponse, MetaStateMachine};
 use super::network::{Network, Peers};
 use super::rpc::{self, RpcState};
-use super::types::{NodeId, NodeInfo, Raft, METADATA_GROUP};
+use super::types::{GroupId, NodeId, NodeInfo, Raft, METADATA_GROUP};
 use crate::broker::Broker;
 use crate::storage::Store;
 
@@ -46,6 +47,32 @@ pub enum ClusterError {
     Io(#[from] std::io::Error),
 }
 
+/// A group's leader, term, progress and (when `me` leads it) how far
+/// behind each follower is.
+fn group_info(me: NodeId, m: &openraft::RaftMetrics<super::types::TypeConfig>) -> GroupInfo {
+    let last = m.last_log_index.unwrap_or(0);
+    let followers = m
+        .replication
+        .as_ref()
+        .map(|r| {
+            r.iter()
+                .filter(|(id, _)| **id != me)
+                .map(|(id, matched)| FollowerLag {
+                    id: *id,
+                    lag: last.saturating_sub(matched.map_or(0, |l| l.index)),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    GroupInfo {
+        leader: m.current_leader,
+        term: m.current_term,
+        commit_index: m.local_committed.map_or(0, |l| l.index),
+        last_applied: m.last_applied.map_or(0, |l| l.index),
+        followers,
+    }
+}
+
 /// A running cluster node.
 pub struct Cluster {
     config: ClusterConfig,
@@ -53,6 +80,9 @@ pub struct Cluster {
     metadata: Raft<MetaStateMachine>,
     state_machine: MetaStateMachine,
     broker: Arc<Broker>,
+    store: Arc<Store>,
+    raft_config: Arc<Config>,
+    groups: Arc<Groups>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -89,27 +119,36 @@ impl Cluster {
                 .map_err(|e| start_err(&e))?
                 .map_err(|e| start_err(&e))?
         };
+        let raft_config = Arc::new(raft_config);
         let metadata = Raft::new(
             config.node_id,
-            Arc::new(raft_config),
+            raft_config.clone(),
             Network {
                 peers: peers.clone(),
                 group: METADATA_GROUP,
             },
-            LogStore::new(store, METADATA_GROUP),
+            LogStore::new(store.clone(), METADATA_GROUP),
             state_machine.clone(),
         )
         .await
         .map_err(|e| start_err(&e))?;
+        let groups = Arc::new(Groups::default());
         let cluster = Arc::new(Cluster {
             config,
             peers: peers.clone(),
             metadata: metadata.clone(),
             state_machine,
             broker,
+            store,
+            raft_config,
+            groups: groups.clone(),
             tasks: Mutex::new(Vec::new()),
         });
-        let router = rpc::router(RpcState { peers, metadata });
+        let router = rpc::router(RpcState {
+            peers,
+            metadata,
+            groups,
+        });
         let serve = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "cluster listener stopped");
@@ -148,6 +187,34 @@ impl Cluster {
 
     pub(super) fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    pub(super) fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub(super) fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
+    /// A Raft instance of `group` on this node, over the store.
+    pub(super) async fn new_raft(
+        &self,
+        group: GroupId,
+        state_machine: MetaStateMachine,
+    ) -> Result<Raft<MetaStateMachine>, ClusterError> {
+        Raft::new(
+            self.config.node_id,
+            self.raft_config.clone(),
+            Network {
+                peers: self.peers.clone(),
+                group,
+            },
+            LogStore::new(self.store.clone(), group),
+            state_machine,
+        )
+        .await
+        .map_err(|e| ClusterError::Start(e.to_string()))
     }
 
     /// The other members and their node-to-node addresses.
@@ -272,14 +339,17 @@ impl Cluster {
     }
 
     /// Asks every peer for its status once a second, so each node knows
-    /// when it last heard from every other (not only from its leader).
+    /// when it last heard from every other (not only from its leader) and
+    /// who leads the partitions it holds no replica of.
     async fn probe(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             for (id, address) in self.others() {
-                let _ = self.peers.status(id, address, Duration::from_secs(1)).await;
+                if let Ok(status) = self.peers.status(id, address, Duration::from_secs(1)).await {
+                    self.peers.note_leaders(&status.leaders);
+                }
             }
         }
     }
@@ -294,9 +364,10 @@ impl Cluster {
         }
     }
 
-    /// What this node sees of the cluster; `partitions` come from the
-    /// broker.
-    pub fn info(&self, partitions: Vec<ClusterPartition>) -> ClusterInfo {
+    /// What this node sees of the cluster: partitions of the topics
+    /// `visible` lets through.
+    pub fn info(&self, visible: impl Fn(&str) -> bool) -> ClusterInfo {
+        let partitions = self.partitions(visible);
         let me = self.config.node_id;
         let m = self.metadata.metrics().borrow_watched().clone();
         let membership = m.membership_config.membership();
@@ -336,32 +407,42 @@ impl Cluster {
                 }
             })
             .collect();
-        let last = m.last_log_index.unwrap_or(0);
-        let followers = m
-            .replication
-            .as_ref()
-            .map(|r| {
-                r.iter()
-                    .filter(|(id, _)| **id != me)
-                    .map(|(id, matched)| FollowerLag {
-                        id: *id,
-                        lag: last.saturating_sub(matched.map_or(0, |l| l.index)),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         ClusterInfo {
             node_id: me,
             nodes,
             partitions,
-            metadata: Some(GroupInfo {
-                leader: m.current_leader,
-                term: m.current_term,
-                commit_index: m.local_committed.map_or(0, |l| l.index),
-                last_applied: m.last_applied.map_or(0, |l| l.index),
-                followers,
-            }),
+            metadata: Some(group_info(me, &m)),
         }
+    }
+
+    /// Every partition of the visible topics: its replicas from the
+    /// metadata, its leader and progress from its group when this node
+    /// holds a replica, else its leader as the peers last reported it.
+    fn partitions(&self, visible: impl Fn(&str) -> bool) -> Vec<ClusterPartition> {
+        let me = self.config.node_id;
+        let data = self.state_machine.data();
+        let mut out = Vec::new();
+        for (name, topic) in data.topics.iter().filter(|(n, _)| visible(n)) {
+            for (assignment, partition) in topic.partitions.iter().zip(0u32..) {
+                let info = self
+                    .groups
+                    .get(assignment.group)
+                    .map(|held| group_info(me, &held.raft.metrics().borrow_watched().clone()));
+                let leader = match &info {
+                    Some(i) => i.leader,
+                    None => self.peers.leader_hint(assignment.group),
+                };
+                out.push(ClusterPartition {
+                    topic: name.clone(),
+                    partition,
+                    leader,
+                    replicas: assignment.replicas.clone(),
+                    commit_index: info.as_ref().map_or(0, |i| i.commit_index),
+                    followers: info.map(|i| i.followers).unwrap_or_default(),
+                });
+            }
+        }
+        out
     }
 
     /// Stops the groups and the listener.
@@ -369,6 +450,11 @@ impl Cluster {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in tasks {
             task.abort();
+        }
+        for (group, held) in self.groups.list() {
+            if let Err(e) = held.raft.shutdown().await {
+                tracing::warn!(group, error = %e, "partition group did not stop cleanly");
+            }
         }
         if let Err(e) = self.metadata.shutdown().await {
             tracing::warn!(error = %e, "metadata group did not stop cleanly");

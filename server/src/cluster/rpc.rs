@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use subtle::ConstantTimeEq;
 
+use super::groups::Groups;
 use super::metadata::{MetaCommand, MetaStateMachine, Proposed};
 use super::network::{PeerStatus, Peers, SnapshotBody, FROM_HEADER, TO_HEADER};
 use super::types::{GroupId, Raft, Snapshot, TypeConfig, METADATA_GROUP};
@@ -27,14 +28,17 @@ const MAX_BODY: usize = 64 << 20;
 pub struct RpcState {
     pub peers: Arc<Peers>,
     pub metadata: Raft<MetaStateMachine>,
+    pub groups: Arc<Groups>,
 }
 
 impl RpcState {
     /// The group `group`, or the answer saying this node holds none such
     /// (never created implicitly).
-    fn group(&self, group: GroupId) -> Result<&Raft<MetaStateMachine>, Box<Response>> {
+    fn group(&self, group: GroupId) -> Result<Raft<MetaStateMachine>, Box<Response>> {
         if group == METADATA_GROUP {
-            Ok(&self.metadata)
+            Ok(self.metadata.clone())
+        } else if let Some(held) = self.groups.get(group) {
+            Ok(held.raft.clone())
         } else {
             Err(Box::new(
                 (
@@ -112,7 +116,7 @@ where
     E: std::fmt::Display,
 {
     match state.group(group) {
-        Ok(raft) => match call(raft.clone()).await {
+        Ok(raft) => match call(raft).await {
             Ok(answer) => Json(answer).into_response(),
             Err(e) => unavailable(e),
         },
@@ -183,6 +187,7 @@ async fn status(State(state): State<RpcState>) -> Response {
         Ok(initialized) => Json(PeerStatus {
             node_id: state.peers.me(),
             initialized,
+            leaders: state.groups.leaders(),
         })
         .into_response(),
         Err(e) => unavailable(e),

@@ -1,7 +1,8 @@
 //! Topics in a cluster: created, changed and deleted through the metadata
 //! group from any node, then made real on every node by the reconciler,
-//! which brings the node's broker in line with the metadata (after every
-//! applied change, and every few seconds to retry what failed).
+//! which brings the node's broker and its partition groups in line with
+//! the metadata (after every applied change, and every few seconds to retry
+//! what failed).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +115,7 @@ impl Cluster {
                     tracing::warn!(topic = %name, error = %e, "could not apply the cluster's topic change here; retrying");
                 }
             }
+            self.reconcile_groups().await;
             let _ = tokio::time::timeout(RECONCILE_EVERY, applied.changed()).await;
         }
     }

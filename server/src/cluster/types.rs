@@ -11,7 +11,7 @@ pub type NodeId = u64;
 
 /// A Raft group's id: 0 is the metadata group; partition groups get ids
 /// from the metadata group, never reused.
-pub type GroupId = u64;
+pub use crate::storage::raft_log::GroupId;
 
 /// The metadata group.
 pub const METADATA_GROUP: GroupId = 0;

@@ -11,6 +11,9 @@
 
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
+/// A Raft group's id (the cluster allocates them).
+pub type GroupId = u64;
+
 use super::keys::{prefix_end, raft_key, CF_RAFT, RAFT_ENTRY};
 use super::{cf, Result, StorageError, Store, WriteSet};
 
@@ -132,6 +135,15 @@ impl WriteSet {
         self.delete_range(CF_RAFT, entry_key(group, 0), end);
     }
 
+    /// Erases everything of `group` (a removed replica).
+    pub fn delete_raft_group(&mut self, group: GroupId) {
+        let end = match group.checked_add(1) {
+            Some(next) => next.to_be_bytes().to_vec(),
+            None => vec![0xff; 9],
+        };
+        self.delete_range(CF_RAFT, group.to_be_bytes().to_vec(), end);
+    }
+
     /// Sets one of `group`'s single values.
     pub fn put_raft_value(&mut self, group: u64, which: RaftValue, value: Vec<u8>) {
         self.put(CF_RAFT, raft_key(group, which.kind(), None), value);
@@ -188,6 +200,14 @@ mod tests {
         assert_eq!(store.raft_last_entry(8).unwrap().unwrap().0, 10);
         assert_eq!(store.raft_entries(8, 0, 100, usize::MAX).unwrap().len(), 10);
         assert_eq!(store.raft_last_entry(9).unwrap(), None);
+
+        // Erasing a group leaves its neighbours alone.
+        let mut set = WriteSet::new();
+        set.delete_raft_group(7);
+        store.commit(set).await.unwrap();
+        assert_eq!(store.raft_last_entry(7).unwrap(), None);
+        assert_eq!(store.raft_value(7, RaftValue::Vote).unwrap(), None);
+        assert_eq!(store.raft_entries(8, 0, 100, usize::MAX).unwrap().len(), 10);
         store.shutdown().await;
     }
 }

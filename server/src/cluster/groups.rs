@@ -1,0 +1,149 @@
+//! The partition groups this node holds a replica of. The reconciler
+//! starts one when the metadata assigns this node a replica of a
+//! partition, every replica initializes it with the same members (openraft
+//! accepts the same first membership from several nodes, so no replica
+//! waits for another), and it is stopped and erased when its topic is
+//! deleted. Produced batches and subscription state go through these
+//! groups in the next step (`docs/cluster.md`); today they elect and keep
+//! a leader per partition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use super::metadata::MetaStateMachine;
+use super::node::Cluster;
+use super::types::{GroupId, NodeId, NodeInfo, Raft};
+use crate::storage::WriteSet;
+
+/// One partition group held here.
+pub struct PartitionGroup {
+    pub topic: String,
+    pub partition: u32,
+    pub raft: Raft<MetaStateMachine>,
+}
+
+/// The partition groups of this node, by group id.
+#[derive(Default)]
+pub struct Groups {
+    partitions: RwLock<HashMap<GroupId, Arc<PartitionGroup>>>,
+}
+
+impl Groups {
+    pub fn get(&self, group: GroupId) -> Option<Arc<PartitionGroup>> {
+        self.read().get(&group).cloned()
+    }
+
+    /// The leader (with its term) of every group held here that has one.
+    pub fn leaders(&self) -> BTreeMap<GroupId, (u64, NodeId)> {
+        use openraft::async_runtime::WatchReceiver;
+        self.read()
+            .iter()
+            .filter_map(|(group, held)| {
+                let m = held.raft.metrics().borrow_watched().clone();
+                m.current_leader.map(|l| (*group, (m.current_term, l)))
+            })
+            .collect()
+    }
+
+    pub fn list(&self) -> Vec<(GroupId, Arc<PartitionGroup>)> {
+        self.read().iter().map(|(g, p)| (*g, p.clone())).collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Arc<PartitionGroup>>> {
+        self.partitions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<GroupId, Arc<PartitionGroup>>> {
+        self.partitions.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A replica this node should hold: `(topic, partition, replicas)`.
+type Wanted = (String, u32, Vec<NodeId>);
+
+impl Cluster {
+    /// Starts the partition groups the metadata assigns to this node and
+    /// stops (and erases) those it no longer does.
+    pub(super) async fn reconcile_groups(&self) {
+        let me = self.node_id();
+        let data = self.state_machine().data();
+        let wanted: HashMap<GroupId, Wanted> = data
+            .topics
+            .iter()
+            .flat_map(|(name, topic)| {
+                topic
+                    .partitions
+                    .iter()
+                    .zip(0u32..)
+                    .filter(|(a, _)| a.replicas.contains(&me))
+                    .map(|(a, p)| (a.group, (name.clone(), p, a.replicas.clone())))
+            })
+            .collect();
+        for (group, held) in self.groups().list() {
+            if !wanted.contains_key(&group) {
+                self.groups().write().remove(&group);
+                if let Err(e) = held.raft.shutdown().await {
+                    tracing::warn!(group, error = %e, "partition group did not stop cleanly");
+                }
+                let mut set = WriteSet::new();
+                set.delete_raft_group(group);
+                if let Err(e) = self.store().commit(set).await {
+                    tracing::warn!(group, error = %e, "could not erase a removed partition group");
+                }
+                tracing::info!(group, topic = %held.topic, partition = held.partition, "partition group removed");
+            }
+        }
+        for (group, (topic, partition, replicas)) in wanted {
+            if self.groups().get(group).is_some() {
+                continue;
+            }
+            match self.start_group(group, &replicas).await {
+                Ok(raft) => {
+                    tracing::info!(group, %topic, partition, ?replicas, "partition group started");
+                    self.groups().write().insert(
+                        group,
+                        Arc::new(PartitionGroup {
+                            topic,
+                            partition,
+                            raft,
+                        }),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(group, %topic, partition, error = %e, "could not start a partition group; retrying")
+                }
+            }
+        }
+    }
+
+    async fn start_group(
+        &self,
+        group: GroupId,
+        replicas: &[NodeId],
+    ) -> Result<Raft<MetaStateMachine>, String> {
+        let store = self.store().clone();
+        let state_machine =
+            tokio::task::spawn_blocking(move || MetaStateMachine::load_partition(store, group))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        let raft = self
+            .new_raft(group, state_machine)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !raft.is_initialized().await.map_err(|e| e.to_string())? {
+            let mut members = BTreeMap::new();
+            for id in replicas {
+                let cluster_address = self
+                    .address_of(*id)
+                    .ok_or_else(|| format!("no address for node {id}"))?;
+                members.insert(*id, NodeInfo { cluster_address });
+            }
+            if let Err(e) = raft.initialize(members).await {
+                // Another replica's entries arrived first: nothing to do.
+                tracing::debug!(group, error = %e, "partition group already initialized");
+            }
+        }
+        Ok(raft)
+    }
+}

@@ -1,0 +1,113 @@
+//! Partition groups: every partition of a topic gets a Raft group on its
+//! replicas, which elects a leader, and a new one when the leader dies.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::nodes::Cluster;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// `(partition → (leader, replicas))` of `topic` as node `id` reports it.
+fn leaders(view: &Value, topic: &str) -> BTreeMap<u64, (Option<u64>, Vec<u64>)> {
+    view["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["topic"] == topic)
+        .map(|p| {
+            let replicas = p["replicas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_u64().unwrap())
+                .collect();
+            (
+                p["partition"].as_u64().unwrap(),
+                (p["leader"].as_u64(), replicas),
+            )
+        })
+        .collect()
+}
+
+/// Waits until every node in `among` reports a leader (one of `among`)
+/// for each of `count` partitions of `topic`, all agreeing; returns them.
+async fn agreed_partition_leaders(
+    cluster: &Cluster,
+    among: &[u64],
+    topic: &str,
+    count: u64,
+) -> BTreeMap<u64, (Option<u64>, Vec<u64>)> {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let mut views = Vec::new();
+        for &id in among {
+            views.push(cluster.view(id).await.map(|v| leaders(&v, topic)));
+        }
+        if let Some(Some(first)) = views.first() {
+            let complete = first.len() as u64 == count
+                && first
+                    .values()
+                    .all(|(l, _)| l.is_some_and(|l| among.contains(&l)));
+            if complete && views.iter().all(|v| v.as_ref() == Some(first)) {
+                return first.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions of `{topic}` without agreed leaders among {among:?}: {views:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn partitions_elect_leaders_on_their_replicas_and_fail_over() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
+    let reply = cluster
+        .node(2)
+        .put_json("/v1/topics/events", &json!({"partitions": 3}))
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let before = agreed_partition_leaders(&cluster, &[1, 2, 3], "events", 3).await;
+    for (leader, replicas) in before.values() {
+        assert_eq!(replicas.len(), 3);
+        assert!(replicas.contains(&leader.unwrap()));
+    }
+    // One copy: the one replica leads it alone.
+    let single = cluster
+        .node(1)
+        .put_json("/v1/topics/single", &json!({"replication_factor": 1}))
+        .await;
+    assert_eq!(single.status, 201, "{}", single.text);
+    let one = agreed_partition_leaders(&cluster, &[1, 2, 3], "single", 1).await;
+    let (leader, replicas) = &one[&0];
+    assert_eq!(replicas.len(), 1);
+    assert_eq!(*leader, Some(replicas[0]));
+
+    // The leader of partition 0 dies: its partitions get new leaders.
+    let victim = before[&0].0.unwrap();
+    cluster.nodes.get_mut(&victim).unwrap().kill9();
+    let rest: Vec<u64> = (1..=3).filter(|&id| id != victim).collect();
+    let after = agreed_partition_leaders(&cluster, &rest, "events", 3).await;
+    assert!(after.values().all(|(l, _)| *l != Some(victim)));
+
+    // Back: it rejoins every group as a follower.
+    cluster.restart(victim);
+    let healed = agreed_partition_leaders(&cluster, &[1, 2, 3], "events", 3).await;
+    assert_eq!(healed.len(), 3);
+
+    // Deleting the topic removes its groups everywhere.
+    let deleted = cluster.node(victim).delete("/v1/topics/events").await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    for id in 1..=3 {
+        cluster
+            .wait_view(id, WITHIN, "no partitions of a deleted topic", |v| {
+                leaders(v, "events").is_empty()
+            })
+            .await;
+    }
+}
