@@ -43,9 +43,9 @@ pub struct TopicSpec {
     #[serde(default)]
     #[schema(maximum = 604800000)]
     pub dedupe_window_ms: Option<u64>,
-    /// Copies of every partition, on distinct nodes (1 to 7; at most the
-    /// cluster's nodes). Default: 3 in a cluster (fewer nodes: all of
-    /// them), 1 on a server running alone. Fixed at creation.
+    /// Copies of every partition, on distinct nodes (1 to 7; more than the
+    /// cluster's nodes is a 409). Default: 3 in a cluster (fewer nodes: all
+    /// of them), 1 on a server running alone. Fixed at creation.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 7)]
     pub replication_factor: Option<u32>,

@@ -36,10 +36,11 @@ pub async fn put_topic(
     let outcome = match &state.cluster {
         Some(cluster) => cluster.put_topic(&topic, &spec, now).await?,
         None => {
+            // Well-formed but impossible on this server: a conflict with
+            // its state (one node), like more copies than a cluster's nodes.
             if spec.replication_factor.is_some_and(|r| r > 1) {
-                return Err(BrokerError::invalid(
-                    "replication_factor",
-                    "a server running alone keeps one copy: `replication_factor` must be 1",
+                return Err(BrokerError::Conflict(
+                    "a server running alone keeps one copy: `replication_factor` must be 1".into(),
                 )
                 .into());
             }

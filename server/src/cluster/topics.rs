@@ -35,14 +35,11 @@ impl Cluster {
         }
         let config = apply_spec(&spec, current)?;
         if config.replication_factor as usize > voters.len() {
-            return Err(BrokerError::invalid(
-                "replication_factor",
-                format!(
-                    "`replication_factor` {} needs as many nodes; the cluster has {}",
-                    config.replication_factor,
-                    voters.len()
-                ),
-            ));
+            return Err(BrokerError::Conflict(format!(
+                "`replication_factor` {} needs as many nodes; the cluster has {}",
+                config.replication_factor,
+                voters.len()
+            )));
         }
         let command = MetaCommand::PutTopic {
             name: name.to_owned(),

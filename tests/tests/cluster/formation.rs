@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use weir_tests::proxy::Mode;
 
-use crate::harness::{server_bin, TestServer};
+use crate::harness::{built_binary, server_bin, TestServer};
 use crate::nodes::{state_of, Cluster};
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -29,6 +29,18 @@ async fn three_nodes_form_one_cluster_and_fail_over_when_the_leader_dies() {
         assert_eq!(view["node_id"], id);
         assert_eq!(state_of(&view, leader), "leader");
     }
+    // The CLI shows the same, as a table and as JSON.
+    let table = weir_cli(&cluster.node(leader).url(""), &["cluster", "--partitions"]);
+    assert!(table.contains("metadata leader"), "{table}");
+    assert!(table.matches("127.0.0.1:").count() >= 3, "{table}");
+    let json: serde_json::Value = serde_json::from_str(&weir_cli(
+        &cluster.node(leader).url(""),
+        &["--output", "json", "cluster"],
+    ))
+    .unwrap();
+    assert_eq!(json["metadata"]["leader"], leader);
+    assert_eq!(json["nodes"].as_array().unwrap().len(), 3);
+
     // The leader's followers are caught up.
     cluster
         .wait_view(leader, WITHIN, "followers caught up", |v| {
@@ -132,6 +144,22 @@ async fn a_lone_server_reports_itself_leading_every_partition() {
     assert!(parts.iter().all(|p| p["topic"] == "orders"
         && p["leader"] == 1
         && p["replicas"] == serde_json::json!([1])));
+}
+
+/// Runs `weir --server URL ARGS...` and returns its standard output
+/// (asserting success).
+fn weir_cli(url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(built_binary("weir", "WEIR_CLI_BIN", "weir-client"))
+        .args(["--server", url])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "weir {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs the server with `args` and returns its exit code and output.

@@ -104,8 +104,8 @@ async fn topics_change_from_any_node_and_reach_every_node() {
         .node(leader)
         .put_json("/v1/topics/wide", &json!({"replication_factor": 5}))
         .await;
-    assert_eq!(too_many.status, 400, "{}", too_many.text);
-    assert_eq!(too_many.json()["code"], "invalid_request");
+    assert_eq!(too_many.status, 409, "{}", too_many.text);
+    assert_eq!(too_many.json()["code"], "conflict");
     let changed = cluster
         .node(follower)
         .put_json("/v1/topics/audit", &json!({"replication_factor": 3}))
@@ -120,6 +120,11 @@ async fn a_lone_server_keeps_one_copy() {
     let server = TestServer::start();
     let reply = server
         .put_json("/v1/topics/t", &json!({"replication_factor": 2}))
+        .await;
+    assert_eq!(reply.status, 409, "{}", reply.text);
+    assert_eq!(reply.json()["code"], "conflict");
+    let reply = server
+        .put_json("/v1/topics/t", &json!({"replication_factor": 0}))
         .await;
     assert_eq!(reply.status, 400, "{}", reply.text);
     let reply = server

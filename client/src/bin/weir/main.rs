@@ -3,6 +3,7 @@
 mod auth;
 mod backup;
 mod bench;
+mod cluster;
 mod consume;
 mod dlq;
 mod encoding;
@@ -83,6 +84,10 @@ enum Command {
     /// `weir-server restore`).
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// Show the cluster: nodes, their state and when each was last heard
+    /// from, the metadata group, and (--partitions) who leads each
+    /// partition. A lone server shows itself.
+    Cluster(cluster::ClusterArgs),
     /// Benchmark the server.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -161,6 +166,7 @@ async fn run(command: Command, client: &Client, printer: &Printer) -> Result<(),
         Command::Tail(args) => tail::run(args, client, printer).await,
         Command::Dlq(cmd) => dlq::run(cmd, client, printer).await,
         Command::Backup(cmd) => backup::run(cmd, client, printer).await,
+        Command::Cluster(args) => cluster::run(args, client, printer).await,
         Command::Bench(cmd) => bench::run(cmd, client, printer).await,
         Command::WebhookReceive(args) => webhook::run(args, printer).await,
         Command::Auth(cmd) => auth::run(cmd, printer),

@@ -1,0 +1,102 @@
+//! `weir cluster`: what the answering node sees of the cluster — its
+//! nodes with their state and when each was last heard from, the metadata
+//! group, and who leads each partition (`--partitions`).
+
+use clap::Args;
+use weir_client::{Client, ClusterInfo, Error, NodeState};
+
+use super::output::{outln, Printer, Table};
+
+#[derive(Args)]
+pub struct ClusterArgs {
+    /// Also list every partition: leader, replicas, commit index and the
+    /// lag of each follower.
+    #[arg(long)]
+    partitions: bool,
+}
+
+fn state_name(state: NodeState) -> &'static str {
+    match state {
+        NodeState::Leader => "leader",
+        NodeState::Follower => "follower",
+        NodeState::Learner => "learner",
+        NodeState::Candidate => "candidate",
+        NodeState::Unreachable => "unreachable",
+    }
+}
+
+fn or_dash(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+pub async fn run(args: ClusterArgs, client: &Client, printer: &Printer) -> Result<(), Error> {
+    let cluster = client.cluster().await?;
+    if printer.is_json() {
+        printer.json(&cluster);
+        return Ok(());
+    }
+    print_nodes(&cluster);
+    if args.partitions {
+        outln!("");
+        print_partitions(&cluster);
+    }
+    Ok(())
+}
+
+fn print_nodes(cluster: &ClusterInfo) {
+    match &cluster.metadata {
+        Some(m) => outln!(
+            "node {} answering; metadata leader {} (term {}, commit index {})",
+            cluster.node_id,
+            or_dash(m.leader),
+            m.term,
+            m.commit_index
+        ),
+        None => outln!("node {} answering; running alone", cluster.node_id),
+    }
+    let mut table =
+        Table::new(&["NODE", "STATE", "LAST SEEN MS", "ADDRESS", "API ADDRESS"]).right(&[0, 2]);
+    for node in &cluster.nodes {
+        table.row(vec![
+            node.id.to_string(),
+            state_name(node.state).to_owned(),
+            or_dash(node.last_seen_ms),
+            node.address.clone(),
+            node.api_address.clone().unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    table.print();
+}
+
+fn print_partitions(cluster: &ClusterInfo) {
+    let mut table = Table::new(&[
+        "TOPIC",
+        "PARTITION",
+        "LEADER",
+        "REPLICAS",
+        "COMMIT",
+        "FOLLOWER LAG",
+    ])
+    .right(&[1, 2, 4]);
+    for p in &cluster.partitions {
+        let replicas: Vec<String> = p.replicas.iter().map(u64::to_string).collect();
+        let lag: Vec<String> = p
+            .followers
+            .iter()
+            .map(|f| format!("{}:{}", f.id, f.lag))
+            .collect();
+        table.row(vec![
+            p.topic.clone(),
+            p.partition.to_string(),
+            or_dash(p.leader),
+            replicas.join(","),
+            p.commit_index.to_string(),
+            if lag.is_empty() {
+                "-".to_owned()
+            } else {
+                lag.join(" ")
+            },
+        ]);
+    }
+    table.print();
+}
