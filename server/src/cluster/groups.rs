@@ -3,12 +3,17 @@
 //! partition, every replica initializes it with the same members (openraft
 //! accepts the same first membership from several nodes, so no replica
 //! waits for another), and it is stopped and erased when its topic is
-//! deleted. Produced batches and subscription state go through these
-//! groups in the next step (`docs/cluster.md`); today they elect and keep
-//! a leader per partition.
+//! deleted. A balancer hands each partition's leadership to its preferred
+//! replica once that one is caught up, so leaders stay spread over the
+//! nodes (also after a failover). Produced batches and subscription state
+//! go through these groups in the next step (`docs/cluster.md`); today
+//! they elect and keep a leader per partition.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
 
 use super::metadata::MetaStateMachine;
 use super::node::Cluster;
@@ -19,6 +24,8 @@ use crate::storage::WriteSet;
 pub struct PartitionGroup {
     pub topic: String,
     pub partition: u32,
+    /// Its replicas; the first is the preferred leader.
+    pub replicas: Vec<NodeId>,
     pub raft: Raft<MetaStateMachine>,
 }
 
@@ -35,7 +42,6 @@ impl Groups {
 
     /// The leader (with its term) of every group held here that has one.
     pub fn leaders(&self) -> BTreeMap<GroupId, (u64, NodeId)> {
-        use openraft::async_runtime::WatchReceiver;
         self.read()
             .iter()
             .filter_map(|(group, held)| {
@@ -55,6 +61,52 @@ impl Groups {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<GroupId, Arc<PartitionGroup>>> {
         self.partitions.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Period of the leader balancer.
+const BALANCE_EVERY: Duration = Duration::from_secs(3);
+
+impl Cluster {
+    /// Moves each partition's leadership to its preferred replica (the
+    /// first in its replica list, spread over the nodes by the metadata)
+    /// when this node leads it instead and the preferred one is caught up:
+    /// leaders stay balanced across nodes, also after a failover.
+    pub(super) async fn balance(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(BALANCE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for (group, held) in self.groups().list() {
+                let Some(&preferred) = held.replicas.first() else {
+                    continue;
+                };
+                if preferred == self.node_id() {
+                    continue;
+                }
+                let m = held.raft.metrics().borrow_watched().clone();
+                if m.current_leader != Some(self.node_id()) {
+                    continue;
+                }
+                let last = m.last_log_index;
+                let caught_up = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&preferred))
+                    .is_some_and(|matched| matched.map(|l| l.index) == last);
+                let alive = self
+                    .peers()
+                    .last_seen(preferred)
+                    .is_some_and(|s| s < self.unreachable_after());
+                if !caught_up || !alive {
+                    continue;
+                }
+                tracing::info!(group, topic = %held.topic, partition = held.partition, to = preferred, "moving partition leadership to its preferred replica");
+                if let Err(e) = held.raft.trigger().transfer_leader(preferred).await {
+                    tracing::warn!(group, error = %e, "leader transfer failed");
+                }
+            }
+        }
     }
 }
 
@@ -105,6 +157,7 @@ impl Cluster {
                         Arc::new(PartitionGroup {
                             topic,
                             partition,
+                            replicas,
                             raft,
                         }),
                     );

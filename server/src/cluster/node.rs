@@ -160,6 +160,7 @@ impl Cluster {
             tokio::spawn(cluster.clone().register()),
             tokio::spawn(cluster.clone().probe()),
             tokio::spawn(cluster.clone().reconcile()),
+            tokio::spawn(cluster.clone().balance()),
         ];
         cluster
             .tasks
@@ -187,6 +188,11 @@ impl Cluster {
 
     pub(super) fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// A peer not heard from for this long counts as unreachable.
+    pub(super) fn unreachable_after(&self) -> Duration {
+        self.config.election_timeout.1
     }
 
     pub(super) fn store(&self) -> &Arc<Store> {
@@ -377,7 +383,7 @@ impl Cluster {
             addresses.insert(*id, node.cluster_address.clone());
         }
         let registered = self.state_machine.data().nodes;
-        let unreachable_after = self.config.election_timeout.1;
+        let unreachable_after = self.unreachable_after();
         let nodes = addresses
             .into_iter()
             .map(|(id, address)| {

@@ -1,5 +1,7 @@
 //! Partition groups: every partition of a topic gets a Raft group on its
-//! replicas, which elects a leader, and a new one when the leader dies.
+//! replicas, which elects a leader, and a new one when the leader dies;
+//! leadership returns to each partition's preferred replica, so leaders
+//! stay spread over the nodes.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -63,6 +65,28 @@ async fn agreed_partition_leaders(
     }
 }
 
+/// Waits until every partition of `topic` is led by its preferred replica
+/// (the first listed), all nodes in `among` agreeing.
+async fn balanced(
+    cluster: &Cluster,
+    among: &[u64],
+    topic: &str,
+    count: u64,
+) -> BTreeMap<u64, (Option<u64>, Vec<u64>)> {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let agreed = agreed_partition_leaders(cluster, among, topic, count).await;
+        if agreed.values().all(|(l, r)| *l == r.first().copied()) {
+            return agreed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaders of `{topic}` not on their preferred replicas: {agreed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn partitions_elect_leaders_on_their_replicas_and_fail_over() {
     let mut cluster = Cluster::start(3).await;
@@ -72,11 +96,18 @@ async fn partitions_elect_leaders_on_their_replicas_and_fail_over() {
         .put_json("/v1/topics/events", &json!({"partitions": 3}))
         .await;
     assert_eq!(reply.status, 201, "{}", reply.text);
-    let before = agreed_partition_leaders(&cluster, &[1, 2, 3], "events", 3).await;
+    let before = balanced(&cluster, &[1, 2, 3], "events", 3).await;
     for (leader, replicas) in before.values() {
         assert_eq!(replicas.len(), 3);
-        assert!(replicas.contains(&leader.unwrap()));
+        assert_eq!(*leader, Some(replicas[0]));
     }
+    let leading: std::collections::BTreeSet<u64> =
+        before.values().map(|(l, _)| l.unwrap()).collect();
+    assert_eq!(
+        leading.len(),
+        3,
+        "one partition led by each node: {before:?}"
+    );
     // One copy: the one replica leads it alone.
     let single = cluster
         .node(1)
@@ -95,10 +126,11 @@ async fn partitions_elect_leaders_on_their_replicas_and_fail_over() {
     let after = agreed_partition_leaders(&cluster, &rest, "events", 3).await;
     assert!(after.values().all(|(l, _)| *l != Some(victim)));
 
-    // Back: it rejoins every group as a follower.
+    // Back: it rejoins every group and gets back the leadership of the
+    // partitions it is the preferred replica of.
     cluster.restart(victim);
-    let healed = agreed_partition_leaders(&cluster, &[1, 2, 3], "events", 3).await;
-    assert_eq!(healed.len(), 3);
+    let healed = balanced(&cluster, &[1, 2, 3], "events", 3).await;
+    assert_eq!(healed, before);
 
     // Deleting the topic removes its groups everywhere.
     let deleted = cluster.node(victim).delete("/v1/topics/events").await;
