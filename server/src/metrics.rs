@@ -210,6 +210,13 @@ pub struct Metrics {
     pub storage_disk_total: IntGauge,
     pub storage_disk_free: IntGauge,
     pub ready: IntGauge,
+    pub cluster_nodes: IntGaugeVec,
+    pub cluster_metadata_leader: IntGauge,
+    pub cluster_metadata_term: IntGauge,
+    pub cluster_partitions_led: IntGauge,
+    pub cluster_partitions_leaderless: IntGauge,
+    pub cluster_partitions_under_replicated: IntGauge,
+    pub cluster_follower_lag_max: IntGauge,
     pub build_info: IntGaugeVec,
 }
 
@@ -567,6 +574,42 @@ impl Metrics {
                 "Free bytes on the filesystem holding the data directory.",
             ),
             ready: gauge(&r, "weir_ready", "1 when the store accepts writes, else 0."),
+            cluster_nodes: gauge_vec(
+                &r,
+                "weir_cluster_nodes",
+                "Cluster nodes by their state as this node sees them (leader, follower, learner, candidate, unreachable).",
+                &["state"],
+            ),
+            cluster_metadata_leader: gauge(
+                &r,
+                "weir_cluster_metadata_leader",
+                "1 when this node leads the metadata group (a lone server: always).",
+            ),
+            cluster_metadata_term: gauge(
+                &r,
+                "weir_cluster_metadata_term",
+                "The metadata group's Raft term: it grows by one or more with every election.",
+            ),
+            cluster_partitions_led: gauge(
+                &r,
+                "weir_cluster_partitions_led",
+                "Partitions this node leads.",
+            ),
+            cluster_partitions_leaderless: gauge(
+                &r,
+                "weir_cluster_partitions_leaderless",
+                "Partitions with no leader known to this node (an election runs or a majority of replicas is down).",
+            ),
+            cluster_partitions_under_replicated: gauge(
+                &r,
+                "weir_cluster_partitions_under_replicated",
+                "Partitions led here with a replica that is unreachable or has not caught up once.",
+            ),
+            cluster_follower_lag_max: gauge(
+                &r,
+                "weir_cluster_follower_lag_max_entries",
+                "The largest lag, in log entries, of a follower of a group this node leads.",
+            ),
             build_info: gauge_vec(
                 &r,
                 "weir_build_info",
@@ -650,6 +693,7 @@ mod tests {
         m.http_requests.with_label_values(&["r", "GET", "2xx"]);
         m.http_duration.with_label_values(&["r", "GET"]);
         m.websocket_connections.with_label_values(&["tail"]);
+        m.cluster_nodes.with_label_values(&["leader"]);
         m.topic_messages.with_label_values(&["t"]);
         m.topic_bytes.with_label_values(&["t"]);
         for v in [

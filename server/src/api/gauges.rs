@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use super::AppState;
+use crate::cluster::ClusterHealth;
 use crate::metrics::{name_label, METRICS};
 
 /// Sums (or maxima, for ages) per label set.
@@ -114,6 +115,47 @@ pub async fn refresh(state: &AppState) {
         m.storage_disk_total.set(clamp(disk.total_bytes));
         m.storage_disk_free.set(clamp(disk.free_bytes));
     }
+    refresh_cluster(state);
+}
+
+/// The cluster gauges; a lone server is a cluster of one that leads
+/// every partition.
+fn refresh_cluster(state: &AppState) {
+    let m = &*METRICS;
+    let health = match &state.cluster {
+        Some(cluster) => cluster.health(),
+        None => {
+            let partitions = state
+                .broker
+                .all_topics()
+                .iter()
+                .map(|t| u64::from(t.record().config.partitions))
+                .sum();
+            ClusterHealth {
+                nodes: [("leader", 1)].into_iter().collect(),
+                metadata_leader: true,
+                partitions_led: partitions,
+                ..ClusterHealth::default()
+            }
+        }
+    };
+    m.cluster_nodes.reset();
+    for state in ["leader", "follower", "learner", "candidate", "unreachable"] {
+        let count = health.nodes.get(state).copied().unwrap_or(0);
+        m.cluster_nodes
+            .with_label_values(&[state])
+            .set(clamp(count));
+    }
+    m.cluster_metadata_leader
+        .set(i64::from(health.metadata_leader));
+    m.cluster_metadata_term.set(clamp(health.metadata_term));
+    m.cluster_partitions_led.set(clamp(health.partitions_led));
+    m.cluster_partitions_leaderless
+        .set(clamp(health.partitions_leaderless));
+    m.cluster_partitions_under_replicated
+        .set(clamp(health.partitions_under_replicated));
+    m.cluster_follower_lag_max
+        .set(clamp(health.follower_lag_max));
 }
 
 fn clamp(v: u64) -> i64 {

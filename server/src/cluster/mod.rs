@@ -33,5 +33,5 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-pub use node::{Cluster, ClusterConfig, ClusterError};
+pub use node::{state_label, Cluster, ClusterConfig, ClusterError, ClusterHealth};
 pub use types::{NodeId, NodeInfo};

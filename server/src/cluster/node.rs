@@ -73,6 +73,30 @@ fn group_info(me: NodeId, m: &openraft::RaftMetrics<super::types::TypeConfig>) -
     }
 }
 
+/// The figures of the cluster metrics, as this node sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterHealth {
+    /// Nodes by state name (`leader`, `follower`, ... `unreachable`).
+    pub nodes: BTreeMap<&'static str, u64>,
+    pub metadata_leader: bool,
+    pub metadata_term: u64,
+    pub partitions_led: u64,
+    pub partitions_leaderless: u64,
+    pub partitions_under_replicated: u64,
+    pub follower_lag_max: u64,
+}
+
+/// The metric label of a node state.
+pub fn state_label(state: NodeState) -> &'static str {
+    match state {
+        NodeState::Leader => "leader",
+        NodeState::Follower => "follower",
+        NodeState::Learner => "learner",
+        NodeState::Candidate => "candidate",
+        NodeState::Unreachable => "unreachable",
+    }
+}
+
 /// A running cluster node.
 pub struct Cluster {
     config: ClusterConfig,
@@ -419,6 +443,44 @@ impl Cluster {
             partitions,
             metadata: Some(group_info(me, &m)),
         }
+    }
+
+    /// The figures of the cluster metrics.
+    pub fn health(&self) -> ClusterHealth {
+        let me = self.config.node_id;
+        let info = self.info(|_| true);
+        let mut health = ClusterHealth::default();
+        for node in &info.nodes {
+            *health.nodes.entry(state_label(node.state)).or_insert(0) += 1;
+        }
+        if let Some(meta) = &info.metadata {
+            health.metadata_leader = meta.leader == Some(me);
+            health.metadata_term = meta.term;
+            health.follower_lag_max = meta.followers.iter().map(|f| f.lag).max().unwrap_or(0);
+        }
+        let unreachable = |id: NodeId| {
+            self.peers
+                .last_seen(id)
+                .is_none_or(|s| s > self.unreachable_after())
+        };
+        for p in &info.partitions {
+            match p.leader {
+                None => health.partitions_leaderless += 1,
+                Some(leader) if leader == me => {
+                    health.partitions_led += 1;
+                    let short = p
+                        .replicas
+                        .iter()
+                        .filter(|r| **r != me)
+                        .any(|r| unreachable(*r) || !p.followers.iter().any(|f| f.id == *r));
+                    health.partitions_under_replicated += u64::from(short);
+                    let lag = p.followers.iter().map(|f| f.lag).max().unwrap_or(0);
+                    health.follower_lag_max = health.follower_lag_max.max(lag);
+                }
+                Some(_) => {}
+            }
+        }
+        health
     }
 
     /// Every partition of the visible topics: its replicas from the

@@ -65,6 +65,16 @@ async fn agreed_partition_leaders(
     }
 }
 
+/// The value of an unlabelled (or fully written) gauge in metrics `text`.
+fn gauge(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no `{series}` in the metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// Waits until every partition of `topic` is led by its preferred replica
 /// (the first listed), all nodes in `among` agreeing.
 async fn balanced(
@@ -108,6 +118,16 @@ async fn partitions_elect_leaders_on_their_replicas_and_fail_over() {
         3,
         "one partition led by each node: {before:?}"
     );
+    // The metrics say the same: one partition led by each node, none
+    // leaderless or short of a replica.
+    for id in 1..=3 {
+        let text = cluster.node(id).get("/metrics").await.text;
+        assert_eq!(gauge(&text, "weir_cluster_partitions_led"), 1, "node {id}");
+        assert_eq!(gauge(&text, "weir_cluster_partitions_leaderless"), 0);
+        assert_eq!(gauge(&text, "weir_cluster_partitions_under_replicated"), 0);
+        assert_eq!(gauge(&text, "weir_cluster_nodes{state=\"unreachable\"}"), 0);
+    }
+
     // One copy: the one replica leads it alone.
     let single = cluster
         .node(1)
@@ -125,6 +145,23 @@ async fn partitions_elect_leaders_on_their_replicas_and_fail_over() {
     let rest: Vec<u64> = (1..=3).filter(|&id| id != victim).collect();
     let after = agreed_partition_leaders(&cluster, &rest, "events", 3).await;
     assert!(after.values().all(|(l, _)| *l != Some(victim)));
+    // Every partition now lacks a replica: its leader reports it.
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let mut short = 0;
+        for &id in &rest {
+            let text = cluster.node(id).get("/metrics").await.text;
+            short += gauge(&text, "weir_cluster_partitions_under_replicated");
+        }
+        if short == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "under-replicated partitions: {short}, expected 3"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Back: it rejoins every group and gets back the leadership of the
     // partitions it is the preferred replica of.
