@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 
-use crate::{Client, ClusterInfo, Error};
+use crate::{AddNodeRequest, Client, ClusterInfo, Error, TransferLeaderRequest};
 
 impl Client {
     /// The cluster as the server answering sees it: every node with its
@@ -22,4 +22,36 @@ impl Client {
     pub async fn cluster(&self) -> Result<ClusterInfo, Error> {
         Self::send(self.request(Method::GET, "/v1/cluster")).await
     }
+
+    /// Adds node `id` (started with `--node-id`, `--peers` and
+    /// `--cluster-listen`), which the other nodes reach at `address`: it
+    /// catches up as a learner, then becomes a voter. Needs `admin` on
+    /// every topic.
+    pub async fn add_node(&self, id: u64, address: &str) -> Result<(), Error> {
+        let body = AddNodeRequest {
+            id,
+            address: address.to_owned(),
+        };
+        no_content(self.request(Method::POST, "/v1/cluster/nodes").json(&body)).await
+    }
+
+    /// Removes node `id` (it must hold no partition replica).
+    pub async fn remove_node(&self, id: u64) -> Result<(), Error> {
+        no_content(self.request(Method::DELETE, &format!("/v1/cluster/nodes/{id}"))).await
+    }
+
+    /// Moves the metadata group's leadership to node `to`.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), Error> {
+        let body = TransferLeaderRequest { to };
+        no_content(
+            self.request(Method::POST, "/v1/cluster/transfer-leader")
+                .json(&body),
+        )
+        .await
+    }
+}
+
+/// Sends a request whose success has no body.
+async fn no_content(rb: reqwest::RequestBuilder) -> Result<(), Error> {
+    Client::receive(rb, |_| ()).await.map(drop)
 }

@@ -147,15 +147,15 @@ pub use token::TokenProvider;
 /// `weir-protocol`: its module documentation is the byte layout.
 pub use weir_protocol::binary;
 pub use weir_protocol::{
-    AckResponse, AtOffsets, AtTimestamp, Backoff, BackoffSpec, CircuitBreaker, ClusterInfo,
-    ClusterNode, ClusterPartition, DeadLetter, DeadLetterFilter, DeadLetterList, DeadLetterQuery,
-    DeadLetterState, ErrorCode, ExtendRequest, FollowerLag, GroupInfo, Message, Mode, NackRequest,
-    NodeState, Ordering, PartitionCursor, PartitionInfo, PauseRequest, Problem, ProduceMessage,
-    ProduceResult, PullRequest, PurgeRequest, PurgeResponse, PushBatch, PushConfig, PushSpec,
-    ReadResponse, ReceivedMessage, RedriveRequest, RedriveResponse, ResumeRequest, Retention,
-    RetryPolicy, RetrySpec, SeekRequest, SeekTarget, Start, StartName, SubscriptionConfig,
-    SubscriptionInfo, SubscriptionList, SubscriptionSpec, SubscriptionStats, TopicConfig,
-    TopicInfo, TopicList, TopicSpec,
+    AckResponse, AddNodeRequest, AtOffsets, AtTimestamp, Backoff, BackoffSpec, CircuitBreaker,
+    ClusterInfo, ClusterNode, ClusterPartition, DeadLetter, DeadLetterFilter, DeadLetterList,
+    DeadLetterQuery, DeadLetterState, ErrorCode, ExtendRequest, FollowerLag, GroupInfo, Message,
+    Mode, NackRequest, NodeState, Ordering, PartitionCursor, PartitionInfo, PauseRequest, Problem,
+    ProduceMessage, ProduceResult, PullRequest, PurgeRequest, PurgeResponse, PushBatch, PushConfig,
+    PushSpec, ReadResponse, ReceivedMessage, RedriveRequest, RedriveResponse, ResumeRequest,
+    Retention, RetryPolicy, RetrySpec, SeekRequest, SeekTarget, Start, StartName,
+    SubscriptionConfig, SubscriptionInfo, SubscriptionList, SubscriptionSpec, SubscriptionStats,
+    TopicConfig, TopicInfo, TopicList, TopicSpec, TransferLeaderRequest,
 };
 pub use ws::{
     LeaseRenewal, Reconnect, Refill, SubscribeOptions, TailFrom, WsAcker, WsPublisher,

@@ -81,3 +81,24 @@ pub struct FollowerLag {
     /// Entries the follower has yet to receive.
     pub lag: u64,
 }
+
+/// Body of `POST /v1/cluster/nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddNodeRequest {
+    /// The node's `--node-id` (from 1; never reused for another node).
+    #[schema(minimum = 1)]
+    pub id: u64,
+    /// Where the other nodes reach its node-to-node listener (`host:port`).
+    #[schema(min_length = 3, max_length = 255)]
+    pub address: String,
+}
+
+/// Body of `POST /v1/cluster/transfer-leader`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferLeaderRequest {
+    /// The member to lead the metadata group.
+    #[schema(minimum = 1)]
+    pub to: u64,
+}

@@ -14,6 +14,8 @@ mod nodes;
 
 #[path = "cluster/formation.rs"]
 mod formation;
+#[path = "cluster/membership.rs"]
+mod membership;
 #[path = "cluster/partitions.rs"]
 mod partitions;
 #[path = "cluster/topics.rs"]

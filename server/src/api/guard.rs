@@ -161,6 +161,9 @@ pub fn need(method: &Method, route: &str) -> Need {
         "/v1/backups" if get || post => Need::Server,
         // Which node leads what: what any client needs to go direct.
         "/v1/cluster" if get => Need::Authenticated,
+        // Membership and leadership of the whole cluster: server-wide admin.
+        "/v1/cluster/nodes" | "/v1/cluster/transfer-leader" if post => Need::Server,
+        "/v1/cluster/nodes/{node}" if method == Method::DELETE => Need::Server,
         _ => Need::Topic(Action::Admin),
     }
 }

@@ -5,6 +5,7 @@
 pub mod backups;
 mod binary;
 mod cluster;
+mod cluster_admin;
 mod dead_letters;
 pub mod error;
 pub mod extract;
@@ -124,6 +125,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::metrics))
         .routes(routes!(backups::create_backup, backups::list_backups))
         .routes(routes!(cluster::cluster))
+        .routes(routes!(cluster_admin::add_node))
+        .routes(routes!(cluster_admin::remove_node))
+        .routes(routes!(cluster_admin::transfer_leader))
         .merge(ws::routes())
         .merge(sse::routes())
 }

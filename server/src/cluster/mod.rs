@@ -9,6 +9,8 @@
 //!   every group's appends);
 //! - `metadata.rs`: the metadata group's state machine (membership, the
 //!   nodes' addresses, topics and their partitions' placement);
+//! - `membership.rs`: adding and removing nodes, moving the metadata
+//!   leadership (on the metadata leader, forwarded there);
 //! - `propose.rs`: metadata changes from any node, through the leader;
 //! - `topics.rs`: topic changes cluster-wide, and the reconciler that
 //!   makes each node's broker match the metadata;
@@ -22,6 +24,7 @@
 mod codec;
 mod groups;
 mod log_store;
+mod membership;
 mod metadata;
 mod network;
 mod node;
@@ -33,5 +36,6 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+pub use membership::MembershipChange;
 pub use node::{state_label, Cluster, ClusterConfig, ClusterError, ClusterHealth};
 pub use types::{NodeId, NodeInfo};

@@ -172,6 +172,7 @@ impl Cluster {
             peers,
             metadata,
             groups,
+            cluster: Arc::downgrade(&cluster),
         });
         let serve = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {

@@ -16,8 +16,10 @@ use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use subtle::ConstantTimeEq;
 
 use super::groups::Groups;
+use super::membership::MembershipChange;
 use super::metadata::{MetaCommand, MetaStateMachine, Proposed};
 use super::network::{PeerStatus, Peers, SnapshotBody, FROM_HEADER, TO_HEADER};
+use super::node::Cluster;
 use super::types::{GroupId, Raft, Snapshot, TypeConfig, METADATA_GROUP};
 
 /// Largest RPC body accepted (a batch of entries or a snapshot).
@@ -29,6 +31,8 @@ pub struct RpcState {
     pub peers: Arc<Peers>,
     pub metadata: Raft<MetaStateMachine>,
     pub groups: Arc<Groups>,
+    /// The node itself (weak: the listener must not keep it alive).
+    pub cluster: std::sync::Weak<Cluster>,
 }
 
 impl RpcState {
@@ -59,6 +63,7 @@ pub fn router(state: RpcState) -> Router {
         .route("/raft/{group}/snapshot", post(snapshot))
         .route("/raft/{group}/transfer-leader", post(transfer_leader))
         .route("/meta/propose", post(propose))
+        .route("/meta/membership", post(membership))
         .route("/status", post(status))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -179,6 +184,18 @@ async fn propose(State(state): State<RpcState>, Json(command): Json<MetaCommand>
         })
         .into_response(),
         Err(e) => (StatusCode::CONFLICT, e.to_string()).into_response(),
+    }
+}
+
+/// A membership change forwarded by another node (this node leads the
+/// metadata group, or the forwarder retries elsewhere).
+async fn membership(
+    State(state): State<RpcState>,
+    Json(change): Json<MembershipChange>,
+) -> Response {
+    match state.cluster.upgrade() {
+        Some(cluster) => Json(cluster.apply_membership(change).await).into_response(),
+        None => unavailable("the node is stopping"),
     }
 }
 

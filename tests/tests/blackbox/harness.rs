@@ -24,6 +24,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Upper bound of any single HTTP request (longest long poll used is 5 s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a pooled connection stays idle before the client drops it.
+const IDLE_CONNECTION_REUSE: Duration = Duration::from_secs(5);
 /// Log lines kept for failure messages.
 const LOG_LINES_KEPT: usize = 400;
 
@@ -57,6 +59,9 @@ impl TestServer {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(REQUEST_TIMEOUT)
+            // Below the server's idle keep-alive timeout (10 s): a pooled
+            // connection is never reused just as the server closes it.
+            .pool_idle_timeout(IDLE_CONNECTION_REUSE)
             .build()
             .expect("build HTTP client");
         let mut server = TestServer {

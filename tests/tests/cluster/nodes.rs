@@ -26,48 +26,63 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes (ids 1..=n) and routes every link through the mesh.
     pub async fn start(n: u64) -> Cluster {
-        let ids: Vec<u64> = (1..=n).collect();
+        Cluster::start_some(n, n).await
+    }
+
+    /// Reserves the mesh for nodes 1..=`total` but starts only 1..=`members`
+    /// (peers of each other); the others can be started later with
+    /// [`Cluster::start_node`] and added to the cluster.
+    pub async fn start_some(members: u64, total: u64) -> Cluster {
+        let ids: Vec<u64> = (1..=total).collect();
         let mesh = Mesh::reserve(&ids).await.expect("reserve the proxy mesh");
         let secret = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(secret.path(), SECRET).unwrap();
-        let mut nodes = BTreeMap::new();
-        for &id in &ids {
-            let peers: Vec<String> = ids
-                .iter()
-                .map(|&other| {
-                    let address = if other == id {
-                        // Its own entry only names it in the membership.
-                        "127.0.0.1:1".to_owned()
-                    } else {
-                        mesh.addr(id, other).to_string()
-                    };
-                    format!("{other}={address}")
-                })
-                .collect();
-            let args = [
-                "--node-id".to_owned(),
-                id.to_string(),
-                "--peers".to_owned(),
-                peers.join(","),
-                "--cluster-listen".to_owned(),
-                "127.0.0.1:0".to_owned(),
-                "--cluster-secret-file".to_owned(),
-                secret.path().display().to_string(),
-                "--cluster-heartbeat-ms".to_owned(),
-                HEARTBEAT_MS.to_owned(),
-                "--cluster-election-timeout-ms".to_owned(),
-                ELECTION_MS.to_owned(),
-            ];
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let server = TestServer::start_with(&args);
-            mesh.set_upstream(id, cluster_address(&server)).unwrap();
-            nodes.insert(id, server);
-        }
-        Cluster {
-            nodes,
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
             mesh,
             _secret: secret,
+        };
+        let member_ids: Vec<u64> = (1..=members).collect();
+        for &id in &member_ids {
+            cluster.start_node(id, &member_ids);
         }
+        cluster
+    }
+
+    /// Starts node `id` with `peers` (ids) as its `--peers`.
+    pub fn start_node(&mut self, id: u64, peers: &[u64]) {
+        let peers: Vec<String> = peers
+            .iter()
+            .map(|&other| {
+                let address = if other == id {
+                    // Its own entry only names it in the membership.
+                    "127.0.0.1:1".to_owned()
+                } else {
+                    self.mesh.addr(id, other).to_string()
+                };
+                format!("{other}={address}")
+            })
+            .collect();
+        let args = [
+            "--node-id".to_owned(),
+            id.to_string(),
+            "--peers".to_owned(),
+            peers.join(","),
+            "--cluster-listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--cluster-secret-file".to_owned(),
+            self._secret.path().display().to_string(),
+            "--cluster-heartbeat-ms".to_owned(),
+            HEARTBEAT_MS.to_owned(),
+            "--cluster-election-timeout-ms".to_owned(),
+            ELECTION_MS.to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = TestServer::start_with(&args);
+        self.mesh
+            .set_upstream(id, cluster_address(&server))
+            .unwrap();
+        self.nodes.insert(id, server);
     }
 
     pub fn node(&self, id: u64) -> &TestServer {

@@ -1,18 +1,43 @@
 //! `weir cluster`: what the answering node sees of the cluster — its
 //! nodes with their state and when each was last heard from, the metadata
-//! group, and who leads each partition (`--partitions`).
+//! group, and who leads each partition (`--partitions`); `add-node`,
+//! `remove-node` and `transfer-leader` change membership and leadership.
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use weir_client::{Client, ClusterInfo, Error, NodeState};
 
 use super::output::{outln, Printer, Table};
 
 #[derive(Args)]
 pub struct ClusterArgs {
+    #[command(subcommand)]
+    command: Option<ClusterCommand>,
     /// Also list every partition: leader, replicas, commit index and the
     /// lag of each follower.
     #[arg(long)]
     partitions: bool,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Add a node started with --node-id, --peers and --cluster-listen: it
+    /// catches up as a learner, then becomes a voter (admin).
+    AddNode {
+        /// Its --node-id.
+        id: u64,
+        /// Where the other nodes reach its --cluster-listen (host:port).
+        address: String,
+    },
+    /// Remove a node that holds no partition replica (admin).
+    RemoveNode {
+        /// Its node id.
+        id: u64,
+    },
+    /// Make a node the metadata group's leader (admin).
+    TransferLeader {
+        /// The node to lead.
+        node: u64,
+    },
 }
 
 fn state_name(state: NodeState) -> &'static str {
@@ -30,6 +55,24 @@ fn or_dash(value: Option<u64>) -> String {
 }
 
 pub async fn run(args: ClusterArgs, client: &Client, printer: &Printer) -> Result<(), Error> {
+    match args.command {
+        Some(ClusterCommand::AddNode { id, address }) => {
+            client.add_node(id, &address).await?;
+            done(printer, &format!("node {id} added"));
+            return Ok(());
+        }
+        Some(ClusterCommand::RemoveNode { id }) => {
+            client.remove_node(id).await?;
+            done(printer, &format!("node {id} removed"));
+            return Ok(());
+        }
+        Some(ClusterCommand::TransferLeader { node }) => {
+            client.transfer_leader(node).await?;
+            done(printer, &format!("leadership moving to node {node}"));
+            return Ok(());
+        }
+        None => {}
+    }
     let cluster = client.cluster().await?;
     if printer.is_json() {
         printer.json(&cluster);
@@ -41,6 +84,14 @@ pub async fn run(args: ClusterArgs, client: &Client, printer: &Printer) -> Resul
         print_partitions(&cluster);
     }
     Ok(())
+}
+
+fn done(printer: &Printer, what: &str) {
+    if printer.is_json() {
+        printer.json(&serde_json::json!({ "done": what }));
+    } else {
+        outln!("{what}");
+    }
 }
 
 fn print_nodes(cluster: &ClusterInfo) {
