@@ -48,6 +48,28 @@ pub enum NodeState {
     Unreachable,
 }
 
+impl NodeState {
+    /// Every state, in a stable order.
+    pub const ALL: [NodeState; 5] = [
+        NodeState::Leader,
+        NodeState::Follower,
+        NodeState::Learner,
+        NodeState::Candidate,
+        NodeState::Unreachable,
+    ];
+
+    /// Its wire name (also the `state` label of `weir_cluster_nodes`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Leader => "leader",
+            NodeState::Follower => "follower",
+            NodeState::Learner => "learner",
+            NodeState::Candidate => "candidate",
+            NodeState::Unreachable => "unreachable",
+        }
+    }
+}
+
 /// One partition's replication.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterPartition {

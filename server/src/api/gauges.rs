@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 
 use super::AppState;
+use weir_protocol::NodeState;
+
 use crate::cluster::ClusterHealth;
 use crate::metrics::{name_label, METRICS};
 
@@ -140,7 +142,7 @@ fn refresh_cluster(state: &AppState) {
         }
     };
     m.cluster_nodes.reset();
-    for state in ["leader", "follower", "learner", "candidate", "unreachable"] {
+    for state in NodeState::ALL.map(NodeState::as_str) {
         let count = health.nodes.get(state).copied().unwrap_or(0);
         m.cluster_nodes
             .with_label_values(&[state])

@@ -37,5 +37,5 @@ mod types;
 mod tests;
 
 pub use membership::MembershipChange;
-pub use node::{state_label, Cluster, ClusterConfig, ClusterError, ClusterHealth};
+pub use node::{Cluster, ClusterConfig, ClusterError, ClusterHealth};
 pub use types::{NodeId, NodeInfo};

@@ -86,17 +86,6 @@ pub struct ClusterHealth {
     pub follower_lag_max: u64,
 }
 
-/// The metric label of a node state.
-pub fn state_label(state: NodeState) -> &'static str {
-    match state {
-        NodeState::Leader => "leader",
-        NodeState::Follower => "follower",
-        NodeState::Learner => "learner",
-        NodeState::Candidate => "candidate",
-        NodeState::Unreachable => "unreachable",
-    }
-}
-
 /// A running cluster node.
 pub struct Cluster {
     config: ClusterConfig,
@@ -452,7 +441,7 @@ impl Cluster {
         let info = self.info(|_| true);
         let mut health = ClusterHealth::default();
         for node in &info.nodes {
-            *health.nodes.entry(state_label(node.state)).or_insert(0) += 1;
+            *health.nodes.entry(node.state.as_str()).or_insert(0) += 1;
         }
         if let Some(meta) = &info.metadata {
             health.metadata_leader = meta.leader == Some(me);

@@ -4,7 +4,7 @@
 //! `remove-node` and `transfer-leader` change membership and leadership.
 
 use clap::{Args, Subcommand};
-use weir_client::{Client, ClusterInfo, Error, NodeState};
+use weir_client::{Client, ClusterInfo, Error};
 
 use super::output::{outln, Printer, Table};
 
@@ -38,16 +38,6 @@ enum ClusterCommand {
         /// The node to lead.
         node: u64,
     },
-}
-
-fn state_name(state: NodeState) -> &'static str {
-    match state {
-        NodeState::Leader => "leader",
-        NodeState::Follower => "follower",
-        NodeState::Learner => "learner",
-        NodeState::Candidate => "candidate",
-        NodeState::Unreachable => "unreachable",
-    }
 }
 
 fn or_dash(value: Option<u64>) -> String {
@@ -110,7 +100,7 @@ fn print_nodes(cluster: &ClusterInfo) {
     for node in &cluster.nodes {
         table.row(vec![
             node.id.to_string(),
-            state_name(node.state).to_owned(),
+            node.state.as_str().to_owned(),
             or_dash(node.last_seen_ms),
             node.address.clone(),
             node.api_address.clone().unwrap_or_else(|| "-".to_owned()),
