@@ -17,7 +17,7 @@ use weir_protocol::{
 
 use super::groups::Groups;
 use super::log_store::LogStore;
-use super::metadata::{MetaCommand, MetaResponse, MetaStateMachine};
+use super::metadata::{MetaCommand, MetaStateMachine};
 use super::network::{Network, Peers};
 use super::rpc::{self, RpcState};
 use super::types::{GroupId, NodeId, NodeInfo, Raft, METADATA_GROUP};
@@ -329,30 +329,11 @@ impl Cluster {
             if registered {
                 return;
             }
-            match self.metadata.current_leader().await {
-                Some(leader) if leader == me => {
-                    if let Err(e) = self.metadata.client_write(command.clone()).await {
-                        tracing::debug!(error = %e, "registration not committed yet");
-                    }
+            // Until the cluster is formed there is no leader to ask.
+            if self.metadata.current_leader().await.is_some() {
+                if let Err(e) = self.propose(command.clone()).await {
+                    tracing::debug!(error = %e, "registration not committed yet");
                 }
-                Some(leader) => {
-                    if let Some(address) = self.address_of(leader) {
-                        let sent: Result<MetaResponse, _> = self
-                            .peers
-                            .call(
-                                leader,
-                                &address,
-                                "/meta/propose",
-                                &command,
-                                Duration::from_secs(5),
-                            )
-                            .await;
-                        if let Err(e) = sent {
-                            tracing::debug!(error = %e, "registration not accepted yet");
-                        }
-                    }
-                }
-                None => {}
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use weir_protocol::TopicSpec;
 
-use super::metadata::{MetaCommand, MetaResponse};
+use super::metadata::{MetaCommand, MetaData, MetaResponse};
 use super::node::Cluster;
 use crate::broker::topic::{apply_spec, spec_of};
 use crate::broker::{check_name, BrokerError, Upsert};
@@ -56,7 +56,8 @@ impl Cluster {
                 return Err(BrokerError::Unavailable);
             }
         };
-        self.reconcile_topic(name).await?;
+        self.reconcile_topic(name, &self.state_machine().data())
+            .await?;
         Ok(outcome)
     }
 
@@ -77,12 +78,13 @@ impl Cluster {
                 return Err(BrokerError::Unavailable);
             }
         }
-        self.reconcile_topic(name).await
+        self.reconcile_topic(name, &self.state_machine().data())
+            .await
     }
 
-    /// Brings this node's copy of topic `name` in line with the metadata.
-    pub(super) async fn reconcile_topic(&self, name: &str) -> Result<()> {
-        let data = self.state_machine().data();
+    /// Brings this node's copy of topic `name` in line with `data` (the
+    /// applied metadata).
+    pub(super) async fn reconcile_topic(&self, name: &str, data: &MetaData) -> Result<()> {
         let broker = self.broker();
         match data.topics.get(name) {
             Some(topic) => {
@@ -108,7 +110,7 @@ impl Cluster {
         loop {
             let data = self.state_machine().data();
             for name in data.topics.keys().chain(data.deleted.iter()) {
-                if let Err(e) = self.reconcile_topic(name).await {
+                if let Err(e) = self.reconcile_topic(name, &data).await {
                     tracing::warn!(topic = %name, error = %e, "could not apply the cluster's topic change here; retrying");
                 }
             }
