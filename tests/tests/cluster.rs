@@ -18,5 +18,7 @@ mod formation;
 mod membership;
 #[path = "cluster/partitions.rs"]
 mod partitions;
+#[path = "cluster/replication.rs"]
+mod replication;
 #[path = "cluster/topics.rs"]
 mod topics;

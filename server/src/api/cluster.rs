@@ -2,6 +2,7 @@
 //! partition, as the answering node sees them.
 
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::{Extension, Json};
 use weir_protocol::{ClusterInfo, ClusterNode, ClusterPartition, NodeState};
 
@@ -69,4 +70,23 @@ fn local_partitions(state: &AppState, caller: &Caller) -> Vec<ClusterPartition> 
             })
         })
         .collect()
+}
+
+/// Header naming the node that leads the partition a request was about.
+pub const LEADER_HEADER: &str = "weir-leader";
+
+/// `Weir-Leader: <node id>` for a request about `partition` of `topic`,
+/// when this node is in a cluster and knows that partition's leader
+/// (clients may send the next request there directly).
+pub fn leader_header(state: &AppState, topic: &str, partition: Option<u32>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let leader = state
+        .cluster
+        .as_ref()
+        .zip(partition)
+        .and_then(|(cluster, p)| cluster.partition_leader(topic, p));
+    if let Some(leader) = leader {
+        headers.insert(LEADER_HEADER, HeaderValue::from(leader));
+    }
+    headers
 }

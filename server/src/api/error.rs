@@ -58,7 +58,9 @@ impl From<BrokerError> for ApiError {
                 ApiError::new(ErrorCode::MessageTooLarge, detail)
             }
             BrokerError::ShuttingDown => ApiError::new(ErrorCode::ShuttingDown, detail),
-            BrokerError::Unavailable => ApiError::new(ErrorCode::Unavailable, detail),
+            BrokerError::Unavailable | BrokerError::Replication(_) => {
+                ApiError::new(ErrorCode::Unavailable, detail)
+            }
             BrokerError::InsufficientStorage { .. } => {
                 ApiError::new(ErrorCode::InsufficientStorage, detail)
             }

@@ -46,7 +46,7 @@ pub async fn produce(
     Extension(caller): Extension<Caller>,
     ApiPath(topic): ApiPath<String>,
     request: Request,
-) -> ApiResult<Json<ProduceResponse>> {
+) -> ApiResult<(HeaderMap, Json<ProduceResponse>)> {
     produce_as(state, caller, topic, request, None).await
 }
 
@@ -72,7 +72,7 @@ pub async fn produce_ndjson(
     Extension(caller): Extension<Caller>,
     ApiPath(topic): ApiPath<String>,
     request: Request,
-) -> ApiResult<Json<ProduceResponse>> {
+) -> ApiResult<(HeaderMap, Json<ProduceResponse>)> {
     produce_as(state, caller, topic, request, Some(NDJSON)).await
 }
 
@@ -101,7 +101,7 @@ pub async fn produce_raw(
     Extension(caller): Extension<Caller>,
     ApiPath(topic): ApiPath<String>,
     request: Request,
-) -> ApiResult<Json<ProduceResponse>> {
+) -> ApiResult<(HeaderMap, Json<ProduceResponse>)> {
     produce_as(state, caller, topic, request, Some(OCTET_STREAM)).await
 }
 
@@ -118,7 +118,7 @@ async fn produce_as(
     topic: String,
     request: Request,
     expected: Option<&'static str>,
-) -> ApiResult<Json<ProduceResponse>> {
+) -> ApiResult<(HeaderMap, Json<ProduceResponse>)> {
     // Resolve the topic first so an unknown topic is a 404 whatever the body.
     state.broker.topic(&topic)?;
     let headers = request.headers().clone();
@@ -151,7 +151,7 @@ async fn produce_as(
             .broker
             .produce_binary(&topic, records, state.broker.now())
             .await?;
-        return Ok(Json(ProduceResponse { results }));
+        return Ok(answer(&state, &topic, results));
     }
     let messages = match kind {
         NDJSON => parse_ndjson(&body)?,
@@ -165,7 +165,21 @@ async fn produce_as(
         .broker
         .produce(&topic, messages, state.broker.now())
         .await?;
-    Ok(Json(ProduceResponse { results }))
+    Ok(answer(&state, &topic, results))
+}
+
+/// A produce answer, naming (in a cluster) the leader of the partition of
+/// its first message.
+fn answer(
+    state: &AppState,
+    topic: &str,
+    results: Vec<weir_protocol::ProduceResult>,
+) -> (HeaderMap, Json<ProduceResponse>) {
+    let partition = results.first().map(|r| r.partition);
+    (
+        super::cluster::leader_header(state, topic, partition),
+        Json(ProduceResponse { results }),
+    )
 }
 
 fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<ProduceMessage>> {
@@ -312,8 +326,11 @@ pub async fn read(
         .broker
         .read(&topic, partition, from, limit, wait_ms)
         .await?;
+    let leader = super::cluster::leader_header(&state, &topic, Some(partition));
     if super::binary::wants_binary(&headers) {
-        return super::binary::read_response(&response.messages, response.next_offset);
+        let mut answer = super::binary::read_response(&response.messages, response.next_offset)?;
+        answer.headers_mut().extend(leader);
+        return Ok(answer);
     }
-    Ok(Json(response).into_response())
+    Ok((leader, Json(response)).into_response())
 }

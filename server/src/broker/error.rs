@@ -32,6 +32,10 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("the store is temporarily not accepting writes")]
     Unavailable,
+    /// A replicated write could not be placed or its outcome is unknown
+    /// (no leader, leader changed, peer unreachable): retry.
+    #[error("{0}")]
+    Replication(String),
     #[error("the data directory's disk has {free} bytes free, below `disk_free_limit_bytes` ({limit}): producing and creating are refused until space frees (acks, nacks and deletes still work)")]
     InsufficientStorage { free: u64, limit: u64 },
     #[error(transparent)]

@@ -8,6 +8,7 @@ pub mod ops;
 pub mod partitioner;
 pub mod produce;
 pub mod read;
+pub mod replicate;
 pub mod retention;
 pub mod subscription;
 pub mod topic;
@@ -76,6 +77,8 @@ pub struct Broker {
     push: Arc<PushOptions>,
     /// Time, for every decision that depends on it.
     clock: clock::Clock,
+    /// Takes the produce of replicated topics (a cluster node).
+    replicator: std::sync::OnceLock<Arc<dyn replicate::Replicator>>,
 }
 
 struct AdminState {
@@ -164,6 +167,7 @@ impl Broker {
             }),
             push: Arc::new(push),
             clock,
+            replicator: std::sync::OnceLock::new(),
         });
         for sub in subs {
             if let Some(pause) = sub.record().paused {
@@ -173,6 +177,19 @@ impl Broker {
             tokio::spawn(sub.run_timers(Arc::downgrade(&broker)));
         }
         Ok(broker)
+    }
+
+    /// Hands the produce of replicated topics to `replicator` (set once, by
+    /// a cluster node as it starts).
+    pub fn set_replicator(&self, replicator: Arc<dyn replicate::Replicator>) {
+        if self.replicator.set(replicator).is_err() {
+            tracing::warn!("a replicator was already set; keeping the first");
+        }
+    }
+
+    /// Whether messages of `topic` are appended only through the cluster.
+    pub fn is_replicated(&self, topic: &str) -> bool {
+        self.replicator.get().is_some_and(|r| r.replicates(topic))
     }
 
     /// The store, for the broker's own modules only: the layers above
@@ -569,14 +586,17 @@ impl Broker {
             .iter()
             .map(|p| p.message.encoded_len() as u64)
             .sum();
-        let results = produce::produce(
-            self.store.clone(),
-            topic,
-            prepared,
-            now,
-            self.clock.wall_at(now),
-        )
-        .await?;
+        let at = (now, self.clock.wall_at(now));
+        let placed_here = match self.replicator.get() {
+            Some(replicator) => replicator.produce(&topic, prepared, at),
+            None => Err(prepared),
+        };
+        let results = match placed_here {
+            Ok(replicated) => replicated.await?,
+            Err(prepared) => {
+                produce::produce(self.store.clone(), topic, prepared, at.0, at.1).await?
+            }
+        };
         let appended = results.iter().filter(|r| !r.duplicate).count() as u64;
         METRICS.produce_batch_messages.observe(count as f64);
         METRICS

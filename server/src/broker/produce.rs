@@ -455,6 +455,14 @@ fn place(
     if topic.is_deleted() {
         return Err(BrokerError::TopicNotFound(record.name));
     }
+    if topic.is_replicated() {
+        // Its offsets are assigned by its partitions' Raft logs: a local
+        // append would take offsets the log gives to other batches.
+        return Err(BrokerError::Conflict(format!(
+            "topic `{}` is replicated: its messages are appended through the cluster (dead-lettering and redriving into replicated topics come with replicated subscription state)",
+            record.name
+        )));
+    }
     let mut set = WriteSet::new();
     let mut results = Vec::with_capacity(batch.len());
     // One record batch per partition the request touches, in the order

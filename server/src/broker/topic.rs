@@ -203,6 +203,9 @@ pub struct Topic {
     partitions: RwLock<Vec<Arc<Partition>>>,
     produce: Mutex<ProduceState>,
     deleted: AtomicBool,
+    /// Its messages are appended only through the cluster's partition
+    /// groups (set when this node starts one of its groups).
+    replicated: AtomicBool,
     /// Set at shutdown: long polls return at once.
     closing: AtomicBool,
     /// Bumped when any partition gains durable messages, or the topic is
@@ -234,6 +237,7 @@ impl Topic {
                 round_robin: 0,
             }),
             deleted: AtomicBool::new(false),
+            replicated: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             changes: watch::Sender::new(0),
             subscriptions: RwLock::new(BTreeMap::new()),
@@ -374,6 +378,15 @@ impl Topic {
 
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::SeqCst)
+    }
+
+    /// From now on its messages are appended only through the cluster.
+    pub fn mark_replicated(&self) {
+        self.replicated.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_replicated(&self) -> bool {
+        self.replicated.load(Ordering::SeqCst)
     }
 }
 

@@ -3,8 +3,13 @@
 //! openraft's serde forms are stable only within one openraft version,
 //! which is why the crate is pinned exactly; the leading format byte lets a
 //! later release convert stored values when it moves to another version or
-//! to a binary form. Values are small (votes, log ids, metadata commands);
-//! record batches never pass through here.
+//! to a binary form. Values are small (votes, log ids, metadata commands,
+//! the descriptions of appended batches); record batches never pass
+//! through here.
+//!
+//! Format 2 made entries carry either a metadata change or a partition
+//! append (format 1, from before replicated produce, held only metadata
+//! changes and is refused).
 
 use std::io;
 
@@ -12,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The current format of stored Raft values.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 /// Encodes a value for the store.
 pub fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {

@@ -5,20 +5,23 @@
 //! waits for another), and it is stopped and erased when its topic is
 //! deleted. A balancer hands each partition's leadership to its preferred
 //! replica once that one is caught up, so leaders stay spread over the
-//! nodes (also after a failover). Produced batches and subscription state
-//! go through these groups in the next step (`docs/cluster.md`); today
-//! they elect and keep a leader per partition.
+//! nodes (also after a failover). Produced batches go through these
+//! groups (`produce.rs`); subscription state joins them next
+//! (`docs/cluster.md`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 
-use super::metadata::MetaStateMachine;
+use super::log_store::BatchLog;
 use super::node::Cluster;
+use super::partition::PartitionMachine;
 use super::types::{GroupId, NodeId, NodeInfo, Raft};
-use crate::storage::WriteSet;
+use crate::broker::topic::Topic;
+use crate::storage::{Store, WriteSet};
 
 /// One partition group held here.
 pub struct PartitionGroup {
@@ -26,7 +29,31 @@ pub struct PartitionGroup {
     pub partition: u32,
     /// Its replicas; the first is the preferred leader.
     pub replicas: Vec<NodeId>,
-    pub raft: Raft<MetaStateMachine>,
+    pub raft: Raft,
+    /// This node's copy of the topic.
+    pub local: Arc<Topic>,
+    pub store: Arc<Store>,
+    /// Serializes appends carrying idempotency ids on the leader; holds
+    /// the term in which the leader last caught up with every committed
+    /// entry (see `produce.rs`).
+    pub ids: tokio::sync::Mutex<u64>,
+    /// The newest timestamp this node stamped as leader.
+    last_stamp: AtomicU64,
+}
+
+impl PartitionGroup {
+    /// The timestamp of a batch proposed now: the wall clock, never
+    /// behind any timestamp already in the partition.
+    pub fn stamp(&self, wall: u64) -> u64 {
+        let applied = self
+            .local
+            .lock_produce()
+            .heads
+            .get(self.partition as usize)
+            .map_or(0, |h| h.last_timestamp);
+        let stamp = wall.max(applied);
+        stamp.max(self.last_stamp.fetch_max(stamp, Ordering::AcqRel))
+    }
 }
 
 /// The partition groups of this node, by group id.
@@ -149,9 +176,10 @@ impl Cluster {
             if self.groups().get(group).is_some() {
                 continue;
             }
-            match self.start_group(group, &replicas).await {
-                Ok(raft) => {
+            match self.start_group(group, &topic, partition, &replicas).await {
+                Ok((raft, local)) => {
                     tracing::info!(group, %topic, partition, ?replicas, "partition group started");
+                    local.mark_replicated();
                     self.groups().write().insert(
                         group,
                         Arc::new(PartitionGroup {
@@ -159,6 +187,10 @@ impl Cluster {
                             partition,
                             replicas,
                             raft,
+                            local,
+                            store: self.store().clone(),
+                            ids: tokio::sync::Mutex::new(0),
+                            last_stamp: AtomicU64::new(0),
                         }),
                     );
                 }
@@ -172,16 +204,23 @@ impl Cluster {
     async fn start_group(
         &self,
         group: GroupId,
+        topic: &str,
+        partition: u32,
         replicas: &[NodeId],
-    ) -> Result<Raft<MetaStateMachine>, String> {
+    ) -> Result<(Raft, Arc<Topic>), String> {
+        // The topic exists here: the reconciler creates topics first.
+        let local = self.broker().topic(topic).map_err(|e| e.to_string())?;
+        let batches = BatchLog::new(local.id(), partition);
         let store = self.store().clone();
-        let state_machine =
-            tokio::task::spawn_blocking(move || MetaStateMachine::load_partition(store, group))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+        let machine_topic = local.clone();
+        let state_machine = tokio::task::spawn_blocking(move || {
+            PartitionMachine::load(store, group, machine_topic, partition)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         let raft = self
-            .new_raft(group, state_machine)
+            .new_partition_raft(group, state_machine, batches)
             .await
             .map_err(|e| e.to_string())?;
         if !raft.is_initialized().await.map_err(|e| e.to_string())? {
@@ -197,6 +236,6 @@ impl Cluster {
                 tracing::debug!(group, error = %e, "partition group already initialized");
             }
         }
-        Ok(raft)
+        Ok((raft, local))
     }
 }

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use weir_protocol::TopicConfig;
 
 use super::codec::{decode, encode};
+use super::command::{Command, Reply};
 use super::types::{GroupId, LogId, NodeId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::storage::{RaftValue, Store, WriteSet};
 
@@ -230,24 +231,11 @@ pub struct MetaStateMachine {
     state: Arc<RwLock<Applied>>,
     /// The index of the last applied entry, for waiters.
     applied: watch::Sender<u64>,
-    /// Whether it applies metadata commands (the metadata group) or only
-    /// keeps its group's membership (a partition group, until produced
-    /// batches go through it).
-    takes_commands: bool,
 }
 
 impl MetaStateMachine {
     /// Loads the metadata group's applied state from the store.
     pub fn load(store: Arc<Store>, group: GroupId) -> io::Result<Self> {
-        Self::load_as(store, group, true)
-    }
-
-    /// Loads a partition group's applied state (membership only).
-    pub fn load_partition(store: Arc<Store>, group: GroupId) -> io::Result<Self> {
-        Self::load_as(store, group, false)
-    }
-
-    fn load_as(store: Arc<Store>, group: GroupId, takes_commands: bool) -> io::Result<Self> {
         let state = match store
             .raft_value(group, RaftValue::State)
             .map_err(io::Error::other)?
@@ -261,7 +249,6 @@ impl MetaStateMachine {
             group,
             state: Arc::new(RwLock::new(state)),
             applied: watch::Sender::new(index),
-            takes_commands,
         })
     }
 
@@ -273,6 +260,16 @@ impl MetaStateMachine {
     /// The metadata group's voters (the nodes partitions are placed on).
     pub fn voters(&self) -> Vec<NodeId> {
         self.read().membership.membership().voter_ids().collect()
+    }
+
+    /// The group of each partition of `topic`, in partition order, if the
+    /// cluster has that topic.
+    pub fn groups_of(&self, topic: &str) -> Option<Vec<GroupId>> {
+        self.read()
+            .data
+            .topics
+            .get(topic)
+            .map(|t| t.partitions.iter().map(|a| a.group).collect())
     }
 
     /// A copy of the applied metadata.
@@ -332,17 +329,17 @@ impl RaftStateMachine<TypeConfig> for MetaStateMachine {
         while let Some((entry, responder)) = entries.try_next().await? {
             next.last_applied = Some(entry.log_id);
             let response = match &entry.payload {
-                EntryPayload::Blank => MetaResponse::Done,
-                EntryPayload::Normal(command) if self.takes_commands => {
+                EntryPayload::Blank => Reply::Done,
+                EntryPayload::Normal(Command::Meta(command)) => {
                     let voters: Vec<NodeId> = next.membership.membership().voter_ids().collect();
-                    next.data.apply(command, &voters)
+                    Reply::Meta(next.data.apply(command, &voters))
                 }
                 EntryPayload::Normal(command) => {
-                    MetaResponse::Refused(format!("a partition group does not apply `{command}`"))
+                    Reply::Refused(format!("the metadata group does not apply `{command}`"))
                 }
                 EntryPayload::Membership(m) => {
                     next.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                    MetaResponse::Done
+                    Reply::Done
                 }
             };
             if let Some(responder) = responder {

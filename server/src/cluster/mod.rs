@@ -2,6 +2,8 @@
 //! the node that runs them. The design is in `docs/cluster.md`.
 //!
 //! - `types.rs`: the Raft type configuration, node descriptions, group ids;
+//! - `command.rs`: what entries carry (metadata changes, appended batches)
+//!   and what applying them answers;
 //! - `codec.rs`: how Raft values are stored (versioned envelopes);
 //! - `groups.rs`: the partition groups this node holds, started and
 //!   removed as the metadata assigns replicas;
@@ -9,6 +11,11 @@
 //!   every group's appends);
 //! - `metadata.rs`: the metadata group's state machine (membership, the
 //!   nodes' addresses, topics and their partitions' placement);
+//! - `partition.rs`: a partition group's state machine (committed batches
+//!   become the partition's, published to readers);
+//! - `machine.rs`: either state machine behind one type;
+//! - `produce.rs`: produce through the partition groups: on the leader,
+//!   or forwarded to it;
 //! - `membership.rs`: adding and removing nodes, moving the metadata
 //!   leadership (on the metadata leader, forwarded there);
 //! - `propose.rs`: metadata changes from any node, through the leader;
@@ -22,12 +29,16 @@
 //! store's Raft API (`storage/raft_log.rs`).
 
 mod codec;
+mod command;
 mod groups;
 mod log_store;
+mod machine;
 mod membership;
 mod metadata;
 mod network;
 mod node;
+mod partition;
+mod produce;
 mod propose;
 mod rpc;
 mod topics;

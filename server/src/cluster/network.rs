@@ -23,7 +23,10 @@ use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::command::Command;
+use super::log_store::BatchLog;
 use super::types::{GroupId, NodeId, NodeInfo, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::storage::Store;
 
 /// Header naming the node that sends a cluster request.
 pub const FROM_HEADER: &str = "weir-node-from";
@@ -211,6 +214,59 @@ pub struct SnapshotBody {
 pub struct Network {
     pub peers: Arc<Peers>,
     pub group: GroupId,
+    /// A partition group's batches, which its append requests carry.
+    pub batches: Option<Batches>,
+}
+
+/// Where a partition group's entries find their batches.
+#[derive(Clone)]
+pub struct Batches {
+    pub store: Arc<Store>,
+    pub log: Arc<BatchLog>,
+}
+
+impl Batches {
+    /// Puts back into `entries` the batches their appends name (the log
+    /// keeps them apart). A batch retention already removed travels
+    /// without its body: the follower records the same gap.
+    async fn attach(
+        &self,
+        entries: &mut [openraft::alias::EntryOf<TypeConfig>],
+    ) -> Result<(), String> {
+        let wanted: Vec<(usize, u64)> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match &e.payload {
+                openraft::EntryPayload::Normal(Command::Append(a)) if a.batch.is_none() => {
+                    a.base.map(|base| (i, base))
+                }
+                _ => None,
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let (store, log) = (self.store.clone(), self.log.clone());
+        let bodies = tokio::task::spawn_blocking(move || {
+            wanted
+                .into_iter()
+                .map(|(i, base)| {
+                    store
+                        .raw_batch(log.topic, log.partition, base)
+                        .map(|body| (i, body))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        for (i, body) in bodies {
+            if let openraft::EntryPayload::Normal(Command::Append(a)) = &mut entries[i].payload {
+                a.batch = body;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -220,6 +276,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerClient {
             peers: self.peers.clone(),
             group: self.group,
+            batches: self.batches.clone(),
             target,
             address: self.peers.address(target, &node.cluster_address),
         }
@@ -231,6 +288,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerClient {
     peers: Arc<Peers>,
     group: GroupId,
+    batches: Option<Batches>,
     target: NodeId,
     address: String,
 }
@@ -271,9 +329,15 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        if let Some(batches) = &self.batches {
+            batches
+                .attach(&mut rpc.entries)
+                .await
+                .map_err(|e| RPCError::Network(NetworkError::from_string(e)))?;
+        }
         self.rpc("append", &rpc, &option).await
     }
 

@@ -16,9 +16,11 @@ use weir_protocol::{
 };
 
 use super::groups::Groups;
-use super::log_store::LogStore;
+use super::log_store::{BatchLog, LogStore};
+use super::machine::GroupMachine;
 use super::metadata::{MetaCommand, MetaStateMachine};
-use super::network::{Network, Peers};
+use super::network::{Batches, Network, Peers};
+use super::partition::PartitionMachine;
 use super::rpc::{self, RpcState};
 use super::types::{GroupId, NodeId, NodeInfo, Raft, METADATA_GROUP};
 use crate::broker::Broker;
@@ -90,11 +92,13 @@ pub struct ClusterHealth {
 pub struct Cluster {
     config: ClusterConfig,
     peers: Arc<Peers>,
-    metadata: Raft<MetaStateMachine>,
+    metadata: Raft,
     state_machine: MetaStateMachine,
     broker: Arc<Broker>,
     store: Arc<Store>,
-    raft_config: Arc<Config>,
+    /// Raft settings of partition groups (the metadata group's, but never
+    /// snapshotting).
+    partition_config: Arc<Config>,
     groups: Arc<Groups>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -125,6 +129,15 @@ impl Cluster {
         }
         .validate()
         .map_err(|e| start_err(&e))?;
+        // A partition group's log is its partition's messages: it is never
+        // purged behind a snapshot (retention removes old batches), so a
+        // follower always catches up from entries.
+        let partition_config = Config {
+            snapshot_policy: SnapshotPolicy::Never,
+            ..raft_config.clone()
+        }
+        .validate()
+        .map_err(|e| start_err(&e))?;
         let state_machine = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || MetaStateMachine::load(store, METADATA_GROUP))
@@ -132,16 +145,16 @@ impl Cluster {
                 .map_err(|e| start_err(&e))?
                 .map_err(|e| start_err(&e))?
         };
-        let raft_config = Arc::new(raft_config);
         let metadata = Raft::new(
             config.node_id,
-            raft_config.clone(),
+            Arc::new(raft_config),
             Network {
                 peers: peers.clone(),
                 group: METADATA_GROUP,
+                batches: None,
             },
             LogStore::new(store.clone(), METADATA_GROUP),
-            state_machine.clone(),
+            GroupMachine::Meta(state_machine.clone()),
         )
         .await
         .map_err(|e| start_err(&e))?;
@@ -153,7 +166,7 @@ impl Cluster {
             state_machine,
             broker,
             store,
-            raft_config,
+            partition_config: Arc::new(partition_config),
             groups: groups.clone(),
             tasks: Mutex::new(Vec::new()),
         });
@@ -168,6 +181,12 @@ impl Cluster {
                 tracing::error!(error = %e, "cluster listener stopped");
             }
         });
+        cluster
+            .broker
+            .set_replicator(Arc::new(super::produce::ClusterProducer {
+                cluster: Arc::downgrade(&cluster),
+                round_robin: std::sync::atomic::AtomicU32::new(0),
+            }));
         let tasks = vec![
             serve,
             tokio::spawn(cluster.clone().form()),
@@ -188,7 +207,7 @@ impl Cluster {
         self.config.node_id
     }
 
-    pub(super) fn metadata(&self) -> &Raft<MetaStateMachine> {
+    pub(super) fn metadata(&self) -> &Raft {
         &self.metadata
     }
 
@@ -218,20 +237,26 @@ impl Cluster {
     }
 
     /// A Raft instance of `group` on this node, over the store.
-    pub(super) async fn new_raft(
+    /// Starts a partition group's Raft over its log and state machine.
+    pub(super) async fn new_partition_raft(
         &self,
         group: GroupId,
-        state_machine: MetaStateMachine,
-    ) -> Result<Raft<MetaStateMachine>, ClusterError> {
+        state_machine: PartitionMachine,
+        batches: Arc<BatchLog>,
+    ) -> Result<Raft, ClusterError> {
         Raft::new(
             self.config.node_id,
-            self.raft_config.clone(),
+            self.partition_config.clone(),
             Network {
                 peers: self.peers.clone(),
                 group,
+                batches: Some(Batches {
+                    store: self.store.clone(),
+                    log: batches.clone(),
+                }),
             },
-            LogStore::new(self.store.clone(), group),
-            state_machine,
+            LogStore::partition(self.store.clone(), group, batches),
+            GroupMachine::Partition(state_machine),
         )
         .await
         .map_err(|e| ClusterError::Start(e.to_string()))

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::command::Command;
 use super::metadata::{MetaCommand, MetaResponse, Proposed};
 use super::node::Cluster;
 use crate::broker::BrokerError;
@@ -43,11 +44,11 @@ impl Cluster {
         match self.metadata().current_leader().await {
             Some(leader) if leader == me => self
                 .metadata()
-                .client_write(command.clone())
+                .client_write(Command::Meta(command.clone()))
                 .await
                 .map(|r| Proposed {
                     index: r.log_id.index,
-                    response: r.data,
+                    response: r.data.into_meta(),
                 })
                 .map_err(|e| e.to_string()),
             Some(leader) => {

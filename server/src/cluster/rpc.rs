@@ -15,11 +15,13 @@ use axum::{Json, Router};
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use subtle::ConstantTimeEq;
 
+use super::command::Command;
 use super::groups::Groups;
 use super::membership::MembershipChange;
-use super::metadata::{MetaCommand, MetaStateMachine, Proposed};
+use super::metadata::{MetaCommand, Proposed};
 use super::network::{PeerStatus, Peers, SnapshotBody, FROM_HEADER, TO_HEADER};
 use super::node::Cluster;
+use super::produce::ForwardedAppend;
 use super::types::{GroupId, Raft, Snapshot, TypeConfig, METADATA_GROUP};
 
 /// Largest RPC body accepted (a batch of entries or a snapshot).
@@ -29,7 +31,7 @@ const MAX_BODY: usize = 64 << 20;
 #[derive(Clone)]
 pub struct RpcState {
     pub peers: Arc<Peers>,
-    pub metadata: Raft<MetaStateMachine>,
+    pub metadata: Raft,
     pub groups: Arc<Groups>,
     /// The node itself (weak: the listener must not keep it alive).
     pub cluster: std::sync::Weak<Cluster>,
@@ -38,7 +40,7 @@ pub struct RpcState {
 impl RpcState {
     /// The group `group`, or the answer saying this node holds none such
     /// (never created implicitly).
-    fn group(&self, group: GroupId) -> Result<Raft<MetaStateMachine>, Box<Response>> {
+    fn group(&self, group: GroupId) -> Result<Raft, Box<Response>> {
         if group == METADATA_GROUP {
             Ok(self.metadata.clone())
         } else if let Some(held) = self.groups.get(group) {
@@ -62,6 +64,7 @@ pub fn router(state: RpcState) -> Router {
         .route("/raft/{group}/vote", post(vote))
         .route("/raft/{group}/snapshot", post(snapshot))
         .route("/raft/{group}/transfer-leader", post(transfer_leader))
+        .route("/partition/{group}/append", post(partition_append))
         .route("/meta/propose", post(propose))
         .route("/meta/membership", post(membership))
         .route("/status", post(status))
@@ -115,7 +118,7 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 /// the group failed, 404 when this node holds no such group).
 async fn on_group<F, Fut, T, E>(state: &RpcState, group: GroupId, call: F) -> Response
 where
-    F: FnOnce(Raft<MetaStateMachine>) -> Fut,
+    F: FnOnce(Raft) -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
     T: serde::Serialize,
     E: std::fmt::Display,
@@ -177,13 +180,25 @@ async fn transfer_leader(
 /// A metadata change forwarded by another node; applied here only while
 /// this node leads the metadata group.
 async fn propose(State(state): State<RpcState>, Json(command): Json<MetaCommand>) -> Response {
-    match state.metadata.client_write(command).await {
+    match state.metadata.client_write(Command::Meta(command)).await {
         Ok(answer) => Json(Proposed {
             index: answer.log_id.index,
-            response: answer.data,
+            response: answer.data.into_meta(),
         })
         .into_response(),
         Err(e) => (StatusCode::CONFLICT, e.to_string()).into_response(),
+    }
+}
+
+/// A produce share forwarded by another node to this partition leader.
+async fn partition_append(
+    State(state): State<RpcState>,
+    Path(group): Path<GroupId>,
+    Json(body): Json<ForwardedAppend>,
+) -> Response {
+    match state.cluster.upgrade() {
+        Some(cluster) => Json(cluster.take_forwarded(group, body).await).into_response(),
+        None => unavailable("the node is stopping"),
     }
 }
 

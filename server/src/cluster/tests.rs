@@ -96,3 +96,83 @@ async fn storage_suite() {
 async fn storage_suite_next_to_other_groups() {
     Suite::test_all(Builder::new(true)).await.unwrap();
 }
+
+/// A partition group's log: appends get consecutive offsets and their
+/// batches land in the partition's batches, the log keeps only stubs,
+/// truncation takes the batches back (their offsets go to the next
+/// appends), and a restarted log learns its next offset from its entries.
+#[tokio::test]
+async fn a_partition_log_places_batches_and_truncation_takes_them_back() {
+    use openraft::entry::RaftEntry;
+    use openraft::storage::{IOFlushed, RaftLogStorage};
+    use openraft::testing::{blank_ent, log_id};
+    use openraft::RaftLogReader;
+
+    use super::command::{Append, Command};
+    use super::log_store::{append_of, BatchLog};
+    use super::types::Entry;
+    use crate::storage::{BatchBuilder, NewMessage};
+
+    let append = |index: u64, count: u32| -> Entry {
+        let mut batch = BatchBuilder::with_capacity(0);
+        for i in 0..count {
+            let message = NewMessage {
+                key: None,
+                headers: Vec::new(),
+                json: true,
+                payload: format!("{i}").into_bytes(),
+                deliver_at: 0,
+            };
+            batch.push(&message, 5);
+        }
+        Entry::new_normal(
+            log_id::<TypeConfig>(1, 1, index),
+            Command::Append(Append {
+                base: None,
+                count,
+                bytes: 0,
+                first_timestamp: 5,
+                last_timestamp: 5,
+                ids: Vec::new(),
+                ids_expire_at: 0,
+                batch: Some(batch.finish()),
+            }),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let (topic, group) = (3, 9);
+    let mut log = LogStore::partition(store.clone(), group, BatchLog::new(topic, 0));
+    let entries = vec![append(1, 3), blank_ent::<TypeConfig>(1, 1, 2), append(3, 2)];
+    log.append(entries, IOFlushed::noop()).await.unwrap();
+    assert!(store.raw_batch(topic, 0, 0).unwrap().is_some());
+    assert!(store.raw_batch(topic, 0, 3).unwrap().is_some());
+    let stored = log.try_get_log_entries(1..4).await.unwrap();
+    let third = append_of(&stored[2]).unwrap();
+    assert_eq!(third.base, Some(3));
+    assert_eq!(third.batch, None, "the log keeps a stub");
+
+    // A conflicting tail goes, and its batch with it.
+    log.truncate_after(Some(log_id::<TypeConfig>(1, 1, 2)))
+        .await
+        .unwrap();
+    assert!(store.raw_batch(topic, 0, 3).unwrap().is_none());
+    log.append(vec![append(3, 4)], IOFlushed::noop())
+        .await
+        .unwrap();
+    let replaced = log.try_get_log_entries(3..4).await.unwrap();
+    assert_eq!(append_of(&replaced[0]).unwrap().base, Some(3));
+
+    // After a restart the log finds where it ended.
+    let mut again = LogStore::partition(store.clone(), group, BatchLog::new(topic, 0));
+    again
+        .append(
+            vec![blank_ent::<TypeConfig>(1, 1, 4), append(5, 1)],
+            IOFlushed::noop(),
+        )
+        .await
+        .unwrap();
+    let last = again.try_get_log_entries(5..6).await.unwrap();
+    assert_eq!(append_of(&last[0]).unwrap().base, Some(7));
+    store.shutdown().await;
+}

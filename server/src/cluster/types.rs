@@ -4,7 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::metadata::{MetaCommand, MetaResponse};
+use super::command::{Command, Reply};
+use super::machine::GroupMachine;
 
 /// A node's id, as given by `--node-id` (never reused for another node).
 pub type NodeId = u64;
@@ -33,14 +34,15 @@ openraft::declare_raft_types!(
     /// Weir's Raft types: u64 node ids, standard (one leader per term)
     /// leader ids.
     pub TypeConfig:
-        D = MetaCommand,
-        R = MetaResponse,
+        D = Command,
+        R = Reply,
         NodeId = NodeId,
         Node = NodeInfo,
         LeaderId = openraft::impls::leader_id_std::LeaderId<u64, NodeId>,
 );
 
-pub type Raft<SM> = openraft::Raft<TypeConfig, SM>;
+/// Any group's Raft handle (metadata or partition).
+pub type Raft = openraft::Raft<TypeConfig, GroupMachine>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::alias::VoteOf<TypeConfig>;

@@ -14,7 +14,8 @@ use rocksdb::{Direction, IteratorMode, ReadOptions};
 /// A Raft group's id (the cluster allocates them).
 pub type GroupId = u64;
 
-use super::keys::{prefix_end, raft_key, CF_RAFT, RAFT_ENTRY};
+use super::batch::BatchView;
+use super::keys::{partition_key, prefix_end, raft_key, CF_BATCHES, CF_RAFT, RAFT_ENTRY};
 use super::{cf, Result, StorageError, Store, WriteSet};
 
 /// One of a group's single values.
@@ -102,6 +103,15 @@ impl Store {
         }
     }
 
+    /// The stored bytes of the record batch at `base` of a partition, as a
+    /// partition group's entry names it (`None`: removed by retention).
+    pub fn raw_batch(&self, topic: u32, partition: u32, base: u64) -> Result<Option<Vec<u8>>> {
+        let db = self.db()?;
+        Ok(db
+            .get_cf(cf(&db, CF_BATCHES)?, partition_key(topic, partition, base))?
+            .map(|v| v.to_vec()))
+    }
+
     /// One of `group`'s single values.
     pub fn raft_value(&self, group: u64, which: RaftValue) -> Result<Option<Vec<u8>>> {
         let db = self.db()?;
@@ -142,6 +152,41 @@ impl WriteSet {
             None => vec![0xff; 9],
         };
         self.delete_range(CF_RAFT, group.to_be_bytes().to_vec(), end);
+    }
+
+    /// Stores a record batch a partition group's entry carries, under the
+    /// partition's key at `base` (where a single node keeps its batches),
+    /// after checking it is a whole batch of `count` messages: bytes from
+    /// a peer are never stored unchecked. It enters no cache: it becomes
+    /// readable only once its entry is applied.
+    pub fn put_replicated_batch(
+        &mut self,
+        topic: u32,
+        partition: u32,
+        base: u64,
+        count: u32,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        let view = BatchView::parse(base, &bytes, true)
+            .map_err(|e| StorageError::Corrupt(format!("replicated batch at {base}: {e}")))?;
+        if view.count != count {
+            return Err(StorageError::Corrupt(format!(
+                "replicated batch at {base} holds {} messages, its entry says {count}",
+                view.count
+            )));
+        }
+        self.put(CF_BATCHES, partition_key(topic, partition, base), bytes);
+        Ok(())
+    }
+
+    /// Deletes a partition's batches from offset `from` on (a conflicting
+    /// tail of its group's log that was never committed).
+    pub fn delete_batches_from(&mut self, topic: u32, partition: u32, from: u64) {
+        self.delete_range(
+            CF_BATCHES,
+            partition_key(topic, partition, from).to_vec(),
+            partition_key(topic, partition, u64::MAX).to_vec(),
+        );
     }
 
     /// Sets one of `group`'s single values.
