@@ -10,7 +10,8 @@
 # refusal (helm template of the defaults fails with the explanation; helm
 # lint --strict of the defaults passes, as lint mode only reports `fail`)
 # and renders helm/weir/ci/minimal-values.yaml (the defaults plus one
-# token) in place of the defaults.
+# token) in place of the defaults. ci/cluster-values.yaml is the clustered
+# profile (cluster.enabled, 3 replicas) with that token and a NetworkPolicy.
 #
 # What it checks, for every helm/weir/ci/*.yaml:
 #   helm lint --strict; helm template; structural/security assertions on the
@@ -27,7 +28,10 @@
 #   promtool on the rendered rules (when promtool is installed), that the
 #   schema and template guards reject bad values (anonymous without
 #   allowAnonymous, TLS without a Secret, JWT without audience, protected
-#   metrics without scrape credentials, ...), that `helm package` ships the
+#   metrics without scrape credentials, replicaCount other than 1 without
+#   cluster.enabled and other than 3/5/7/9 with it, a disruption budget that
+#   would let a cluster's majority go, ...), the clustered profile
+#   (values-cluster.yaml) and its overrides, that `helm package` ships the
 #   real dashboard files, hadolint on the Dockerfile, and checkov (optional).
 #
 # The weir-server smoke test (render_checks.py smoke) runs the binary on
@@ -39,6 +43,12 @@
 # rotated tokens file and a renewed certificate taken up without restart,
 # the anonymous config refused without allow_anonymous, clean SIGTERM; under
 # strace (when usable) no file writes outside the data dir and /tmp.
+# For the clustered render (render_checks.py smoke-cluster) it starts 3
+# servers on 127.0.0.1 with the pod's own command (node id from the pod name),
+# env and weir.toml, peers moved to loopback ports: node 1 alone is alive but
+# not ready (cluster_forming), all three ready within 30 s, pod N is node
+# N+1, then a rolling restart one pod at a time with messages
+# produced before and between the restarts, every acknowledged one read back.
 #
 # Tools are installed under .tools/ (gitignored), each only if missing, so
 # once they are there the script needs no network:
@@ -279,8 +289,9 @@ run_step "Dockerfile, .dockerignore and chart agree (uid, data dir, port, versio
 # ------------------------------------------------------------------ yamllint
 YAMLLINT_CHART='{extends: default, rules: {line-length: {max: 120}, document-start: disable, comments: {min-spaces-from-content: 1}}}'
 YAMLLINT_RENDERED='{extends: default, rules: {line-length: disable, document-start: disable, comments: disable, comments-indentation: disable, indentation: {indent-sequences: whatever}, trailing-spaces: disable, empty-lines: disable}}'
-run_step "yamllint Chart.yaml, values.yaml, ci/*.yaml" \
-  "$VENV/bin/yamllint" -s -d "$YAMLLINT_CHART" "$CHART_REPO/Chart.yaml" "$CHART_REPO/values.yaml" "$CHART_REPO"/ci/*.yaml
+run_step "yamllint Chart.yaml, values.yaml, values-cluster.yaml, ci/*.yaml" \
+  "$VENV/bin/yamllint" -s -d "$YAMLLINT_CHART" "$CHART_REPO/Chart.yaml" "$CHART_REPO/values.yaml" \
+  "$CHART_REPO/values-cluster.yaml" "$CHART_REPO"/ci/*.yaml
 
 # ------------------------------------------------------------ default values
 # Without authentication the chart must refuse to render, and say how to fix it.
@@ -313,6 +324,7 @@ CASES=(
   "mtls-required|ci/mtls-required-values.yaml|ConfigMap=1,PodDisruptionBudget=1,Secret=1,Service=2,ServiceMonitor=1,StatefulSet=1|"
   "jwt|ci/jwt-values.yaml|ConfigMap=1,NetworkPolicy=1,PodDisruptionBudget=1,Service=2,StatefulSet=1|"
   "no-persistence|ci/no-persistence-values.yaml|ConfigMap=1,Service=2,StatefulSet=1|"
+  "cluster|ci/cluster-values.yaml|ConfigMap=1,NetworkPolicy=1,PodDisruptionBudget=1,Secret=2,Service=2,StatefulSet=1|"
 )
 n_ci=$(find "$CHART_REPO/ci" -name '*.yaml' | wc -l)
 run_step "every ci/*.yaml has a case in this script ($n_ci files)" test "$n_ci" -eq "${#CASES[@]}"
@@ -396,6 +408,14 @@ for entry in "${CASES[@]}"; do
       ! grep -q 'allowAnonymous' "$n"
     fi
     if grep -q 'name: WEIR_AUTH_TOKENS_FILE' "$out"; then grep -q 'weir auth new-token --principal' "$n"; fi
+    if grep -q 'name: WEIR_PEERS' "$out"; then
+      grep -q 'as a cluster of 3 nodes' "$n"
+      grep -q "cluster --partitions$" "$n"
+      grep -q "/v1/cluster$" "$n"
+      grep -q 'weir cluster add-node' "$n"
+    else
+      ! grep -Eq 'cluster --partitions|/v1/cluster|add-node' "$n"
+    fi
   }
   if "$HELM" version --short | grep -q '^v[4-9]'; then
     run_step "[$name] NOTES.txt renders (helm install --dry-run=client)" notes
@@ -403,7 +423,10 @@ for entry in "${CASES[@]}"; do
     skip_step "[$name] NOTES.txt (helm < 4 needs a cluster for install --dry-run)"
   fi
 
-  if [ -n "$SERVER_BIN" ]; then
+  if [ -n "$SERVER_BIN" ] && grep -q 'name: WEIR_PEERS' "$out"; then
+    run_step "[$name] 3 weir-servers with the rendered command, env and weir.toml form a cluster, roll one by one, lose no acked message (loopback)" \
+      "$PY" "$TESTS/render_checks.py" smoke-cluster "$out" "$SERVER_BIN"
+  elif [ -n "$SERVER_BIN" ]; then
     run_step "[$name] weir-server runs with the rendered env, weir.toml and mounted files (smoke test on 0.0.0.0)" \
       "$PY" "$TESTS/render_checks.py" smoke "$out" "$SERVER_BIN" "${TRACE[@]}"
   else
@@ -473,10 +496,28 @@ asserts_detect() {
   mutate "TLS key outside the mounted items" "$af" "$kinds_af" 's#tls_key_file = "/etc/weir/tls/tls.key"#tls_key_file = "/etc/weir/tls/key.pem"#'
   mutate "NetworkPolicy opening another port" "$af" "$kinds_af" 's/^        - port: http$/        - port: 9090/'
   mutate "no tokens file and no allow_anonymous (protected mode)" "$mini" "$kinds_min" '/name: WEIR_AUTH_TOKENS_FILE/,+1d'
+  local cl=$RENDERED/cluster.yaml
+  local kinds_cl="ConfigMap=1,NetworkPolicy=1,PodDisruptionBudget=1,Secret=2,Service=2,StatefulSet=1"
+  "$PY" "$TESTS/render_checks.py" asserts "$cl" --kinds "$kinds_cl" --require-startup >/dev/null
+  mutate "cluster with 2 replicas" "$cl" "$kinds_cl" 's/^  replicas: 3$/  replicas: 2/'
+  mutate "cluster with OrderedReady pods" "$cl" "$kinds_cl" 's/^  podManagementPolicy: Parallel$/  podManagementPolicy: OrderedReady/'
+  mutate "node id not from the pod ordinal" "$cl" "$kinds_cl" 's/WEIR_NODE_ID=$((ordinal + 1))/WEIR_NODE_ID=1/'
+  mutate "peers without node 3" "$cl" "$kinds_cl" 's/,3=weir-check-2[^"]*"/"/'
+  mutate "cluster listener on a hostname" "$cl" "$kinds_cl" 's/value: "0.0.0.0:9090"/value: "weir:9090"/'
+  mutate "cluster secret mounted with subPath" "$cl" "$kinds_cl" \
+    '/mountPath: \/etc\/weir\/cluster$/a\              subPath: cluster-secret'
+  mutate "cluster port on the client Service" "$cl" "$kinds_cl" \
+    '/weir.service\/role: client/,/^---/{/^      appProtocol: http$/a\    - name: cluster\n      port: 9090\n      targetPort: cluster
+}'
+  mutate "no cluster port on the headless Service" "$cl" "$kinds_cl" '/^    - name: cluster$/,/^      protocol: TCP$/d'
+  mutate "cluster port open to other namespaces" "$cl" "$kinds_cl" \
+    '/# Cluster members: the node-to-node port/,/instance:/s/- podSelector:/- namespaceSelector:/'
+  mutate "PDB letting 2 of 3 members go" "$cl" "$kinds_cl" 's/^  maxUnavailable: 1$/  maxUnavailable: 2/'
+  mutate "restricted egress without DNS" "$cl" "$kinds_cl" '/^        - port: 53$/,/^          protocol: TCP$/d'
   mutate "tokens file entry with an unknown action" "$mini" "$kinds_min" \
     "s#tokens.toml: \".*\"#tokens.toml: \"$(printf '[[tokens]]\nprincipal = "a"\nsha256 = "%s"\n[[tokens.grants]]\nactions = ["write"]\ntopics = "*"\n' "$(printf x | sha256sum | cut -c1-64)" | base64 -w0)\"#"
 }
-run_step "security assertions detect broken renders (scheme, subPath, credentials, mounts, protected mode)" asserts_detect
+run_step "security assertions detect broken renders (scheme, subPath, credentials, mounts, protected mode, cluster)" asserts_detect
 
 validator_rejects() {
   cat >"$WORK/bad.yaml" <<'EOF'
@@ -604,6 +645,50 @@ run_step "rejects a PDB with both minAvailable and maxUnavailable" \
   expect_reject 'exactly one' --set podDisruptionBudget.minAvailable=1
 run_step "rejects a PDB with neither minAvailable nor maxUnavailable" \
   expect_reject 'exactly one' --set podDisruptionBudget.maxUnavailable=null
+# Clustering: replicaCount, and what would break the cluster. The schema
+# refuses the replica counts first; the template's own `fail` messages (for
+# renders with --skip-schema-validation) must say the same in words.
+CL=(--set cluster.enabled=true)
+run_step "rejects replicaCount: 3 without cluster.enabled" expect_reject 'cluster/enabled' --set replicaCount=3
+run_step "rejects clustered replicaCount: 1" expect_reject 'replicaCount.*3, 5' "${CL[@]}" --set replicaCount=1
+run_step "rejects clustered replicaCount: 2" expect_reject 'replicaCount.*3, 5' "${CL[@]}" --set replicaCount=2
+run_step "rejects clustered replicaCount: 4 (even)" expect_reject 'replicaCount.*3, 5' "${CL[@]}" --set replicaCount=4
+if "$HELM" template --help 2>/dev/null | grep -q -- '--skip-schema-validation'; then
+  NOSCHEMA=(--skip-schema-validation)
+  run_step "template refuses replicaCount: 3 without cluster.enabled (schema skipped), naming cluster.enabled" \
+    expect_reject 'replicaCount is 3 but cluster.enabled is false.*independent broker.*cluster.enabled=true' \
+    "${NOSCHEMA[@]}" --set replicaCount=3
+  run_step "template refuses clustered replicaCount: 2 (schema skipped)" \
+    expect_reject 'replicaCount is 2 but cluster.enabled needs an odd number of pods from 3' \
+    "${NOSCHEMA[@]}" "${CL[@]}" --set replicaCount=2
+  run_step "template refuses clustered replicaCount: 1 (schema skipped)" \
+    expect_reject 'replicaCount is 1 but cluster.enabled needs an odd number' "${NOSCHEMA[@]}" "${CL[@]}" --set replicaCount=1
+  run_step "template refuses clustered replicaCount: 4 (schema skipped)" \
+    expect_reject 'replicaCount is 4 but cluster.enabled needs an odd number' "${NOSCHEMA[@]}" "${CL[@]}" --set replicaCount=4
+else
+  skip_step "template fail messages behind the schema ($HELM has no --skip-schema-validation)"
+fi
+run_step "rejects cluster.port = the client port 8080" expect_reject 'cluster.port must differ from the client port' \
+  "${CL[@]}" --set cluster.port=8080
+run_step "rejects a privileged cluster.port" expect_reject 'cluster/port' "${CL[@]}" --set cluster.port=443
+run_step "rejects an unknown cluster key" expect_reject 'replicas' "${CL[@]}" --set cluster.replicas=3
+run_step "rejects cluster.podAntiAffinity: maybe" expect_reject 'podAntiAffinity' "${CL[@]}" --set cluster.podAntiAffinity=maybe
+run_step "rejects a cluster without persistence (emptyDir members)" \
+  expect_reject 'cluster.enabled needs persistence.enabled' "${CL[@]}" --set persistence.enabled=false
+run_step "rejects a cluster on one shared persistence.existingClaim" \
+  expect_reject 'existingClaim cannot be used with cluster.enabled' "${CL[@]}" --set persistence.existingClaim=data
+run_step "rejects a clustered PDB letting a majority go (maxUnavailable 2 of 3)" \
+  expect_reject 'maxUnavailable \(2\) would let a majority' "${CL[@]}" --set podDisruptionBudget.maxUnavailable=2
+run_step "rejects a clustered PDB letting a majority go (minAvailable 1 of 3)" \
+  expect_reject 'minAvailable \(1\) would let a majority' "${CL[@]}" \
+  --set podDisruptionBudget.maxUnavailable=null --set podDisruptionBudget.minAvailable=1
+run_step "rejects cluster.electionTimeoutMs below 3 x heartbeat" \
+  expect_reject 'electionTimeoutMs \(500\) must be at least 3 x' "${CL[@]}" --set cluster.electionTimeoutMs=500
+run_step "rejects --peers in extraArgs" expect_reject 'extraArgs --peers' --set 'extraArgs[0]=--peers=1=a:1'
+run_step "rejects WEIR_NODE_ID in extraEnv" expect_reject 'extraEnv WEIR_NODE_ID' \
+  --set 'extraEnv[0].name=WEIR_NODE_ID' --set-string 'extraEnv[0].value=1'
+run_step "rejects node_id in config.extraToml" expect_reject 'extraToml sets node_id' \
+  --set-string 'config.extraToml=node_id = 1'
 
 accepts_good_overrides() {
   helm_q template "$RELEASE" "$CHART" --kube-version "$KUBE_VERSION" -f "$MINIMAL" \
@@ -615,6 +700,54 @@ accepts_good_overrides() {
   grep -q 'shutdown_timeout_ms = 120000' "$WORK/good.yaml"
 }
 run_step "accepts valid overrides (size, storageClass '-', shutdown timeout)" accepts_good_overrides
+
+# The clustered profile: values-cluster.yaml (or just cluster.enabled) gives 3
+# members; other counts, the secret, the domain and timing as set.
+cluster_profile() {
+  local f=$WORK/profile.yaml g=$WORK/enabled.yaml
+  helm_q template "$RELEASE" "$CHART" -n "$NAMESPACE" --kube-version "$KUBE_VERSION" -f "$MINIMAL" \
+    -f "$CHART/values-cluster.yaml" >"$f"
+  helm_q template "$RELEASE" "$CHART" -n "$NAMESPACE" --kube-version "$KUBE_VERSION" -f "$MINIMAL" \
+    --set cluster.enabled=true >"$g"
+  local want='ConfigMap=1,PodDisruptionBudget=1,Secret=2,Service=2,StatefulSet=1'
+  "$PY" "$TESTS/render_checks.py" asserts "$f" --kinds "$want" --require-startup
+  "$PY" "$TESTS/render_checks.py" asserts "$g" --kinds "$want" --require-startup
+  for r in "$f" "$g"; do
+    grep -q '^  replicas: 3$' "$r"
+    grep -q '^  podManagementPolicy: Parallel$' "$r"
+    grep -q '^  maxUnavailable: 1$' "$r"
+    grep -q 'value: "1=weir-check-0.weir-check-headless.weir-test.svc.cluster.local:9090,2=weir-check-1.weir-check-headless.weir-test.svc.cluster.local:9090,3=weir-check-2.weir-check-headless.weir-test.svc.cluster.local:9090"$' "$r"
+  done
+  # The generated secret is the only difference between two renders
+  # (helm template cannot look the kept one up).
+  diff <(grep -v '^  cluster-secret: ' "$f") <(grep -v '^  cluster-secret: ' "$g")
+}
+run_step "clustered profile (values-cluster.yaml, or cluster.enabled=true): 3 members, Parallel, peers, PDB 1" cluster_profile
+
+cluster_overrides() {
+  local f=$WORK/cluster5.yaml
+  helm_q template "$RELEASE" "$CHART" -n "$NAMESPACE" --kube-version "$KUBE_VERSION" -f "$MINIMAL" \
+    --set cluster.enabled=true --set replicaCount=5 --set cluster.port=7000 \
+    --set cluster.secret.existingSecret=weir-cluster --set cluster.secret.key=secret.txt \
+    --set clusterDomain=k8s.example --set cluster.heartbeatMs=200 --set cluster.electionTimeoutMs=1000 \
+    --set cluster.podAntiAffinity=hard --set 'extraArgs[0]=--log-level=debug' >"$f"
+  "$PY" "$TESTS/render_checks.py" asserts "$f" --require-startup \
+    --kinds ConfigMap=1,PodDisruptionBudget=1,Secret=1,Service=2,StatefulSet=1
+  grep -q '^  replicas: 5$' "$f"
+  grep -q ',5=weir-check-4.weir-check-headless.weir-test.svc.k8s.example:7000"$' "$f"
+  grep -q 'value: "0.0.0.0:7000"' "$f"
+  grep -q 'value: "/etc/weir/cluster/secret.txt"' "$f"
+  grep -q 'secretName: weir-cluster$' "$f"
+  ! grep -q 'name: weir-check-cluster$' "$f"
+  grep -q '^    cluster_heartbeat_ms = 200$' "$f"
+  grep -q '^    cluster_election_timeout_ms = 1000$' "$f"
+  grep -q 'requiredDuringSchedulingIgnoredDuringExecution' "$f"
+  grep -A1 '^          args:$' "$f" | grep -q -- '- --log-level=debug'
+  helm_q template "$RELEASE" "$CHART" -n "$NAMESPACE" --kube-version "$KUBE_VERSION" -f "$MINIMAL" \
+    --set cluster.enabled=true --set cluster.podAntiAffinity=none >"$f"
+  ! grep -q 'podAntiAffinity' "$f"
+}
+run_step "clustered overrides: 5 members, port, existing secret, domain, timing, hard anti-affinity, extraArgs" cluster_overrides
 
 # ------------------------------------------------------------ packaging
 package_ships_files() {
@@ -639,7 +772,7 @@ run_step "helm package ships the dashboard files themselves; renders the same" p
 
 # --------------------------------------------------------------- checkov
 if install_checkov >"$WORK/checkov-install.log" 2>&1; then
-  # On the rendered manifests of the minimal and all-features cases (the
+  # On the rendered manifests of the minimal, all-features and cluster cases (the
   # chart's default values do not render: they configure no authentication).
   # Skipped on purpose: CKV_K8S_21 (namespace comes from `helm -n`),
   # CKV_K8S_11 (no CPU limit: throttling hurts latency; set one in values if
@@ -649,7 +782,7 @@ if install_checkov >"$WORK/checkov-install.log" 2>&1; then
   # the slim image; k8s probes).
   run_checkov() {
     local f
-    for f in "$RENDERED/minimal.yaml" "$RENDERED/all-features.yaml"; do
+    for f in "$RENDERED/minimal.yaml" "$RENDERED/all-features.yaml" "$RENDERED/cluster.yaml"; do
       "$HC/checkov-venv/bin/checkov" -f "$f" --framework kubernetes \
         --skip-download --quiet --compact \
         --skip-check CKV_K8S_21,CKV_K8S_11,CKV_K8S_43,CKV_K8S_15,CKV2_K8S_6
@@ -657,7 +790,7 @@ if install_checkov >"$WORK/checkov-install.log" 2>&1; then
     "$HC/checkov-venv/bin/checkov" -f "$ROOT/Dockerfile" --framework dockerfile \
       --skip-download --quiet --compact --skip-check CKV_DOCKER_2
   }
-  run_step "checkov (rendered minimal and all-features manifests, Dockerfile)" run_checkov
+  run_step "checkov (rendered minimal, all-features and cluster manifests, Dockerfile)" run_checkov
 else
   skip_step "checkov (not installed; WEIR_CHECKOV=1 installs it)"
 fi

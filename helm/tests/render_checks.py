@@ -4,7 +4,11 @@
 Subcommands (each exits non-zero with a message on the first problem set):
   split RENDERED CORE_OUT CRD_OUT   core kinds -> CORE_OUT (YAML, for
                                     kubernetes-validate), CRD kinds -> CRD_OUT (JSON)
-  asserts RENDERED --kinds K=N,...  structural and security assertions
+  asserts RENDERED --kinds K=N,...  structural and security assertions (with
+                                    cluster.enabled also: replicas, Parallel, the
+                                    node id script, peers, cluster port only on the
+                                    headless Service, secret file mount, PDB quorum,
+                                    NetworkPolicy rules for the cluster port)
   crd-fields CRD_JSON               required/unknown fields of ServiceMonitor
                                     and PrometheusRule (a strict whitelist)
   identical RENDERED DASHBOARDS_DIR dashboards and alert rules in the rendered
@@ -25,6 +29,22 @@ Subcommands (each exits non-zero with a message on the first problem set):
                                     allow_anonymous, the same config without it is
                                     refused. --trace-writes: no file writes outside
                                     the data dir and /tmp (read-only root fs)
+  smoke-cluster RENDERED BINARY     for a clustered render (cluster.enabled): start
+                                    `replicas` servers with the pod's own command
+                                    (the image's binary replaced by BINARY, HOSTNAME
+                                    <statefulset>-N as in the pod), env and weir.toml,
+                                    all on 127.0.0.1 with their own ports and data
+                                    dirs and the peers moved to those ports; node 1
+                                    started alone answers /healthz 200 and /readyz
+                                    503 cluster_forming, then with the others all
+                                    reach /readyz 200 within 30 s; GET /v1/cluster on
+                                    pod N says node N+1, nodes 1..replicas, one
+                                    leader; then a rolling restart as the StatefulSet
+                                    controller does it (highest ordinal first, SIGTERM,
+                                    start, wait for /readyz 200) with messages
+                                    produced before and between the restarts: every
+                                    acknowledged one is read back once through every
+                                    node; each server stops on SIGTERM with status 0
 """
 import argparse
 import http.client
@@ -59,10 +79,18 @@ KNOWN_TOML_KEYS = {"listen", "data_dir", "fsync", "fsync_interval_ms", "log_form
                    "auth_tokens_file", "auth_jwks_file", "auth_jwt_audience", "auth_jwt_issuer",
                    "auth_jwt_grants_claim", "auth_reload_interval_ms", "auth_protect_metrics",
                    "auth_protect_docs", "allow_anonymous", "tls_cert_file", "tls_key_file",
-                   "tls_client_ca_file", "tls_client_auth"} | LIMIT_KEYS
+                   "tls_client_ca_file", "tls_client_auth",
+                   "cluster_heartbeat_ms", "cluster_election_timeout_ms"} | LIMIT_KEYS
+# Cluster options the chart passes per pod in the environment, never in weir.toml.
+CLUSTER_ENV = ("WEIR_PEERS", "WEIR_CLUSTER_LISTEN", "WEIR_CLUSTER_SECRET_FILE")
+CLUSTER_ENV_TOML_KEYS = {"node_id", "peers", "cluster_listen", "cluster_secret_file"}
 # Files the chart mounts from Secrets/ConfigMaps, by mount directory.
 AUTH_DIR, JWKS_DIR, TLS_DIR, CLIENT_CA_DIR = ("/etc/weir/auth", "/etc/weir/jwks", "/etc/weir/tls",
                                               "/etc/weir/client-ca")
+CLUSTER_DIR = "/etc/weir/cluster"
+# The image's server binary (Dockerfile ENTRYPOINT), exec'd by the clustered
+# pod's command.
+IMAGE_BINARY = "/usr/local/bin/weir-server"
 # Plaintext of the test tokens whose sha256 the ci/*.yaml files carry.
 CI_TOKENS = ("ci-admin-token", "ci-metrics-token", "ci-producer-token")
 CERT_PRINCIPAL = "ci-cert-client"
@@ -139,8 +167,6 @@ def cmd_asserts(a):
     spec = sts["spec"]
     pod = spec["template"]["spec"]
     pod_labels = spec["template"]["metadata"]["labels"]
-    if spec.get("replicas") != 1:
-        err(f"StatefulSet replicas is {spec.get('replicas')}, must be 1 until clustering exists")
     if not subset(spec["selector"]["matchLabels"], pod_labels):
         err("StatefulSet selector does not match its pod labels")
 
@@ -241,6 +267,23 @@ def cmd_asserts(a):
             if k in cfg and not isinstance(cfg[k], int):
                 err(f"weir.toml {k} must be an integer")
     check_security(a, docs, pod, c, env, mounts, volumes, cfg, clients, headless)
+    if "WEIR_PEERS" in env:
+        check_cluster(docs, sts, c, env, ports, cfg, clients, headless)
+    else:
+        if spec.get("replicas") != 1:
+            err(f"StatefulSet replicas is {spec.get('replicas')}: without clustering it must be 1")
+        if spec.get("podManagementPolicy") != "OrderedReady":
+            err("a single node keeps podManagementPolicy OrderedReady")
+        if "command" in c:
+            err("a single node runs the image's entrypoint (no command)")
+        stray = [k for k in env if k in CLUSTER_ENV or k == "WEIR_NODE_ID"] + \
+            [k for k in cfg if k.startswith("cluster_")] + \
+            [f"port {p}" for p in ports if p != "http"] + \
+            [f"Service {s['metadata']['name']} port {p['name']}" for s in services
+             for p in s["spec"]["ports"] if p["name"] != "http"] + \
+            [f"volume {v}" for v in volumes if v == "cluster-secret"]
+        if stray:
+            err(f"cluster settings without WEIR_PEERS (not clustered): {stray}")
 
     tgps = pod.get("terminationGracePeriodSeconds")
     if not isinstance(tgps, int) or (shutdown_ms is not None and tgps * 1000 <= shutdown_ms):
@@ -337,11 +380,20 @@ def check_security(a, docs, pod, c, env, mounts, volumes, cfg, clients, headless
     for key in ("auth_jwks_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file"):
         if key in cfg:
             files[key] = cfg[key]
+    cluster_secret_file = (env.get("WEIR_CLUSTER_SECRET_FILE") or {}).get("value")
+    if cluster_secret_file:
+        files["cluster secret"] = cluster_secret_file
     used = set()
     for what, path in files.items():
         found = mounted_file(path, mounts, volumes)
         if found:
             used.add(found[0]["name"])
+        if found and what == "cluster secret":
+            if "secret" not in found[0]:
+                err(f"{path}: the cluster secret must come from a Secret, not a ConfigMap")
+            content = rendered_data(docs, *found)
+            if content is not None and len(content.strip().encode()) < 16:
+                err("the rendered cluster secret is shorter than 16 bytes (the server refuses it)")
         if found and what == "tokens" and tomllib is not None:
             content = rendered_data(docs, *found)
             if content is not None and not path.endswith((".yaml", ".yml")):
@@ -373,8 +425,10 @@ def check_security(a, docs, pod, c, env, mounts, volumes, cfg, clients, headless
     for name, v in volumes.items():
         if ("secret" in v or "configMap" in v) and name not in used | extra | {"config"}:
             err(f"volume {name} is mounted but no server option reads it")
-    if by_kind(docs, "Secret") and not tokens_file:
-        err("a Secret is rendered but no tokens file is configured")
+    read_secrets = {volumes[v]["secret"]["secretName"] for v in used if "secret" in volumes.get(v, {})}
+    for s in by_kind(docs, "Secret"):
+        if s["metadata"]["name"] not in read_secrets:
+            err(f"Secret {s['metadata']['name']} is rendered but no server option reads it")
 
     # Probes: HTTPS when TLS is on; TCP when client certificates are required.
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"),
@@ -395,7 +449,7 @@ def check_security(a, docs, pod, c, env, mounts, volumes, cfg, clients, headless
             err(f"{probe} scheme {hg.get('scheme', 'HTTP')} but TLS is {'on' if tls_on else 'off'}")
     for s in clients + headless:
         for p in s["spec"]["ports"]:
-            if p.get("appProtocol") != ("https" if tls_on else "http"):
+            if p["name"] == "http" and p.get("appProtocol") != ("https" if tls_on else "http"):
                 err(f"Service {s['metadata']['name']} appProtocol {p.get('appProtocol')} (TLS {tls_on})")
 
     # ServiceMonitor targets the client Service only, with scheme, TLS and
@@ -432,27 +486,139 @@ def check_security(a, docs, pod, c, env, mounts, volumes, cfg, clients, headless
             if "bearerTokenSecret" in ep or "bearerTokenFile" in ep:
                 err("use authorization, not the deprecated bearerTokenSecret/bearerTokenFile")
 
-    # NetworkPolicy selects the pod and opens the http port.
+    # NetworkPolicy selects the pod and opens the http port to clients; in a
+    # cluster the node-to-node port only to the release's own pods.
     pod_labels = spec_pod_labels(docs)
+    sts_selector = by_kind(docs, "StatefulSet")[0]["spec"]["selector"]["matchLabels"]
+    clustered = "WEIR_PEERS" in env
+    cluster_port = next((p["containerPort"] for p in c.get("ports", []) if p["name"] == "cluster"), None)
     for np_ in by_kind(docs, "NetworkPolicy"):
         sp = np_["spec"]
         if not subset(sp["podSelector"].get("matchLabels", {}), pod_labels):
             err("NetworkPolicy does not select the pod")
         if not sp.get("ingress"):
             err("NetworkPolicy has no ingress rule: every client is blocked")
+        cluster_rules = 0
         for r in sp.get("ingress", []):
             if not r.get("from"):
                 err("NetworkPolicy ingress rule without `from` allows everyone")
-            if [p.get("port") for p in r.get("ports", [])] != ["http"]:
-                err("NetworkPolicy ingress rules must open only port http")
+            rule_ports = [p.get("port") for p in r.get("ports") or []]
+            if clustered and rule_ports in (["cluster"], [cluster_port]):
+                cluster_rules += 1
+                if r.get("from") != [{"podSelector": {"matchLabels": sts_selector}}]:
+                    err(f"NetworkPolicy: the cluster port must be open only to this release's pods "
+                        f"(podSelector {sts_selector}), not {r.get('from')}")
+            elif rule_ports != ["http"]:
+                err("NetworkPolicy ingress rules must open only port http"
+                    + (" (and the cluster port to the release's pods)" if clustered else ""))
+        if clustered and cluster_rules != 1:
+            err("NetworkPolicy: a cluster needs one ingress rule for the node-to-node port")
+        if clustered and "Egress" in sp.get("policyTypes", []):
+            eg = sp.get("egress") or []
+            if not any({p.get("port") for p in r.get("ports") or []} & {"cluster", cluster_port}
+                       and {"podSelector": {"matchLabels": sts_selector}} in (r.get("to") or [])
+                       for r in eg):
+                err("NetworkPolicy restricts egress but the members cannot reach each other's cluster port")
+            if not any({(p.get("port"), p.get("protocol", "TCP")) for p in r.get("ports") or []} >= {(53, "UDP")}
+                       for r in eg):
+                err("NetworkPolicy restricts egress but the members cannot resolve their peers (DNS, port 53)")
         if "Egress" in sp.get("policyTypes", []) and sp.get("egress") is None:
             err("NetworkPolicy with Egress policy must list egress (possibly [])")
+
+
+def check_cluster(docs, sts, c, env, ports, cfg, clients, headless):
+    """The clustered StatefulSet: members, node ids, peers, ports, Services,
+    disruption budget."""
+    import subprocess
+    spec = sts["spec"]
+    name = sts["metadata"]["name"]
+    ns = sts["metadata"].get("namespace")
+    n = spec.get("replicas")
+    if not isinstance(n, int) or n < 3 or n % 2 == 0:
+        err(f"clustered StatefulSet replicas is {n}: want an odd number >= 3")
+        return
+    if spec.get("podManagementPolicy") != "Parallel":
+        err("a cluster needs podManagementPolicy Parallel (OrderedReady: pod 0 waits for a cluster "
+            "that cannot form without the others)")
+    if (spec.get("updateStrategy") or {}).get("type") != "RollingUpdate":
+        err("a cluster needs updateStrategy RollingUpdate (one member at a time)")
+    if "volumeClaimTemplates" not in spec:
+        err("cluster members need their own persistent volumes (volumeClaimTemplates): not an emptyDir "
+            "(a wiped member would rejoin under its old id), not one shared claim")
+    for k in CLUSTER_ENV_TOML_KEYS & set(cfg):
+        err(f"weir.toml sets {k}: the same for every pod, but it must be per pod / in the environment")
+    cport = ports.get("cluster")
+    if not isinstance(cport, int) or cport == ports.get("http"):
+        err(f"container port cluster is {cport}: want its own port")
+        return
+    if (env.get("WEIR_CLUSTER_LISTEN") or {}).get("value") != f"0.0.0.0:{cport}":
+        err(f"WEIR_CLUSTER_LISTEN must be 0.0.0.0:{cport} (an IP, the container's cluster port)")
+    if "WEIR_NODE_ID" in env:
+        err("WEIR_NODE_ID must not be in the environment: it differs per pod (the command derives it)")
+
+    # Node id = ordinal + 1, by running the command's script with a stand-in
+    # for the server.
+    cmd = c.get("command") or []
+    script = cmd[2] if len(cmd) >= 3 else ""
+    if cmd[:2] != ["/bin/sh", "-c"] or len(cmd) != 4 or f'exec {IMAGE_BINARY} "$@"' not in script:
+        err(f'the command must be /bin/sh -c \'... exec {IMAGE_BINARY} "$@"\' NAME (extraArgs as args)')
+    else:
+        probe = script.replace(f'exec {IMAGE_BINARY} "$@"', 'echo "$WEIR_NODE_ID" "$@"')
+        for i in range(n):
+            r = subprocess.run(["/bin/sh", "-c", probe, cmd[3], *c.get("args", []), "--x"],
+                               env={"HOSTNAME": f"{name}-{i}", "PATH": "/usr/bin:/bin"},
+                               capture_output=True, text=True, timeout=10)
+            want = " ".join([str(i + 1), *c.get("args", []), "--x"])
+            if r.returncode != 0 or r.stdout.strip() != want:
+                err(f"pod {name}-{i}: the command gives node id/args {r.stdout.strip()!r}, want {want!r}")
+        r = subprocess.run(["/bin/sh", "-c", probe, cmd[3]], env={"HOSTNAME": "no-ordinal"},
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode == 0:
+            err("the command starts the server although HOSTNAME has no ordinal")
+
+    # Peers: every pod, by node id, under the headless Service.
+    hl = headless[0]["metadata"]["name"] if len(headless) == 1 else "?"
+    peers = (env.get("WEIR_PEERS") or {}).get("value") or ""
+    items = [x.split("=", 1) for x in peers.split(",")]
+    want_ids = [str(i + 1) for i in range(n)]
+    if [x[0] for x in items] != want_ids or any(len(x) != 2 for x in items):
+        err(f"WEIR_PEERS {peers!r}: want node ids {want_ids}, each once")
+    else:
+        for i, (_, addr) in enumerate(items):
+            pat = rf"{re.escape(name)}-{i}\.{re.escape(hl)}\.{re.escape(ns or '')}\.svc\.[a-z0-9]([-a-z0-9.]*[a-z0-9])?:{cport}"
+            if not re.fullmatch(pat, addr):
+                err(f"WEIR_PEERS node {i + 1} is {addr!r}: want {name}-{i}.{hl}.{ns}.svc.<domain>:{cport}")
+
+    # The cluster port: on the headless Service, never on the client Service.
+    for s in clients:
+        for p in s["spec"]["ports"]:
+            if p["name"] == "cluster" or p.get("targetPort") in ("cluster", cport) or p.get("port") == cport:
+                err(f"client Service {s['metadata']['name']} exposes the cluster port")
+    if len(headless) == 1:
+        hp = [p for p in headless[0]["spec"]["ports"] if p["name"] == "cluster"]
+        if len(hp) != 1 or hp[0].get("targetPort") not in ("cluster", cport):
+            err("the headless Service must carry the cluster port (name cluster)")
+        if headless[0]["spec"].get("publishNotReadyAddresses") is not True:
+            err("the headless Service must publish not-ready pods (peers resolve before ready)")
+
+    # A disruption may take at most a minority.
+    tolerable = (n - 1) // 2
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    if not pdbs:
+        err("a cluster needs a PodDisruptionBudget")
+    for pdb in pdbs:
+        ps = pdb["spec"]
+        mu, ma = ps.get("maxUnavailable"), ps.get("minAvailable")
+        if isinstance(mu, int) and not 1 <= mu <= tolerable:
+            err(f"PodDisruptionBudget maxUnavailable {mu}: want 1..{tolerable} of {n} members")
+        if isinstance(ma, int) and not n - tolerable <= ma < n:
+            err(f"PodDisruptionBudget minAvailable {ma}: want a majority ({n - tolerable}) and below {n}")
 
 
 def a_extra_mounts(c):
     """Mounts the chart does not manage (values extraVolumeMounts)."""
     managed = {"/var/lib/weir", "/etc/weir/config", "/tmp", AUTH_DIR, JWKS_DIR, TLS_DIR,
-               CLIENT_CA_DIR}
+               CLIENT_CA_DIR, CLUSTER_DIR}
     return [m for m in c.get("volumeMounts", []) if m["mountPath"] not in managed]
 
 
@@ -875,6 +1041,41 @@ def check_writes(trace_path, allowed_dirs, test_root=None):
         err(f"writes outside the data volume and /tmp (read-only root filesystem): {b}")
 
 
+def lay_out_mounts(docs, c, volumes, cfg_dir, tmp, pki, mtls, generation):
+    """Every Secret/ConfigMap mount of container C (but the config directory)
+    under TMP/mnt, laid out like the kubelet does it, filled with the rendered
+    data or, for objects the chart only references, test fixtures. Returns
+    ({mount path: host dir}, {container path of a file: (host dir, {name: text})})."""
+    import secrets
+    host_of = {}
+    mounted = {}
+    for m in c.get("volumeMounts", []):
+        v = volumes.get(m["name"], {})
+        src = v.get("secret") or v.get("configMap")
+        if m["mountPath"] == cfg_dir or not src:
+            continue
+        host = tmp / "mnt" / m["mountPath"].strip("/")
+        files = {}
+        for item in src.get("items", []):
+            text = rendered_data(docs, v, item["key"])
+            if text is None:
+                text = {
+                    AUTH_DIR: lambda p: fixture_tokens(p, mtls),
+                    JWKS_DIR: lambda p: pki.jwks(),
+                    TLS_DIR: lambda p: {"tls.crt": (pki.d / "server.crt").read_text(),
+                                        "tls.key": (pki.d / "server.key").read_text(),
+                                        "ca.crt": pki.ca.read_text()}[p],
+                    CLIENT_CA_DIR: lambda p: pki.ca.read_text(),
+                    CLUSTER_DIR: lambda p: secrets.token_urlsafe(32) + "\n",
+                }.get(m["mountPath"], lambda p: "")(item["path"])
+            files[item["path"]] = text
+        kubelet_write(host, files, generation)
+        host_of[m["mountPath"]] = host
+        for name in files:
+            mounted[f"{m['mountPath']}/{name}"] = (host, files)
+    return host_of, mounted
+
+
 def cmd_smoke(a):
     """Run the server with the rendered configuration; see the module doc."""
     import os
@@ -895,6 +1096,9 @@ def cmd_smoke(a):
     c = pod["containers"][0]
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     env_in = {e["name"]: e.get("value") for e in c.get("env", []) if "value" in e}
+    if "WEIR_PEERS" in env_in:
+        err("a clustered render (WEIR_PEERS): use `smoke-cluster`")
+        return finish("")
     cfg_path = env_in["WEIR_CONFIG"]
     cfg_dir = cfg_path.rpartition("/")[0]
     cm_name = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
@@ -920,32 +1124,8 @@ def cmd_smoke(a):
         data_dir.mkdir()
         (tmp / "tmp").mkdir()
         # Every Secret/ConfigMap mount, laid out like the kubelet does it.
-        host_of = {}
-        mounted = {}  # container path of a file -> (host dir, {name: text})
         generation = 1
-        for m in c.get("volumeMounts", []):
-            v = volumes.get(m["name"], {})
-            src = v.get("secret") or v.get("configMap")
-            if m["mountPath"] == cfg_dir or not src:
-                continue
-            host = tmp / "mnt" / m["mountPath"].strip("/")
-            files = {}
-            for item in src.get("items", []):
-                text = rendered_data(docs, v, item["key"])
-                if text is None:
-                    text = {
-                        AUTH_DIR: lambda p: fixture_tokens(p, mtls),
-                        JWKS_DIR: lambda p: pki.jwks(),
-                        TLS_DIR: lambda p: {"tls.crt": (pki.d / "server.crt").read_text(),
-                                            "tls.key": (pki.d / "server.key").read_text(),
-                                            "ca.crt": pki.ca.read_text()}[p],
-                        CLIENT_CA_DIR: lambda p: pki.ca.read_text(),
-                    }.get(m["mountPath"], lambda p: "")(item["path"])
-                files[item["path"]] = text
-            kubelet_write(host, files, generation)
-            host_of[m["mountPath"]] = host
-            for name in files:
-                mounted[f"{m['mountPath']}/{name}"] = (host, files)
+        host_of, mounted = lay_out_mounts(docs, c, volumes, cfg_dir, tmp, pki, mtls, generation)
         for d, host in host_of.items():
             toml_text = toml_text.replace(f'"{d}/', f'"{host}/')
         (tmp / "config").mkdir()
@@ -1189,6 +1369,297 @@ def cmd_smoke(a):
            f"by SIGTERM{'; no writes outside the data dir and /tmp' if a.trace_writes else ''}")
 
 
+def cmd_smoke_cluster(a):
+    """Run the clustered render as replicas weir-server processes on loopback;
+    see the module doc."""
+    import os
+    import shlex
+    import signal
+    import socket
+    import ssl
+    import subprocess
+    import tempfile
+    import time
+    import urllib.error
+    import urllib.request
+
+    a.binary = str(pathlib.Path(a.binary).resolve())
+    docs = load_docs(a.rendered)
+    sts = by_kind(docs, "StatefulSet")[0]
+    sts_name = sts["metadata"]["name"]
+    n = sts["spec"]["replicas"]
+    pod = sts["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    env_in = {e["name"]: e.get("value") for e in c.get("env", []) if "value" in e}
+    if "WEIR_PEERS" not in env_in:
+        err("not a clustered render (no WEIR_PEERS): use `smoke`")
+        return finish("")
+    cmd_in = c.get("command") or []
+    if len(cmd_in) < 3 or IMAGE_BINARY not in cmd_in[2]:
+        err(f"the clustered container's command does not start {IMAGE_BINARY}")
+        return finish("")
+    cfg_path = env_in["WEIR_CONFIG"]
+    cfg_dir = cfg_path.rpartition("/")[0]
+    cm_name = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
+    cm = next(d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == cm_name)
+    toml_text = cm["data"][cfg_path.rpartition("/")[2]]
+    cfg = tomllib.loads(toml_text)
+    shutdown_ms = cfg.get("shutdown_timeout_ms", 30000)
+    tls_on = "tls_cert_file" in cfg
+    mtls = "tls_client_ca_file" in cfg
+    required_cert = cfg.get("tls_client_auth") == "required"
+    scheme = "https" if tls_on else "http"
+
+    # The rendered peers name pod <sts>-<id - 1>; here node id -> 127.0.0.1 ports.
+    rendered_peers = dict(x.split("=", 1) for x in env_in["WEIR_PEERS"].split(","))
+    if sorted(rendered_peers) != [str(i + 1) for i in range(n)]:
+        err(f"WEIR_PEERS {env_in['WEIR_PEERS']!r} does not list nodes 1..{n}")
+        return finish("")
+    for node_id, addr in rendered_peers.items():
+        if not addr.startswith(f"{sts_name}-{int(node_id) - 1}."):
+            err(f"WEIR_PEERS: node {node_id} is {addr}, not pod {sts_name}-{int(node_id) - 1}")
+    socks = []
+    for _ in range(2 * n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    api_ports, cluster_ports = ports[:n], ports[n:]
+    peers = ",".join(f"{i + 1}=127.0.0.1:{cluster_ports[i]}" for i in range(n))
+    checked = []
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        pki = Pki(tmp / "pki")
+        host_of, mounted = lay_out_mounts(docs, c, volumes, cfg_dir, tmp, pki, mtls, 1)
+        for d, host in host_of.items():
+            toml_text = toml_text.replace(f'"{d}/', f'"{host}/')
+        (tmp / "config").mkdir()
+        (tmp / "config" / "weir.toml").write_text(toml_text, encoding="utf-8")
+        # The pod's own command, with this binary for the image's.
+        script = cmd_in[2].replace(IMAGE_BINARY, shlex.quote(a.binary))
+        cmd = [*cmd_in[:2], script, *cmd_in[3:], *c.get("args", [])]
+
+        def node_env(i):
+            data_dir = tmp / f"node-{i}" / "data"
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(data_dir),
+                   "TMPDIR": str(tmp / f"node-{i}" / "tmp"), "HOSTNAME": f"{sts_name}-{i}"}
+            for k, val in env_in.items():
+                for d, host in host_of.items():
+                    if val.startswith(d + "/"):
+                        val = str(host) + val[len(d):]
+                env[k] = val
+            env.update({"WEIR_CONFIG": str(tmp / "config" / "weir.toml"),
+                        "WEIR_LISTEN": f"127.0.0.1:{api_ports[i]}",
+                        "WEIR_DATA_DIR": str(data_dir),
+                        "WEIR_CLUSTER_LISTEN": f"127.0.0.1:{cluster_ports[i]}",
+                        "WEIR_PEERS": peers})
+            return env, data_dir
+
+        procs = {}
+
+        def start(i):
+            env, data_dir = node_env(i)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            (tmp / f"node-{i}" / "tmp").mkdir(exist_ok=True)
+            with open(tmp / f"node-{i}.log", "ab") as log:
+                procs[i] = subprocess.Popen(cmd, env=env, cwd=data_dir, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+        def stop(i):
+            """SIGTERM by pid (the shell exec'd the server), then wait."""
+            p = procs[i]
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(timeout=shutdown_ms / 1000 + 10)
+                except subprocess.TimeoutExpired:
+                    err(f"node {i + 1} did not stop within shutdown_timeout_ms after SIGTERM")
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+                    return
+            if p.returncode != 0:
+                err(f"node {i + 1} exited with status {p.returncode}")
+
+        tokens_path = env_in.get("WEIR_AUTH_TOKENS_FILE")
+        entries = []
+        if tokens_path:
+            _, files = mounted[tokens_path]
+            entries = parse_tokens(tokens_path, files[tokens_path.rpartition("/")[2]])
+        admin = next((t for t in CI_TOKENS for e in entries
+                      if e.get("sha256", "").lower() == sha256_hex(t)
+                      and any("admin" in g["actions"] and g["topics"] == "*" for g in e["grants"])), None)
+        auth_on = bool(tokens_path or "auth_jwks_file" in cfg)
+        client_cert = pki.client("weir-check-client") if required_cert else None
+
+        def call(i, method, path, body=None, token=None):
+            req = urllib.request.Request(f"{scheme}://127.0.0.1:{api_ports[i]}{path}", method=method,
+                                         data=None if body is None else json.dumps(body).encode())
+            if body is not None:
+                req.add_header("content-type", "application/json")
+            if token:
+                req.add_header("Authorization", f"Bearer {token}")
+            ctx = None
+            if tls_on:
+                ctx = ssl.create_default_context(cafile=str(pki.ca))
+                if client_cert:
+                    ctx.load_cert_chain(*client_cert)
+            try:
+                with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
+                    return r.status, r.read().decode("utf-8", "replace")
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode("utf-8", "replace")
+            except (OSError, ssl.SSLError, http.client.HTTPException):
+                return None, ""
+
+        def eventually(cond, seconds):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                if cond():
+                    return True
+                time.sleep(0.3)
+            return False
+
+        readyz_seen = set()
+
+        def ready(i):
+            status, body = call(i, "GET", "/readyz")
+            try:
+                readyz_seen.add(f"{status} {json.loads(body).get('status')}")
+            except ValueError:
+                readyz_seen.add(str(status) if status else "no answer yet")
+            return status == 200
+
+        def wait_ready(nodes, seconds, what):
+            t0 = time.monotonic()
+            pending = set(nodes)
+            ok = eventually(lambda: not pending.difference_update(
+                {i for i in pending if procs[i].poll() is None and ready(i)}) and not pending, seconds)
+            if not ok:
+                dead = [i + 1 for i in nodes if procs[i].poll() is not None]
+                err(f"{what}: node(s) {sorted(i + 1 for i in pending)} not ready (/readyz 200) within "
+                    f"{seconds} s" + (f"; exited: {dead}" if dead else ""))
+                raise _Abort()
+            return time.monotonic() - t0
+
+        token = admin if auth_on else None
+        acked = []
+
+        def produce(via, value):
+            """Produce one message through node VIA; counts it when acknowledged
+            (a client retries 503s, with the same idempotency id)."""
+            def attempt():
+                status, _ = call(via, "POST", "/v1/topics/ci-ha/messages",
+                                 {"messages": [{"value": value, "id": value}]}, token)
+                return status == 200
+            if eventually(attempt, 20):
+                acked.append(value)
+            else:
+                err(f"produce of {value} through node {via + 1} not acknowledged within 20 s")
+
+        try:
+            # Node 1 alone (its peers not scheduled yet): alive for the
+            # liveness and startup probes, not ready while the cluster forms.
+            start(0)
+            alone = {}
+            eventually(lambda: procs[0].poll() is not None or (
+                alone.update(healthz=call(0, "GET", "/healthz")[0], readyz=call(0, "GET", "/readyz"))
+                or (alone["healthz"] == 200 and alone["readyz"][0] is not None)), 15)
+            readyz_alone = alone.get("readyz", (None, ""))
+            checked.append(f"node 1 alone: /healthz {alone.get('healthz')}, /readyz {readyz_alone[0]} "
+                           f"{readyz_alone[1].strip()}")
+            if alone.get("healthz") != 200 or readyz_alone[0] != 503 or "cluster_forming" not in readyz_alone[1]:
+                err(f"node 1 without its peers: /healthz {alone.get('healthz')} (want 200: alive), /readyz "
+                    f"{readyz_alone[0]} {readyz_alone[1].strip()!r} (want 503 cluster_forming)")
+            for i in range(1, n):
+                start(i)
+            took = wait_ready(range(n), 30, "cluster formation")
+            checked.append(f"{n} nodes formed a cluster, all /readyz 200 after {took:.1f} s "
+                           f"(seen: {', '.join(sorted(readyz_seen))})")
+            if auth_on and not required_cert:
+                status, _ = call(0, "GET", "/v1/cluster")
+                checked.append("GET /v1/cluster without credentials -> 401")
+                if status != 401:
+                    err(f"GET /v1/cluster without credentials answered {status}, want 401")
+            if auth_on and not admin:
+                print("note: no admin test token in the rendered tokens file: cluster view and "
+                      "data checks skipped")
+                raise _Abort()
+            for i in range(n):
+                status, body = call(i, "GET", "/v1/cluster", token=token)
+                view = json.loads(body) if status == 200 else {}
+                ids = sorted(x.get("id") for x in view.get("nodes", []))
+                leaders = [x.get("id") for x in view.get("nodes", []) if x.get("state") == "leader"]
+                if status != 200 or view.get("node_id") != i + 1 or ids != list(range(1, n + 1)) \
+                        or len(leaders) != 1:
+                    err(f"pod {sts_name}-{i}: GET /v1/cluster {status}: node_id {view.get('node_id')} "
+                        f"(want {i + 1}), nodes {ids}, leaders {leaders}")
+            checked.append(f"pod {sts_name}-N is node N+1; every node sees nodes 1..{n} and one leader")
+
+            # A rolling update as the StatefulSet controller runs it: highest
+            # ordinal first, the next pod only once the restarted one is ready.
+            status, body = call(0, "PUT", "/v1/topics/ci-ha", {"partitions": n}, token)
+            if status not in (200, 201):
+                err(f"PUT /v1/topics/ci-ha answered {status}: {body[:200]}")
+                raise _Abort()
+            for k in range(3):
+                produce(n - 1, f"before-{k}")
+            for i in reversed(range(n)):
+                stop(i)
+                start(i)
+                took = wait_ready([i], 30, f"rolling restart of node {i + 1}")
+                checked.append(f"node {i + 1} restarted (SIGTERM, exit 0) and caught up in {took:.1f} s")
+                produce((i + 1) % n, f"after-restart-{i + 1}")
+            def read_all(via):
+                got = []
+                for part in range(n):
+                    status, body = call(via, "GET", f"/v1/topics/ci-ha/partitions/{part}/messages"
+                                        "?offset=0&limit=1000", token=token)
+                    if status != 200:
+                        return None
+                    got += [m.get("value") for m in json.loads(body).get("messages", [])]
+                return got
+            for via in range(n):
+                first = got = read_all(via)
+                if first is None or any(v not in first for v in acked):
+                    # Not yet applied there: allow a moment (eventual, not lost).
+                    eventually(lambda: all(v in (read_all(via) or []) for v in acked), 10)
+                    got = read_all(via)
+                if got is None:
+                    err(f"reading every partition through node {via + 1} failed")
+                    continue
+                missing = [v for v in acked if v not in got]
+                twice = sorted({v for v in got if got.count(v) > 1})
+                if missing or twice:
+                    err(f"after the rolling restart, through node {via + 1}: acknowledged but missing "
+                        f"{missing}, read twice {twice}")
+                elif first is None or any(v not in first for v in acked):
+                    print(f"note: node {via + 1}'s first read after the roll lacked acknowledged "
+                          f"{[v for v in acked if v not in (first or [])]} (there a moment later)")
+            checked.append(f"{len(acked)} acknowledged messages (before and between the restarts) "
+                           f"read back once through every node")
+        except _Abort:
+            pass
+        finally:
+            for i in procs:
+                stop(i)
+        checked.append("every node stopped by SIGTERM with exit status 0")
+        if errors:
+            for i in range(n):
+                log = tmp / f"node-{i}.log"
+                if log.exists():
+                    tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+                    print(f"node {i + 1} log (last lines):\n  " + "\n  ".join(tail), file=sys.stderr)
+    print("checked:\n  " + "\n  ".join(checked))
+    if a.trace_writes:
+        print("note: --trace-writes is not applied to the cluster (the single-node smoke covers it)")
+    finish(f"smoke-cluster ok: {n} x {a.binary} on 127.0.0.1 with the rendered command, env and "
+           f"weir.toml ({scheme}{', auth' if auth_on else ', anonymous'})")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -1215,9 +1686,14 @@ def main():
     s.add_argument("binary")
     s.add_argument("--trace-writes", action="store_true",
                    help="run the server under strace and fail on writes outside the data dir")
+    s = sub.add_parser("smoke-cluster")
+    s.add_argument("rendered")
+    s.add_argument("binary")
+    s.add_argument("--trace-writes", action="store_true", help="accepted and ignored")
     a = p.parse_args()
     {"split": cmd_split, "asserts": cmd_asserts, "crd-fields": cmd_crd_fields,
-     "identical": cmd_identical, "rules-file": cmd_rules_file, "smoke": cmd_smoke}[a.cmd](a)
+     "identical": cmd_identical, "rules-file": cmd_rules_file, "smoke": cmd_smoke,
+     "smoke-cluster": cmd_smoke_cluster}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -217,6 +217,8 @@ pub struct Metrics {
     pub cluster_partitions_leaderless: IntGauge,
     pub cluster_partitions_under_replicated: IntGauge,
     pub cluster_follower_lag_max: IntGauge,
+    pub cluster_commit_duration: Histogram,
+    pub cluster_elections: IntCounter,
     pub build_info: IntGaugeVec,
 }
 
@@ -609,6 +611,17 @@ impl Metrics {
                 &r,
                 "weir_cluster_follower_lag_max_entries",
                 "The largest lag, in log entries, of a follower of a group this node leads.",
+            ),
+            cluster_commit_duration: histogram(
+                &r,
+                "weir_cluster_commit_duration_seconds",
+                "Time from proposing an append on a partition's leader here to its commit by a majority and its apply (what a replicated produce waits for).",
+                latency_buckets(),
+            ),
+            cluster_elections: counter(
+                &r,
+                "weir_cluster_elections_total",
+                "Terms started (elections) in the Raft groups this node holds, as it observed them.",
             ),
             build_info: gauge_vec(
                 &r,

@@ -12,6 +12,12 @@ mod harness;
 #[path = "cluster/nodes.rs"]
 mod nodes;
 
+#[path = "faults/rng.rs"]
+#[allow(dead_code)]
+mod rng;
+
+#[path = "cluster/faults.rs"]
+mod faults;
 #[path = "cluster/formation.rs"]
 mod formation;
 #[path = "cluster/membership.rs"]

@@ -147,6 +147,40 @@ subscriptions = {{ .subscriptions | toJson }}
 {{- define "weir.clientCaDir" -}}/etc/weir/client-ca{{- end }}
 
 {{/*
+Cluster. weir.replicas: the number of pods (replicaCount; null means 1, or 3
+with cluster.enabled).
+*/}}
+{{- define "weir.replicas" -}}
+{{- if kindIs "invalid" .Values.replicaCount }}
+{{- ternary 3 1 .Values.cluster.enabled }}
+{{- else }}
+{{- int .Values.replicaCount }}
+{{- end }}
+{{- end }}
+{{- define "weir.clusterDir" -}}/etc/weir/cluster{{- end }}
+{{- define "weir.clusterSecretName" -}}
+{{- default (printf "%s-cluster" (include "weir.fullname" .)) .Values.cluster.secret.existingSecret }}
+{{- end }}
+{{- define "weir.clusterSecretFile" -}}
+{{- printf "%s/%s" (include "weir.clusterDir" .) .Values.cluster.secret.key }}
+{{- end }}
+{{/*
+Every member's node-to-node address, this pod's included:
+1=<fullname>-0.<headless>.<namespace>.svc.<clusterDomain>:<port>,2=... (node
+id = pod ordinal + 1; the headless Service publishes not-ready pods, so the
+names resolve while the cluster forms).
+*/}}
+{{- define "weir.peers" -}}
+{{- $fullname := include "weir.fullname" . }}
+{{- $domain := printf "%s.%s.svc.%s" (include "weir.headlessName" .) .Release.Namespace .Values.clusterDomain }}
+{{- $peers := list }}
+{{- range $i := until (int (include "weir.replicas" .)) }}
+{{- $peers = append $peers (printf "%d=%s-%d.%s:%d" (add1 $i) $fullname $i $domain (int $.Values.cluster.port)) }}
+{{- end }}
+{{- join "," $peers }}
+{{- end }}
+
+{{/*
 terminationGracePeriodSeconds: explicit, or the shutdown timeout rounded up
 to seconds plus 15 s for the kubelet, the preStop-less SIGTERM delivery and
 process exit. Fails when an explicit value leaves no room for the shutdown.
@@ -232,6 +266,21 @@ tls_client_auth = {{ ternary "required" "optional" .Values.tls.requireClientCert
 {{ . }}
 {{- end }}
 {{- end }}
+{{- if .Values.cluster.enabled }}
+{{- $hb := .Values.cluster.heartbeatMs }}
+{{- $et := .Values.cluster.electionTimeoutMs }}
+{{- if not (and (kindIs "invalid" $hb) (kindIs "invalid" $et)) }}
+
+# Cluster timing (.Values.cluster); the node id, peers, node-to-node listener
+# and secret file are in the container's environment.
+{{- if not (kindIs "invalid" $hb) }}
+cluster_heartbeat_ms = {{ int64 $hb }}
+{{- end }}
+{{- if not (kindIs "invalid" $et) }}
+cluster_election_timeout_ms = {{ int64 $et }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- with .Values.config.extraToml }}
 
 # config.extraToml
@@ -287,6 +336,12 @@ tls_cert_file: tls.secretName
 tls_key_file: tls.secretName
 tls_client_ca_file: tls.clientAuth and tls.clientCa
 tls_client_auth: tls.requireClientCert
+node_id: the chart (pod ordinal + 1, with cluster.enabled)
+peers: the chart (cluster.enabled, replicaCount)
+cluster_listen: cluster.port
+cluster_secret_file: cluster.secret
+cluster_heartbeat_ms: cluster.heartbeatMs
+cluster_election_timeout_ms: cluster.electionTimeoutMs
 {{- range $key, $name := include "weir.limitKeys" . | fromYaml }}
 {{ $name }}: limits.{{ $key }}
 {{- end }}

@@ -6,6 +6,46 @@ statefulset.yaml; each failure names the values to change.
 {{- $auth := .Values.auth }}
 {{- $tls := .Values.tls }}
 {{- $sm := .Values.metrics.serviceMonitor }}
+{{- $cluster := .Values.cluster }}
+{{- $replicas := int (include "weir.replicas" .) }}
+
+{{- /* Replicas and clustering (the schema says the same, tersely). */}}
+{{- if not $cluster.enabled }}
+{{- if ne $replicas 1 }}
+{{- fail (printf "replicaCount is %d but cluster.enabled is false: without clustering replicaCount must be 1 (a second pod would be a second, independent broker with its own store). For a replicated cluster of 3 or 5 pods set cluster.enabled=true (helm/weir/values-cluster.yaml)" $replicas) }}
+{{- end }}
+{{- else }}
+{{- if or (lt $replicas 3) (eq (mod $replicas 2) 0) (gt $replicas 9) }}
+{{- fail (printf "replicaCount is %d but cluster.enabled needs an odd number of pods from 3 to 9 (3 or 5 recommended): Raft needs a majority up, so 1 has no replica, 2 stops when either node is down, and an even count tolerates no more failures than the odd one below it" $replicas) }}
+{{- end }}
+{{- if eq (int $cluster.port) (int (include "weir.containerPort" .)) }}
+{{- fail (printf "cluster.port must differ from the client port %s" (include "weir.containerPort" .)) }}
+{{- end }}
+{{- if not .Values.persistence.enabled }}
+{{- fail "cluster.enabled needs persistence.enabled: a member whose emptyDir is gone (pod deleted or rescheduled) would rejoin empty under its old node id and could vote twice in one Raft term, which may lose acknowledged writes" }}
+{{- end }}
+{{- if .Values.persistence.existingClaim }}
+{{- fail "persistence.existingClaim cannot be used with cluster.enabled: every member needs its own volume (leave it empty for the volumeClaimTemplate)" }}
+{{- end }}
+{{- $hb := 300 }}
+{{- if not (kindIs "invalid" $cluster.heartbeatMs) }}{{ $hb = int64 $cluster.heartbeatMs }}{{ end }}
+{{- $et := 1500 }}
+{{- if not (kindIs "invalid" $cluster.electionTimeoutMs) }}{{ $et = int64 $cluster.electionTimeoutMs }}{{ end }}
+{{- if lt (int64 $et) (mul 3 (int64 $hb)) }}
+{{- fail (printf "cluster.electionTimeoutMs (%d) must be at least 3 x cluster.heartbeatMs (%d)" (int64 $et) (int64 $hb)) }}
+{{- end }}
+{{- with .Values.podDisruptionBudget }}
+{{- if .enabled }}
+{{- $tolerable := div (sub $replicas 1) 2 }}
+{{- if and (not (kindIs "invalid" .maxUnavailable)) (not (kindIs "string" .maxUnavailable)) (gt (int .maxUnavailable) $tolerable) }}
+{{- fail (printf "podDisruptionBudget.maxUnavailable (%d) would let a majority of the %d members go: at most %d (1 recommended)" (int .maxUnavailable) $replicas $tolerable) }}
+{{- end }}
+{{- if and (not (kindIs "invalid" .minAvailable)) (not (kindIs "string" .minAvailable)) (lt (int .minAvailable) (sub $replicas $tolerable)) }}
+{{- fail (printf "podDisruptionBudget.minAvailable (%d) would let a majority of the %d members go: at least %d" (int .minAvailable) $replicas (sub $replicas $tolerable)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 
 {{- /* Protected mode: the pod listens on 0.0.0.0. */}}
 {{- if not (include "weir.authEnabled" .) }}
@@ -103,10 +143,16 @@ For a throwaway test installation without authentication set auth.allowAnonymous
 {{- if regexMatch "^WEIR_(AUTH_|TLS_|ALLOW_ANONYMOUS$|LISTEN$|DATA_DIR$|CONFIG$)" .name }}
 {{- fail (printf "extraEnv %s: set it through the chart's auth/tls values (and the chart's checks), not the environment" .name) }}
 {{- end }}
+{{- if regexMatch "^WEIR_(NODE_ID|PEERS|CLUSTER_[A-Z_]+)$" .name }}
+{{- fail (printf "extraEnv %s: the chart sets the cluster options from cluster.* and replicaCount" .name) }}
+{{- end }}
 {{- end }}
 {{- range .Values.extraArgs }}
 {{- if regexMatch "^--(auth-|tls-|allow-anonymous|listen|data-dir|config)" . }}
 {{- fail (printf "extraArgs %s: set it through the chart's auth/tls values (and the chart's checks), not a flag" .) }}
+{{- end }}
+{{- if regexMatch "^--(node-id|peers|cluster-)" . }}
+{{- fail (printf "extraArgs %s: the chart sets the cluster options from cluster.* and replicaCount" .) }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -120,7 +120,7 @@ async fn produce_as(
     expected: Option<&'static str>,
 ) -> ApiResult<(HeaderMap, Json<ProduceResponse>)> {
     // Resolve the topic first so an unknown topic is a 404 whatever the body.
-    state.broker.topic(&topic)?;
+    state.topic(&topic)?;
     let headers = request.headers().clone();
     let media = media_type(&headers);
     let unsupported =
@@ -322,6 +322,7 @@ pub async fn read(
     } else {
         None
     };
+    state.topic(&topic)?;
     let response = state
         .broker
         .read(&topic, partition, from, limit, wait_ms)

@@ -75,6 +75,26 @@ pub struct Protect {
 
 impl AppState {
     /// Why the server is not ready, or `None` when it is.
+    /// Topic `name`, for a request about it. A cluster node that has not
+    /// caught up yet may not know a topic the cluster has: it answers 503
+    /// (retry, or ask another node) rather than 404.
+    pub fn topic(&self, name: &str) -> Result<Arc<crate::broker::topic::Topic>, ApiError> {
+        match self.broker.topic(name) {
+            Err(crate::broker::BrokerError::TopicNotFound(_))
+                if self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.not_ready_reason().is_some()) =>
+            {
+                Err(ApiError::new(
+                    weir_protocol::ErrorCode::Unavailable,
+                    "this node is still catching up with the cluster (see /readyz): retry, or ask another node",
+                ))
+            }
+            other => Ok(other?),
+        }
+    }
+
     pub fn not_ready_reason(&self) -> Option<&'static str> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Some("shutting_down");
@@ -85,7 +105,7 @@ impl AppState {
         } else if health.disk_space_low {
             Some("disk_free_below_limit")
         } else {
-            None
+            self.cluster.as_ref().and_then(|c| c.not_ready_reason())
         }
     }
 }

@@ -78,6 +78,18 @@ impl Groups {
             .collect()
     }
 
+    /// The commit index of every group held here that `me` leads.
+    pub fn committed_led_by(&self, me: NodeId) -> BTreeMap<GroupId, u64> {
+        self.read()
+            .iter()
+            .filter_map(|(group, held)| {
+                let m = held.raft.metrics().borrow_watched().clone();
+                let index = m.local_committed.map_or(0, |l| l.index);
+                (m.current_leader == Some(me)).then_some((*group, index))
+            })
+            .collect()
+    }
+
     pub fn list(&self) -> Vec<(GroupId, Arc<PartitionGroup>)> {
         self.read().iter().map(|(g, p)| (*g, p.clone())).collect()
     }

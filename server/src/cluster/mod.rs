@@ -5,6 +5,8 @@
 //! - `command.rs`: what entries carry (metadata changes, appended batches)
 //!   and what applying them answers;
 //! - `codec.rs`: how Raft values are stored (versioned envelopes);
+//! - `incarnation.rs`: a node starting over on an empty data directory
+//!   tells its peers first (so leaders accept its log going back);
 //! - `groups.rs`: the partition groups this node holds, started and
 //!   removed as the metadata assigns replicas;
 //! - `log_store.rs`: a group's Raft log over the store (one WAL sync for
@@ -31,6 +33,7 @@
 mod codec;
 mod command;
 mod groups;
+mod incarnation;
 mod log_store;
 mod machine;
 mod membership;

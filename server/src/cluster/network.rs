@@ -47,6 +47,9 @@ pub struct Peers {
     /// Leaders of groups this node may not hold, as its peers report them
     /// in their status: `group → (term, leader)`, the highest term kept.
     hints: Mutex<HashMap<GroupId, (u64, NodeId)>>,
+    /// Commit indexes leaders report for their groups: `group → (leader,
+    /// index)`, from the last status of each.
+    commits: Mutex<HashMap<GroupId, (NodeId, u64)>>,
 }
 
 impl Peers {
@@ -67,6 +70,7 @@ impl Peers {
             http,
             seen: Mutex::new(HashMap::new()),
             hints: Mutex::new(HashMap::new()),
+            commits: Mutex::new(HashMap::new()),
         })
     }
 
@@ -114,6 +118,23 @@ impl Peers {
         }
     }
 
+    /// Keeps the commit indexes `leader` reports for the groups it leads.
+    pub fn note_commits(&self, leader: NodeId, committed: &BTreeMap<GroupId, u64>) {
+        let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        for (group, index) in committed {
+            commits.insert(*group, (leader, *index));
+        }
+    }
+
+    /// The commit index `leader` last reported for `group`.
+    pub fn reported_commit(&self, group: GroupId, leader: NodeId) -> Option<u64> {
+        let commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        commits
+            .get(&group)
+            .filter(|(from, _)| *from == leader)
+            .map(|(_, index)| *index)
+    }
+
     /// The leader of `group` as last reported by a peer.
     pub fn leader_hint(&self, group: GroupId) -> Option<NodeId> {
         let hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
@@ -139,7 +160,13 @@ impl Peers {
             .json(body)
             .send()
             .await
-            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+            .map_err(|e| {
+                if e.is_connect() {
+                    CallError::Unreachable(e.to_string())
+                } else {
+                    CallError::Lost(e.to_string())
+                }
+            })?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
@@ -167,8 +194,13 @@ impl Peers {
 /// Why an RPC failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
+    /// No connection: the request was never sent.
     #[error("peer unreachable: {0}")]
     Unreachable(String),
+    /// Sent, but no answer came (timeout, connection lost): the peer may
+    /// have acted on it.
+    #[error("no answer from the peer: {0}")]
+    Lost(String),
     #[error("peer refused the request: {0}")]
     Refused(String),
 }
@@ -176,14 +208,18 @@ pub enum CallError {
 impl CallError {
     fn rpc<E: std::error::Error>(self) -> RPCError<TypeConfig, E> {
         match self {
-            CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::from_string(m)),
+            CallError::Unreachable(m) | CallError::Lost(m) => {
+                RPCError::Unreachable(Unreachable::from_string(m))
+            }
             CallError::Refused(m) => RPCError::Network(NetworkError::from_string(m)),
         }
     }
 
     fn streaming(self) -> StreamingError<TypeConfig> {
         match self {
-            CallError::Unreachable(m) => StreamingError::Unreachable(Unreachable::from_string(m)),
+            CallError::Unreachable(m) | CallError::Lost(m) => {
+                StreamingError::Unreachable(Unreachable::from_string(m))
+            }
             CallError::Refused(m) => StreamingError::Network(NetworkError::from_string(m)),
         }
     }
@@ -200,6 +236,10 @@ pub struct PeerStatus {
     /// `group → (term, leader)`.
     #[serde(default)]
     pub leaders: BTreeMap<GroupId, (u64, NodeId)>,
+    /// The commit index of every group it leads (the metadata group
+    /// included): a node catching up compares its progress with these.
+    #[serde(default)]
+    pub committed: BTreeMap<GroupId, u64>,
 }
 
 /// The body of a snapshot sent whole.

@@ -96,6 +96,11 @@ pub struct Cluster {
     state_machine: MetaStateMachine,
     broker: Arc<Broker>,
     store: Arc<Store>,
+    /// This node's incarnation (`incarnation.rs`).
+    incarnation: u64,
+    /// Whether Raft RPCs are served: at once, or once a new incarnation
+    /// was announced to the peers.
+    raft_open: Arc<std::sync::atomic::AtomicBool>,
     /// Raft settings of partition groups (the metadata group's, but never
     /// snapshotting).
     partition_config: Arc<Config>,
@@ -138,6 +143,10 @@ impl Cluster {
         }
         .validate()
         .map_err(|e| start_err(&e))?;
+        let (incarnation, fresh) = super::incarnation::load_or_create(&store)
+            .await
+            .map_err(|e| start_err(&e))?;
+        let raft_open = Arc::new(std::sync::atomic::AtomicBool::new(!fresh));
         let state_machine = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || MetaStateMachine::load(store, METADATA_GROUP))
@@ -167,6 +176,8 @@ impl Cluster {
             broker,
             store,
             partition_config: Arc::new(partition_config),
+            incarnation,
+            raft_open: raft_open.clone(),
             groups: groups.clone(),
             tasks: Mutex::new(Vec::new()),
         });
@@ -175,6 +186,7 @@ impl Cluster {
             metadata,
             groups,
             cluster: Arc::downgrade(&cluster),
+            raft_open,
         });
         let serve = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
@@ -187,7 +199,7 @@ impl Cluster {
                 cluster: Arc::downgrade(&cluster),
                 round_robin: std::sync::atomic::AtomicU32::new(0),
             }));
-        let tasks = vec![
+        let mut tasks = vec![
             serve,
             tokio::spawn(cluster.clone().form()),
             tokio::spawn(cluster.clone().register()),
@@ -195,6 +207,9 @@ impl Cluster {
             tokio::spawn(cluster.clone().reconcile()),
             tokio::spawn(cluster.clone().balance()),
         ];
+        if fresh {
+            tasks.push(tokio::spawn(cluster.clone().announce()));
+        }
         cluster
             .tasks
             .lock()
@@ -205,6 +220,26 @@ impl Cluster {
 
     pub fn node_id(&self) -> NodeId {
         self.config.node_id
+    }
+
+    pub(super) fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    pub(super) fn raft_open(&self) -> &std::sync::atomic::AtomicBool {
+        &self.raft_open
+    }
+
+    /// Whether `node` was heard from within the election timeout.
+    pub(super) fn recently_seen(&self, node: NodeId) -> bool {
+        self.peers
+            .last_seen(node)
+            .is_some_and(|s| s < self.unreachable_after())
+    }
+
+    /// The ids of the other nodes in `--peers`.
+    pub(super) fn other_ids(&self) -> Vec<NodeId> {
+        self.others().map(|(id, _)| id).collect()
     }
 
     pub(super) fn metadata(&self) -> &Raft {
@@ -370,14 +405,39 @@ impl Cluster {
     async fn probe(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut terms: BTreeMap<GroupId, u64> = BTreeMap::new();
         loop {
             tick.tick().await;
+            self.count_elections(&mut terms);
             for (id, address) in self.others() {
                 if let Ok(status) = self.peers.status(id, address, Duration::from_secs(1)).await {
                     self.peers.note_leaders(&status.leaders);
+                    self.peers.note_commits(id, &status.committed);
                 }
             }
         }
+    }
+
+    /// Adds the terms started since the last look in every group held
+    /// here to `weir_cluster_elections_total` (a group seen for the first
+    /// time counts from there).
+    fn count_elections(&self, terms: &mut BTreeMap<GroupId, u64>) {
+        let mut now = BTreeMap::new();
+        now.insert(
+            METADATA_GROUP,
+            self.metadata.metrics().borrow_watched().current_term,
+        );
+        for (group, held) in self.groups.list() {
+            now.insert(group, held.raft.metrics().borrow_watched().current_term);
+        }
+        for (group, term) in &now {
+            if let Some(before) = terms.get(group) {
+                crate::metrics::METRICS
+                    .cluster_elections
+                    .inc_by(term.saturating_sub(*before));
+            }
+        }
+        *terms = now;
     }
 
     /// A member's node-to-node address: from the membership, else from
@@ -477,6 +537,49 @@ impl Cluster {
             }
         }
         health
+    }
+
+    /// Why this node should not take client traffic yet, if it should
+    /// not: the cluster has not formed (no metadata leader known), or this
+    /// node is behind: it has not applied the metadata up to the commit
+    /// index its leader last reported (probed every second), has not
+    /// started every partition group the metadata gives it, or one of
+    /// those has no leader or is behind its leader's reported commit. A
+    /// node restarted (or wiped) into a running cluster reports ready once
+    /// it has caught up.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        let me = self.config.node_id;
+        let behind = |group: GroupId, m: &openraft::RaftMetrics<super::types::TypeConfig>| {
+            let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
+            match m.current_leader {
+                None => true,
+                Some(leader) if leader == me => false,
+                Some(leader) => self
+                    .peers
+                    .reported_commit(group, leader)
+                    .is_none_or(|commit| applied < commit),
+            }
+        };
+        let meta = self.metadata.metrics().borrow_watched().clone();
+        if meta.current_leader.is_none() {
+            return Some("cluster_forming");
+        }
+        if behind(METADATA_GROUP, &meta) {
+            return Some("cluster_catching_up");
+        }
+        let data = self.state_machine.data();
+        let missing = data.topics.values().any(|topic| {
+            topic
+                .partitions
+                .iter()
+                .any(|a| a.replicas.contains(&me) && self.groups.get(a.group).is_none())
+        });
+        let lagging = self
+            .groups
+            .list()
+            .iter()
+            .any(|(group, held)| behind(*group, &held.raft.metrics().borrow_watched()));
+        (missing || lagging).then_some("cluster_catching_up")
     }
 
     /// Every partition of the visible topics: its replicas from the

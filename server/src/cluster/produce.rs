@@ -188,6 +188,9 @@ impl Cluster {
                 Some(leader) if leader == self.node_id() => {
                     self.append_here(group, &messages, at).await
                 }
+                // Not heard from lately: wait for the election rather
+                // than send it a write whose fate would be unknown.
+                Some(leader) if !self.recently_seen(leader) => Err(AppendError::NotLeader),
                 Some(leader) => {
                     let body = forwarded.get_or_insert_with(|| encode_share(partition, &messages));
                     self.forward(leader, group, body).await
@@ -302,7 +305,7 @@ impl Cluster {
         let (append, positions) = build_append(&held, messages, &seen, now + window, wall);
         let base = match append {
             None => 0,
-            Some(append) => match held.raft.client_write(Command::Append(append)).await {
+            Some(append) => match timed(held.raft.client_write(Command::Append(append))).await {
                 Ok(answer) => match answer.data {
                     Reply::Appended { base } => base,
                     other => {
@@ -343,12 +346,23 @@ impl Cluster {
     }
 }
 
+/// Runs a proposal, observing how long it took to commit and apply.
+async fn timed<T>(proposal: impl std::future::Future<Output = T>) -> T {
+    let started = Instant::now();
+    let outcome = proposal.await;
+    crate::metrics::METRICS
+        .cluster_commit_duration
+        .observe(started.elapsed().as_secs_f64());
+    outcome
+}
+
 /// Whether a message was seen before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
     New,
-    /// Its id was appended before, at this offset.
-    Stored(u64),
+    /// Its id was appended before, at this partition and offset (a topic's
+    /// ids are one namespace, as on a single node).
+    Stored(u32, u64),
     /// Its id is the same as that of an earlier message of the request.
     RepeatOf(usize),
 }
@@ -360,7 +374,7 @@ async fn seen_ids(
     now: u64,
 ) -> Result<Vec<Seen>, AppendError> {
     let ids: Vec<Option<String>> = messages.iter().map(|m| m.id.clone()).collect();
-    let (store, topic, partition) = (held.store.clone(), held.local.id(), held.partition);
+    let (store, topic) = (held.store.clone(), held.local.id());
     tokio::task::spawn_blocking(move || {
         let mut first: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::with_capacity(ids.len());
@@ -376,8 +390,8 @@ async fn seen_ids(
             let stored = store
                 .get_dedupe(topic, &id)
                 .map_err(|e| AppendError::Failed(e.into()))?
-                .filter(|e| e.expires_at > now && e.partition == partition);
-            out.push(stored.map_or(Seen::New, |e| Seen::Stored(e.offset)));
+                .filter(|e| e.expires_at > now);
+            out.push(stored.map_or(Seen::New, |e| Seen::Stored(e.partition, e.offset)));
             first.insert(id, i);
         }
         Ok(out)
@@ -431,12 +445,12 @@ fn results_of(partition: u32, seen: &[Seen], positions: &[u32], base: u64) -> Ve
     seen.iter()
         .enumerate()
         .map(|(i, this)| {
-            let (offset, duplicate) = match *this {
-                Seen::New => (offset_of(i), false),
-                Seen::Stored(offset) => (offset, true),
+            let (partition, offset, duplicate) = match *this {
+                Seen::New => (partition, offset_of(i), false),
+                Seen::Stored(p, offset) => (p, offset, true),
                 Seen::RepeatOf(j) => match seen.get(j) {
-                    Some(Seen::Stored(offset)) => (*offset, true),
-                    _ => (offset_of(j), true),
+                    Some(Seen::Stored(p, offset)) => (*p, *offset, true),
+                    _ => (partition, offset_of(j), true),
                 },
             };
             ProduceResult {

@@ -12,11 +12,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use subtle::ConstantTimeEq;
 
 use super::command::Command;
 use super::groups::Groups;
+use super::incarnation::Hello;
 use super::membership::MembershipChange;
 use super::metadata::{MetaCommand, Proposed};
 use super::network::{PeerStatus, Peers, SnapshotBody, FROM_HEADER, TO_HEADER};
@@ -35,6 +37,9 @@ pub struct RpcState {
     pub groups: Arc<Groups>,
     /// The node itself (weak: the listener must not keep it alive).
     pub cluster: std::sync::Weak<Cluster>,
+    /// Whether Raft RPCs are served yet (a node on a new incarnation
+    /// first tells its peers, `incarnation.rs`).
+    pub raft_open: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RpcState {
@@ -65,6 +70,7 @@ pub fn router(state: RpcState) -> Router {
         .route("/raft/{group}/snapshot", post(snapshot))
         .route("/raft/{group}/transfer-leader", post(transfer_leader))
         .route("/partition/{group}/append", post(partition_append))
+        .route("/hello", post(hello))
         .route("/meta/propose", post(propose))
         .route("/meta/membership", post(membership))
         .route("/status", post(status))
@@ -123,6 +129,9 @@ where
     T: serde::Serialize,
     E: std::fmt::Display,
 {
+    if !state.raft_open.load(std::sync::atomic::Ordering::SeqCst) {
+        return unavailable("this node starts on an empty data directory and is telling its peers");
+    }
     match state.group(group) {
         Ok(raft) => match call(raft).await {
             Ok(answer) => Json(answer).into_response(),
@@ -202,6 +211,17 @@ async fn partition_append(
     }
 }
 
+/// A peer starting over on an empty data directory.
+async fn hello(State(state): State<RpcState>, Json(hello): Json<Hello>) -> Response {
+    match state.cluster.upgrade() {
+        Some(cluster) => {
+            cluster.welcome(&hello).await;
+            Json(()).into_response()
+        }
+        None => unavailable("the node is stopping"),
+    }
+}
+
 /// A membership change forwarded by another node (this node leads the
 /// metadata group, or the forwarder retries elsewhere).
 async fn membership(
@@ -216,11 +236,20 @@ async fn membership(
 
 async fn status(State(state): State<RpcState>) -> Response {
     match state.metadata.is_initialized().await {
-        Ok(initialized) => Json(PeerStatus {
-            node_id: state.peers.me(),
-            initialized,
-            leaders: state.groups.leaders(),
-        })
+        Ok(initialized) => {
+            let me = state.peers.me();
+            let mut committed = state.groups.committed_led_by(me);
+            let meta = state.metadata.metrics().borrow_watched().clone();
+            if meta.current_leader == Some(me) {
+                committed.insert(METADATA_GROUP, meta.local_committed.map_or(0, |l| l.index));
+            }
+            Json(PeerStatus {
+                node_id: me,
+                initialized,
+                leaders: state.groups.leaders(),
+                committed,
+            })
+        }
         .into_response(),
         Err(e) => unavailable(e),
     }

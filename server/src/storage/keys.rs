@@ -46,6 +46,9 @@ pub const RAFT_COMMITTED: u8 = b'c';
 pub const RAFT_PURGED: u8 = b'p';
 /// The group's state machine: what it has applied, and its state.
 pub const RAFT_STATE: u8 = b's';
+/// The node's incarnation (kept under the metadata group's id): new each
+/// time a node starts on an empty data directory.
+pub const RAFT_INCARNATION: u8 = b'i';
 
 /// Key of a Raft group's value of `kind`, or with `index`, of one entry.
 pub fn raft_key(group: u64, kind: u8, index: Option<u64>) -> Vec<u8> {

@@ -25,16 +25,19 @@ pub enum RaftValue {
     Committed,
     Purged,
     State,
+    /// The node's incarnation (see `cluster/node.rs`).
+    Incarnation,
 }
 
 impl RaftValue {
     fn kind(self) -> u8 {
-        use super::keys::{RAFT_COMMITTED, RAFT_PURGED, RAFT_STATE, RAFT_VOTE};
+        use super::keys::{RAFT_COMMITTED, RAFT_INCARNATION, RAFT_PURGED, RAFT_STATE, RAFT_VOTE};
         match self {
             RaftValue::Vote => RAFT_VOTE,
             RaftValue::Committed => RAFT_COMMITTED,
             RaftValue::Purged => RAFT_PURGED,
             RaftValue::State => RAFT_STATE,
+            RaftValue::Incarnation => RAFT_INCARNATION,
         }
     }
 }

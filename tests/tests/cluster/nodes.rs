@@ -78,7 +78,8 @@ impl Cluster {
             ELECTION_MS.to_owned(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let server = TestServer::start_with(&args);
+        // openraft logs every vote at info: keep the tail for what matters.
+        let server = TestServer::start_with_env(&args, &[("RUST_LOG", "info,openraft=warn")]);
         self.mesh
             .set_upstream(id, cluster_address(&server))
             .unwrap();

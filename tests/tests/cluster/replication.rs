@@ -92,16 +92,28 @@ async fn converged(
         }
         assert!(
             Instant::now() < deadline,
-            "replicas of `{topic}` did not converge on {count} messages: {:?}",
-            views.iter().map(total).collect::<Vec<_>>()
+            "replicas of `{topic}` did not converge on {count} messages: {:?}; first: {:?}",
+            views.iter().map(total).collect::<Vec<_>>(),
+            views[0]
+                .iter()
+                .map(|(p, m)| (
+                    p,
+                    m.iter()
+                        .map(|(_, _, v)| v["n"].as_u64().unwrap_or(0))
+                        .collect::<Vec<_>>()
+                ))
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
+/// Messages `from..to`, each with an idempotency id: a produce answered
+/// 503 (its fate unknown, e.g. its leader died mid-request) is sent again,
+/// and the ids keep the retry from appending what was already appended.
 fn batch(from: u64, to: u64) -> Value {
     (from..to)
-        .map(|i| json!({"key": format!("k{}", i % 7), "value": {"n": i}}))
+        .map(|i| json!({"key": format!("k{}", i % 7), "value": {"n": i}, "id": format!("m{i}")}))
         .collect()
 }
 
@@ -111,7 +123,10 @@ async fn produced_messages_reach_every_replica_and_survive_the_leader() {
     cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
     let created = cluster
         .node(1)
-        .put_json("/v1/topics/orders", &json!({"partitions": 2}))
+        .put_json(
+            "/v1/topics/orders",
+            &json!({"partitions": 2, "dedupe_window_ms": 3_600_000}),
+        )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
 
