@@ -37,6 +37,7 @@ use crate::broker::read::{ReadFrom, MAX_READ_LIMIT, MAX_WAIT_MS};
     )),
     responses(
         (status = 200, description = "Every message is durable; results in request order", body = ProduceResponse,
+         headers(("Weir-Leader" = u64, description = "In a cluster: the node leading the partition of the first result")),
          example = json!({"results": [{"partition": 0, "offset": 42, "duplicate": false}]})),
         Errors,
     )
@@ -63,7 +64,8 @@ pub async fn produce(
         (inline(NdjsonMessages) = "application/x-ndjson"),
     )),
     responses(
-        (status = 200, description = "Every message is durable; results in line order", body = ProduceResponse),
+        (status = 200, description = "Every message is durable; results in line order", body = ProduceResponse,
+         headers(("Weir-Leader" = u64, description = "In a cluster: the node leading the partition of the first result"))),
         Errors,
     )
 )]
@@ -92,7 +94,8 @@ pub async fn produce_ndjson(
         (inline(RawPayload) = "application/octet-stream"),
     )),
     responses(
-        (status = 200, description = "The message is durable", body = ProduceResponse),
+        (status = 200, description = "The message is durable", body = ProduceResponse,
+         headers(("Weir-Leader" = u64, description = "In a cluster: the node leading the message's partition"))),
         Errors,
     )
 )]
@@ -284,7 +287,8 @@ pub struct ReadQuery {
     // Only the JSON form is declared: a second response media type would
     // turn every generated client's result into a union. The binary form
     // (asked for with `Accept`) is described above and in the API guide.
-    responses((status = 200, description = "Messages in offset order", body = ReadResponse), Errors)
+    responses((status = 200, description = "Messages in offset order", body = ReadResponse,
+        headers(("Weir-Leader" = u64, description = "In a cluster: the node leading the partition (which served the read)"))), Errors)
 )]
 pub async fn read(
     State(state): State<AppState>,
@@ -323,10 +327,23 @@ pub async fn read(
         None
     };
     state.topic(&topic)?;
-    let response = state
-        .broker
-        .read(&topic, partition, from, limit, wait_ms)
-        .await?;
+    let at_leader = match &state.cluster {
+        Some(cluster) => {
+            cluster
+                .read_at_leader(&topic, partition, from, limit, wait_ms)
+                .await
+        }
+        None => None,
+    };
+    let response = match at_leader {
+        Some(answer) => answer?,
+        None => {
+            state
+                .broker
+                .read(&topic, partition, from, limit, wait_ms)
+                .await?
+        }
+    };
     let leader = super::cluster::leader_header(&state, &topic, Some(partition));
     if super::binary::wants_binary(&headers) {
         let mut answer = super::binary::read_response(&response.messages, response.next_offset)?;

@@ -18,6 +18,7 @@
 //! - `machine.rs`: either state machine behind one type;
 //! - `produce.rs`: produce through the partition groups: on the leader,
 //!   or forwarded to it;
+//! - `read.rs`: reads of replicated partitions, served by their leader;
 //! - `membership.rs`: adding and removing nodes, moving the metadata
 //!   leadership (on the metadata leader, forwarded there);
 //! - `propose.rs`: metadata changes from any node, through the leader;
@@ -43,6 +44,7 @@ mod node;
 mod partition;
 mod produce;
 mod propose;
+mod read;
 mod rpc;
 mod topics;
 mod types;

@@ -24,6 +24,7 @@ use super::metadata::{MetaCommand, Proposed};
 use super::network::{PeerStatus, Peers, SnapshotBody, FROM_HEADER, TO_HEADER};
 use super::node::Cluster;
 use super::produce::ForwardedAppend;
+use super::read::ForwardedRead;
 use super::types::{GroupId, Raft, Snapshot, TypeConfig, METADATA_GROUP};
 
 /// Largest RPC body accepted (a batch of entries or a snapshot).
@@ -70,6 +71,7 @@ pub fn router(state: RpcState) -> Router {
         .route("/raft/{group}/snapshot", post(snapshot))
         .route("/raft/{group}/transfer-leader", post(transfer_leader))
         .route("/partition/{group}/append", post(partition_append))
+        .route("/partition/{group}/read", post(partition_read))
         .route("/hello", post(hello))
         .route("/meta/propose", post(propose))
         .route("/meta/membership", post(membership))
@@ -207,6 +209,18 @@ async fn partition_append(
 ) -> Response {
     match state.cluster.upgrade() {
         Some(cluster) => Json(cluster.take_forwarded(group, body).await).into_response(),
+        None => unavailable("the node is stopping"),
+    }
+}
+
+/// A read forwarded by another node to this partition leader.
+async fn partition_read(
+    State(state): State<RpcState>,
+    Path(group): Path<GroupId>,
+    Json(body): Json<ForwardedRead>,
+) -> Response {
+    match state.cluster.upgrade() {
+        Some(cluster) => Json(cluster.serve_forwarded_read(group, body).await).into_response(),
         None => unavailable("the node is stopping"),
     }
 }

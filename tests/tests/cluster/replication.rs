@@ -231,3 +231,40 @@ async fn idempotency_ids_hold_across_nodes_and_answers_name_the_leader() {
         );
     }
 }
+
+#[tokio::test]
+async fn reads_are_served_by_the_leader_from_any_node() {
+    let cluster = Cluster::start(3).await;
+    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
+    // One copy: two of the three nodes hold nothing of it.
+    let created = cluster
+        .node(1)
+        .put_json(
+            "/v1/topics/solo",
+            &json!({"partitions": 1, "replication_factor": 1}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    for round in 0..3u64 {
+        for id in 1..=3 {
+            // What one node acknowledged, every node reads at once.
+            let value = round * 10 + id;
+            produce_through(&cluster, id, "solo", &json!([{"value": value}])).await;
+            for reader in 1..=3 {
+                let reply = cluster
+                    .node(reader)
+                    .get("/v1/topics/solo/partitions/0/messages?offset=0&limit=100")
+                    .await;
+                assert_eq!(reply.status, 200, "{}", reply.text);
+                assert!(reply.headers.contains_key("weir-leader"));
+                let values: Vec<u64> = reply.json()["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["value"].as_u64().unwrap())
+                    .collect();
+                assert_eq!(values.last(), Some(&value), "read through node {reader}");
+            }
+        }
+    }
+}
