@@ -6,10 +6,17 @@ data directory (default settings: fsync = always), runs every workload with
 `weir bench ... --output json`, stops the server and prints one summary
 table (Markdown, ready for BENCHMARKS.md). Progress goes to stderr.
 
-    scripts/bench.py [--bin-dir DIR] [--seconds N] [--only NAME ...]
+    scripts/bench.py [--bin-dir DIR] [--seconds N] [--only NAME ...] [--cluster N]
 
 The workloads are the issue's harness: 100-byte messages, batches of 100,
 10 requests in flight (1,000 messages), durable acks.
+
+`--cluster 3` runs the same workloads against a 3-node cluster on loopback
+(every node on the same machine, its own data directory and ports;
+topics get replication factor 3, so every produce waits for two fsyncs on
+two nodes). The client talks to node 1; partitions led elsewhere are
+forwarded. Subscriptions are per node in a cluster today, so the consume
+and end-to-end rows read node 1's replica.
 """
 
 import argparse
@@ -107,6 +114,8 @@ def main():
     ap.add_argument("--bin-dir", default=os.path.join(target, "release"))
     ap.add_argument("--seconds", type=int, default=10, help="duration of each timed workload")
     ap.add_argument("--only", nargs="*", help="run only workloads whose name contains one of these")
+    ap.add_argument("--cluster", type=int, default=1,
+                    help="run against a cluster of this many nodes on loopback (replication factor 3)")
     args = ap.parse_args()
     server_bin = os.path.join(args.bin_dir, "weir-server")
     weir_bin = os.path.join(args.bin_dir, "weir")
@@ -115,16 +124,31 @@ def main():
             raise SystemExit(f"bench: {b} not found; run `make build` first")
 
     data = tempfile.mkdtemp(prefix="weir-bench-")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    nodes = max(args.cluster, 1)
+    ports = [free_port() for _ in range(nodes)]
+    cluster_ports = [free_port() for _ in range(nodes)]
+    url = f"http://127.0.0.1:{ports[0]}"
     log = open(os.path.join(data, "server.log"), "w")
-    server = subprocess.Popen(
-        [server_bin, "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(data, "db"),
-         "--log-level", "warn"],
-        stdout=log, stderr=subprocess.STDOUT)
+    cluster_args = []
+    if args.cluster > 1:
+        secret = os.path.join(data, "cluster-secret")
+        with open(secret, "w") as f:
+            f.write("bench-cluster-secret-" + os.urandom(16).hex())
+        peers = ",".join(f"{n + 1}=127.0.0.1:{p}" for n, p in enumerate(cluster_ports))
+        cluster_args = [["--node-id", str(n + 1), "--peers", peers,
+                         "--cluster-listen", f"127.0.0.1:{cluster_ports[n]}",
+                         "--cluster-secret-file", secret] for n in range(nodes)]
+    servers = [
+        subprocess.Popen(
+            [server_bin, "--listen", f"127.0.0.1:{ports[n]}",
+             "--data-dir", os.path.join(data, f"db{n + 1}"), "--log-level", "warn",
+             *(cluster_args[n] if cluster_args else [])],
+            stdout=log, stderr=subprocess.STDOUT)
+        for n in range(nodes)]
     rows = []
     try:
-        wait_ready(url, server)
+        for n in range(nodes):
+            wait_ready(f"http://127.0.0.1:{ports[n]}", servers[n])
         for i, (name, kind, argv) in enumerate(workloads(args.seconds)):
             if args.only and not any(o in name for o in args.only):
                 continue
@@ -153,11 +177,13 @@ def main():
             report = last_json(out.stdout)
             rows.append(row(name, kind, report))
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for each in servers:
+            each.send_signal(signal.SIGTERM)
+        for each in servers:
+            try:
+                each.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                each.kill()
         log.close()
         shutil.rmtree(data, ignore_errors=True)
 

@@ -615,7 +615,7 @@ impl Metrics {
             cluster_commit_duration: histogram(
                 &r,
                 "weir_cluster_commit_duration_seconds",
-                "Time from proposing an append on a partition's leader here to its commit by a majority and its apply (what a replicated produce waits for).",
+                "Time from proposing a produced batch on its partition's leader here to its commit by a majority of the replicas and its apply (what a produce waits for); a lone server, a cluster of one, reports its local durable commit.",
                 latency_buckets(),
             ),
             cluster_elections: counter(

@@ -594,7 +594,15 @@ impl Broker {
         let results = match placed_here {
             Ok(replicated) => replicated.await?,
             Err(prepared) => {
-                produce::produce(self.store.clone(), topic, prepared, at.0, at.1).await?
+                // A lone server is a cluster of one: its commit is the
+                // local durable write.
+                let started = std::time::Instant::now();
+                let results =
+                    produce::produce(self.store.clone(), topic, prepared, at.0, at.1).await?;
+                METRICS
+                    .cluster_commit_duration
+                    .observe(started.elapsed().as_secs_f64());
+                results
             }
         };
         let appended = results.iter().filter(|r| !r.duplicate).count() as u64;
