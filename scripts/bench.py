@@ -185,6 +185,10 @@ def main():
             except subprocess.TimeoutExpired:
                 each.kill()
         log.close()
+        if sys.exc_info()[0] is not None:
+            with open(os.path.join(data, "server.log")) as f:
+                tail = f.readlines()[-40:]
+            print("bench: the servers' last log lines:\n" + "".join(tail), file=sys.stderr)
         shutil.rmtree(data, ignore_errors=True)
 
     head = ("workload", "msg/s", "MB/s", "latency ms p50 / p99 / p99.9", "")

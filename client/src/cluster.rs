@@ -35,7 +35,9 @@ impl Client {
         no_content(self.request(Method::POST, "/v1/cluster/nodes").json(&body)).await
     }
 
-    /// Removes node `id` (it must hold no partition replica).
+    /// Removes node `id`. While it still holds partition copies the server
+    /// answers 409 (`conflict`, saying they are being moved to the other
+    /// nodes) and starts moving them: ask again until it succeeds.
     pub async fn remove_node(&self, id: u64) -> Result<(), Error> {
         no_content(self.request(Method::DELETE, &format!("/v1/cluster/nodes/{id}"))).await
     }

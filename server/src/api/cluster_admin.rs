@@ -46,8 +46,10 @@ pub async fn add_node(
 
 /// Remove a node from the cluster.
 ///
-/// Only a node that holds no partition replica (409 otherwise), never the
-/// last one.
+/// Never the last one. A node that still holds partition copies is marked
+/// draining and the answer is 409 (`conflict`) saying how many it holds:
+/// they move to the other nodes, and the same request then succeeds. A 409
+/// also when the remaining nodes could not hold every topic's copies.
 #[utoipa::path(
     delete, path = "/v1/cluster/nodes/{node}", tag = TAG_OPS,
     params(("node" = u64, Path, description = "Node id")),

@@ -9,10 +9,12 @@
 //! groups (`produce.rs`); subscription state joins them next
 //! (`docs/cluster.md`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use openraft::ChangeMembers;
 
 use openraft::async_runtime::WatchReceiver;
 
@@ -27,8 +29,6 @@ use crate::storage::{Store, WriteSet};
 pub struct PartitionGroup {
     pub topic: String,
     pub partition: u32,
-    /// Its replicas; the first is the preferred leader.
-    pub replicas: Vec<NodeId>,
     pub raft: Raft,
     /// This node's copy of the topic.
     pub local: Arc<Topic>,
@@ -39,6 +39,12 @@ pub struct PartitionGroup {
     pub ids: tokio::sync::Mutex<u64>,
     /// The newest timestamp this node stamped as leader.
     last_stamp: AtomicU64,
+    /// The term in which this node, leading, last made sure it had applied
+    /// everything committed before serving reads (`read.rs`).
+    pub read_term: AtomicU64,
+    /// Since when the metadata no longer names this copy (it leaves once
+    /// the group's leader took it out).
+    unwanted_since: std::sync::Mutex<Option<Instant>>,
 }
 
 impl PartitionGroup {
@@ -105,39 +111,41 @@ impl Groups {
 
 /// Period of the leader balancer.
 const BALANCE_EVERY: Duration = Duration::from_secs(3);
+/// How long a copy the metadata moved away waits to be taken out of its
+/// group before it stops anyway.
+const LEAVE_AFTER: Duration = Duration::from_secs(30);
 
 impl Cluster {
-    /// Moves each partition's leadership to its preferred replica (the
-    /// first in its replica list, spread over the nodes by the metadata)
-    /// when this node leads it instead and the preferred one is caught up:
-    /// leaders stay balanced across nodes, also after a failover.
+    /// For every group this node leads: brings its membership to the copies
+    /// the metadata names (new copies join as learners, catch up, then the
+    /// voters are replaced in one joint change), and once that holds, hands
+    /// the leadership to its preferred copy (the first named, spread over
+    /// the nodes by the metadata) when that one is caught up: leaders stay
+    /// balanced across nodes, also after a failover.
     pub(super) async fn balance(self: Arc<Self>) {
         let mut tick = tokio::time::interval(BALANCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let desired = self.desired_replicas();
             for (group, held) in self.groups().list() {
-                let Some(&preferred) = held.replicas.first() else {
+                let Some(replicas) = desired.get(&group) else {
                     continue;
                 };
-                if preferred == self.node_id() {
-                    continue;
-                }
                 let m = held.raft.metrics().borrow_watched().clone();
                 if m.current_leader != Some(self.node_id()) {
                     continue;
                 }
-                let last = m.last_log_index;
-                let caught_up = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&preferred))
-                    .is_some_and(|matched| matched.map(|l| l.index) == last);
-                let alive = self
-                    .peers()
-                    .last_seen(preferred)
-                    .is_some_and(|s| s < self.unreachable_after());
-                if !caught_up || !alive {
+                if self.converge_membership(group, &held, replicas, &m).await {
+                    continue;
+                }
+                let Some(&preferred) = replicas.first() else {
+                    continue;
+                };
+                if preferred == self.node_id() || !caught_up(&m, preferred) {
+                    continue;
+                }
+                if !self.recently_seen(preferred) {
                     continue;
                 }
                 tracing::info!(group, topic = %held.topic, partition = held.partition, to = preferred, "moving partition leadership to its preferred replica");
@@ -147,14 +155,78 @@ impl Cluster {
             }
         }
     }
+
+    /// The copies the metadata names for every partition group.
+    fn desired_replicas(&self) -> HashMap<GroupId, Vec<NodeId>> {
+        self.state_machine()
+            .data()
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter().map(|a| (a.group, a.replicas.clone())))
+            .collect()
+    }
+
+    /// On a group's leader: moves its membership one step towards
+    /// `replicas`. Returns whether a change is under way.
+    async fn converge_membership(
+        &self,
+        group: GroupId,
+        held: &PartitionGroup,
+        replicas: &[NodeId],
+        m: &openraft::RaftMetrics<super::types::TypeConfig>,
+    ) -> bool {
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let wanted: BTreeSet<NodeId> = replicas.iter().copied().collect();
+        if voters == wanted {
+            return false;
+        }
+        for node in wanted.iter().filter(|n| membership.get_node(n).is_none()) {
+            let Some(cluster_address) = self.address_of(*node) else {
+                continue;
+            };
+            tracing::info!(group, topic = %held.topic, partition = held.partition, node, "a new copy joins the partition as a learner");
+            if let Err(e) = held
+                .raft
+                .add_learner(*node, NodeInfo { cluster_address }, false)
+                .await
+            {
+                tracing::warn!(group, node, error = %e, "could not add a learner");
+            }
+        }
+        if wanted.iter().all(|n| caught_up(m, *n)) {
+            tracing::info!(group, topic = %held.topic, partition = held.partition, ?wanted, "replacing the partition's voters");
+            if let Err(e) = held
+                .raft
+                .change_membership(ChangeMembers::ReplaceAllVoters(wanted), false)
+                .await
+            {
+                tracing::warn!(group, error = %e, "could not change the partition's voters");
+            }
+        }
+        true
+    }
 }
 
-/// A replica this node should hold: `(topic, partition, replicas)`.
+/// Whether `node` has every entry the leader has (the leader itself does).
+fn caught_up(m: &openraft::RaftMetrics<super::types::TypeConfig>, node: NodeId) -> bool {
+    if m.current_leader == Some(node) {
+        return true;
+    }
+    m.replication
+        .as_ref()
+        .and_then(|r| r.get(&node))
+        .is_some_and(|matched| matched.map(|l| l.index) == m.last_log_index)
+}
+
+/// A replica this node should hold: `(topic, partition, initial members)`.
 type Wanted = (String, u32, Vec<NodeId>);
 
 impl Cluster {
-    /// Starts the partition groups the metadata assigns to this node and
-    /// stops (and erases) those it no longer does.
+    /// Starts the partition groups the metadata assigns to this node, and
+    /// stops (and erases) those it no longer does: at once when the topic
+    /// is gone; when a copy was moved elsewhere, once the group's leader
+    /// has taken it out (or after `LEAVE_AFTER`).
     pub(super) async fn reconcile_groups(&self) {
         let me = self.node_id();
         let data = self.state_machine().data();
@@ -167,42 +239,64 @@ impl Cluster {
                     .iter()
                     .zip(0u32..)
                     .filter(|(a, _)| a.replicas.contains(&me))
-                    .map(|(a, p)| (a.group, (name.clone(), p, a.replicas.clone())))
+                    .map(|(a, p)| (a.group, (name.clone(), p, a.initial_members().to_vec())))
             })
             .collect();
         for (group, held) in self.groups().list() {
-            if !wanted.contains_key(&group) {
-                self.groups().write().remove(&group);
-                if let Err(e) = held.raft.shutdown().await {
-                    tracing::warn!(group, error = %e, "partition group did not stop cleanly");
-                }
-                let mut set = WriteSet::new();
-                set.delete_raft_group(group);
-                if let Err(e) = self.store().commit(set).await {
-                    tracing::warn!(group, error = %e, "could not erase a removed partition group");
-                }
-                tracing::info!(group, topic = %held.topic, partition = held.partition, "partition group removed");
+            if wanted.contains_key(&group) {
+                held.unwanted_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                continue;
             }
+            if data.topics.contains_key(&held.topic) {
+                let since = *held
+                    .unwanted_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert_with(Instant::now);
+                let m = held.raft.metrics().borrow_watched().clone();
+                let still_voter = m
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|v| v == me);
+                if (still_voter || m.current_leader == Some(me)) && since.elapsed() < LEAVE_AFTER {
+                    continue;
+                }
+            }
+            self.groups().write().remove(&group);
+            if let Err(e) = held.raft.shutdown().await {
+                tracing::warn!(group, error = %e, "partition group did not stop cleanly");
+            }
+            let mut set = WriteSet::new();
+            set.delete_raft_group(group);
+            if let Err(e) = self.store().commit(set).await {
+                tracing::warn!(group, error = %e, "could not erase a removed partition group");
+            }
+            tracing::info!(group, topic = %held.topic, partition = held.partition, "partition group removed");
         }
-        for (group, (topic, partition, replicas)) in wanted {
+        for (group, (topic, partition, initial)) in wanted {
             if self.groups().get(group).is_some() {
                 continue;
             }
-            match self.start_group(group, &topic, partition, &replicas).await {
+            match self.start_group(group, &topic, partition, &initial).await {
                 Ok((raft, local)) => {
-                    tracing::info!(group, %topic, partition, ?replicas, "partition group started");
+                    tracing::info!(group, %topic, partition, "partition group started");
                     local.mark_replicated();
                     self.groups().write().insert(
                         group,
                         Arc::new(PartitionGroup {
                             topic,
                             partition,
-                            replicas,
                             raft,
                             local,
                             store: self.store().clone(),
                             ids: tokio::sync::Mutex::new(0),
                             last_stamp: AtomicU64::new(0),
+                            read_term: AtomicU64::new(0),
+                            unwanted_since: std::sync::Mutex::new(None),
                         }),
                     );
                 }
@@ -220,6 +314,7 @@ impl Cluster {
         partition: u32,
         replicas: &[NodeId],
     ) -> Result<(Raft, Arc<Topic>), String> {
+        // `replicas`: the members the group was created with.
         // The topic exists here: the reconciler creates topics first.
         let local = self.broker().topic(topic).map_err(|e| e.to_string())?;
         let batches = BatchLog::new(local.id(), partition);
@@ -235,7 +330,10 @@ impl Cluster {
             .new_partition_raft(group, state_machine, batches)
             .await
             .map_err(|e| e.to_string())?;
-        if !raft.is_initialized().await.map_err(|e| e.to_string())? {
+        // Copies the group was created with initialize it; a copy added
+        // later waits for the leader to bring it in.
+        let founder = replicas.contains(&self.node_id());
+        if founder && !raft.is_initialized().await.map_err(|e| e.to_string())? {
             let mut members = BTreeMap::new();
             for id in replicas {
                 let cluster_address = self

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
+use super::metadata::MetaCommand;
 use super::node::Cluster;
 use super::types::{NodeId, NodeInfo};
 use crate::broker::BrokerError;
@@ -24,7 +25,7 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum MembershipChange {
     /// Adds node `id`, reached at `address` (its `--cluster-listen`).
     Add { id: NodeId, address: String },
-    /// Removes node `id` (it must hold no partition replica).
+    /// Removes node `id` (once its partition copies moved elsewhere).
     Remove { id: NodeId },
     /// Makes node `to` the metadata group's leader.
     TransferLeader { to: NodeId },
@@ -55,6 +56,51 @@ impl From<Refusal> for BrokerError {
 }
 
 impl Cluster {
+    /// Refuses the removal of `id` while it holds partition copies, after
+    /// marking it as draining so that the placement moves them to the
+    /// other nodes (the caller retries once they are gone); refuses it for
+    /// good when the other nodes could not hold every topic's copies.
+    async fn empty_before_removal(
+        &self,
+        id: NodeId,
+        voters: &BTreeSet<NodeId>,
+    ) -> Result<(), Refusal> {
+        let data = self.state_machine().data();
+        let copies = data
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|a| a.replicas.contains(&id))
+            .count();
+        if copies == 0 {
+            return Ok(());
+        }
+        let others = voters
+            .iter()
+            .filter(|v| **v != id && !data.draining.contains(v))
+            .count();
+        if let Some((name, topic)) = data
+            .topics
+            .iter()
+            .find(|(_, t)| t.config.replication_factor as usize > others)
+        {
+            return Err(Refusal::Conflict(format!(
+                "topic `{name}` keeps {} copies of each partition; without node {id} there would be {others} nodes to hold them",
+                topic.config.replication_factor
+            )));
+        }
+        let drain = MetaCommand::Drain {
+            node: id,
+            draining: true,
+        };
+        self.propose(drain)
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        Err(Refusal::Conflict(format!(
+            "node {id} still holds {copies} partition copies; they are being moved to the other nodes: retry the removal once `weir cluster --partitions` shows none on it"
+        )))
+    }
+
     /// Applies `change` through the metadata leader.
     pub async fn change_membership(&self, change: MembershipChange) -> Result<(), BrokerError> {
         let deadline = Instant::now() + LEADER_TIMEOUT;
@@ -127,24 +173,20 @@ impl Cluster {
                 if voters.len() == 1 {
                     return Err(Refusal::Conflict("the last node cannot be removed".into()));
                 }
-                let holds: Vec<String> = self
-                    .state_machine()
-                    .data()
-                    .topics
-                    .iter()
-                    .filter(|(_, t)| t.partitions.iter().any(|p| p.replicas.contains(&id)))
-                    .map(|(name, _)| name.clone())
-                    .collect();
-                if !holds.is_empty() {
-                    return Err(Refusal::Conflict(format!(
-                        "node {id} holds replicas of topics {holds:?}; moving replicas off a node is not supported yet"
-                    )));
-                }
+                self.empty_before_removal(id, &voters).await?;
                 self.metadata()
                     .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
                     .await
                     .map(drop)
                     .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+                // Its draining mark has served its purpose.
+                let undrain = MetaCommand::Drain {
+                    node: id,
+                    draining: false,
+                };
+                if let Err(e) = self.propose(undrain).await {
+                    tracing::warn!(node = id, error = %e, "could not clear a removed node's draining mark");
+                }
                 tracing::info!(node = id, "node removed from the cluster");
                 Ok(())
             }

@@ -45,6 +45,19 @@ pub enum MetaCommand {
     DeleteTopic {
         name: String,
     },
+    /// Moves a partition's copies to `replicas` (same count; the
+    /// partition's leader then changes its group's membership).
+    MoveReplicas {
+        topic: String,
+        partition: u32,
+        replicas: Vec<NodeId>,
+    },
+    /// Marks a node as leaving (`draining`: no new copies go there and its
+    /// copies move to other nodes) or no longer leaving.
+    Drain {
+        node: NodeId,
+        draining: bool,
+    },
 }
 
 impl fmt::Display for MetaCommand {
@@ -55,6 +68,12 @@ impl fmt::Display for MetaCommand {
             }
             MetaCommand::PutTopic { name, .. } => write!(f, "put topic {name}"),
             MetaCommand::DeleteTopic { name } => write!(f, "delete topic {name}"),
+            MetaCommand::MoveReplicas {
+                topic,
+                partition,
+                replicas,
+            } => write!(f, "move partition {partition} of {topic} to {replicas:?}"),
+            MetaCommand::Drain { node, draining } => write!(f, "drain node {node}: {draining}"),
         }
     }
 }
@@ -87,6 +106,21 @@ pub struct Assignment {
     pub group: GroupId,
     /// Nodes holding a copy; the first is the preferred leader.
     pub replicas: Vec<NodeId>,
+    /// The copies the group was created with (they initialize it; copies
+    /// added later wait to be brought in by its leader). Empty: `replicas`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initial: Vec<NodeId>,
+}
+
+impl Assignment {
+    /// The members the group was created with.
+    pub fn initial_members(&self) -> &[NodeId] {
+        if self.initial.is_empty() {
+            &self.replicas
+        } else {
+            &self.initial
+        }
+    }
 }
 
 /// A topic as the cluster knows it.
@@ -117,6 +151,9 @@ pub struct MetaData {
     /// The next partition group id (0 is the metadata group).
     #[serde(default = "first_group")]
     pub next_group: GroupId,
+    /// Nodes being emptied before their removal.
+    #[serde(default)]
+    pub draining: BTreeSet<NodeId>,
 }
 
 fn first_group() -> GroupId {
@@ -130,6 +167,7 @@ impl Default for MetaData {
             topics: BTreeMap::new(),
             deleted: BTreeSet::new(),
             next_group: first_group(),
+            draining: BTreeSet::new(),
         }
     }
 }
@@ -156,7 +194,58 @@ impl MetaData {
                 }
                 None => MetaResponse::NotFound,
             },
+            MetaCommand::MoveReplicas {
+                topic,
+                partition,
+                replicas,
+            } => self.move_replicas(topic, *partition, replicas, voters),
+            MetaCommand::Drain { node, draining } => {
+                let changed = if *draining {
+                    self.draining.insert(*node)
+                } else {
+                    self.draining.remove(node)
+                };
+                if changed {
+                    MetaResponse::Updated
+                } else {
+                    MetaResponse::Unchanged
+                }
+            }
         }
+    }
+
+    fn move_replicas(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        replicas: &[NodeId],
+        voters: &[NodeId],
+    ) -> MetaResponse {
+        let Some(assignment) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+        else {
+            return MetaResponse::NotFound;
+        };
+        let distinct: BTreeSet<&NodeId> = replicas.iter().collect();
+        if distinct.len() != replicas.len()
+            || replicas.len() != assignment.replicas.len()
+            || replicas.iter().any(|r| !voters.contains(r))
+        {
+            return MetaResponse::Refused(format!(
+                "{replicas:?} is not a set of {} member nodes",
+                assignment.replicas.len()
+            ));
+        }
+        if assignment.replicas == replicas {
+            return MetaResponse::Unchanged;
+        }
+        if assignment.initial.is_empty() {
+            assignment.initial = assignment.replicas.clone();
+        }
+        assignment.replicas = replicas.to_vec();
+        MetaResponse::Updated
     }
 
     fn put_topic(
@@ -166,6 +255,13 @@ impl MetaData {
         at: u64,
         voters: &[NodeId],
     ) -> MetaResponse {
+        // Nodes being emptied get no new copies.
+        let voters: Vec<NodeId> = voters
+            .iter()
+            .copied()
+            .filter(|v| !self.draining.contains(v))
+            .collect();
+        let voters = voters.as_slice();
         let rf = config.replication_factor as usize;
         if rf == 0 || rf > voters.len() {
             return MetaResponse::Refused(format!(
@@ -207,7 +303,11 @@ impl MetaData {
             let replicas = (0..rf)
                 .map(|k| voters[(start + k) % voters.len()])
                 .collect();
-            topic.partitions.push(Assignment { group, replicas });
+            topic.partitions.push(Assignment {
+                group,
+                replicas,
+                initial: Vec::new(),
+            });
         }
         self.deleted.remove(name);
         self.topics.insert(name.to_owned(), topic);

@@ -16,6 +16,7 @@
 //! - `partition.rs`: a partition group's state machine (committed batches
 //!   become the partition's, published to readers);
 //! - `machine.rs`: either state machine behind one type;
+//! - `placement.rs`: moving partition copies when nodes join or leave;
 //! - `produce.rs`: produce through the partition groups: on the leader,
 //!   or forwarded to it;
 //! - `read.rs`: reads of replicated partitions, served by their leader;
@@ -42,6 +43,7 @@ mod metadata;
 mod network;
 mod node;
 mod partition;
+mod placement;
 mod produce;
 mod propose;
 mod read;

@@ -206,6 +206,7 @@ impl Cluster {
             tokio::spawn(cluster.clone().probe()),
             tokio::spawn(cluster.clone().reconcile()),
             tokio::spawn(cluster.clone().balance()),
+            tokio::spawn(cluster.clone().place()),
         ];
         if fresh {
             tasks.push(tokio::spawn(cluster.clone().announce()));

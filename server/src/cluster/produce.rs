@@ -282,68 +282,98 @@ impl Cluster {
         &self,
         group: GroupId,
         messages: &[Prepared],
-        (now, wall): (u64, u64),
+        at: (u64, u64),
     ) -> Result<Vec<ProduceResult>, AppendError> {
         let held = self.groups().get(group).ok_or(AppendError::NotLeader)?;
         if held.raft.metrics().borrow_watched().current_leader != Some(self.node_id()) {
             return Err(AppendError::NotLeader);
         }
-        let with_ids = messages.iter().any(|m| m.id.is_some());
-        let window = held.local.record().config.dedupe_window_ms;
-        // Appends with ids go one at a time per partition, each checked
-        // against every id applied before it.
-        let _ids = if with_ids && window > 0 {
-            Some(self.ids_ready(&held).await?)
-        } else {
-            None
-        };
-        let seen = if with_ids && window > 0 {
-            seen_ids(&held, messages, now).await?
-        } else {
-            vec![Seen::New; messages.len()]
-        };
-        let (append, positions) = build_append(&held, messages, &seen, now + window, wall);
-        let base = match append {
-            None => 0,
-            Some(append) => match timed(held.raft.client_write(Command::Append(append))).await {
-                Ok(answer) => match answer.data {
-                    Reply::Appended { base } => base,
-                    other => {
-                        return Err(AppendError::Failed(BrokerError::Replication(format!(
-                            "the partition's group answered {other:?}"
-                        ))))
-                    }
-                },
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                    return Err(AppendError::NotLeader)
-                }
-                Err(e) => {
+        // In a task of its own: once the id lock is taken and the entry
+        // proposed, the append runs to its end even when the request that
+        // asked for it goes away (a client or forwarding node giving up),
+        // so the next append with the same ids waits for it and sees them.
+        let messages = messages.to_vec();
+        tokio::spawn(append_to(held, messages, at))
+            .await
+            .map_err(|e| AppendError::Failed(e.into()))?
+    }
+}
+
+/// Appends `messages` to `held`, whose group this node leads:
+/// duplicates of committed idempotency ids answered with their first
+/// offsets, the rest as one record batch, answered once committed and
+/// applied.
+async fn append_to(
+    held: Arc<PartitionGroup>,
+    messages: Vec<Prepared>,
+    (now, wall): (u64, u64),
+) -> Result<Vec<ProduceResult>, AppendError> {
+    let with_ids = messages.iter().any(|m| m.id.is_some());
+    let window = held.local.record().config.dedupe_window_ms;
+    // Appends with ids go one at a time per partition, each checked
+    // against every id applied before it.
+    let _ids = if with_ids && window > 0 {
+        Some(ids_ready(&held).await?)
+    } else {
+        None
+    };
+    let seen = if with_ids && window > 0 {
+        seen_ids(&held, &messages, now).await?
+    } else {
+        vec![Seen::New; messages.len()]
+    };
+    let (append, positions) = build_append(&held, &messages, &seen, now + window, wall);
+    let base = match append {
+        None => 0,
+        Some(append) => match timed(held.raft.client_write(Command::Append(append))).await {
+            Ok(answer) => match answer.data {
+                Reply::Appended { base } => base,
+                other => {
                     return Err(AppendError::Failed(BrokerError::Replication(format!(
-                        "the write's outcome is unknown ({e}); retry"
+                        "the partition's group answered {other:?}"
                     ))))
                 }
             },
-        };
-        Ok(results_of(held.partition, &seen, &positions, base))
-    }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                return Err(AppendError::NotLeader)
+            }
+            Err(e) => {
+                return Err(AppendError::Failed(BrokerError::Replication(format!(
+                    "the write's outcome is unknown ({e}); retry"
+                ))))
+            }
+        },
+    };
+    Ok(results_of(held.partition, &seen, &positions, base))
+}
 
-    /// Takes the partition's id lock, once this leader has applied every
-    /// entry committed before its term (so every earlier id is known).
-    async fn ids_ready<'a>(
-        &self,
-        held: &'a PartitionGroup,
-    ) -> Result<tokio::sync::MutexGuard<'a, u64>, AppendError> {
-        let mut checked_term = held.ids.lock().await;
-        let term = held.raft.metrics().borrow_watched().current_term;
-        if *checked_term != term {
-            held.raft
-                .ensure_linearizable(ReadPolicy::ReadIndex)
-                .await
-                .map_err(|_| AppendError::NotLeader)?;
-            *checked_term = term;
-        }
-        Ok(checked_term)
+/// How long an append with ids waits for the leader to apply its log.
+const IDS_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Takes the partition's id lock, once this leader has applied every
+/// entry in its log at that moment — committed before its term, or
+/// appended by an earlier attempt that its caller gave up on (a node
+/// stopping, a client timing out): every id already in the log is then
+/// known, and a retry of one is answered as a duplicate.
+async fn ids_ready(held: &PartitionGroup) -> Result<tokio::sync::MutexGuard<'_, u64>, AppendError> {
+    let mut checked_term = held.ids.lock().await;
+    let m = held.raft.metrics().borrow_watched().clone();
+    if *checked_term != m.current_term {
+        // A committed entry of this term first (a leader's reads are
+        // linearizable only then).
+        held.raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|_| AppendError::NotLeader)?;
+        *checked_term = m.current_term;
     }
+    // Nothing of this attempt is proposed yet: giving up is safe.
+    held.raft
+        .wait(Some(IDS_READY_TIMEOUT))
+        .applied_index_at_least(m.last_log_index, "ids known")
+        .await
+        .map_err(|_| AppendError::NotLeader)?;
+    Ok(checked_term)
 }
 
 /// Runs a proposal, observing how long it took to commit and apply.

@@ -4,9 +4,14 @@
 //! partition still answers. The node that takes the request forwards it
 //! over the node-to-node listener when another node leads; it serves the
 //! read itself when it leads, or — holding a replica — when no leader is
-//! known or reachable (committed messages only, possibly not the newest).
+//! known or reachable within a few seconds (committed messages only,
+//! possibly not the newest).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::ReadPolicy;
 
 use serde::{Deserialize, Serialize};
 use weir_protocol::ReadResponse;
@@ -56,9 +61,11 @@ impl Cluster {
             .get(partition as usize)?;
         let holds_replica = self.groups().get(group).is_some();
         let mut leader = self.leader_of(group).filter(|l| self.recently_seen(*l));
-        if !holds_replica {
-            // Without a copy of its own, wait a little for one to be known
-            // (a new topic's leaders reach the other nodes within a probe).
+        {
+            // Wait a little for a leader to be known: a new topic's leaders
+            // reach the other nodes within a probe, and a copy just added
+            // to this node hears from its leader within a heartbeat (it is
+            // not caught up before that).
             let deadline = std::time::Instant::now() + LEADER_WAIT;
             while leader.is_none() && std::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -66,7 +73,10 @@ impl Cluster {
             }
         }
         let leader = match leader {
-            Some(leader) if leader == self.node_id() => return None,
+            Some(leader) if leader == self.node_id() => {
+                self.ready_to_read(group).await;
+                return None;
+            }
             Some(leader) => leader,
             None if holds_replica => return None,
             None => {
@@ -103,6 +113,28 @@ impl Cluster {
         }
     }
 
+    /// On a partition's leader: the first read of its term waits until the
+    /// leader has applied every entry committed before it (a node that
+    /// just took over may not have yet); later reads see every produce the
+    /// leader acknowledged, since it answers only once applied.
+    async fn ready_to_read(&self, group: GroupId) {
+        let Some(held) = self.groups().get(group) else {
+            return;
+        };
+        let term = held.raft.metrics().borrow_watched().current_term;
+        if held.read_term.load(Ordering::Acquire) == term {
+            return;
+        }
+        let ready = tokio::time::timeout(
+            LEADER_WAIT,
+            held.raft.ensure_linearizable(ReadPolicy::ReadIndex),
+        )
+        .await;
+        if matches!(ready, Ok(Ok(_))) {
+            held.read_term.store(term, Ordering::Release);
+        }
+    }
+
     /// A read forwarded by another node: served from this node's replica.
     pub(super) async fn serve_forwarded_read(
         &self,
@@ -112,6 +144,7 @@ impl Cluster {
         let Some(held) = self.groups().get(group) else {
             return ForwardedReadReply::Failed(format!("no replica of group {group} on this node"));
         };
+        self.ready_to_read(group).await;
         let from = match (body.offset, body.timestamp) {
             (_, Some(t)) => ReadFrom::Timestamp(t),
             (o, None) => ReadFrom::Offset(o.unwrap_or(0)),

@@ -101,3 +101,135 @@ async fn a_lone_server_has_no_membership_to_change() {
         .await;
     assert_eq!(bad.status, 400, "{}", bad.text);
 }
+
+/// Partition copies per node, as node `id`'s view names them.
+async fn copies(cluster: &Cluster, id: u64, topic: &str) -> std::collections::BTreeMap<u64, usize> {
+    let mut count = std::collections::BTreeMap::new();
+    let view = cluster.view(id).await.unwrap();
+    for p in view["partitions"].as_array().unwrap() {
+        if p["topic"] != topic {
+            continue;
+        }
+        for r in p["replicas"].as_array().unwrap() {
+            *count.entry(r.as_u64().unwrap()).or_insert(0) += 1;
+        }
+    }
+    count
+}
+
+/// Every message of `topic` read through node `id`: `(partition, value)`.
+async fn values(cluster: &Cluster, id: u64, topic: &str, partitions: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for p in 0..partitions {
+        let page = cluster
+            .node(id)
+            .get(&format!(
+                "/v1/topics/{topic}/partitions/{p}/messages?offset=0&limit=1000"
+            ))
+            .await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        for m in page.json()["messages"].as_array().unwrap() {
+            out.push((p, m["value"].as_u64().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn copies_move_to_a_new_node_and_off_a_leaving_one() {
+    let mut cluster = Cluster::start_some(3, 4).await;
+    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
+    let created = cluster
+        .node(1)
+        .put_json(
+            "/v1/topics/spread",
+            &json!({"partitions": 4, "replication_factor": 3, "dedupe_window_ms": 3_600_000}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let produce = |from: u64, to: u64| {
+        let messages: Vec<_> = (from..to)
+            .map(|i| json!({"key": format!("k{i}"), "value": i, "id": format!("m{i}")}))
+            .collect();
+        json!({ "messages": messages })
+    };
+    let deadline = std::time::Instant::now() + WITHIN;
+    loop {
+        let reply = cluster
+            .node(1)
+            .post_json("/v1/topics/spread/messages", &produce(0, 40))
+            .await;
+        if reply.status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", reply.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = values(&cluster, 1, "spread", 4).await;
+    assert_eq!(before.len(), 40);
+
+    // A fourth node joins: it takes its share of the 12 copies.
+    cluster.start_node(4, &[1, 2, 3, 4]);
+    let address = cluster.mesh.addr(1, 4).to_string();
+    let added = cluster
+        .node(1)
+        .post_json("/v1/cluster/nodes", &json!({"id": 4, "address": address}))
+        .await;
+    assert_eq!(added.status, 204, "{}", added.text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let placed = copies(&cluster, 1, "spread").await;
+        let ready = cluster.node(4).get("/readyz").await.status == 200;
+        if placed.get(&4) == Some(&3) && placed.values().all(|n| *n == 3) && ready {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "copies not spread over four nodes: {placed:?} (node 4 ready: {ready})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Node 4 serves everything, and writes go on through it.
+    let through = values(&cluster, 4, "spread", 4).await;
+    if through != before {
+        let view = cluster.view(4).await;
+        let local = cluster.node(4).get("/v1/topics/spread").await.text;
+        let log: Vec<String> = cluster
+            .node(4)
+            .log_tail()
+            .lines()
+            .filter(|l| l.contains("weir_server"))
+            .map(str::to_owned)
+            .collect();
+        panic!(
+            "node 4 reads {through:?}\nview {view:#?}\nlocal {local}\nlog {}",
+            log.join("\n")
+        );
+    }
+    let through_4 = cluster
+        .node(4)
+        .post_json("/v1/topics/spread/messages", &produce(40, 60))
+        .await;
+    assert_eq!(through_4.status, 200, "{}", through_4.text);
+
+    // It leaves again: refused while its copies move off, then removed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let removed = cluster.node(2).delete("/v1/cluster/nodes/4").await;
+        if removed.status == 204 {
+            break;
+        }
+        assert_eq!(removed.status, 409, "{}", removed.text);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 4 still holds copies: {}",
+            removed.text
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let placed = copies(&cluster, 2, "spread").await;
+    assert_eq!(placed.get(&4), None, "{placed:?}");
+    let after = values(&cluster, 2, "spread", 4).await;
+    assert_eq!(after.len(), 60, "nothing acknowledged lost: {after:?}");
+}

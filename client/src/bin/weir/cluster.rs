@@ -28,7 +28,8 @@ enum ClusterCommand {
         /// Where the other nodes reach its --cluster-listen (host:port).
         address: String,
     },
-    /// Remove a node that holds no partition replica (admin).
+    /// Remove a node (admin): its partition copies move to the other nodes
+    /// first; progress is printed while they do.
     RemoveNode {
         /// Its node id.
         id: u64,
@@ -38,6 +39,30 @@ enum ClusterCommand {
         /// The node to lead.
         node: u64,
     },
+}
+
+/// How long `remove-node` waits for a node's partition copies to move.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes node `id`; while the server answers that its copies are still
+/// moving to other nodes, says so on stderr and asks again.
+async fn remove_node(client: &weir_client::Client, id: u64) -> Result<(), weir_client::Error> {
+    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        match client.remove_node(id).await {
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.problem()
+                        .is_some_and(|p| p.detail.contains("being moved")) =>
+            {
+                if let Some(problem) = e.problem() {
+                    eprintln!("{}", problem.detail);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn or_dash(value: Option<u64>) -> String {
@@ -52,7 +77,7 @@ pub async fn run(args: ClusterArgs, client: &Client, printer: &Printer) -> Resul
             return Ok(());
         }
         Some(ClusterCommand::RemoveNode { id }) => {
-            client.remove_node(id).await?;
+            remove_node(client, id).await?;
             done(printer, &format!("node {id} removed"));
             return Ok(());
         }
