@@ -119,7 +119,7 @@ soak: deps
 # WEIR_CLUSTER_FAULT (one kind only), WEIR_FAULT_SEED (replay).
 soak-cluster: deps
 	cargo build --release -p weir-server
-	WEIR_SERVER_BIN="$${CARGO_TARGET_DIR:-$$PWD/target}/release/weir-server" \
+	@WEIR_SERVER_BIN="$${CARGO_TARGET_DIR:-$$PWD/target}/release/weir-server" \
 	WEIR_CLUSTER_CYCLES=$${WEIR_CLUSTER_CYCLES:-50} \
 	cargo test --release -p weir-tests --test cluster faults -- --nocapture 2>&1 | \
 	grep -E '^(fault|  |cycle|FAULT-SUMMARY|failover|test |cluster faults)'; \
