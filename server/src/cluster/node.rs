@@ -98,6 +98,8 @@ pub struct Cluster {
     store: Arc<Store>,
     /// This node's incarnation (`incarnation.rs`).
     incarnation: u64,
+    /// Whether the node has reported ready since it started.
+    was_ready: std::sync::atomic::AtomicBool,
     /// Whether Raft RPCs are served: at once, or once a new incarnation
     /// was announced to the peers.
     raft_open: Arc<std::sync::atomic::AtomicBool>,
@@ -177,6 +179,7 @@ impl Cluster {
             store,
             partition_config: Arc::new(partition_config),
             incarnation,
+            was_ready: std::sync::atomic::AtomicBool::new(false),
             raft_open: raft_open.clone(),
             groups: groups.clone(),
             tasks: Mutex::new(Vec::new()),
@@ -549,16 +552,32 @@ impl Cluster {
     /// node restarted (or wiped) into a running cluster reports ready once
     /// it has caught up.
     pub fn not_ready_reason(&self) -> Option<&'static str> {
+        let reason = self.lagging();
+        if reason.is_none() {
+            self.was_ready
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        reason
+    }
+
+    /// What `not_ready_reason` reports. Until the node has been ready once
+    /// (a start, a restart), a group that has not heard from a leader, or
+    /// whose leader's commit is not known yet, counts as behind; after
+    /// that, only a group known to be behind its leader does — a new
+    /// topic's groups electing their first leaders, or a partition that
+    /// lost its majority, do not take a caught-up node out of service.
+    fn lagging(&self) -> Option<&'static str> {
         let me = self.config.node_id;
+        let settled = self.was_ready.load(std::sync::atomic::Ordering::Relaxed);
         let behind = |group: GroupId, m: &openraft::RaftMetrics<super::types::TypeConfig>| {
             let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
             match m.current_leader {
-                None => true,
+                None => !settled,
                 Some(leader) if leader == me => false,
-                Some(leader) => self
-                    .peers
-                    .reported_commit(group, leader)
-                    .is_none_or(|commit| applied < commit),
+                Some(leader) => match self.peers.reported_commit(group, leader) {
+                    Some(commit) => applied < commit,
+                    None => !settled,
+                },
             }
         };
         let meta = self.metadata.metrics().borrow_watched().clone();
