@@ -518,11 +518,7 @@ impl Cluster {
             health.metadata_term = meta.term;
             health.follower_lag_max = meta.followers.iter().map(|f| f.lag).max().unwrap_or(0);
         }
-        let unreachable = |id: NodeId| {
-            self.peers
-                .last_seen(id)
-                .is_none_or(|s| s > self.unreachable_after())
-        };
+        let unreachable = |id: NodeId| !self.recently_seen(id);
         for p in &info.partitions {
             match p.leader {
                 None => health.partitions_leaderless += 1,

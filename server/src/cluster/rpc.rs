@@ -143,6 +143,20 @@ where
     }
 }
 
+/// Runs `call` on the node and answers with its JSON result (503 while
+/// the node is stopping).
+async fn on_node<F, Fut, T>(state: &RpcState, call: F) -> Response
+where
+    F: FnOnce(Arc<Cluster>) -> Fut,
+    Fut: std::future::Future<Output = T>,
+    T: serde::Serialize,
+{
+    match state.cluster.upgrade() {
+        Some(cluster) => Json(call(cluster).await).into_response(),
+        None => unavailable("the node is stopping"),
+    }
+}
+
 async fn append(
     State(state): State<RpcState>,
     Path(group): Path<GroupId>,
@@ -207,10 +221,10 @@ async fn partition_append(
     Path(group): Path<GroupId>,
     Json(body): Json<ForwardedAppend>,
 ) -> Response {
-    match state.cluster.upgrade() {
-        Some(cluster) => Json(cluster.take_forwarded(group, body).await).into_response(),
-        None => unavailable("the node is stopping"),
-    }
+    on_node(&state, |cluster| async move {
+        cluster.take_forwarded(group, body).await
+    })
+    .await
 }
 
 /// A read forwarded by another node to this partition leader.
@@ -219,21 +233,19 @@ async fn partition_read(
     Path(group): Path<GroupId>,
     Json(body): Json<ForwardedRead>,
 ) -> Response {
-    match state.cluster.upgrade() {
-        Some(cluster) => Json(cluster.serve_forwarded_read(group, body).await).into_response(),
-        None => unavailable("the node is stopping"),
-    }
+    on_node(&state, |cluster| async move {
+        cluster.serve_forwarded_read(group, body).await
+    })
+    .await
 }
 
 /// A peer starting over on an empty data directory.
 async fn hello(State(state): State<RpcState>, Json(hello): Json<Hello>) -> Response {
-    match state.cluster.upgrade() {
-        Some(cluster) => {
-            cluster.welcome(&hello).await;
-            Json(()).into_response()
-        }
-        None => unavailable("the node is stopping"),
-    }
+    on_node(
+        &state,
+        |cluster| async move { cluster.welcome(&hello).await },
+    )
+    .await
 }
 
 /// A membership change forwarded by another node (this node leads the
@@ -242,10 +254,10 @@ async fn membership(
     State(state): State<RpcState>,
     Json(change): Json<MembershipChange>,
 ) -> Response {
-    match state.cluster.upgrade() {
-        Some(cluster) => Json(cluster.apply_membership(change).await).into_response(),
-        None => unavailable("the node is stopping"),
-    }
+    on_node(&state, |cluster| async move {
+        cluster.apply_membership(change).await
+    })
+    .await
 }
 
 async fn status(State(state): State<RpcState>) -> Response {
