@@ -143,9 +143,14 @@ pub async fn run(
         signal_sockets.shutdown();
         let _ = stop_tx.send(true);
     });
+    let router = api::router(state, config.limits.request_body_timeout);
+    if let Some(cluster) = &cluster {
+        // Requests other nodes forward here are answered by the same API.
+        cluster.set_api(router.clone());
+    }
     let serve = net::serve(
         listener,
-        api::router(state, config.limits.request_body_timeout),
+        router,
         ServeOptions {
             max_connections: config.limits.max_connections,
             header_read_timeout: config.limits.header_read_timeout,

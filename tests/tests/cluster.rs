@@ -26,5 +26,7 @@ mod membership;
 mod partitions;
 #[path = "cluster/replication.rs"]
 mod replication;
+#[path = "cluster/subscriptions.rs"]
+mod subscriptions;
 #[path = "cluster/topics.rs"]
 mod topics;

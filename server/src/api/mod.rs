@@ -9,6 +9,7 @@ mod cluster_admin;
 mod dead_letters;
 pub mod error;
 pub mod extract;
+mod forward;
 mod gauges;
 pub mod guard;
 pub mod limits;
@@ -198,6 +199,7 @@ pub fn router(state: AppState, body_timeout: std::time::Duration) -> Router {
         .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(state.clone(), forward::forward))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .route_layer(middleware::from_fn(track_metrics))
         .layer(middleware::from_fn_with_state(state.clone(), limits::shed))

@@ -42,10 +42,18 @@ pub async fn put_subscription(
     ApiPath((topic, sub)): ApiPath<(String, String)>,
     ApiJson(spec): ApiJson<SubscriptionSpec>,
 ) -> ApiResult<(StatusCode, Json<SubscriptionInfo>)> {
-    let outcome = state
-        .broker
-        .put_subscription(&topic, &sub, &spec, state.broker.now())
-        .await?;
+    let now = state.broker.now();
+    let outcome = match &state.cluster {
+        Some(cluster) if state.broker.is_replicated(&topic) => {
+            cluster.put_subscription(&topic, &sub, &spec, now).await?
+        }
+        _ => {
+            state
+                .broker
+                .put_subscription(&topic, &sub, &spec, now)
+                .await?
+        }
+    };
     let status = match outcome {
         Upsert::Created => StatusCode::CREATED,
         Upsert::Updated | Upsert::Unchanged => StatusCode::OK,
@@ -77,7 +85,12 @@ pub async fn delete_subscription(
     State(state): State<AppState>,
     ApiPath((topic, sub)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state.broker.delete_subscription(&topic, &sub).await?;
+    match &state.cluster {
+        Some(cluster) if state.broker.is_replicated(&topic) => {
+            cluster.delete_subscription(&topic, &sub).await?
+        }
+        _ => state.broker.delete_subscription(&topic, &sub).await?,
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

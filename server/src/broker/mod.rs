@@ -2,6 +2,7 @@
 //! delivery state machines. Pure domain: no axum, no RocksDB (the store's
 //! domain API only), time passed in where decisions depend on it.
 
+mod adopt;
 pub mod clock;
 pub mod error;
 pub mod ops;
@@ -78,7 +79,7 @@ pub struct Broker {
     /// Time, for every decision that depends on it.
     clock: clock::Clock,
     /// Takes the produce of replicated topics (a cluster node).
-    replicator: std::sync::OnceLock<Arc<dyn replicate::Replicator>>,
+    replicator: replicate::ReplicatorSlot,
 }
 
 struct AdminState {
@@ -132,6 +133,7 @@ impl Broker {
             crate::metrics::topic_created(&name);
             topics.insert(name, topic);
         }
+        let replicator = replicate::ReplicatorSlot::default();
         let mut subs = Vec::new();
         for record in recovered.subscriptions {
             let Some(topic) = by_id.get(&record.topic_id) else {
@@ -152,7 +154,14 @@ impl Broker {
             state.set_parked_due_hint(hint);
             state.set_max_tracked(limits.max_unsettled_per_subscription as u64);
             let name = record.name.clone();
-            let sub = Subscription::new(record, topic.clone(), store.clone(), state, clock.clone());
+            let sub = Subscription::new(
+                record,
+                topic.clone(),
+                store.clone(),
+                state,
+                clock.clone(),
+                replicator.clone(),
+            );
             crate::metrics::subscription_created(&topic.name(), &name);
             topic.subscriptions_mut().insert(name, sub.clone());
             subs.push(sub);
@@ -167,7 +176,7 @@ impl Broker {
             }),
             push: Arc::new(push),
             clock,
-            replicator: std::sync::OnceLock::new(),
+            replicator,
         });
         for sub in subs {
             if let Some(pause) = sub.record().paused {
@@ -395,6 +404,11 @@ impl Broker {
     ) -> Result<Upsert> {
         let topic = self.topic(topic_name)?;
         check_name("subscription", name)?;
+        if self.is_replicated(topic_name) {
+            return Err(BrokerError::Conflict(format!(
+                "topic `{topic_name}` is replicated: its subscriptions are created through the cluster"
+            )));
+        }
         let mut admin = self.admin.lock().await;
         if let Some(sub) = topic.subscription(name) {
             let mut record = sub.record();
@@ -457,6 +471,7 @@ impl Broker {
             self.store.clone(),
             state,
             self.clock.clone(),
+            self.replicator.clone(),
         );
         topic
             .subscriptions_mut()
@@ -574,7 +589,7 @@ impl Broker {
         Ok(())
     }
 
-    async fn produce_prepared(
+    pub(crate) async fn produce_prepared(
         &self,
         name: &str,
         topic: Arc<Topic>,

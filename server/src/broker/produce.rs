@@ -459,7 +459,7 @@ fn place(
         // Its offsets are assigned by its partitions' Raft logs: a local
         // append would take offsets the log gives to other batches.
         return Err(BrokerError::Conflict(format!(
-            "topic `{}` is replicated: its messages are appended through the cluster (dead-lettering and redriving into replicated topics come with replicated subscription state)",
+            "topic `{}` is replicated: its messages are appended through the cluster",
             record.name
         )));
     }

@@ -1,7 +1,8 @@
 //! What the entries of every group carry (openraft's application data) and
 //! what applying one answers. The metadata group takes [`Command::Meta`];
-//! a partition group takes [`Command::Append`]: one record batch produced
-//! to its partition.
+//! a partition group takes [`Command::Append`] (one record batch produced
+//! to its partition) and [`Command::Subscriptions`] (changes of the
+//! subscriptions reading it, made by the node serving each).
 //!
 //! An append entry names its batch rather than holding it: the batch rides
 //! with the entry only while it is proposed or sent to a follower, and the
@@ -14,14 +15,17 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::metadata::{MetaCommand, MetaResponse};
+use crate::broker::subscription::state::Change;
 
 /// An entry's application data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// A change of the cluster's metadata (metadata group).
     Meta(MetaCommand),
     /// A record batch appended to a partition (its partition group).
     Append(Append),
+    /// Changes of subscriptions reading a partition (its partition group).
+    Subscriptions(Vec<SubUpdate>),
 }
 
 impl fmt::Display for Command {
@@ -29,6 +33,7 @@ impl fmt::Display for Command {
         match self {
             Command::Meta(c) => c.fmt(f),
             Command::Append(a) => write!(f, "append {} messages", a.count),
+            Command::Subscriptions(u) => write!(f, "{} subscription updates", u.len()),
         }
     }
 }
@@ -59,6 +64,24 @@ pub struct Append {
     pub batch: Option<Vec<u8>>,
 }
 
+/// Changes of one subscription on one partition, made by the node that
+/// serves it under `claim` (see `cluster/subscriptions.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubUpdate {
+    /// The subscription's id (the same on every node).
+    pub sub: u32,
+    /// The claim of the serving node; updates of an older claim than the
+    /// newest applied are refused.
+    pub claim: u64,
+    /// Set on a claim: the cursor to start from when the partition has
+    /// none for the subscription yet (its start position at creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u64>,
+    /// The changes, in the order the serving node made them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+}
+
 /// What applying an entry answers its proposer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
@@ -70,6 +93,9 @@ pub enum Reply {
     Appended {
         base: u64,
     },
+    /// Per update of a [`Command::Subscriptions`]: applied (`false`: its
+    /// claim was superseded, nothing written).
+    Subscriptions(Vec<bool>),
     /// The entry does not belong in this group (why).
     Refused(String),
 }
@@ -80,7 +106,7 @@ impl Reply {
         match self {
             Reply::Meta(response) => response,
             Reply::Refused(why) => MetaResponse::Refused(why),
-            Reply::Done | Reply::Appended { .. } => MetaResponse::Done,
+            Reply::Done | Reply::Appended { .. } | Reply::Subscriptions(_) => MetaResponse::Done,
         }
     }
 }

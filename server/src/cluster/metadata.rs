@@ -1,7 +1,9 @@
 //! The metadata group's state machine: what every node agrees on about the
 //! cluster: the membership (kept by openraft), each node's client-facing
-//! address, and the topics with their configuration and each partition's
-//! group id and replica set. Subscriptions join it next (`docs/cluster.md`).
+//! address, the topics with their configuration and each partition's
+//! group id and replica set, and the subscriptions of each topic with
+//! their configuration, cluster-wide id, start position and pause state
+//! (their delivery state lives in the partitions' groups).
 //!
 //! Applying a command is deterministic: it reads no clock (the proposer
 //! stamps times) and nothing outside this state.
@@ -20,15 +22,15 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use weir_protocol::TopicConfig;
+use weir_protocol::{SubscriptionConfig, TopicConfig};
 
 use super::codec::{decode, encode};
 use super::command::{Command, Reply};
 use super::types::{GroupId, LogId, NodeId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::storage::{RaftValue, Store, WriteSet};
+use crate::storage::{PauseRecord, RaftValue, Store, WriteSet};
 
 /// A change proposed to the metadata group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MetaCommand {
     /// A node says where clients reach it.
     RegisterNode {
@@ -58,6 +60,26 @@ pub enum MetaCommand {
         node: NodeId,
         draining: bool,
     },
+    /// Creates a subscription (starting at `starts`, one cursor per
+    /// partition) or changes its configuration (validated by the
+    /// proposer).
+    PutSubscription {
+        topic: String,
+        name: String,
+        config: Box<SubscriptionConfig>,
+        starts: Vec<u64>,
+        at: u64,
+    },
+    DeleteSubscription {
+        topic: String,
+        name: String,
+    },
+    /// Pauses (`Some`) or resumes (`None`) a subscription.
+    PauseSubscription {
+        topic: String,
+        name: String,
+        paused: Option<PauseRecord>,
+    },
 }
 
 impl fmt::Display for MetaCommand {
@@ -74,6 +96,21 @@ impl fmt::Display for MetaCommand {
                 replicas,
             } => write!(f, "move partition {partition} of {topic} to {replicas:?}"),
             MetaCommand::Drain { node, draining } => write!(f, "drain node {node}: {draining}"),
+            MetaCommand::PutSubscription { topic, name, .. } => {
+                write!(f, "put subscription {name} of {topic}")
+            }
+            MetaCommand::DeleteSubscription { topic, name } => {
+                write!(f, "delete subscription {name} of {topic}")
+            }
+            MetaCommand::PauseSubscription {
+                topic,
+                name,
+                paused,
+            } => write!(
+                f,
+                "pause subscription {name} of {topic}: {}",
+                paused.is_some()
+            ),
         }
     }
 }
@@ -124,13 +161,33 @@ impl Assignment {
 }
 
 /// A topic as the cluster knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetaTopic {
     pub config: TopicConfig,
     pub created_at: u64,
     /// Per partition, in partition order.
     pub partitions: Vec<Assignment>,
+    /// Its subscriptions by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subscriptions: BTreeMap<String, MetaSubscription>,
 }
+
+/// A subscription as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetaSubscription {
+    /// Its id on every node (never reused).
+    pub id: u32,
+    pub config: SubscriptionConfig,
+    pub created_at: u64,
+    /// Per partition, the cursor it started from.
+    pub starts: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<PauseRecord>,
+}
+
+/// Subscription ids the cluster hands out start here, above the ids a node
+/// gives the subscriptions of its own unreplicated topics.
+pub const FIRST_CLUSTER_SUBSCRIPTION: u32 = 0x8000_0000;
 
 /// What the metadata group knows about one node beyond the membership.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +196,7 @@ pub struct RegisteredNode {
 }
 
 /// The replicated metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetaData {
     pub nodes: BTreeMap<NodeId, RegisteredNode>,
     #[serde(default)]
@@ -154,10 +211,17 @@ pub struct MetaData {
     /// Nodes being emptied before their removal.
     #[serde(default)]
     pub draining: BTreeSet<NodeId>,
+    /// The next subscription id.
+    #[serde(default = "first_subscription")]
+    pub next_subscription: u32,
 }
 
 fn first_group() -> GroupId {
     1
+}
+
+fn first_subscription() -> u32 {
+    FIRST_CLUSTER_SUBSCRIPTION
 }
 
 impl Default for MetaData {
@@ -168,6 +232,7 @@ impl Default for MetaData {
             deleted: BTreeSet::new(),
             next_group: first_group(),
             draining: BTreeSet::new(),
+            next_subscription: first_subscription(),
         }
     }
 }
@@ -199,6 +264,39 @@ impl MetaData {
                 partition,
                 replicas,
             } => self.move_replicas(topic, *partition, replicas, voters),
+            MetaCommand::PutSubscription {
+                topic,
+                name,
+                config,
+                starts,
+                at,
+            } => self.put_subscription(topic, name, config, starts, *at),
+            MetaCommand::DeleteSubscription { topic, name } => {
+                match self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.subscriptions.remove(name))
+                {
+                    Some(_) => MetaResponse::Done,
+                    None => MetaResponse::NotFound,
+                }
+            }
+            MetaCommand::PauseSubscription {
+                topic,
+                name,
+                paused,
+            } => match self
+                .topics
+                .get_mut(topic)
+                .and_then(|t| t.subscriptions.get_mut(name))
+            {
+                Some(sub) if sub.paused == *paused => MetaResponse::Unchanged,
+                Some(sub) => {
+                    sub.paused = paused.clone();
+                    MetaResponse::Updated
+                }
+                None => MetaResponse::NotFound,
+            },
             MetaCommand::Drain { node, draining } => {
                 let changed = if *draining {
                     self.draining.insert(*node)
@@ -212,6 +310,45 @@ impl MetaData {
                 }
             }
         }
+    }
+
+    fn put_subscription(
+        &mut self,
+        topic: &str,
+        name: &str,
+        config: &SubscriptionConfig,
+        starts: &[u64],
+        at: u64,
+    ) -> MetaResponse {
+        let Some(t) = self.topics.get_mut(topic) else {
+            return MetaResponse::NotFound;
+        };
+        if let Some(existing) = t.subscriptions.get_mut(name) {
+            if existing.config == *config {
+                return MetaResponse::Unchanged;
+            }
+            if existing.config.mode != config.mode {
+                return MetaResponse::Refused("`mode` cannot change".into());
+            }
+            existing.config = config.clone();
+            return MetaResponse::Updated;
+        }
+        if self.next_subscription == u32::MAX {
+            return MetaResponse::Refused("subscription ids exhausted".into());
+        }
+        let id = self.next_subscription;
+        self.next_subscription += 1;
+        t.subscriptions.insert(
+            name.to_owned(),
+            MetaSubscription {
+                id,
+                config: config.clone(),
+                created_at: at,
+                starts: starts.to_vec(),
+                paused: None,
+            },
+        );
+        MetaResponse::Created
     }
 
     fn move_replicas(
@@ -291,6 +428,7 @@ impl MetaData {
                     config: config.clone(),
                     created_at: at,
                     partitions: Vec::new(),
+                    subscriptions: BTreeMap::new(),
                 },
             ),
         };

@@ -23,6 +23,13 @@
 //! - `membership.rs`: adding and removing nodes, moving the metadata
 //!   leadership (on the metadata leader, forwarded there);
 //! - `propose.rs`: metadata changes from any node, through the leader;
+//! - `subscriptions.rs`: subscription state through the partition
+//!   groups: which node serves a topic's subscriptions, claims, the
+//!   ordered relay of changes;
+//! - `sub_meta.rs`: subscriptions created, changed, paused and deleted
+//!   through the metadata group, made real on every node;
+//! - `forward.rs`: client requests for subscriptions served elsewhere,
+//!   forwarded over the node-to-node listener (WebSockets included);
 //! - `topics.rs`: topic changes cluster-wide, and the reconciler that
 //!   makes each node's broker match the metadata;
 //! - `network.rs`: the client side of node-to-node RPCs;
@@ -34,6 +41,7 @@
 
 mod codec;
 mod command;
+pub mod forward;
 mod groups;
 mod incarnation;
 mod log_store;
@@ -48,6 +56,8 @@ mod produce;
 mod propose;
 mod read;
 mod rpc;
+mod sub_meta;
+mod subscriptions;
 mod topics;
 mod types;
 
@@ -56,4 +66,5 @@ mod tests;
 
 pub use membership::MembershipChange;
 pub use node::{Cluster, ClusterConfig, ClusterError, ClusterHealth};
+pub use subscriptions::Served;
 pub use types::{NodeId, NodeInfo};

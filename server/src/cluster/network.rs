@@ -86,6 +86,11 @@ impl Peers {
         self.me
     }
 
+    /// The HTTP client of node-to-node calls.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub fn secret(&self) -> &str {
         &self.secret
     }

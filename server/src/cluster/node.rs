@@ -107,6 +107,14 @@ pub struct Cluster {
     /// snapshotting).
     partition_config: Arc<Config>,
     groups: Arc<Groups>,
+    /// Subscription updates on their way to the partition groups.
+    pub(super) subs: super::subscriptions::SubRelay,
+    /// Where this node's node-to-node listener is bound (a node reaching
+    /// itself, e.g. a piped socket of a subscription served here).
+    listen_address: String,
+    /// The client API, for requests other nodes forward here (dropped at
+    /// shutdown: the API holds the cluster too).
+    api: std::sync::RwLock<Option<axum::Router>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -182,6 +190,12 @@ impl Cluster {
             was_ready: std::sync::atomic::AtomicBool::new(false),
             raft_open: raft_open.clone(),
             groups: groups.clone(),
+            subs: super::subscriptions::SubRelay::default(),
+            listen_address: listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .map_err(|e| start_err(&e))?,
+            api: std::sync::RwLock::new(None),
             tasks: Mutex::new(Vec::new()),
         });
         let router = rpc::router(RpcState {
@@ -220,6 +234,22 @@ impl Cluster {
             .unwrap_or_else(|p| p.into_inner())
             .extend(tasks);
         Ok(cluster)
+    }
+
+    /// Gives the node the client API (to serve requests other nodes
+    /// forward here); set once, when the server built it.
+    pub fn set_api(&self, api: axum::Router) {
+        *self.api.write().unwrap_or_else(|p| p.into_inner()) = Some(api);
+    }
+
+    /// Where this node's node-to-node listener is bound.
+    pub(super) fn listen_address(&self) -> &str {
+        &self.listen_address
+    }
+
+    /// The client API, once set.
+    pub(super) fn api(&self) -> Option<axum::Router> {
+        self.api.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn node_id(&self) -> NodeId {

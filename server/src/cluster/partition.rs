@@ -7,6 +7,12 @@
 //! to readers and subscriptions. Nothing here reads a clock: the leader
 //! stamped every time into the entry.
 //!
+//! Subscription updates (`Command::Subscriptions`) are applied the same
+//! way: the changes the serving node made, as the store records them, in
+//! the same write; an update whose claim is older than the newest claim
+//! applied for its subscription is refused (a node that lost the right to
+//! serve cannot change the state behind its successor's back).
+//!
 //! The replicated state is small (the partition's end and the group's
 //! membership) and is stored after every applied batch of entries. The
 //! messages themselves are never in a snapshot: partition groups keep their
@@ -23,8 +29,11 @@ use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 
 use super::codec::{decode, encode};
+use super::command::SubUpdate;
 use super::command::{Command, Reply};
 use super::types::{GroupId, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::broker::subscription::state::Change;
+use crate::broker::subscription::to_write_set;
 use crate::broker::topic::{PartitionHead, Topic};
 use crate::storage::{DedupeEntry, PartitionMeta, RaftValue, Store, WriteSet};
 
@@ -103,6 +112,82 @@ impl PartitionMachine {
     }
 }
 
+/// What the entries of one apply call wrote so far (not in the store yet).
+#[derive(Default)]
+struct SubsApplied {
+    /// Newest claim per subscription.
+    claims: std::collections::HashMap<u32, u64>,
+    /// Subscriptions given a cursor.
+    cursors: std::collections::HashSet<u32>,
+}
+
+impl PartitionMachine {
+    /// Applies one subscription update into `set`; false when its claim
+    /// was superseded.
+    fn apply_sub(
+        &self,
+        update: &SubUpdate,
+        applied: &mut SubsApplied,
+        set: &mut WriteSet,
+    ) -> io::Result<bool> {
+        let partition = self.partition;
+        let newest = match applied.claims.get(&update.sub) {
+            Some(claim) => *claim,
+            None => self
+                .store
+                .sub_epoch(update.sub, partition)
+                .map_err(io::Error::other)?,
+        };
+        if update.claim < newest {
+            return Ok(false);
+        }
+        if update.claim > newest {
+            set.put_sub_epoch(update.sub, partition, update.claim);
+            applied.claims.insert(update.sub, update.claim);
+        }
+        if let Some(start) = update.start {
+            let has_cursor = applied.cursors.contains(&update.sub)
+                || self
+                    .store
+                    .has_sub_cursor(update.sub, partition)
+                    .map_err(io::Error::other)?;
+            if !has_cursor {
+                set.put_sub_cursor(update.sub, partition, start);
+                applied.cursors.insert(update.sub);
+            }
+        }
+        let mine: Vec<Change> = update
+            .changes
+            .iter()
+            .filter(|c| change_partition(c) == partition)
+            .cloned()
+            .collect();
+        if mine
+            .iter()
+            .any(|c| matches!(c, Change::Cursor { .. } | Change::Reset { .. }))
+        {
+            applied.cursors.insert(update.sub);
+        }
+        if !mine.is_empty() {
+            set.append(to_write_set(update.sub, mine));
+        }
+        Ok(true)
+    }
+}
+
+/// The partition a subscription change is about.
+pub fn change_partition(change: &Change) -> u32 {
+    match change {
+        Change::Entry { partition, .. }
+        | Change::DeleteEntry { partition, .. }
+        | Change::Cursor { partition, .. }
+        | Change::Reset { partition, .. }
+        | Change::Delivered { partition, .. }
+        | Change::Dead { partition, .. } => *partition,
+        Change::Park { parked } | Change::Unpark { parked } => parked.partition,
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for PartitionMachine {
     type SnapshotData = Cursor<Vec<u8>>;
 
@@ -149,6 +234,7 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
         let mut appended = false;
         let mut set = WriteSet::new();
         let mut answers = Vec::new();
+        let mut subs = SubsApplied::default();
         while let Some((entry, responder)) = entries.try_next().await? {
             next.last_applied = Some(entry.log_id);
             let reply = match &entry.payload {
@@ -184,6 +270,13 @@ impl RaftStateMachine<TypeConfig> for PartitionMachine {
                     }
                     None => Reply::Refused("an append entry without its offsets".into()),
                 },
+                EntryPayload::Normal(Command::Subscriptions(updates)) => {
+                    let mut applied = Vec::with_capacity(updates.len());
+                    for update in updates {
+                        applied.push(self.apply_sub(update, &mut subs, &mut set)?);
+                    }
+                    Reply::Subscriptions(applied)
+                }
                 EntryPayload::Normal(command) => {
                     Reply::Refused(format!("a partition group does not apply `{command}`"))
                 }

@@ -158,6 +158,7 @@ mod tests {
                 config,
                 created_at: 0,
                 partitions,
+                subscriptions: Default::default(),
             },
         );
         data

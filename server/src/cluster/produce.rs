@@ -34,10 +34,12 @@ use super::node::Cluster;
 use super::types::{GroupId, NodeId};
 use crate::broker::partitioner::partition_for_key;
 use crate::broker::produce::{prepare_binary, Prepared};
-use crate::broker::replicate::{Replicated, Replicator};
+use crate::broker::replicate::{Committing, Replicated, Replicator};
+use crate::broker::subscription::state::Change;
 use crate::broker::topic::Topic;
 use crate::broker::BrokerError;
 use crate::storage::BatchBuilder;
+use crate::storage::PauseRecord;
 
 /// How long a share waits for a leader that can take it.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,6 +88,52 @@ impl Replicator for ClusterProducer {
         self.cluster
             .upgrade()
             .is_some_and(|c| c.state_machine().groups_of(topic).is_some())
+    }
+
+    fn serving(&self, topic: &Topic) -> Option<u64> {
+        self.cluster.upgrade()?.serving_base(&topic.name())
+    }
+
+    fn claim(&self, topic: &Arc<Topic>, sub: u32, claim: u64) -> Committing<u64> {
+        let Some(cluster) = self.cluster.upgrade() else {
+            return Box::pin(async { Err(BrokerError::ShuttingDown) });
+        };
+        let topic = topic.name();
+        Box::pin(async move { cluster.claim_subscription(&topic, sub, claim).await })
+    }
+
+    fn commit(
+        &self,
+        topic: &Arc<Topic>,
+        sub: u32,
+        claim: u64,
+        changes: Vec<Change>,
+    ) -> Committing<()> {
+        match self.cluster.upgrade() {
+            Some(cluster) => cluster.commit_subscription(&topic.name(), sub, claim, changes),
+            None => Box::pin(async { Err(BrokerError::ShuttingDown) }),
+        }
+    }
+
+    fn create_topic(&self, name: &str, now: u64) -> Committing<()> {
+        let Some(cluster) = self.cluster.upgrade() else {
+            return Box::pin(async { Err(BrokerError::ShuttingDown) });
+        };
+        let name = name.to_owned();
+        Box::pin(async move {
+            cluster
+                .put_topic(&name, &weir_protocol::TopicSpec::default(), now)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn pause(&self, topic: &str, name: &str, paused: Option<PauseRecord>) -> Committing<()> {
+        let Some(cluster) = self.cluster.upgrade() else {
+            return Box::pin(async { Err(BrokerError::ShuttingDown) });
+        };
+        let (topic, name) = (topic.to_owned(), name.to_owned());
+        Box::pin(async move { cluster.pause_subscription(&topic, &name, paused).await })
     }
 }
 

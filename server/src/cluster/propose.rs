@@ -39,6 +39,46 @@ impl Cluster {
         }
     }
 
+    /// Waits until this node has applied every metadata change committed
+    /// before the call (a read barrier: what another node just created is
+    /// known here after it).
+    pub async fn sync_metadata(&self) -> Result<(), BrokerError> {
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        let me = self.node_id();
+        let index = match self.metadata().current_leader().await {
+            Some(leader) if leader == me => self.metadata_read_index().await,
+            Some(leader) => {
+                let address = self.address_of(leader).ok_or(BrokerError::Unavailable)?;
+                self.peers()
+                    .call::<_, Option<u64>>(
+                        leader,
+                        &address,
+                        "/meta/read-index",
+                        &(),
+                        Duration::from_secs(5),
+                    )
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            None => None,
+        };
+        match index {
+            Some(index) => self.wait_applied(index, deadline).await,
+            None => Err(BrokerError::Unavailable),
+        }
+    }
+
+    /// On the metadata leader: the index a read must have applied to see
+    /// every committed change (`None` when this node does not lead).
+    pub(super) async fn metadata_read_index(&self) -> Option<u64> {
+        self.metadata()
+            .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
+            .await
+            .ok()
+            .map(|read| read.index())
+    }
+
     async fn propose_once(&self, command: &MetaCommand) -> Result<Proposed, String> {
         let me = self.node_id();
         match self.metadata().current_leader().await {

@@ -1,6 +1,7 @@
 //! The node-to-node listener's routes: the Raft RPCs of every group the
 //! node holds, metadata proposals forwarded to the metadata leader, and the
-//! node's status. Every request must carry the cluster secret and name this
+//! node's status, and client requests other nodes forward to this one's
+//! API (`/forward/...`, see `forward.rs`). Every request must carry the cluster secret and name this
 //! node as its target; anything else is refused before it reaches a group.
 
 use std::io::Cursor;
@@ -10,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, post};
 use axum::{Json, Router};
 use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
@@ -72,10 +73,16 @@ pub fn router(state: RpcState) -> Router {
         .route("/raft/{group}/transfer-leader", post(transfer_leader))
         .route("/partition/{group}/append", post(partition_append))
         .route("/partition/{group}/read", post(partition_read))
+        .route(
+            "/partition/{group}/subscriptions",
+            post(partition_subscriptions),
+        )
         .route("/hello", post(hello))
         .route("/meta/propose", post(propose))
         .route("/meta/membership", post(membership))
+        .route("/meta/read-index", post(read_index))
         .route("/status", post(status))
+        .route("/forward/{*rest}", any(forward_in))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -227,6 +234,18 @@ async fn partition_append(
     .await
 }
 
+/// Subscription updates forwarded by another node to this partition leader.
+async fn partition_subscriptions(
+    State(state): State<RpcState>,
+    Path(group): Path<GroupId>,
+    Json(updates): Json<Vec<super::command::SubUpdate>>,
+) -> Response {
+    on_node(&state, |cluster| async move {
+        cluster.propose_here(group, updates).await
+    })
+    .await
+}
+
 /// A read forwarded by another node to this partition leader.
 async fn partition_read(
     State(state): State<RpcState>,
@@ -235,6 +254,55 @@ async fn partition_read(
 ) -> Response {
     on_node(&state, |cluster| async move {
         cluster.serve_forwarded_read(group, body).await
+    })
+    .await
+}
+
+/// A client request another node forwarded to this node's API: the
+/// caller's credentials are put back where the API reads them.
+async fn forward_in(State(state): State<RpcState>, request: Request) -> Response {
+    use super::forward::{CLIENT_AUTHORIZATION, CLIENT_CERTIFICATE};
+    use axum::http::header::AUTHORIZATION;
+    use tower::ServiceExt;
+    let Some(cluster) = state.cluster.upgrade() else {
+        return unavailable("the node is stopping");
+    };
+    let Some(api) = cluster.api() else {
+        return unavailable("the node is starting");
+    };
+    let (mut parts, body) = request.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let inner = target.strip_prefix("/forward").unwrap_or(target);
+    parts.uri = match inner.parse() {
+        Ok(uri) => uri,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    // Only the connection's upgrade goes on (not this router's own path
+    // parameters, which the API's routes would read as theirs).
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    parts.extensions = axum::http::Extensions::new();
+    if let Some(upgrade) = upgrade {
+        parts.extensions.insert(upgrade);
+    }
+    parts.headers.remove(AUTHORIZATION);
+    if let Some(value) = parts.headers.remove(CLIENT_AUTHORIZATION) {
+        parts.headers.insert(AUTHORIZATION, value);
+    }
+    if let Some(value) = parts.headers.remove(CLIENT_CERTIFICATE) {
+        parts.extensions.insert(crate::api::guard::PeerIdentity {
+            certificate_name: value.to_str().ok().map(str::to_owned),
+        });
+    }
+    match api.oneshot(Request::from_parts(parts, body)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// The metadata leader's read index (`null` when this node does not lead).
+async fn read_index(State(state): State<RpcState>) -> Response {
+    on_node(&state, |cluster| async move {
+        cluster.metadata_read_index().await
     })
     .await
 }

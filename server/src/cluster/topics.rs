@@ -94,7 +94,7 @@ impl Cluster {
                         .put_topic(name, &spec_of(&topic.config), topic.created_at)
                         .await?;
                 }
-                Ok(())
+                self.reconcile_subscriptions(name, topic).await
             }
             None if data.deleted.contains(name) && broker.topic(name).is_ok() => {
                 broker.delete_topic(name).await

@@ -82,6 +82,9 @@ pub const SUB_PARKED: u8 = 4;
 pub const SUB_DUE: u8 = 5;
 /// Index of parked messages behind their key: `(key, partition, offset)`.
 pub const SUB_KEYQ: u8 = 6;
+/// Per partition, in a cluster: the highest claim (epoch) of a node serving
+/// the subscription; changes from an older claim are refused.
+pub const SUB_EPOCH: u8 = 7;
 
 /// Key of an index entry of parked messages (`SUB_DUE`, `SUB_KEYQ`):
 /// `sub | kind | order (due time or key hash) | partition | offset`.

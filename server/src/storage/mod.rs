@@ -20,6 +20,7 @@ mod reclaim;
 pub mod record;
 mod slot;
 mod stats;
+mod sub_claim;
 mod sub_state;
 mod syncer;
 mod tail_cache;

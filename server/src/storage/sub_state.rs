@@ -4,7 +4,7 @@
 //! entry, so the state grows with messages in flight, not with the backlog.
 
 /// What is known about one message of a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EntryState {
     /// Acked above the cursor (out of order).
     Acked,
@@ -24,7 +24,7 @@ pub enum EntryState {
 }
 
 /// One message's durable subscription state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubEntry {
     pub state: EntryState,
     /// Deliveries so far.
@@ -73,7 +73,7 @@ impl SubEntry {
 
 /// A message parked on disk: its state and, when it waits behind its key,
 /// the key's hash (else it waits for `entry.due_at`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Parked {
     pub partition: u32,
     pub offset: u64,

@@ -2,7 +2,9 @@
 //! permanently) into the dead-letter topic, with `weir-*` headers saying
 //! where it came from and why, and settle the original in the same atomic
 //! write — after any crash it is either still pending or dead-lettered,
-//! never both, never neither.
+//! never both, never neither. (When the subscription or the dead-letter
+//! topic is replicated, the copy is committed first and the settle second:
+//! a failover in between copies it again — at least once, never lost.)
 
 use weir_protocol::TopicSpec;
 
@@ -92,11 +94,22 @@ pub async fn run_batch(
     let now = sub.now();
     let wall = sub.clock.wall_at(now);
     let target = match &record.config.dead_letter_topic {
-        Some(name) if !originals.is_empty() => Some(
-            broker
-                .topic_or_create(name, &TopicSpec::default(), now)
-                .await?,
-        ),
+        Some(name) if !originals.is_empty() => Some(match sub.replication() {
+            // In a cluster, a missing dead-letter topic is created
+            // cluster-wide (replicated like the subscription's topic).
+            Some(replicator) => match broker.topic(name) {
+                Ok(topic) => topic,
+                Err(_) => {
+                    replicator.create_topic(name, now).await?;
+                    broker.topic(name)?
+                }
+            },
+            None => {
+                broker
+                    .topic_or_create(name, &TopicSpec::default(), now)
+                    .await?
+            }
+        }),
         _ => None,
     };
     let mut state = sub.state().await?;
@@ -124,7 +137,37 @@ pub async fn run_batch(
     if done.is_empty() {
         return Ok(done);
     }
-    match target.filter(|_| !copies.is_empty()) {
+    let target = target.filter(|_| !copies.is_empty());
+    let replicated = sub.replication().is_some()
+        || target
+            .as_ref()
+            .is_some_and(|t| broker.is_replicated(&t.name()));
+    if replicated {
+        // Through the cluster the copies and the settles are two commits
+        // (the dead-letter topic's groups, then the subscription's): the
+        // copies first, so a failover in between leaves the originals
+        // dead-lettering and copied again (at least once, never lost).
+        if let Some(target) = target {
+            let prepared = copies
+                .into_iter()
+                .map(|message| Prepared {
+                    partition: None,
+                    id: None,
+                    message,
+                })
+                .collect();
+            let name = target.name();
+            if let Err(e) = broker.produce_prepared(&name, target, prepared, now).await {
+                sub.invalidate(&state);
+                return Err(e);
+            }
+        }
+        let pending = sub.enqueue(&mut state, changes).await?;
+        drop(state);
+        committed(pending).await?;
+        return Ok(done);
+    }
+    match target {
         Some(target) => {
             sub.flush_events(state.take_events());
             let set = sub.fenced_set(&state, changes);

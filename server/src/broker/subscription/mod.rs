@@ -4,6 +4,12 @@
 //! commits the changes it reports through the group commit — in the order
 //! the state made them, by enqueueing under the state lock — and wakes
 //! long polls.
+//!
+//! On a cluster node, a subscription of a replicated topic is served by one
+//! node at a time (the replicator says which): that node claims it, loads
+//! its state from the store (which the partitions' groups keep current on
+//! every replica) and commits every change through the replicator. Other
+//! nodes hold the record but never touch the state.
 
 pub mod ack_id;
 pub mod backoff;
@@ -34,6 +40,7 @@ use std::collections::BTreeMap;
 use self::state::{Change, Clear, Events, State};
 use super::clock::Clock;
 use super::error::{BrokerError, Result};
+use super::replicate::ReplicatorSlot;
 use super::topic::Topic;
 use crate::metrics::{name_label, METRICS};
 use crate::storage::{Fence, StorageError, Store, SubscriptionRecord, WriteSet};
@@ -76,7 +83,19 @@ pub struct Subscription {
     push: push::PushSlot,
     /// The broker's clock.
     clock: Clock,
+    /// The cluster's seam, when this node is part of one.
+    replicator: ReplicatorSlot,
+    /// The claim this node loaded the state under (0: none): a replicated
+    /// subscription commits under it.
+    claimed: AtomicU64,
+    /// What the replicator said when the claim was made (a new value means
+    /// another claim is due).
+    claimed_base: AtomicU64,
 }
+
+/// A commit in flight: resolves once the changes are durable (on this
+/// node's store, or committed by the partitions' groups).
+pub(crate) type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
 
 impl Subscription {
     pub(super) fn new(
@@ -85,6 +104,7 @@ impl Subscription {
         store: Arc<Store>,
         state: State,
         clock: Clock,
+        replicator: ReplicatorSlot,
     ) -> Arc<Self> {
         Arc::new(Subscription {
             id: record.id,
@@ -102,6 +122,9 @@ impl Subscription {
             deleted: AtomicBool::new(false),
             push: push::PushSlot::default(),
             clock,
+            replicator,
+            claimed: AtomicU64::new(0),
+            claimed_base: AtomicU64::new(0),
         })
     }
 
@@ -183,13 +206,69 @@ impl Subscription {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// The cluster's seam when this subscription's topic is replicated.
+    pub(super) fn replication(&self) -> Option<&Arc<dyn super::replicate::Replicator>> {
+        self.replicator
+            .get()
+            .filter(|r| r.replicates(&self.topic.name()))
+    }
+
+    /// Makes the next lock load the state again (changes made in memory
+    /// could not be committed).
+    fn invalidate(&self, state: &State) {
+        let _ = self.generation.compare_exchange(
+            state.generation,
+            state.generation.wrapping_add(1),
+            AtomicOrdering::SeqCst,
+            AtomicOrdering::SeqCst,
+        );
+    }
+
+    /// Whether this node may serve the subscription now (always, unless
+    /// its topic is replicated and another node serves it).
+    pub fn served_here(&self) -> bool {
+        self.replication()
+            .is_none_or(|r| r.serving(&self.topic).is_some())
+    }
+
     /// Locks the state, reloading it from the store first when a commit
-    /// built on it failed (see `generation`).
+    /// built on it failed (see `generation`). A replicated subscription is
+    /// first claimed (once per claim), then loaded.
     async fn state(&self) -> Result<MutexGuard<'_, State>> {
         let mut state = self.state.lock().await;
         let generation = self.generation.load(AtomicOrdering::SeqCst);
+        if let Some(replicator) = self.replication() {
+            let Some(base) = replicator.serving(&self.topic) else {
+                self.claimed_base.store(0, AtomicOrdering::SeqCst);
+                return Err(BrokerError::Replication(format!(
+                    "subscription `{}` is served by another node of the cluster now; retry",
+                    self.name()
+                )));
+            };
+            if self.claimed_base.load(AtomicOrdering::SeqCst) != base
+                || state.generation != generation
+            {
+                self.claimed_base.store(0, AtomicOrdering::SeqCst);
+                let claim = replicator.claim(&self.topic, self.id, base).await?;
+                self.reload(&mut state, generation).await?;
+                self.claimed.store(claim, AtomicOrdering::SeqCst);
+                self.claimed_base.store(base, AtomicOrdering::SeqCst);
+                tracing::info!(
+                    topic = %self.topic.name(),
+                    subscription = %self.name(),
+                    claim,
+                    "serving the subscription here"
+                );
+            }
+            return Ok(state);
+        }
         if state.generation != generation {
             self.reload(&mut state, generation).await?;
+            tracing::warn!(
+                topic = %self.topic.name(),
+                subscription = %self.name(),
+                "a commit of this subscription failed: its state was reloaded from the store"
+            );
         }
         Ok(state)
     }
@@ -226,11 +305,6 @@ impl Subscription {
             Ok(mut m) => m.clear(),
             Err(p) => p.into_inner().clear(),
         }
-        tracing::warn!(
-            topic = %self.topic.name(),
-            subscription = %self.name(),
-            "a commit of this subscription failed: its state was reloaded from the store"
-        );
         self.wake();
         Ok(())
     }
@@ -253,11 +327,7 @@ impl Subscription {
     /// Enqueues `changes` for commit while the state lock is held (so the
     /// store sees them in the order the state made them) and records the
     /// state's events in the metrics. Await the receiver after unlocking.
-    async fn enqueue(
-        &self,
-        state: &mut State,
-        changes: Vec<Change>,
-    ) -> Result<Option<oneshot::Receiver<std::result::Result<(), StorageError>>>> {
+    async fn enqueue(&self, state: &mut State, changes: Vec<Change>) -> Result<Option<Pending>> {
         self.enqueue_as(state, changes, false).await
     }
 
@@ -271,7 +341,7 @@ impl Subscription {
         &self,
         state: &mut State,
         changes: Vec<Change>,
-    ) -> Result<Option<oneshot::Receiver<std::result::Result<(), StorageError>>>> {
+    ) -> Result<Option<Pending>> {
         let bookkeeping = changes.iter().all(Change::is_delivery_bookkeeping);
         self.enqueue_as(state, changes, bookkeeping).await
     }
@@ -281,10 +351,13 @@ impl Subscription {
         state: &mut State,
         changes: Vec<Change>,
         once_written: bool,
-    ) -> Result<Option<oneshot::Receiver<std::result::Result<(), StorageError>>>> {
+    ) -> Result<Option<Pending>> {
         self.flush_events(state.take_events());
         if changes.is_empty() {
             return Ok(None);
+        }
+        if let Some(replicator) = self.replication() {
+            return Ok(Some(self.replicate(replicator, state, changes)));
         }
         let mut set = self.fenced_set(state, changes);
         if once_written {
@@ -296,7 +369,42 @@ impl Subscription {
         let mut unqueued = Unqueued::new(&self.generation, state.generation);
         let rx = self.store.enqueue(set).await.map_err(map_storage)?;
         unqueued.queued();
-        Ok(Some(rx))
+        Ok(Some(Box::pin(async move {
+            match rx.await {
+                Ok(result) => result.map_err(map_storage),
+                Err(_) => Err(BrokerError::ShuttingDown),
+            }
+        })))
+    }
+
+    /// Commits `changes` through the cluster under this node's claim. The
+    /// wait runs in a task of its own, so a failure reaches the generation
+    /// (the state is claimed and loaded again) even when the request that
+    /// made the changes went away.
+    fn replicate(
+        &self,
+        replicator: &Arc<dyn super::replicate::Replicator>,
+        state: &State,
+        changes: Vec<Change>,
+    ) -> Pending {
+        let claim = self.claimed.load(AtomicOrdering::SeqCst);
+        let commit = replicator.commit(&self.topic, self.id, claim, changes);
+        let generation = self.generation.clone();
+        let expected = state.generation;
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let result = commit.await;
+            if result.is_err() {
+                let _ = generation.compare_exchange(
+                    expected,
+                    expected.wrapping_add(1),
+                    AtomicOrdering::SeqCst,
+                    AtomicOrdering::SeqCst,
+                );
+            }
+            let _ = tx.send(result);
+        });
+        Box::pin(async move { rx.await.unwrap_or(Err(BrokerError::ShuttingDown)) })
     }
 
     /// The write set of `changes`, fenced with the generation the state
@@ -378,16 +486,11 @@ impl Drop for Unqueued<'_> {
     }
 }
 
-/// Waits for a commit receiver.
-async fn committed(
-    rx: Option<oneshot::Receiver<std::result::Result<(), StorageError>>>,
-) -> Result<()> {
-    match rx {
+/// Waits for a commit in flight.
+async fn committed(pending: Option<Pending>) -> Result<()> {
+    match pending {
         None => Ok(()),
-        Some(rx) => match rx.await {
-            Ok(result) => result.map_err(map_storage),
-            Err(_) => Err(BrokerError::ShuttingDown),
-        },
+        Some(pending) => pending.await,
     }
 }
 
@@ -404,7 +507,7 @@ pub(super) fn map_storage(e: StorageError) -> BrokerError {
 /// floor once per ack): one cursor write, after the entry writes, deleting
 /// the few stored entries passed (point deletes; a range delete only when
 /// many are stored, to keep range tombstones rare).
-pub(super) fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
+pub fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
     let mut set = WriteSet::new();
     let mut cursors: BTreeMap<u32, CursorMove> = BTreeMap::new();
     let mut delivered: BTreeMap<u32, u64> = BTreeMap::new();

@@ -176,6 +176,15 @@ impl Broker {
         sub: &Subscription,
         pause: Option<PauseRecord>,
     ) -> Result<()> {
+        let topic = sub.topic().name();
+        if let Some(replicator) = self.replicator.get().filter(|r| r.replicates(&topic)) {
+            // Through the cluster's metadata; this node's record follows
+            // once applied here.
+            if sub.record().paused == pause {
+                return Ok(());
+            }
+            return replicator.pause(&topic, &sub.name(), pause).await;
+        }
         let _admin = self.admin.lock().await;
         let mut record = sub.record();
         if record.paused == pause {

@@ -14,6 +14,9 @@ use crate::broker::Broker;
 const DEAD_LETTER_BATCH: usize = 500;
 /// Delay before retrying a dead-letter copy that failed.
 const JOB_RETRY_MS: u64 = 1000;
+/// How often a subscription served by another cluster node checks whether
+/// it is served here now (it then claims it and runs its timers).
+const NOT_SERVED_CHECK_MS: u64 = 500;
 
 impl Subscription {
     /// Runs until the subscription or its topic goes away or closes.
@@ -22,6 +25,14 @@ impl Subscription {
         loop {
             if self.is_deleted() || self.topic.is_deleted() || self.topic.is_closing() {
                 return;
+            }
+            if !self.served_here() {
+                // Another cluster node serves it: nothing is due here.
+                tokio::select! {
+                    _ = self.timer_wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(NOT_SERVED_CHECK_MS)) => {}
+                }
+                continue;
             }
             let now = self.now();
             let (mut state, changes) = match self.lock(now).await {

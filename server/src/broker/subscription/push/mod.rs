@@ -50,6 +50,9 @@ use crate::metrics::{name_label, AGGREGATE_LABEL, METRICS, OVERFLOW_LABEL};
 /// Consumer name of push pulls (stream mode owns partitions per consumer).
 pub const PUSH_CONSUMER: &str = "push";
 /// How long one idle pull waits before it is restarted.
+/// How often a worker whose subscription another cluster node serves
+/// checks whether it is served here now.
+const NOT_SERVED_CHECK: Duration = Duration::from_millis(500);
 const POLL_WAIT_MS: u64 = 5_000;
 /// Lease time beyond the request timeout, for the settle after it.
 const LEASE_SLACK_MS: u64 = 2_000;
@@ -332,7 +335,9 @@ impl Worker {
                 break Stop::Abort;
             }
             let free = max_in_flight.saturating_sub(in_flight.len());
-            if pulling.is_none() && free > 0 && !backoff.waiting() {
+            // In a cluster, only the node serving the subscription pushes.
+            let served = self.sub.served_here();
+            if pulling.is_none() && free > 0 && !backoff.waiting() && served {
                 pulling = Some(self.start_pull(free, batch));
             }
             let pause_until = backoff.until.filter(|_| backoff.waiting());
@@ -379,6 +384,7 @@ impl Worker {
                         None => std::future::pending().await,
                     }
                 }, if pause_until.is_some() => {}
+                _ = tokio::time::sleep(NOT_SERVED_CHECK), if !served && pulling.is_none() => {}
                 changed = self.stop.changed() => {
                     // A closed channel without a stop asked: the slot is gone.
                     if changed.is_err() && *self.stop.borrow() == Stop::Run {

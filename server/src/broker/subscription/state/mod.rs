@@ -63,7 +63,7 @@ pub struct MsgMeta {
 }
 
 /// A durable change for the caller to commit (in order).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Change {
     /// Save one message's state.
     Entry {
@@ -114,7 +114,7 @@ impl Change {
 }
 
 /// Which stored entries a cursor move deletes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Clear {
     /// None are stored in the range (the common case: in-order acks of
     /// first deliveries write nothing per message).

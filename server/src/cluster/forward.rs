@@ -1,0 +1,505 @@
+//! Client requests forwarded between nodes. A topic's subscriptions are
+//! served by one node (`subscriptions.rs`); a request about them reaching
+//! another node is sent on over the node-to-node listener (`/forward/...`)
+//! with the caller's credentials, answered there by the same API, and the
+//! answer streams back (`Weir-Leader` names the node that served it).
+//!
+//! While the serving node changes (a leader lost), a request that was not
+//! taken is sent again to the new one; so is a long poll or a read whose
+//! connection broke (it changed nothing that a retry would repeat: leases
+//! it took are dropped with the old node). A WebSocket is piped to the
+//! serving node and, when that node goes away or stops serving, piped to
+//! the next one: the client's socket stays open, the credit it gave is
+//! given again, and its deliveries in flight are redelivered.
+
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{CloseFrame as AxumClose, Message as AxumMessage, WebSocket};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::network::{CallError, FROM_HEADER, TO_HEADER};
+use super::node::Cluster;
+use super::subscriptions::Served;
+use super::types::NodeId;
+
+/// Set on a forwarded request: the node that forwarded it (the receiver
+/// serves it or answers [`NOT_SERVED_HEADER`], never forwards it again).
+pub const FORWARDED_HEADER: &str = "weir-forwarded-by";
+/// On a 503 answer: this node does not serve what the forwarded request
+/// asked for (the forwarder asks the node that does).
+pub const NOT_SERVED_HEADER: &str = "weir-not-served";
+/// The caller's `Authorization`, carried next to the cluster's own.
+pub const CLIENT_AUTHORIZATION: &str = "weir-client-authorization";
+/// The caller's verified client certificate name, when it used one.
+pub const CLIENT_CERTIFICATE: &str = "weir-client-certificate";
+/// How long a request waits for a node that serves its subscriptions.
+const FIND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a long poll or read keeps being retried on a new node.
+const POLL_RETRY_TIMEOUT: Duration = Duration::from_secs(70);
+/// How long a piped WebSocket looks for the next serving node.
+const SOCKET_RESUME_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between attempts.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
+
+/// Headers that belong to one connection, never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Where a request about a topic's subscriptions goes now.
+pub enum Route {
+    /// Served by this node.
+    Here,
+    /// Sent to the node that serves them.
+    To(NodeId),
+}
+
+/// Why a forwarded request got no answer.
+pub enum ForwardError {
+    /// No node serves the subscriptions, or none could be reached, in time.
+    NoServer(String),
+    /// The connection broke after the request was sent: its outcome is
+    /// unknown.
+    Lost(String),
+}
+
+impl Cluster {
+    /// Where to send a request about the subscriptions of `topic`, waiting
+    /// (bounded) while partition 0 has no leader.
+    pub async fn route_subscriptions(&self, topic: &str) -> Result<Route, ForwardError> {
+        let deadline = Instant::now() + FIND_TIMEOUT;
+        loop {
+            match self.subscriptions_served(topic) {
+                Served::Locally | Served::Here => return Ok(Route::Here),
+                Served::At(node) if self.recently_seen(node) => return Ok(Route::To(node)),
+                Served::At(_) | Served::Nobody if Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_EVERY).await;
+                }
+                Served::At(node) => {
+                    return Err(ForwardError::NoServer(format!(
+                        "node {node} serves the subscriptions of topic `{topic}` but is not answering; retry"
+                    )))
+                }
+                Served::Nobody => {
+                    return Err(ForwardError::NoServer(format!(
+                        "partition 0 of topic `{topic}` has no leader: its subscriptions are not served right now; retry"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Forwards a client request about the subscriptions of `topic`
+    /// (`parts`, `body`; `certificate`: the caller's verified certificate
+    /// name) to the node serving them, again to the next one while the
+    /// request was not taken (or was a read or long poll). `Ok(None)`:
+    /// this node serves them now.
+    pub async fn forward_subscription_request(
+        &self,
+        topic: &str,
+        parts: &Parts,
+        body: Bytes,
+        certificate: Option<&str>,
+    ) -> Result<Option<Response>, ForwardError> {
+        let retry_lost = parts.method == Method::GET || parts.uri.path().ends_with("/pull");
+        let deadline = Instant::now() + POLL_RETRY_TIMEOUT;
+        loop {
+            let node = match self.route_subscriptions(topic).await? {
+                Route::Here => return Ok(None),
+                Route::To(node) => node,
+            };
+            match self
+                .send_forward(node, parts, body.clone(), certificate)
+                .await
+            {
+                Ok(response) if response.headers().contains_key(NOT_SERVED_HEADER) => {}
+                Ok(response) => return Ok(Some(response)),
+                Err(CallError::Unreachable(_)) => {}
+                Err(e) if retry_lost && Instant::now() < deadline => {
+                    tracing::info!(node, error = %e, "a forwarded poll broke; asking the next serving node");
+                }
+                Err(e) => {
+                    return Err(ForwardError::Lost(format!(
+                        "the request forwarded to node {node} has an unknown outcome: {e}; retry"
+                    )))
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ForwardError::NoServer(
+                    "no node took the request in time; retry".into(),
+                ));
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
+    /// One forward of a client request to `node`.
+    async fn send_forward(
+        &self,
+        node: NodeId,
+        parts: &Parts,
+        body: Bytes,
+        certificate: Option<&str>,
+    ) -> Result<Response, CallError> {
+        let address = self
+            .address_of(node)
+            .ok_or_else(|| CallError::Unreachable(format!("no address for node {node}")))?;
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut request = self
+            .peers()
+            .http()
+            .request(
+                parts.method.clone(),
+                format!("http://{address}/forward{target}"),
+            )
+            .headers(client_headers(&parts.headers, certificate))
+            .bearer_auth(self.peers().secret())
+            .header(FROM_HEADER, self.node_id().to_string())
+            .header(TO_HEADER, node.to_string())
+            .header(FORWARDED_HEADER, self.node_id().to_string());
+        if !body.is_empty() {
+            request = request.body(body);
+        }
+        let answer = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                CallError::Unreachable(e.to_string())
+            } else {
+                CallError::Lost(e.to_string())
+            }
+        })?;
+        self.peers().saw(node);
+        let mut response = Response::builder().status(answer.status());
+        if let Some(headers) = response.headers_mut() {
+            for (name, value) in answer.headers() {
+                if !is_hop_by_hop(name) && name != "content-length" {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+        }
+        response
+            .body(Body::from_stream(answer.bytes_stream()))
+            .map_err(|e| CallError::Refused(e.to_string()))
+    }
+
+    /// Pipes a client's subscription WebSocket to the node serving the
+    /// topic's subscriptions, moving to the next one when that node goes
+    /// away or stops serving (see the module docs).
+    pub async fn pipe_socket(
+        self: std::sync::Arc<Self>,
+        topic: String,
+        mut client: WebSocket,
+        target: String,
+        headers: HeaderMap,
+        certificate: Option<String>,
+    ) {
+        let mut credit: u64 = 0;
+        loop {
+            let Some(mut upstream) = self
+                .connect_upstream(&topic, &target, &headers, certificate.as_deref())
+                .await
+            else {
+                let _ = client
+                    .send(AxumMessage::Close(Some(AxumClose {
+                        code: 1013,
+                        reason: "no node serves this subscription right now; reconnect".into(),
+                    })))
+                    .await;
+                return;
+            };
+            if credit > 0 {
+                let frame = format!(
+                    r#"{{"type":"credit","messages":{}}}"#,
+                    credit.min(u64::from(u32::MAX))
+                );
+                if upstream.send(Message::text(frame)).await.is_err() {
+                    continue;
+                }
+            }
+            let resume = loop {
+                tokio::select! {
+                    from_client = client.recv() => match from_client {
+                        Some(Ok(AxumMessage::Text(text))) => {
+                            credit = credit.saturating_add(credit_in(text.as_str()));
+                            if upstream.send(Message::text(text.as_str())).await.is_err() {
+                                break true;
+                            }
+                        }
+                        Some(Ok(AxumMessage::Binary(bytes))) => {
+                            if upstream.send(Message::binary(bytes)).await.is_err() {
+                                break true;
+                            }
+                        }
+                        Some(Ok(AxumMessage::Close(frame))) => {
+                            let frame = frame.map(|f| CloseFrame {
+                                code: CloseCode::from(f.code),
+                                reason: f.reason.as_str().into(),
+                            });
+                            let _ = upstream.close(frame).await;
+                            return;
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => {
+                            let _ = upstream.close(None).await;
+                            return;
+                        }
+                    },
+                    from_server = upstream.next() => match from_server {
+                        Some(Ok(Message::Text(text))) => {
+                            if is_unavailable_error(text.as_str()) {
+                                // It stopped serving: the next node takes over.
+                                break true;
+                            }
+                            if text.as_str().starts_with(r#"{"type":"message""#) {
+                                credit = credit.saturating_sub(1);
+                            }
+                            if client.send(AxumMessage::Text(text.as_str().into())).await.is_err() {
+                                let _ = upstream.close(None).await;
+                                return;
+                            }
+                        }
+                        Some(Ok(Message::Binary(bytes))) => {
+                            if client.send(AxumMessage::Binary(bytes)).await.is_err() {
+                                let _ = upstream.close(None).await;
+                                return;
+                            }
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            let code = frame.as_ref().map_or(1005, |f| u16::from(f.code));
+                            if resumable(code) {
+                                break true;
+                            }
+                            let frame = frame.map(|f| AxumClose {
+                                code,
+                                reason: f.reason.as_str().into(),
+                            });
+                            let _ = client.send(AxumMessage::Close(frame)).await;
+                            return;
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => break true,
+                    },
+                }
+            };
+            if !resume {
+                return;
+            }
+            tracing::info!(topic = %topic, "a piped subscription socket lost its serving node; resuming on the next");
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
+    /// Opens the socket to the node serving `topic`'s subscriptions,
+    /// retrying (bounded) while none takes it.
+    async fn connect_upstream(
+        &self,
+        topic: &str,
+        target: &str,
+        headers: &HeaderMap,
+        certificate: Option<&str>,
+    ) -> Option<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    > {
+        let deadline = Instant::now() + SOCKET_RESUME_TIMEOUT;
+        while Instant::now() < deadline {
+            let node = match self.subscriptions_served(topic) {
+                Served::Here | Served::Locally => Some(self.node_id()),
+                Served::At(node) => Some(node),
+                Served::Nobody => None,
+            };
+            let address_of = |n: NodeId| {
+                if n == self.node_id() {
+                    Some(self.listen_address().to_owned())
+                } else {
+                    self.address_of(n)
+                }
+            };
+            if let Some((node, address)) = node.and_then(|n| address_of(n).map(|a| (n, a))) {
+                match self
+                    .open_upstream(node, &address, target, headers, certificate)
+                    .await
+                {
+                    Ok(socket) => return Some(socket),
+                    Err(e) => {
+                        tracing::debug!(node, error = %e, "piping a subscription socket failed; retrying")
+                    }
+                }
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+        None
+    }
+
+    async fn open_upstream(
+        &self,
+        node: NodeId,
+        address: &str,
+        target: &str,
+        headers: &HeaderMap,
+        certificate: Option<&str>,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        String,
+    > {
+        let mut request = format!("ws://{address}/forward{target}")
+            .into_client_request()
+            .map_err(|e| e.to_string())?;
+        let out = request.headers_mut();
+        for (name, value) in client_headers(headers, certificate) {
+            if let Some(name) = name {
+                if !name.as_str().starts_with("sec-websocket-") || name == "sec-websocket-protocol"
+                {
+                    out.append(name, value);
+                }
+            }
+        }
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", self.peers().secret()))
+            .map_err(|e| e.to_string())?;
+        out.insert(axum::http::header::AUTHORIZATION, bearer);
+        for (name, value) in [
+            (FROM_HEADER, self.node_id().to_string()),
+            (TO_HEADER, node.to_string()),
+            (FORWARDED_HEADER, self.node_id().to_string()),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                out.insert(HeaderName::from_static(name), value);
+            }
+        }
+        let connect = tokio_tungstenite::connect_async(request);
+        let (socket, _) = tokio::time::timeout(FIND_TIMEOUT, connect)
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        Ok(socket)
+    }
+}
+
+/// The caller's headers as a forward carries them: connection headers
+/// dropped, `Authorization` moved aside (the cluster's own takes its
+/// place), the certificate name added.
+fn client_headers(headers: &HeaderMap, certificate: Option<&str>) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        if is_hop_by_hop(name)
+            || name == "content-length"
+            || name == FORWARDED_HEADER
+            || name == CLIENT_AUTHORIZATION
+            || name == CLIENT_CERTIFICATE
+        {
+            continue;
+        }
+        if name == axum::http::header::AUTHORIZATION {
+            out.append(HeaderName::from_static(CLIENT_AUTHORIZATION), value.clone());
+        } else {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(value) = certificate.and_then(|c| HeaderValue::from_str(c).ok()) {
+        out.insert(HeaderName::from_static(CLIENT_CERTIFICATE), value);
+    }
+    out
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// Credit a client frame gives (0 for other frames).
+fn credit_in(text: &str) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Credit {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        messages: u64,
+    }
+    match serde_json::from_str::<Credit>(text) {
+        Ok(c) if c.kind == "credit" => c.messages,
+        _ => 0,
+    }
+}
+
+/// An error frame saying the node cannot serve the subscription now.
+fn is_unavailable_error(text: &str) -> bool {
+    text.starts_with(r#"{"type":"error""#) && text.contains(r#""code":"unavailable""#)
+}
+
+/// Close codes after which the subscription is looked for elsewhere:
+/// going away (a node stopping), abnormal, internal error, restart, try
+/// again later.
+fn resumable(code: u16) -> bool {
+    matches!(code, 1001 | 1005 | 1006 | 1011 | 1012 | 1013)
+}
+
+/// The answer of a node asked to serve a forwarded request about
+/// subscriptions it does not serve.
+pub fn not_served() -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this node does not serve these subscriptions now",
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(NOT_SERVED_HEADER, HeaderValue::from_static("1"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credit_frames_are_counted_and_others_are_not() {
+        assert_eq!(credit_in(r#"{"type":"credit","messages":7}"#), 7);
+        assert_eq!(credit_in(r#"{"type":"ack","ack_ids":["a"]}"#), 0);
+        assert_eq!(credit_in("not json"), 0);
+    }
+
+    #[test]
+    fn the_callers_authorization_travels_aside() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("Bearer user"));
+        headers.insert("host", HeaderValue::from_static("x"));
+        headers.insert("x-request-id", HeaderValue::from_static("r1"));
+        let out = client_headers(&headers, Some("cn"));
+        assert!(out.get("authorization").is_none());
+        assert!(out.get("host").is_none());
+        assert_eq!(out.get(CLIENT_AUTHORIZATION).unwrap(), "Bearer user");
+        assert_eq!(out.get(CLIENT_CERTIFICATE).unwrap(), "cn");
+        assert_eq!(out.get("x-request-id").unwrap(), "r1");
+    }
+
+    #[test]
+    fn only_failures_of_the_node_resume_a_socket() {
+        assert!(resumable(1001));
+        assert!(resumable(1013));
+        assert!(!resumable(1000));
+        assert!(!resumable(1008));
+        assert!(is_unavailable_error(
+            r#"{"type":"error","code":"unavailable","detail":"x"}"#
+        ));
+        assert!(!is_unavailable_error(
+            r#"{"type":"error","code":"not_found","detail":"x"}"#
+        ));
+    }
+}

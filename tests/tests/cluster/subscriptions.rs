@@ -1,0 +1,408 @@
+//! Replicated subscriptions: created through any node, served by the
+//! leader of the topic's partition 0 (every other node forwards), their
+//! state (deliveries, acks, seeks) committed through the partitions'
+//! groups — so when the serving node is killed, the next one continues
+//! where it stopped: nothing acknowledged comes back, everything else does.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::nodes::Cluster;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// Sends until a node takes it (503 while leaders are elected or the
+/// serving node changes); returns the answer.
+async fn until_taken(
+    cluster: &Cluster,
+    id: u64,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value, Option<String>) {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let node = cluster.node(id);
+        let reply = match method {
+            "PUT" => node.put_json(path, body).await,
+            "GET" => node.get(path).await,
+            _ => node.post_json(path, body).await,
+        };
+        if reply.status != 503 {
+            let leader = reply
+                .headers
+                .get("weir-leader")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let json = if reply.text.is_empty() {
+                Value::Null
+            } else {
+                reply.json()
+            };
+            return (reply.status.as_u16(), json, leader);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} kept answering 503 to {method} {path}: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Pulls through node `id` until `count` messages came or `patience`
+/// passed; returns `(value n, ack id)` of each.
+async fn pull_n(
+    cluster: &Cluster,
+    id: u64,
+    count: usize,
+    patience: Duration,
+) -> Vec<(u64, String)> {
+    let deadline = Instant::now() + patience;
+    let mut got = Vec::new();
+    while got.len() < count && Instant::now() < deadline {
+        let (status, body, _) = until_taken(
+            cluster,
+            id,
+            "POST",
+            "/v1/topics/jobs/subscriptions/work/pull",
+            &json!({"max_messages": 100, "wait_ms": 300}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        for m in body["messages"].as_array().unwrap() {
+            got.push((
+                m["value"]["n"].as_u64().unwrap(),
+                m["ack_id"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    got
+}
+
+async fn ack(cluster: &Cluster, id: u64, ack_ids: &[String]) -> Value {
+    let (status, body, _) = until_taken(
+        cluster,
+        id,
+        "POST",
+        "/v1/topics/jobs/subscriptions/work/ack",
+        &json!({ "ack_ids": ack_ids }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn acked_stays_acked_and_the_rest_comes_back_after_the_serving_node_dies() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
+    let (status, body, _) = until_taken(
+        &cluster,
+        1,
+        "PUT",
+        "/v1/topics/jobs",
+        &json!({"partitions": 2, "dedupe_window_ms": 3_600_000}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Created through node 2; every node then describes the same one.
+    let (status, body, served_by) = until_taken(
+        &cluster,
+        2,
+        "PUT",
+        "/v1/topics/jobs/subscriptions/work",
+        &json!({"start": "earliest", "ack_timeout_ms": 60_000}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(served_by.is_some(), "the answer names the serving node");
+    let messages: Vec<Value> = (0..40)
+        .map(|n| json!({"key": format!("k{}", n % 5), "value": {"n": n}, "id": format!("m{n}")}))
+        .collect();
+    let (status, body, _) = until_taken(
+        &cluster,
+        3,
+        "POST",
+        "/v1/topics/jobs/messages",
+        &json!({ "messages": messages }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Pulled through node 3, half acked through node 1.
+    let first = pull_n(&cluster, 3, 40, WITHIN).await;
+    let delivered: BTreeSet<u64> = first.iter().map(|(n, _)| *n).collect();
+    assert_eq!(delivered, (0..40).collect(), "every message once");
+    let (acked, kept): (Vec<_>, Vec<_>) = first.into_iter().partition(|(n, _)| n % 2 == 0);
+    let ids: Vec<String> = acked.iter().map(|(_, id)| id.clone()).collect();
+    let answer = ack(&cluster, 1, &ids).await;
+    assert_eq!(answer["acked"], 20, "{answer}");
+    for id in 1..=3 {
+        let (status, info, leader) = until_taken(
+            &cluster,
+            id,
+            "GET",
+            "/v1/topics/jobs/subscriptions/work",
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{info}");
+        assert_eq!(info["stats"]["in_flight"], 20, "node {id}: {info}");
+        assert_eq!(leader, served_by, "one node serves the subscription");
+    }
+
+    // The serving node dies: the next continues where it stopped.
+    let victim: u64 = served_by.as_deref().unwrap().parse().unwrap();
+    cluster.nodes.get_mut(&victim).unwrap().kill9();
+    let survivor = (1..=3).find(|&id| id != victim).unwrap();
+    let again = pull_n(&cluster, survivor, 20, WITHIN).await;
+    let redelivered: BTreeSet<u64> = again.iter().map(|(n, _)| *n).collect();
+    let expected: BTreeSet<u64> = kept.iter().map(|(n, _)| *n).collect();
+    assert_eq!(redelivered, expected, "the unacked ones, none of the acked");
+    let ids: Vec<String> = again.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(ack(&cluster, survivor, &ids).await["acked"], 20);
+    assert!(
+        pull_n(&cluster, survivor, 1, Duration::from_secs(1))
+            .await
+            .is_empty(),
+        "nothing left"
+    );
+
+    // Back again, the old node serves nothing twice either.
+    cluster.restart(victim);
+    let (status, body, _) = until_taken(
+        &cluster,
+        victim,
+        "POST",
+        "/v1/topics/jobs/messages",
+        &json!({"messages": [{"value": {"n": 100}}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let last = pull_n(&cluster, victim, 1, WITHIN).await;
+    assert_eq!(
+        last.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        vec![100],
+        "only the new message"
+    );
+}
+
+#[tokio::test]
+async fn seeks_and_settings_are_the_clusters() {
+    let cluster = Cluster::start(3).await;
+    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
+    let (status, body, _) = until_taken(
+        &cluster,
+        1,
+        "PUT",
+        "/v1/topics/jobs",
+        &json!({"partitions": 1}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body, _) = until_taken(
+        &cluster,
+        3,
+        "PUT",
+        "/v1/topics/jobs/subscriptions/work",
+        &json!({"start": "earliest"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let messages: Vec<Value> = (0..10).map(|n| json!({"value": {"n": n}})).collect();
+    let (status, _, _) = until_taken(
+        &cluster,
+        2,
+        "POST",
+        "/v1/topics/jobs/messages",
+        &json!({ "messages": messages }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let got = pull_n(&cluster, 1, 10, WITHIN).await;
+    let ids: Vec<String> = got.iter().map(|(_, id)| id.clone()).collect();
+    ack(&cluster, 2, &ids).await;
+    // A seek back through another node replays from the start.
+    let (status, body, _) = until_taken(
+        &cluster,
+        3,
+        "POST",
+        "/v1/topics/jobs/subscriptions/work/seek",
+        &json!({"to": "earliest"}),
+    )
+    .await;
+    assert!(status == 200 || status == 204, "{status}: {body}");
+    let replay = pull_n(&cluster, 2, 10, WITHIN).await;
+    assert_eq!(replay.len(), 10);
+
+    // Settings changed through one node are every node's.
+    let (status, body, _) = until_taken(
+        &cluster,
+        2,
+        "PUT",
+        "/v1/topics/jobs/subscriptions/work",
+        &json!({"ack_timeout_ms": 45_000}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for id in 1..=3 {
+        let (status, info, _) = until_taken(
+            &cluster,
+            id,
+            "GET",
+            "/v1/topics/jobs/subscriptions",
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{info}");
+        assert_eq!(
+            info["subscriptions"][0]["config"]["ack_timeout_ms"], 45_000,
+            "node {id}: {info}"
+        );
+    }
+    // Deleted through one node: gone everywhere.
+    let reply = cluster
+        .node(1)
+        .delete("/v1/topics/jobs/subscriptions/work")
+        .await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    for id in 1..=3 {
+        let (status, body, _) = until_taken(
+            &cluster,
+            id,
+            "GET",
+            "/v1/topics/jobs/subscriptions/work",
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, 404, "node {id}: {body}");
+    }
+}
+
+/// The next frame of `socket` as JSON (pings skipped).
+async fn next_frame<S>(socket: &mut S) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        let frame = tokio::time::timeout(WITHIN, socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("the socket stays open")
+            .expect("a readable frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_subscription_survives_the_serving_node() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut cluster = Cluster::start(3).await;
+    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
+    let (status, body, _) = until_taken(
+        &cluster,
+        1,
+        "PUT",
+        "/v1/topics/jobs",
+        &json!({"partitions": 1}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body, served_by) = until_taken(
+        &cluster,
+        1,
+        "PUT",
+        "/v1/topics/jobs/subscriptions/work",
+        &json!({"start": "earliest", "ack_timeout_ms": 60_000}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let victim: u64 = served_by.unwrap().parse().unwrap();
+    // The client talks to a node that does not serve the subscription.
+    let entry = (1..=3).find(|&id| id != victim).unwrap();
+    let url = cluster
+        .node(entry)
+        .url("/v1/topics/jobs/subscriptions/work/ws")
+        .replacen("http://", "ws://", 1);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket
+        .send(Message::text(r#"{"type":"credit","messages":100}"#))
+        .await
+        .unwrap();
+    let produce = |from: u64, to: u64| {
+        let messages: Vec<Value> = (from..to).map(|n| json!({"value": {"n": n}})).collect();
+        json!({ "messages": messages })
+    };
+    let (status, _, _) = until_taken(
+        &cluster,
+        entry,
+        "POST",
+        "/v1/topics/jobs/messages",
+        &produce(0, 10),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut first = Vec::new();
+    while first.len() < 10 {
+        let frame = next_frame(&mut socket).await;
+        assert_eq!(frame["type"], "message", "{frame}");
+        first.push((
+            frame["value"]["n"].as_u64().unwrap(),
+            frame["ack_id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let acked: Vec<String> = first
+        .iter()
+        .filter(|(n, _)| n % 2 == 0)
+        .map(|(_, id)| id.clone())
+        .collect();
+    socket
+        .send(Message::text(
+            json!({"type": "ack", "ack_ids": acked, "request_id": "a1"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let reply = next_frame(&mut socket).await;
+    assert_eq!(reply["type"], "acked", "{reply}");
+    assert_eq!(reply["count"], 5, "{reply}");
+
+    // The serving node dies; the socket stays open and goes on.
+    cluster.nodes.get_mut(&victim).unwrap().kill9();
+    let (status, _, _) = until_taken(
+        &cluster,
+        entry,
+        "POST",
+        "/v1/topics/jobs/messages",
+        &produce(10, 15),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut after = BTreeSet::new();
+    while after.len() < 10 {
+        let frame =
+            match tokio::time::timeout(Duration::from_secs(20), next_frame(&mut socket)).await {
+                Ok(frame) => frame,
+                Err(_) => panic!("no frame; entry log:\n{}", cluster.node(entry).log_tail()),
+            };
+        assert_eq!(frame["type"], "message", "{frame}");
+        after.insert(frame["value"]["n"].as_u64().unwrap());
+    }
+    let expected: BTreeSet<u64> = [1, 3, 5, 7, 9, 10, 11, 12, 13, 14].into();
+    assert_eq!(
+        after, expected,
+        "the unacked again and the new ones; no acked one"
+    );
+}
