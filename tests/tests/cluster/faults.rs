@@ -1,11 +1,14 @@
 //! The fault campaign: producers write through every node of a 3-node
-//! cluster while faults hit it — kill -9 of a partition leader, SIGSTOP of
+//! cluster, and consumers pull and ack a subscription through every node,
+//! while faults hit it — kill -9 of a partition leader, SIGSTOP of
 //! a leader beyond the election timeout (then SIGCONT), a leader cut off
 //! by a network partition, a follower wiped and rejoining, and a rolling
 //! restart of every node. Afterwards every replica must hold the same
 //! messages (no divergence) and the history checker must find nothing
-//! acknowledged lost, duplicated or reordered. The write gap each leader
-//! fault causes is measured and printed.
+//! acknowledged lost, duplicated or reordered, no message delivered again
+//! after its ack was confirmed, and — once the subscription is drained —
+//! every acknowledged message delivered and settled. The write gap each
+//! leader fault causes is measured and printed.
 //!
 //! `WEIR_CLUSTER_CYCLES` (default: one of each fault) sets how many faults
 //! one run injects; `make soak-cluster` runs many, in random order
@@ -17,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use weir_tests::history::{History, Outcome, Position, Produce};
+use weir_tests::history::{Delivery, History, Mode, Outcome, Position, Produce, SubscriptionSpec};
 
 use crate::nodes::Cluster;
 use crate::rng::{env_count, seed, Rng};
@@ -25,6 +28,12 @@ use crate::rng::{env_count, seed, Rng};
 const TOPIC: &str = "ledger";
 const PARTITIONS: u64 = 3;
 const PRODUCERS: u64 = 6;
+const SUBSCRIPTION: &str = "audit";
+/// The subscription's name in the history.
+const SUB_NAME: &str = "ledger/audit";
+const CONSUMERS: u64 = 2;
+/// Leases: short, so deliveries whose ack failed come back while draining.
+const ACK_TIMEOUT_MS: u64 = 4000;
 const WITHIN: Duration = Duration::from_secs(60);
 /// How long one message is retried before its producer gives up on it.
 const RETRY_FOR: Duration = Duration::from_secs(60);
@@ -149,6 +158,120 @@ async fn produce_loop(
         }
         n += 1;
     }
+}
+
+/// The next node that is up, in turn.
+fn next_up(endpoints: &Endpoints, turn: &mut u64) -> Option<String> {
+    *turn += 1;
+    let endpoints = endpoints.lock().unwrap();
+    let up: Vec<String> = endpoints.values().flatten().cloned().collect();
+    up.get(*turn as usize % up.len().max(1)).cloned()
+}
+
+/// One consumer: pulls through one node, acks through the next, records
+/// every delivery and ack. Runs until `stop`, then drains: it ends after
+/// enough empty pulls in a row that every lease taken before has expired.
+async fn consume_loop(
+    consumer: u64,
+    endpoints: Endpoints,
+    history: History,
+    stop: Arc<AtomicBool>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let base_path = format!("/v1/topics/{TOPIC}/subscriptions/{SUBSCRIPTION}");
+    let mut turn = consumer;
+    let mut empty_in_a_row = 0u32;
+    let drained_after = (ACK_TIMEOUT_MS / 1000 + 3) as u32;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        let stopping = stop.load(Ordering::SeqCst);
+        if stopping && empty_in_a_row >= drained_after {
+            return;
+        }
+        let Some(base) = next_up(&endpoints, &mut turn) else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let pulled = history.tick();
+        let body = json!({"max_messages": 50, "wait_ms": 1000});
+        let answer = match http
+            .post(format!("{base}{base_path}/pull"))
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(reply) if reply.status().is_success() => reply.json::<Value>().await.ok(),
+            _ => None,
+        };
+        let Some(answer) = answer else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let messages = answer["messages"].as_array().cloned().unwrap_or_default();
+        if messages.is_empty() {
+            if stopping {
+                empty_in_a_row += 1;
+            }
+            continue;
+        }
+        empty_in_a_row = 0;
+        let mut received = Vec::new();
+        for m in &messages {
+            let position = Position::new(
+                m["partition"].as_u64().unwrap(),
+                m["offset"].as_u64().unwrap(),
+            );
+            let delivery = Delivery {
+                subscription: SUB_NAME.to_owned(),
+                value: m["value"].as_str().unwrap_or_default().to_owned(),
+                position,
+                attempt: m["attempt"].as_u64().unwrap_or(0) as u32,
+            };
+            received.push((
+                history.record_delivery(delivery, pulled),
+                m["ack_id"].as_str().unwrap().to_owned(),
+            ));
+        }
+        // Acked through another node than the one that delivered.
+        let Some(base) = next_up(&endpoints, &mut turn) else {
+            continue;
+        };
+        let ack_ids: Vec<&String> = received.iter().map(|(_, id)| id).collect();
+        let invoked = history.tick();
+        let (outcome, unknown) = match http
+            .post(format!("{base}{base_path}/ack"))
+            .json(&json!({ "ack_ids": ack_ids }))
+            .send()
+            .await
+        {
+            Ok(reply) => {
+                let outcome = Outcome::from_status(reply.status().as_u16());
+                let answer = reply.json::<Value>().await.unwrap_or_default();
+                let unknown: Vec<String> = answer["unknown"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| id.as_str().map(str::to_owned))
+                    .collect();
+                (outcome, unknown)
+            }
+            Err(_) => (Outcome::Unknown, Vec::new()),
+        };
+        for (id, ack_id) in &received {
+            let outcome = if outcome == Outcome::Ok && unknown.contains(ack_id) {
+                // A lease the failover dropped: delivered again later.
+                Outcome::Failed
+            } else {
+                outcome
+            };
+            history.record_ack(*id, invoked, outcome);
+        }
+    }
+    panic!("consumer {consumer} did not drain the subscription in time");
 }
 
 /// The leader of each partition of the topic, as node `id` sees it.
@@ -390,6 +513,8 @@ async fn no_acknowledged_write_is_lost_or_diverges_under_faults() {
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     all_ready(&cluster).await;
+    let subscribed = create_subscription(&cluster).await;
+    assert_eq!(subscribed, 201);
 
     let endpoints: Endpoints = Arc::new(Mutex::new(
         (1..=3)
@@ -399,6 +524,14 @@ async fn no_acknowledged_write_is_lost_or_diverges_under_faults() {
     let history = History::new();
     let acks: Acks = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
+    history.register_subscription(
+        SUB_NAME,
+        SubscriptionSpec {
+            topic: TOPIC.to_owned(),
+            mode: Mode::Queue,
+            complete: true,
+        },
+    );
     let workers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             tokio::spawn(produce_loop(
@@ -406,6 +539,16 @@ async fn no_acknowledged_write_is_lost_or_diverges_under_faults() {
                 endpoints.clone(),
                 history.clone(),
                 acks.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|c| {
+            tokio::spawn(consume_loop(
+                c,
+                endpoints.clone(),
+                history.clone(),
                 stop.clone(),
             ))
         })
@@ -446,6 +589,10 @@ async fn no_acknowledged_write_is_lost_or_diverges_under_faults() {
     for worker in workers {
         worker.await.unwrap();
     }
+    // The consumers drain what is left (redeliveries included).
+    for consumer in consumers {
+        consumer.await.unwrap();
+    }
 
     all_ready(&cluster).await;
     let final_log = converged(&cluster).await;
@@ -472,6 +619,30 @@ async fn no_acknowledged_write_is_lost_or_diverges_under_faults() {
         gaps.last().copied().unwrap_or_default()
     );
     report.assert_clean();
+}
+
+/// Creates the consumed subscription (from the start, no dead letters:
+/// every message is retried until acked); returns the status.
+async fn create_subscription(cluster: &Cluster) -> u16 {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let reply = cluster
+            .node(2)
+            .put_json(
+                &format!("/v1/topics/{TOPIC}/subscriptions/{SUBSCRIPTION}"),
+                &json!({
+                    "start": "earliest",
+                    "ack_timeout_ms": ACK_TIMEOUT_MS,
+                    "retry": {"max_attempts": null},
+                    "dead_letter_topic": null,
+                }),
+            )
+            .await;
+        if reply.status != 503 || Instant::now() >= deadline {
+            return reply.status.as_u16();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The partition each producer's key lands on, as the servers place it
