@@ -187,6 +187,25 @@ impl IntoResponses for Errors {
 /// authentication configured, so the empty alternative is listed too), and
 /// the WebSocket frame unions are flattened (each variant one plain
 /// object, no `allOf`), a shape code generators can parse.
+/// Adds `Weir-Leader` to the successful answers of an operation about
+/// subscriptions (`api/forward.rs` sets it on every one in a cluster).
+fn document_serving_node(operation: &mut utoipa::openapi::path::Operation) {
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let (true, RefOr::T(response)) = (status.starts_with('1') || status.starts_with('2'), response)
+        else {
+            continue;
+        };
+        let mut header = utoipa::openapi::header::Header::new(utoipa::openapi::Object::with_type(
+            utoipa::openapi::Type::Integer,
+        ));
+        header.description = Some(
+            "In a cluster: the node serving the topic's subscriptions (the leader of its partition 0)"
+                .into(),
+        );
+        response.headers.insert("Weir-Leader".into(), header);
+    }
+}
+
 pub fn finish(openapi: &mut utoipa::openapi::OpenApi) {
     for (path, item) in openapi.paths.paths.iter_mut() {
         if !path.starts_with("/v1/") {
@@ -199,11 +218,15 @@ pub fn finish(openapi: &mut utoipa::openapi::OpenApi) {
             &mut item.delete,
             &mut item.patch,
         ];
+        let about_subscriptions = path.starts_with("/v1/topics/{topic}/subscriptions");
         for operation in operations.into_iter().flatten() {
             operation.security = Some(vec![
                 SecurityRequirement::new("bearer", Vec::<String>::new()),
                 SecurityRequirement::default(),
             ]);
+            if about_subscriptions {
+                document_serving_node(operation);
+            }
         }
     }
     let Some(components) = openapi.components.as_mut() else {
