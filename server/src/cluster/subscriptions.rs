@@ -29,7 +29,7 @@ use super::command::{Command, Reply, SubUpdate};
 use super::network::CallError;
 use super::node::Cluster;
 use super::partition::change_partition;
-use super::types::{GroupId, NodeId};
+use super::types::{GroupId, NodeId, TypeConfig};
 use crate::broker::replicate::Committing;
 use crate::broker::subscription::state::Change;
 use crate::broker::BrokerError;
@@ -40,6 +40,8 @@ const UPDATE_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_EVERY: Duration = Duration::from_millis(50);
 /// Most updates proposed as one entry.
 const MAX_UPDATES_PER_ENTRY: usize = 512;
+/// Entries of one group proposed here and not answered yet, at most.
+const MAX_ENTRIES_IN_FLIGHT: usize = 8;
 /// Claims of one term: the term is shifted by this many bits.
 const CLAIM_BITS: u32 = 16;
 
@@ -357,6 +359,49 @@ impl Cluster {
         }
     }
 
+    /// When this node leads `group`: hands `updates` to it as one entry
+    /// (in order with the entries before) and returns its answer to come;
+    /// else gives the updates back. Waits while `in_flight` entries are
+    /// unanswered.
+    async fn pipeline_here(
+        &self,
+        group: GroupId,
+        updates: Vec<SubUpdate>,
+        in_flight: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<impl std::future::Future<Output = Result<(Vec<bool>, u64), String>>, Vec<SubUpdate>> {
+        let Some(held) = self.groups().get(group) else {
+            return Err(updates);
+        };
+        if held.raft.metrics().borrow_watched().current_leader != Some(self.node_id()) {
+            return Err(updates);
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return Err(updates);
+        };
+        let (responder, answer) = openraft::impls::ProgressResponder::<TypeConfig, _>::complete_only();
+        if let Err(e) = held
+            .raft
+            .client_write_ff(Command::Subscriptions(updates), Some(responder))
+            .await
+        {
+            let why = format!("the partition's group stopped ({e}); retry");
+            return Ok(futures_util::future::Either::Left(async move { Err(why) }));
+        }
+        Ok(futures_util::future::Either::Right(async move {
+            let _permit = permit;
+            match answer.await {
+                Ok(Ok(written)) => match written.data {
+                    Reply::Subscriptions(applied) => Ok((applied, written.log_id.index)),
+                    other => Err(format!("the partition's group answered {other:?}")),
+                },
+                Ok(Err(e)) => Err(format!(
+                    "the change was not committed ({e}): the partition's leader changed; retry"
+                )),
+                Err(_) => Err("the partition's group stopped; retry".into()),
+            }
+        }))
+    }
+
     fn sub_relay(&self) -> &SubRelay {
         &self.subs
     }
@@ -368,6 +413,7 @@ async fn relay_task(
     group: GroupId,
     mut rx: mpsc::UnboundedReceiver<Queued>,
 ) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_UPDATES_PER_ENTRY {
@@ -381,16 +427,35 @@ async fn relay_task(
         };
         let (updates, dones): (Vec<SubUpdate>, Vec<oneshot::Sender<Outcome>>) =
             batch.into_iter().map(|q| (q.update, q.done)).unzip();
-        match cluster.propose_updates(group, updates).await {
-            Ok((applied, index)) => {
-                for (done, ok) in dones.into_iter().zip(applied) {
-                    let _ = done.send(Ok((ok, index)));
-                }
+        // Led here: handed to the group in order and answered when
+        // committed, while the next entries are proposed behind it.
+        let updates = match cluster.pipeline_here(group, updates, &in_flight).await {
+            Ok(answer) => {
+                tokio::spawn(async move {
+                    let outcome = answer.await;
+                    answer_all(dones, outcome);
+                });
+                continue;
             }
-            Err(why) => {
-                for done in dones {
-                    let _ = done.send(Err(why.clone()));
-                }
+            Err(updates) => updates,
+        };
+        // Elsewhere (or not led yet): one forwarded entry at a time.
+        let outcome = cluster.propose_updates(group, updates).await;
+        answer_all(dones, outcome);
+    }
+}
+
+/// Gives each waiter of an entry its update's outcome.
+fn answer_all(dones: Vec<oneshot::Sender<Outcome>>, outcome: Result<(Vec<bool>, u64), String>) {
+    match outcome {
+        Ok((applied, index)) => {
+            for (done, ok) in dones.into_iter().zip(applied) {
+                let _ = done.send(Ok((ok, index)));
+            }
+        }
+        Err(why) => {
+            for done in dones {
+                let _ = done.send(Err(why.clone()));
             }
         }
     }

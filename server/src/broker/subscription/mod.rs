@@ -357,7 +357,12 @@ impl Subscription {
             return Ok(None);
         }
         if let Some(replicator) = self.replication() {
-            return Ok(Some(self.replicate(replicator, state, changes)));
+            let pending = self.replicate(replicator, state, changes);
+            // Delivery bookkeeping is not waited for (as on a single node,
+            // losing it costs an attempt's count, never a message); it is
+            // queued in order all the same, and a failure still makes the
+            // state be claimed and loaded again.
+            return Ok((!once_written).then_some(pending));
         }
         let mut set = self.fenced_set(state, changes);
         if once_written {

@@ -35,6 +35,9 @@ use super::{
 use crate::encoding::EncodingArg;
 use crate::output::Printer;
 
+/// Pause after a transient failure (a failover) before the next request.
+const TRANSIENT_PAUSE: Duration = Duration::from_millis(50);
+
 /// Messages filled when --count is not given.
 const DEFAULT_COUNT: u64 = 1_000_000;
 
@@ -293,6 +296,12 @@ async fn consume<T: Transport>(
                 let t0 = Instant::now();
                 let messages = match transport.pull(&topic, &sub, &request).await {
                     Ok(m) => m,
+                    // A failover (a cluster's serving node changing) or an
+                    // overloaded server: go on as a consumer would.
+                    Err(e) if e.is_transient() => {
+                        tokio::time::sleep(TRANSIENT_PAUSE).await;
+                        continue;
+                    }
                     Err(e) => break Err(e),
                 };
                 pulls.fetch_add(1, Ordering::Relaxed);
@@ -314,6 +323,12 @@ async fn consume<T: Transport>(
                 let t1 = Instant::now();
                 let response = match transport.ack(&topic, &sub, ids).await {
                     Ok(r) => r,
+                    // Not acked: the messages come again (counted as
+                    // redeliveries when they do).
+                    Err(e) if e.is_transient() => {
+                        tokio::time::sleep(TRANSIENT_PAUSE).await;
+                        continue;
+                    }
                     Err(e) => break Err(e),
                 };
                 ack_h.saturating_record(t1.elapsed().as_micros() as u64);
