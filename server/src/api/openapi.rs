@@ -191,7 +191,8 @@ impl IntoResponses for Errors {
 /// subscriptions (`api/forward.rs` sets it on every one in a cluster).
 fn document_serving_node(operation: &mut utoipa::openapi::path::Operation) {
     for (status, response) in operation.responses.responses.iter_mut() {
-        let (true, RefOr::T(response)) = (status.starts_with('1') || status.starts_with('2'), response)
+        let (true, RefOr::T(response)) =
+            (status.starts_with('1') || status.starts_with('2'), response)
         else {
             continue;
         };

@@ -368,7 +368,8 @@ impl Cluster {
         group: GroupId,
         updates: Vec<SubUpdate>,
         in_flight: &Arc<tokio::sync::Semaphore>,
-    ) -> Result<impl std::future::Future<Output = Result<(Vec<bool>, u64), String>>, Vec<SubUpdate>> {
+    ) -> Result<impl std::future::Future<Output = Result<(Vec<bool>, u64), String>>, Vec<SubUpdate>>
+    {
         let Some(held) = self.groups().get(group) else {
             return Err(updates);
         };
@@ -378,7 +379,8 @@ impl Cluster {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return Err(updates);
         };
-        let (responder, answer) = openraft::impls::ProgressResponder::<TypeConfig, _>::complete_only();
+        let (responder, answer) =
+            openraft::impls::ProgressResponder::<TypeConfig, _>::complete_only();
         if let Err(e) = held
             .raft
             .client_write_ff(Command::Subscriptions(updates), Some(responder))
