@@ -338,6 +338,9 @@ async fn client_subscription_calls() {
     c.produce("orders", vec![msg(0), msg(1)]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let t = now_ms();
+    // Timestamps are whole milliseconds (the server's reading may round
+    // 1 ms below the client's): produce clearly after `t`.
+    tokio::time::sleep(Duration::from_millis(3)).await;
     c.produce("orders", vec![msg(2)]).await.unwrap();
 
     // create / get / list.
