@@ -8,8 +8,6 @@ use std::sync::Arc;
 use weir_protocol::{Start, SubscriptionConfig};
 
 use super::error::Result;
-use super::subscription::state::State;
-use super::subscription::Subscription;
 use super::{Broker, BrokerLimits};
 use crate::storage::{PauseRecord, SubscriptionRecord, WriteSet};
 
@@ -75,23 +73,9 @@ impl Broker {
         let mut set = WriteSet::new();
         set.put_subscription(&record);
         self.store.commit(set).await?;
-        let cursors = vec![0; topic.partitions().len()];
-        let mut state = State::new(id, config.clone(), &cursors);
-        state.set_max_tracked(self.limits.max_unsettled_per_subscription as u64);
-        let sub = Subscription::new(
-            record,
-            topic.clone(),
-            self.store.clone(),
-            state,
-            self.clock.clone(),
-            self.replicator.clone(),
-        );
-        topic
-            .subscriptions_mut()
-            .insert(name.to_owned(), sub.clone());
-        crate::metrics::subscription_created(topic_name, name);
-        sub.attach_push(self.push.clone());
-        tokio::spawn(sub.run_timers(Arc::downgrade(self)));
+        // Its positions here are never used: the node that serves it loads
+        // the state from the store when it claims it.
+        self.register_subscription(&topic, record, &vec![0; topic.partitions().len()]);
         Ok(())
     }
 }

@@ -463,7 +463,21 @@ impl Broker {
         if topic.is_deleted() {
             return Err(BrokerError::TopicNotFound(topic_name.to_owned()));
         }
-        let mut state = State::new(id, config, &cursors);
+        self.register_subscription(&topic, record, &cursors);
+        Ok(Upsert::Created)
+    }
+
+    /// Makes a subscription whose record is committed live: its state
+    /// (starting at `cursors`), its place in the topic, its metrics, push
+    /// worker and timer task.
+    fn register_subscription(
+        self: &Arc<Self>,
+        topic: &Arc<Topic>,
+        record: SubscriptionRecord,
+        cursors: &[u64],
+    ) {
+        let name = record.name.clone();
+        let mut state = State::new(record.id, record.config.clone(), cursors);
         state.set_max_tracked(self.limits.max_unsettled_per_subscription as u64);
         let sub = Subscription::new(
             record,
@@ -473,13 +487,10 @@ impl Broker {
             self.clock.clone(),
             self.replicator.clone(),
         );
-        topic
-            .subscriptions_mut()
-            .insert(name.to_owned(), sub.clone());
-        crate::metrics::subscription_created(topic_name, name);
+        topic.subscriptions_mut().insert(name.clone(), sub.clone());
+        crate::metrics::subscription_created(&topic.name(), &name);
         sub.attach_push(self.push.clone());
         tokio::spawn(sub.run_timers(Arc::downgrade(self)));
-        Ok(Upsert::Created)
     }
 
     async fn start_cursors(&self, topic: &Topic, start: Start) -> Result<Vec<u64>> {

@@ -71,6 +71,16 @@ fn set_endpoint(endpoints: &Endpoints, id: u64, url: Option<String>) {
     endpoints.lock().unwrap().insert(id, url);
 }
 
+/// A client with a short timeout (a request cut by a fault is unknown,
+/// not hung) that forgets idle connections to restarted nodes quickly.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
 /// The partition a producer writes to (its key hashes there).
 fn key_of(producer: u64) -> String {
     format!("producer-{producer}")
@@ -85,11 +95,7 @@ async fn produce_loop(
     acks: Acks,
     stop: Arc<AtomicBool>,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let http = http_client();
     let key = key_of(producer);
     let mut turn = producer;
     let mut n = 0u64;
@@ -177,11 +183,7 @@ async fn consume_loop(
     history: History,
     stop: Arc<AtomicBool>,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let http = http_client();
     let base_path = format!("/v1/topics/{TOPIC}/subscriptions/{SUBSCRIPTION}");
     let mut turn = consumer;
     let mut empty_in_a_row = 0u32;

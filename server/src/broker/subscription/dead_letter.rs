@@ -56,6 +56,18 @@ pub fn dead_letter_copy(
     }
 }
 
+/// Copies to produce, their partitions left to the topic's partitioner.
+fn unplaced(copies: Vec<NewMessage>) -> Vec<Prepared> {
+    copies
+        .into_iter()
+        .map(|message| Prepared {
+            partition: None,
+            id: None,
+            message,
+        })
+        .collect()
+}
+
 /// Runs a batch of dead-letter jobs as one atomic write: every copy and
 /// the settling of every original (one fsync for N dead letters). The
 /// subscription's lock is held only while the write is placed and queued
@@ -148,14 +160,7 @@ pub async fn run_batch(
         // copies first, so a failover in between leaves the originals
         // dead-lettering and copied again (at least once, never lost).
         if let Some(target) = target {
-            let prepared = copies
-                .into_iter()
-                .map(|message| Prepared {
-                    partition: None,
-                    id: None,
-                    message,
-                })
-                .collect();
+            let prepared = unplaced(copies);
             let name = target.name();
             if let Err(e) = broker.produce_prepared(&name, target, prepared, now).await {
                 sub.invalidate(&state);
@@ -173,14 +178,7 @@ pub async fn run_batch(
             let set = sub.fenced_set(&state, changes);
             let bytes: u64 = copies.iter().map(|c| c.encoded_len() as u64).sum();
             let count = copies.len() as u64;
-            let prepared = copies
-                .into_iter()
-                .map(|message| Prepared {
-                    partition: None,
-                    id: None,
-                    message,
-                })
-                .collect();
+            let prepared = unplaced(copies);
             let name = target.name();
             let produced = enqueue_with(store, target, prepared, (now, wall), set).await?;
             drop(state);
