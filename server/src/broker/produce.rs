@@ -127,6 +127,27 @@ pub fn prepare_binary(
         .collect()
 }
 
+/// A share another cluster node forwarded to this partition leader: it was
+/// validated where it came in (or made by the server itself: dead-letter
+/// copies carry the reserved `weir-` headers), so it is only converted,
+/// with each message's delivery time already absolute.
+pub fn from_peer(records: Vec<ProduceRecord>) -> Vec<Prepared> {
+    records
+        .into_iter()
+        .map(|r| Prepared {
+            partition: r.partition,
+            id: r.id,
+            message: NewMessage {
+                key: r.key,
+                headers: r.headers,
+                json: r.json,
+                payload: r.value,
+                deliver_at: r.deliver_at.unwrap_or(0),
+            },
+        })
+        .collect()
+}
+
 /// The checks every message passes, whatever its encoding.
 fn prepare_record(i: usize, r: ProduceRecord, config: &TopicConfig, now: u64) -> Result<Prepared> {
     let field = |name: &str| format!("messages[{i}].{name}");

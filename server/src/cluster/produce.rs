@@ -33,7 +33,7 @@ use super::network::CallError;
 use super::node::Cluster;
 use super::types::{GroupId, NodeId};
 use crate::broker::partitioner::partition_for_key;
-use crate::broker::produce::{prepare_binary, Prepared};
+use crate::broker::produce::{from_peer, Prepared};
 use crate::broker::replicate::{Committing, Replicated, Replicator};
 use crate::broker::subscription::state::Change;
 use crate::broker::topic::Topic;
@@ -296,9 +296,9 @@ impl Cluster {
         group: GroupId,
         body: ForwardedAppend,
     ) -> ForwardedReply {
-        let Some(held) = self.groups().get(group) else {
+        if self.groups().get(group).is_none() {
             return ForwardedReply::NotLeader;
-        };
+        }
         let records = match base64::engine::general_purpose::STANDARD
             .decode(body.records.as_bytes())
             .map_err(|e| e.to_string())
@@ -311,11 +311,7 @@ impl Cluster {
         };
         let now = self.broker().now();
         let at = (now, self.broker().clock().wall_at(now));
-        let config = held.local.record().config;
-        let messages = match prepare_binary(records, &config, now) {
-            Ok(messages) => messages,
-            Err(e) => return ForwardedReply::Failed(e.to_string()),
-        };
+        let messages = from_peer(records);
         match self.append_here(group, &messages, at).await {
             Ok(results) => ForwardedReply::Appended(results),
             Err(AppendError::NotLeader) => ForwardedReply::NotLeader,

@@ -77,7 +77,7 @@ fn gauge(text: &str, series: &str) -> u64 {
 
 /// Waits until every partition of `topic` is led by its preferred replica
 /// (the first listed), all nodes in `among` agreeing.
-async fn balanced(
+pub(crate) async fn balanced(
     cluster: &Cluster,
     among: &[u64],
     topic: &str,

@@ -125,6 +125,52 @@ pub async fn run_batch(
         _ => None,
     };
     let mut state = sub.state().await?;
+    let replicated = sub.replication().is_some()
+        || target
+            .as_ref()
+            .is_some_and(|t| broker.is_replicated(&t.name()));
+    if replicated {
+        // Through the cluster the copies and the settles are two commits
+        // (the dead-letter topic's groups, then the subscription's): the
+        // copies first, while the state is untouched (a failed copy
+        // changes nothing and is retried), so a failover in between leaves
+        // the originals dead-lettering and copied again (at least once,
+        // never lost).
+        let due: Vec<&DeadLetterJob> = jobs.iter().filter(|j| state.dead_letter_due(j)).collect();
+        if let Some(target) = target {
+            let copies: Vec<NewMessage> = due
+                .iter()
+                .filter_map(|job| {
+                    let original = originals.remove(&(job.partition, job.offset))?;
+                    Some(dead_letter_copy(
+                        original,
+                        &topic.name(),
+                        &record.name,
+                        job,
+                        now,
+                    ))
+                })
+                .collect();
+            if !copies.is_empty() {
+                let name = target.name();
+                broker
+                    .produce_prepared(&name, target, unplaced(copies), now)
+                    .await?;
+            }
+        }
+        let mut changes = Vec::new();
+        let mut done = Vec::new();
+        for job in due {
+            if let Some(settle) = state.complete_dead_letter(job, now) {
+                changes.extend(settle);
+                done.push(job.clone());
+            }
+        }
+        let pending = sub.enqueue(&mut state, changes).await?;
+        drop(state);
+        committed(pending).await?;
+        return Ok(done);
+    }
     let mut changes = Vec::new();
     let mut copies = Vec::new();
     let mut done = Vec::new();
@@ -149,30 +195,7 @@ pub async fn run_batch(
     if done.is_empty() {
         return Ok(done);
     }
-    let target = target.filter(|_| !copies.is_empty());
-    let replicated = sub.replication().is_some()
-        || target
-            .as_ref()
-            .is_some_and(|t| broker.is_replicated(&t.name()));
-    if replicated {
-        // Through the cluster the copies and the settles are two commits
-        // (the dead-letter topic's groups, then the subscription's): the
-        // copies first, so a failover in between leaves the originals
-        // dead-lettering and copied again (at least once, never lost).
-        if let Some(target) = target {
-            let prepared = unplaced(copies);
-            let name = target.name();
-            if let Err(e) = broker.produce_prepared(&name, target, prepared, now).await {
-                sub.invalidate(&state);
-                return Err(e);
-            }
-        }
-        let pending = sub.enqueue(&mut state, changes).await?;
-        drop(state);
-        committed(pending).await?;
-        return Ok(done);
-    }
-    match target {
+    match target.filter(|_| !copies.is_empty()) {
         Some(target) => {
             sub.flush_events(state.take_events());
             let set = sub.fenced_set(&state, changes);

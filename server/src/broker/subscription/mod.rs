@@ -213,17 +213,6 @@ impl Subscription {
             .filter(|r| r.replicates(&self.topic.name()))
     }
 
-    /// Makes the next lock load the state again (changes made in memory
-    /// could not be committed).
-    fn invalidate(&self, state: &State) {
-        let _ = self.generation.compare_exchange(
-            state.generation,
-            state.generation.wrapping_add(1),
-            AtomicOrdering::SeqCst,
-            AtomicOrdering::SeqCst,
-        );
-    }
-
     /// Whether this node may serve the subscription now (always, unless
     /// its topic is replicated and another node serves it).
     pub fn served_here(&self) -> bool {

@@ -112,6 +112,20 @@ impl State {
     /// Finishes a dead-letter job: returns the changes that settle the
     /// message, to commit atomically with the copy, or `None` when the job
     /// is stale (the subscription was sought meanwhile).
+    /// Whether `job` is still to be done (not made stale by a seek): what
+    /// [`State::complete_dead_letter`] would do, without doing it.
+    pub fn dead_letter_due(&self, job: &DeadLetterJob) -> bool {
+        let is_entry = self
+            .entry(job.partition, job.offset)
+            .is_some_and(|e| e.status == Status::DeadLettering);
+        is_entry
+            || self.parts.get(job.partition as usize).is_some_and(|part| {
+                part.stream.dead_lettering
+                    && part.stream.head == Some(job.offset)
+                    && job.offset >= part.floor
+            })
+    }
+
     pub fn complete_dead_letter(&mut self, job: &DeadLetterJob, now: u64) -> Option<Vec<Change>> {
         let mut changes = Vec::new();
         let dead = SubEntry {
