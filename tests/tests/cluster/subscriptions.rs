@@ -528,3 +528,90 @@ async fn dead_letters_go_to_a_replicated_topic_from_any_node() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["dead_letters"].as_array().unwrap().len(), 6, "{body}");
 }
+
+#[tokio::test]
+async fn pausing_through_one_node_pauses_it_everywhere_and_across_a_failover() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
+    let (status, body, _) = until_taken(
+        &cluster,
+        1,
+        "PUT",
+        "/v1/topics/jobs",
+        &json!({"partitions": 1}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Leaders settled on their preferred nodes: the serving node stays put.
+    balanced(&cluster, &[1, 2, 3], "jobs", 1).await;
+    let (status, body, served_by) = until_taken(
+        &cluster,
+        2,
+        "PUT",
+        "/v1/topics/jobs/subscriptions/work",
+        &json!({"start": "earliest"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body, _) = until_taken(
+        &cluster,
+        1,
+        "POST",
+        "/v1/topics/jobs/subscriptions/work/pause",
+        &json!({"reason": "maintenance"}),
+    )
+    .await;
+    assert!(status == 200 || status == 204, "{status}: {body}");
+    let (status, _, _) = until_taken(
+        &cluster,
+        3,
+        "POST",
+        "/v1/topics/jobs/messages",
+        &json!({"messages": [{"value": {"n": 1}}, {"value": {"n": 2}}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for id in 1..=3 {
+        let (status, info, _) = until_taken(
+            &cluster,
+            id,
+            "GET",
+            "/v1/topics/jobs/subscriptions/work",
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{info}");
+        assert_eq!(info["paused"], true, "node {id}: {info}");
+        assert_eq!(info["paused_reason"], "maintenance", "node {id}: {info}");
+    }
+    assert!(
+        pull_n(&cluster, 2, 1, Duration::from_secs(1))
+            .await
+            .is_empty(),
+        "paused: nothing delivered"
+    );
+
+    // Still paused after the serving node dies (the pause is the
+    // cluster's), delivering again once resumed through another node.
+    let victim: u64 = served_by.unwrap().parse().unwrap();
+    cluster.nodes.get_mut(&victim).unwrap().kill9();
+    let survivor = (1..=3).find(|&id| id != victim).unwrap();
+    assert!(
+        pull_n(&cluster, survivor, 1, Duration::from_secs(3))
+            .await
+            .is_empty(),
+        "still paused on the new serving node"
+    );
+    let (status, body, _) = until_taken(
+        &cluster,
+        survivor,
+        "POST",
+        "/v1/topics/jobs/subscriptions/work/resume",
+        &json!({}),
+    )
+    .await;
+    assert!(status == 200 || status == 204, "{status}: {body}");
+    let got = pull_n(&cluster, survivor, 2, WITHIN).await;
+    let values: BTreeSet<u64> = got.iter().map(|(n, _)| *n).collect();
+    assert_eq!(values, BTreeSet::from([1, 2]));
+}
