@@ -29,7 +29,9 @@
 //! - `sub_meta.rs`: subscriptions created, changed, paused and deleted
 //!   through the metadata group, made real on every node;
 //! - `forward.rs`: client requests for subscriptions served elsewhere,
-//!   forwarded over the node-to-node listener (WebSockets included);
+//!   forwarded over the node-to-node listener;
+//! - `pipe.rs`: subscription WebSockets piped to the serving node, moved to
+//!   the next one when it changes;
 //! - `topics.rs`: topic changes cluster-wide, and the reconciler that
 //!   makes each node's broker match the metadata;
 //! - `network.rs`: the client side of node-to-node RPCs;
@@ -51,6 +53,7 @@ mod metadata;
 mod network;
 mod node;
 mod partition;
+mod pipe;
 mod placement;
 mod produce;
 mod propose;
