@@ -346,12 +346,12 @@ impl Subscription {
             return Ok(None);
         }
         if let Some(replicator) = self.replication() {
-            let pending = self.replicate(replicator, state, changes);
-            // Delivery bookkeeping is not waited for (as on a single node,
-            // losing it costs an attempt's count, never a message); it is
-            // queued in order all the same, and a failure still makes the
-            // state be claimed and loaded again.
-            return Ok((!once_written).then_some(pending));
+            // Every change is waited for here, delivery bookkeeping too:
+            // its commit is what proves this node still serves the
+            // subscription (a node cut off from the others, or paused, that
+            // still believes it leads must not hand out messages from a
+            // state its successor has moved past).
+            return Ok(Some(self.replicate(replicator, state, changes)));
         }
         let mut set = self.fenced_set(state, changes);
         if once_written {
