@@ -15,7 +15,7 @@ use weir_protocol::ErrorCode;
 use super::cluster::LEADER_HEADER;
 use super::error::ApiError;
 use super::guard::PeerIdentity;
-use super::ws::SUBPROTOCOL;
+use super::ws::{offered_protocols, selected_protocol};
 use super::AppState;
 use crate::cluster::forward::{not_served, ForwardError, FORWARDED_HEADER};
 use crate::cluster::Served;
@@ -131,20 +131,8 @@ async fn pipe(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    let offered: Vec<String> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|p| p.trim().to_owned()))
-        .collect();
-    let selected = if offered.iter().any(|p| p == SUBPROTOCOL) {
-        Some(SUBPROTOCOL.to_owned())
-    } else {
-        offered
-            .into_iter()
-            .find(|p| p.starts_with(super::guard::BEARER_PROTOCOL_PREFIX))
-    };
-    let upgrade = match selected {
+    // The same selection the API's own sockets make.
+    let upgrade = match selected_protocol(&offered_protocols(&headers)) {
         Some(protocol) => upgrade.protocols([protocol]),
         None => upgrade,
     };

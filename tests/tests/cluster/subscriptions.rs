@@ -53,6 +53,30 @@ async fn until_taken(
     }
 }
 
+/// A 3-node cluster with topic `jobs` (`topic`: its settings, created
+/// through node 1) whose leaders settled on their preferred nodes (so the
+/// serving node stays put), and subscription `work` (`spec`) created
+/// through node `via`; returns the cluster and the node serving it.
+async fn jobs_cluster(topic: Value, via: u64, spec: Value) -> (Cluster, Option<String>) {
+    let cluster = Cluster::start(3).await;
+    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
+    let (status, body, _) = until_taken(&cluster, 1, "PUT", "/v1/topics/jobs", &topic).await;
+    assert_eq!(status, 201, "{body}");
+    let partitions = topic["partitions"].as_u64().unwrap();
+    balanced(&cluster, &[1, 2, 3], "jobs", partitions).await;
+    let (status, body, served_by) = until_taken(
+        &cluster,
+        via,
+        "PUT",
+        "/v1/topics/jobs/subscriptions/work",
+        &spec,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(served_by.is_some(), "the answer names the serving node");
+    (cluster, served_by)
+}
+
 /// Pulls through node `id` until `count` messages came or `patience`
 /// passed; returns `(value n, ack id)` of each.
 async fn pull_n(
@@ -98,30 +122,13 @@ async fn ack(cluster: &Cluster, id: u64, ack_ids: &[String]) -> Value {
 
 #[tokio::test]
 async fn acked_stays_acked_and_the_rest_comes_back_after_the_serving_node_dies() {
-    let mut cluster = Cluster::start(3).await;
-    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
-    let (status, body, _) = until_taken(
-        &cluster,
-        1,
-        "PUT",
-        "/v1/topics/jobs",
-        &json!({"partitions": 2, "dedupe_window_ms": 3_600_000}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    // Leaders settled on their preferred nodes: the serving node stays put.
-    balanced(&cluster, &[1, 2, 3], "jobs", 2).await;
     // Created through node 2; every node then describes the same one.
-    let (status, body, served_by) = until_taken(
-        &cluster,
+    let (mut cluster, served_by) = jobs_cluster(
+        json!({"partitions": 2, "dedupe_window_ms": 3_600_000}),
         2,
-        "PUT",
-        "/v1/topics/jobs/subscriptions/work",
-        &json!({"start": "earliest", "ack_timeout_ms": 60_000}),
+        json!({"start": "earliest", "ack_timeout_ms": 60_000}),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
-    assert!(served_by.is_some(), "the answer names the serving node");
     let messages: Vec<Value> = (0..40)
         .map(|n| json!({"key": format!("k{}", n % 5), "value": {"n": n}, "id": format!("m{n}")}))
         .collect();
@@ -195,28 +202,8 @@ async fn acked_stays_acked_and_the_rest_comes_back_after_the_serving_node_dies()
 
 #[tokio::test]
 async fn seeks_and_settings_are_the_clusters() {
-    let cluster = Cluster::start(3).await;
-    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
-    let (status, body, _) = until_taken(
-        &cluster,
-        1,
-        "PUT",
-        "/v1/topics/jobs",
-        &json!({"partitions": 1}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    // Leaders settled on their preferred nodes: the serving node stays put.
-    balanced(&cluster, &[1, 2, 3], "jobs", 1).await;
-    let (status, body, _) = until_taken(
-        &cluster,
-        3,
-        "PUT",
-        "/v1/topics/jobs/subscriptions/work",
-        &json!({"start": "earliest"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let (cluster, _) =
+        jobs_cluster(json!({"partitions": 1}), 3, json!({"start": "earliest"})).await;
     let messages: Vec<Value> = (0..10).map(|n| json!({"value": {"n": n}})).collect();
     let (status, _, _) = until_taken(
         &cluster,
@@ -315,28 +302,12 @@ async fn a_websocket_subscription_survives_the_serving_node() {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
 
-    let mut cluster = Cluster::start(3).await;
-    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
-    let (status, body, _) = until_taken(
-        &cluster,
+    let (mut cluster, served_by) = jobs_cluster(
+        json!({"partitions": 1}),
         1,
-        "PUT",
-        "/v1/topics/jobs",
-        &json!({"partitions": 1}),
+        json!({"start": "earliest", "ack_timeout_ms": 60_000}),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
-    // Leaders settled on their preferred nodes: the serving node stays put.
-    balanced(&cluster, &[1, 2, 3], "jobs", 1).await;
-    let (status, body, served_by) = until_taken(
-        &cluster,
-        1,
-        "PUT",
-        "/v1/topics/jobs/subscriptions/work",
-        &json!({"start": "earliest", "ack_timeout_ms": 60_000}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
     let victim: u64 = served_by.unwrap().parse().unwrap();
     // The client talks to a node that does not serve the subscription.
     let entry = (1..=3).find(|&id| id != victim).unwrap();
@@ -436,28 +407,8 @@ async fn a_websocket_subscription_survives_the_serving_node() {
 
 #[tokio::test]
 async fn dead_letters_go_to_a_replicated_topic_from_any_node() {
-    let cluster = Cluster::start(3).await;
-    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
-    let (status, body, _) = until_taken(
-        &cluster,
-        1,
-        "PUT",
-        "/v1/topics/jobs",
-        &json!({"partitions": 3}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    // Leaders settled on their preferred nodes: the serving node stays put.
-    balanced(&cluster, &[1, 2, 3], "jobs", 3).await;
-    let (status, body, _) = until_taken(
-        &cluster,
-        2,
-        "PUT",
-        "/v1/topics/jobs/subscriptions/work",
-        &json!({"start": "earliest"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let (cluster, _) =
+        jobs_cluster(json!({"partitions": 3}), 2, json!({"start": "earliest"})).await;
     let messages: Vec<Value> = (0..6)
         .map(|n| json!({"key": format!("k{n}"), "value": {"n": n}}))
         .collect();
@@ -531,28 +482,8 @@ async fn dead_letters_go_to_a_replicated_topic_from_any_node() {
 
 #[tokio::test]
 async fn pausing_through_one_node_pauses_it_everywhere_and_across_a_failover() {
-    let mut cluster = Cluster::start(3).await;
-    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
-    let (status, body, _) = until_taken(
-        &cluster,
-        1,
-        "PUT",
-        "/v1/topics/jobs",
-        &json!({"partitions": 1}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    // Leaders settled on their preferred nodes: the serving node stays put.
-    balanced(&cluster, &[1, 2, 3], "jobs", 1).await;
-    let (status, body, served_by) = until_taken(
-        &cluster,
-        2,
-        "PUT",
-        "/v1/topics/jobs/subscriptions/work",
-        &json!({"start": "earliest"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let (mut cluster, served_by) =
+        jobs_cluster(json!({"partitions": 1}), 2, json!({"start": "earliest"})).await;
     let (status, body, _) = until_taken(
         &cluster,
         1,

@@ -136,16 +136,34 @@ impl<S: Send + Sync> FromRequestParts<S> for WsClient {
             .get::<Caller>()
             .cloned()
             .ok_or_else(|| ApiError::new(ErrorCode::Internal, "internal error"))?;
-        let offered = parts
-            .headers
-            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
-            .collect();
+        let offered = offered_protocols(&parts.headers);
         Ok(WsClient { caller, offered })
+    }
+}
+
+/// The `Sec-WebSocket-Protocol` entries a handshake offers, in order.
+pub fn offered_protocols(headers: &axum::http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// The subprotocol the server selects among `offered`: `weir` when
+/// offered, else the `bearer.` entry (browsers fail a handshake whose
+/// answer selects none of what they offered).
+pub fn selected_protocol(offered: &[String]) -> Option<String> {
+    if offered.iter().any(|p| p == SUBPROTOCOL) {
+        Some(SUBPROTOCOL.to_owned())
+    } else {
+        offered
+            .iter()
+            .find(|p| p.starts_with(BEARER_PROTOCOL_PREFIX))
+            .cloned()
     }
 }
 
@@ -174,16 +192,7 @@ fn upgrade(
         )
     })?;
     let slot = state.limits.websocket(client.caller.name())?;
-    let selected = if client.offered.iter().any(|p| p == SUBPROTOCOL) {
-        Some(SUBPROTOCOL.to_owned())
-    } else {
-        client
-            .offered
-            .iter()
-            .find(|p| p.starts_with(BEARER_PROTOCOL_PREFIX))
-            .cloned()
-    };
-    let socket = match selected {
+    let socket = match selected_protocol(&client.offered) {
         Some(protocol) => socket.protocols([protocol]),
         None => socket,
     };
