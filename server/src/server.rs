@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::api::limits::Limits;
 use crate::api::ws::Sockets;
-use crate::api::{self, AppState, Protect};
+use crate::api::{self, AppShared, AppState, Protect};
 use crate::auth::{AuthConfigError, Authenticator};
 use crate::broker::subscription::push::PushOptions;
 use crate::broker::{Broker, BrokerError, BrokerLimits};
@@ -97,7 +97,7 @@ pub async fn run(
     };
     let shutting_down = Arc::new(AtomicBool::new(false));
     let sockets = Sockets::new(config.websocket.clone());
-    let state = AppState {
+    let state = AppState::new(AppShared {
         broker: broker.clone(),
         shutting_down: shutting_down.clone(),
         max_request_bytes: config.max_request_bytes,
@@ -111,7 +111,7 @@ pub async fn run(
         backup_dir: config.backup_dir.clone(),
         listen_address: listener.local_addr()?.to_string(),
         cluster: cluster.clone(),
-    };
+    });
     let mut background = vec![spawn_retention(broker.clone(), config.retention_interval)];
     if let Some(auth) = &auth {
         background.extend(auth.spawn_reloaders(config.auth.reload_interval));

@@ -48,9 +48,28 @@ use crate::metrics::METRICS;
 use error::ApiError;
 use openapi::ApiDoc;
 
-/// Shared state of every handler.
+/// Shared state of every handler: one `Arc`, so the clone axum makes for
+/// each request and each middleware layer is a reference count, not a copy
+/// of every field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppShared>);
+
+impl AppState {
+    pub fn new(shared: AppShared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppShared;
+
+    fn deref(&self) -> &AppShared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct AppShared {
     pub broker: Arc<Broker>,
     pub shutting_down: Arc<AtomicBool>,
     pub max_request_bytes: usize,

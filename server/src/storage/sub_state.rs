@@ -6,8 +6,13 @@
 /// What is known about one message of a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EntryState {
-    /// Acked above the cursor (out of order).
+    /// Acked above the cursor (out of order). Written before runs existed;
+    /// read as a run of one.
     Acked,
+    /// Acked above the cursor together with every following offset up to
+    /// `end` (exclusive): one entry for a run of out-of-order acks, so an
+    /// ack of a pull of 100 messages is one write, not 100.
+    AckedRun { end: u64 },
     /// Delivered `attempts` times and not settled: after a restart it counts
     /// as an expired lease; with `due_at` it waits for a retry.
     Pending,
@@ -36,8 +41,10 @@ pub struct SubEntry {
 }
 
 impl SubEntry {
+    /// `[state][end, runs only][attempts][due_at][reason]`, integers
+    /// big-endian.
     pub(super) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(13 + self.reason.len());
+        let mut out = Vec::with_capacity(21 + self.reason.len());
         out.push(match self.state {
             EntryState::Acked => 0,
             EntryState::Pending => 1,
@@ -45,7 +52,16 @@ impl SubEntry {
             EntryState::DeadLettering => 3,
             EntryState::Redriven => 4,
             EntryState::Purged => 5,
+            EntryState::AckedRun { end } => {
+                out.push(6);
+                out.extend_from_slice(&end.to_be_bytes());
+                return self.encode_rest(out);
+            }
         });
+        self.encode_rest(out)
+    }
+
+    fn encode_rest(&self, mut out: Vec<u8>) -> Vec<u8> {
         out.extend_from_slice(&self.attempts.to_be_bytes());
         out.extend_from_slice(&self.due_at.to_be_bytes());
         out.extend_from_slice(self.reason.as_bytes());
@@ -53,13 +69,18 @@ impl SubEntry {
     }
 
     pub(super) fn decode(bytes: &[u8]) -> Option<Self> {
-        let state = match bytes.first()? {
-            0 => EntryState::Acked,
-            1 => EntryState::Pending,
-            2 => EntryState::DeadLettered,
-            3 => EntryState::DeadLettering,
-            4 => EntryState::Redriven,
-            5 => EntryState::Purged,
+        let (state, bytes) = match bytes.first()? {
+            0 => (EntryState::Acked, bytes),
+            1 => (EntryState::Pending, bytes),
+            2 => (EntryState::DeadLettered, bytes),
+            3 => (EntryState::DeadLettering, bytes),
+            4 => (EntryState::Redriven, bytes),
+            5 => (EntryState::Purged, bytes),
+            6 => {
+                let end = u64::from_be_bytes(bytes.get(1..9)?.try_into().ok()?);
+                // The rest is laid out as for the other states.
+                (EntryState::AckedRun { end }, bytes.get(8..)?)
+            }
             _ => return None,
         };
         Some(SubEntry {
@@ -166,6 +187,8 @@ mod tests {
             EntryState::DeadLettering,
             EntryState::Redriven,
             EntryState::Purged,
+            EntryState::AckedRun { end: 0 },
+            EntryState::AckedRun { end: u64::MAX - 1 },
         ] {
             let e = SubEntry {
                 state,
@@ -176,5 +199,10 @@ mod tests {
             assert_eq!(SubEntry::decode(&e.encode()), Some(e));
         }
         assert_eq!(SubEntry::decode(&[9, 0]), None);
+        assert_eq!(
+            SubEntry::decode(&[6, 0, 0, 0]),
+            None,
+            "a run's end cut short"
+        );
     }
 }

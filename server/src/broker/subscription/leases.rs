@@ -1,36 +1,24 @@
 //! The leases out now, with the consumers that pulled them (queue mode:
 //! as named by the pull; stream mode: the partition's owner).
 
-use std::sync::Arc;
-
 use weir_protocol::{Lease, LeaseList};
 
 use super::Subscription;
 use crate::broker::error::{BrokerError, Result};
-use crate::broker::subscription::state::MAX_TRACKED;
 
 /// Largest page of leases.
 pub const MAX_LEASES_PAGE: usize = 1000;
 
 impl Subscription {
-    /// Remembers who pulled these queue-mode deliveries. Bounded: past
-    /// twice the tracked limit the oldest names are dropped wholesale (the
-    /// view then shows no consumer for them).
+    /// Remembers who pulled these queue-mode deliveries.
     pub(super) fn note_consumers(
         &self,
         consumer: &str,
         deliveries: impl Iterator<Item = (u32, u64)>,
     ) {
-        let name: Arc<str> = Arc::from(consumer);
-        let mut names = match self.lease_consumers.lock() {
-            Ok(n) => n,
-            Err(p) => p.into_inner(),
-        };
-        if names.len() > 2 * MAX_TRACKED {
-            names.clear();
-        }
-        for position in deliveries {
-            names.insert(position, name.clone());
+        match self.lease_consumers.lock() {
+            Ok(mut names) => names.note(consumer, deliveries),
+            Err(p) => p.into_inner().note(consumer, deliveries),
         }
     }
 
@@ -44,17 +32,10 @@ impl Subscription {
             ));
         }
         let (views, truncated) = self.state().await?.leases(limit, self.now());
-        let mut names = match self.lease_consumers.lock() {
+        let names = match self.lease_consumers.lock() {
             Ok(n) => n,
             Err(p) => p.into_inner(),
         };
-        // Forget names of settled leases when there are few leases left
-        // (cheap then), so the map follows what is in flight.
-        if !truncated && names.len() > views.len() * 4 + 64 {
-            let live: std::collections::HashSet<(u32, u64)> =
-                views.iter().map(|v| (v.partition, v.offset)).collect();
-            names.retain(|k, _| live.contains(k));
-        }
         let leases = views
             .into_iter()
             .map(|v| Lease {
@@ -64,7 +45,7 @@ impl Subscription {
                 attempt: v.attempt,
                 consumer: v
                     .owner
-                    .or_else(|| names.get(&(v.partition, v.offset)).map(|n| n.to_string())),
+                    .or_else(|| names.get(v.partition, v.offset).map(|n| n.to_string())),
                 deadline: v.deadline,
             })
             .collect();

@@ -24,6 +24,7 @@ mod manage;
 mod parking;
 pub mod pause;
 pub mod pull;
+mod pullers;
 pub mod push;
 mod read_ahead;
 pub mod settle;
@@ -43,7 +44,7 @@ use super::error::{BrokerError, Result};
 use super::replicate::ReplicatorSlot;
 use super::topic::Topic;
 use crate::metrics::{name_label, METRICS};
-use crate::storage::{Fence, StorageError, Store, SubscriptionRecord, WriteSet};
+use crate::storage::{Fence, StorageError, Store, SubEntry, SubscriptionRecord, WriteSet};
 
 pub use pull::PullParams;
 pub use weir_protocol::limits::{
@@ -76,7 +77,7 @@ pub struct Subscription {
     paused: AtomicBool,
     /// Who pulled each queue-mode lease, when a consumer was named (for
     /// the leases view; best effort, bounded).
-    lease_consumers: std::sync::Mutex<std::collections::HashMap<(u32, u64), Arc<str>>>,
+    lease_consumers: std::sync::Mutex<pullers::Pullers>,
     /// Times of recent dead letters, for the circuit breaker.
     breaker_window: std::sync::Mutex<std::collections::VecDeque<u64>>,
     /// The push (webhook) worker, when `config.push` is set.
@@ -110,7 +111,7 @@ impl Subscription {
             id: record.id,
             paused: AtomicBool::new(record.paused.is_some()),
             breaker_window: std::sync::Mutex::new(std::collections::VecDeque::new()),
-            lease_consumers: std::sync::Mutex::new(std::collections::HashMap::new()),
+            lease_consumers: std::sync::Mutex::new(pullers::Pullers::default()),
             record: RwLock::new(record),
             topic,
             store,
@@ -496,13 +497,16 @@ pub(super) fn map_storage(e: StorageError) -> BrokerError {
     }
 }
 
-/// Translates state changes into store writes. Cursor moves of a
-/// partition are merged per commit (a batch of in-order acks moves the
-/// floor once per ack): one cursor write, after the entry writes, deleting
-/// the few stored entries passed (point deletes; a range delete only when
-/// many are stored, to keep range tombstones rare).
+/// Translates state changes into store writes. Entry writes are merged
+/// per key (the last one wins: a run of acks rewritten by every ack of a
+/// pull is one write). Cursor moves of a partition are merged per commit (a
+/// batch of in-order acks moves the floor once per ack): one cursor write,
+/// after the entry writes, deleting the few stored entries passed (point
+/// deletes; a range delete only when many are stored, to keep range
+/// tombstones rare).
 pub fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
     let mut set = WriteSet::new();
+    let mut entries: BTreeMap<(u32, u64), Option<SubEntry>> = BTreeMap::new();
     let mut cursors: BTreeMap<u32, CursorMove> = BTreeMap::new();
     let mut delivered: BTreeMap<u32, u64> = BTreeMap::new();
     for change in changes {
@@ -511,9 +515,11 @@ pub fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
                 partition,
                 offset,
                 entry,
-            } => set.put_sub_entry(sub, partition, offset, &entry),
+            } => {
+                entries.insert((partition, offset), Some(entry));
+            }
             Change::DeleteEntry { partition, offset } => {
-                set.delete_sub_entry(sub, partition, offset)
+                entries.insert((partition, offset), None);
             }
             Change::Cursor {
                 partition,
@@ -536,6 +542,7 @@ pub fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
                 }
             }
             Change::Reset { partition, cursor } => {
+                flush_entries(sub, &mut set, &mut entries);
                 flush_cursors(sub, &mut set, &mut cursors);
                 set.delete_sub_partition_entries(sub, partition);
                 set.put_sub_cursor(sub, partition, cursor);
@@ -553,11 +560,25 @@ pub fn to_write_set(sub: u32, changes: Vec<Change>) -> WriteSet {
             }
         }
     }
+    flush_entries(sub, &mut set, &mut entries);
     flush_cursors(sub, &mut set, &mut cursors);
     for (partition, upto) in delivered {
         set.put_sub_delivered(sub, partition, upto);
     }
     set
+}
+
+fn flush_entries(
+    sub: u32,
+    set: &mut WriteSet,
+    entries: &mut BTreeMap<(u32, u64), Option<SubEntry>>,
+) {
+    for ((partition, offset), entry) in std::mem::take(entries) {
+        match entry {
+            Some(entry) => set.put_sub_entry(sub, partition, offset, &entry),
+            None => set.delete_sub_entry(sub, partition, offset),
+        }
+    }
 }
 
 /// Cursor moves of one partition within one commit, merged.

@@ -77,6 +77,10 @@ impl State {
                 | EntryState::DeadLettered
                 | EntryState::Redriven
                 | EntryState::Purged => part.settled.insert(offset, offset + 1),
+                EntryState::AckedRun { end } => {
+                    part.settled.insert(offset, end);
+                    part.runs.insert(offset, end);
+                }
                 EntryState::Pending | EntryState::DeadLettering => {
                     if state.config.mode == Mode::Stream {
                         state.load_stream_head(p, offset, &stored, now);

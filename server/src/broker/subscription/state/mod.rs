@@ -289,6 +289,9 @@ struct Part {
     /// Offsets with an entry in the store (so cursor moves delete exactly
     /// those, usually none, instead of writing range tombstones).
     persisted: BTreeSet<u64>,
+    /// Stored runs of acks above the floor, `start → end` (exclusive):
+    /// disjoint, each start in `persisted` (see `persist.rs`).
+    runs: BTreeMap<u64, u64>,
     /// Offsets below were delivered at least once (the durable mark).
     delivered: u64,
     /// Messages of this partition parked on disk by due time.

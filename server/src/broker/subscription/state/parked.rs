@@ -158,9 +158,17 @@ impl State {
         self.key_refills.insert(key);
     }
 
-    /// Keys whose followers wait on disk while nothing holds the key.
+    /// Keys whose followers wait on disk while nothing holds the key. A
+    /// key something holds (in memory, or parked by time) is left out: its
+    /// followers could only wait in memory, taking room of the tracking
+    /// bound that a parked holder needs to come back; the holder's settle
+    /// passes the key on and asks for the refill again.
     pub fn take_key_refills(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.key_refills).into_iter().collect()
+        let keys = &self.keys;
+        std::mem::take(&mut self.key_refills)
+            .into_iter()
+            .filter(|k| keys.get(k).is_none_or(|ks| ks.holder.is_none()))
+            .collect()
     }
 
     /// Whether a key's refill was asked for and not yet taken (the timer
@@ -271,13 +279,13 @@ impl State {
     /// a crash keeps it). False when the partition no longer exists.
     fn restore(&mut self, parked: &Parked, changes: &mut Vec<Change>) -> bool {
         let (p, o) = (parked.partition, parked.offset);
-        let Some(part) = self.parts.get_mut(p as usize) else {
+        let Some(floor) = self.parts.get(p as usize).map(|part| part.floor) else {
             return false;
         };
-        if o >= part.floor {
-            part.settled.remove(o);
+        if o >= floor {
+            self.unsettle(p, o, changes);
         }
-        part.entries.insert(
+        self.parts[p as usize].entries.insert(
             o,
             Entry {
                 status: Status::KeyBlocked,

@@ -1,4 +1,5 @@
-//! What is stored: one message's entry written or deleted, and floor
+//! What is stored: one message's entry written or deleted, runs of
+//! out-of-order acks (one entry per run of consecutive offsets), and floor
 //! moves over settled offsets with the stored entries they delete.
 
 use super::{Change, Clear, State};
@@ -36,11 +37,29 @@ impl State {
     }
 
     /// The change for a floor move `from → to` of `partition`, deleting
-    /// exactly the stored entries in between.
-    pub(super) fn cursor_change(&mut self, partition: u32, from: u64, to: u64) -> Change {
+    /// exactly the stored entries in between. A run of acks reaching past
+    /// `to` (the floor jumped into it: retention) keeps its tail as a run
+    /// starting at `to`.
+    pub(super) fn cursor_change(
+        &mut self,
+        partition: u32,
+        from: u64,
+        to: u64,
+        changes: &mut Vec<Change>,
+    ) {
         let clear = match self.parts.get_mut(partition as usize) {
             None => Clear::Nothing,
             Some(part) => {
+                let passed: Vec<(u64, u64)> =
+                    part.runs.range(from..to).map(|(&s, &e)| (s, e)).collect();
+                for (start, end) in passed {
+                    part.runs.remove(&start);
+                    if end > to {
+                        part.runs.insert(to, end);
+                        part.persisted.insert(to);
+                        changes.push(run_entry(partition, to, end));
+                    }
+                }
                 let stored: Vec<u64> = part
                     .persisted
                     .range(from..to)
@@ -62,12 +81,12 @@ impl State {
                 }
             }
         };
-        Change::Cursor {
+        changes.push(Change::Cursor {
             partition,
             from,
             to,
             clear,
-        }
+        });
     }
 
     /// Moves the floor over settled offsets; true when it moved.
@@ -85,30 +104,104 @@ impl State {
         part.next = part.next.max(part.floor);
         part.stream.floor_moved(part.floor);
         let to = part.floor;
-        changes.push(self.cursor_change(partition, from, to));
+        self.cursor_change(partition, from, to, changes);
         self.scan_passed(partition, false);
         true
     }
 
     /// Marks `offset` (at or above the floor) settled: the floor moves over
-    /// it when it can, else an `Acked` record keeps it settled across a
+    /// it when it can, else a run of acks keeps it settled across a
     /// restart.
     pub(super) fn settled_above_floor(&mut self, p: u32, offset: u64, changes: &mut Vec<Change>) {
         if let Some(part) = self.parts.get_mut(p as usize) {
             part.settled.insert(offset, offset + 1);
         }
         if !self.advance_floor(p, changes) {
-            self.persist(
-                p,
-                offset,
-                SubEntry {
-                    state: EntryState::Acked,
-                    attempts: 0,
-                    due_at: 0,
-                    reason: String::new(),
-                },
-                changes,
-            );
+            self.store_settled(p, offset, changes);
         }
+    }
+
+    /// Stores `offset` as settled: it joins the run of acks ending just
+    /// below it (rewriting that run's one entry: consecutive acks in one
+    /// commit are one write) and the run starting just above it, or starts
+    /// a run. Its own entry (a redelivery's attempts), if any, goes.
+    fn store_settled(&mut self, p: u32, offset: u64, changes: &mut Vec<Change>) {
+        let Some(part) = self.parts.get_mut(p as usize) else {
+            return;
+        };
+        if let Some((_, &end)) = part.runs.range(..=offset).next_back() {
+            if offset < end {
+                // Stored as settled already.
+                return;
+            }
+        }
+        if part.persisted.remove(&offset) {
+            changes.push(Change::DeleteEntry {
+                partition: p,
+                offset,
+            });
+        }
+        let start = match part.runs.range(..offset).next_back() {
+            Some((&s, &e)) if e == offset => s,
+            _ => offset,
+        };
+        let mut end = offset + 1;
+        if let Some(next_end) = part.runs.remove(&end) {
+            part.persisted.remove(&end);
+            changes.push(Change::DeleteEntry {
+                partition: p,
+                offset: end,
+            });
+            end = next_end;
+        }
+        part.runs.insert(start, end);
+        part.persisted.insert(start);
+        changes.push(run_entry(p, start, end));
+    }
+
+    /// `offset` (at or above the floor) is no longer settled (a message
+    /// back from parking, a redriven dead letter): out of its run of acks,
+    /// if stored in one, which splits around it.
+    pub(super) fn unsettle(&mut self, p: u32, offset: u64, changes: &mut Vec<Change>) {
+        let Some(part) = self.parts.get_mut(p as usize) else {
+            return;
+        };
+        part.settled.remove(offset);
+        let Some((&start, &end)) = part.runs.range(..=offset).next_back() else {
+            return;
+        };
+        if offset >= end {
+            return;
+        }
+        part.runs.remove(&start);
+        if start < offset {
+            part.runs.insert(start, offset);
+            changes.push(run_entry(p, start, offset));
+        } else {
+            part.persisted.remove(&start);
+            changes.push(Change::DeleteEntry {
+                partition: p,
+                offset: start,
+            });
+        }
+        if offset + 1 < end {
+            part.runs.insert(offset + 1, end);
+            part.persisted.insert(offset + 1);
+            changes.push(run_entry(p, offset + 1, end));
+        }
+    }
+}
+
+/// The entry of a run of acks `[start, end)`.
+fn run_entry(partition: u32, start: u64, end: u64) -> Change {
+    Change::Entry {
+        partition,
+        offset: start,
+        entry: SubEntry {
+            state: EntryState::AckedRun { end },
+            attempts: 0,
+            due_at: 0,
+            reason: String::new(),
+        },
     }
 }

@@ -46,7 +46,7 @@ impl State {
         part.next = part.next.max(low);
         part.stream.floor_moved(low);
         self.expired_by_retention += lost;
-        changes.push(self.cursor_change(partition, from, low));
+        self.cursor_change(partition, from, low, &mut changes);
         self.advance_floor(partition, &mut changes);
         self.scan_passed(partition, false);
         changes
@@ -66,6 +66,7 @@ impl State {
         part.entries.clear();
         part.settled.clear();
         part.persisted.clear();
+        part.runs.clear();
         part.floor = cursor;
         part.next = cursor;
         part.interrupted = 0;

@@ -79,8 +79,8 @@ impl State {
                 n += 1;
                 continue;
             }
-            part.settled.remove(o);
-            part.entries.insert(
+            self.unsettle(p, o, &mut changes);
+            self.parts[p as usize].entries.insert(
                 o,
                 Entry {
                     status: Status::Ready,

@@ -302,7 +302,7 @@ impl State {
             part.settled.drop_below(part.floor);
             part.stream.floor_moved(part.floor);
             let to = part.floor;
-            changes.push(self.cursor_change(p, from, to));
+            self.cursor_change(p, from, to, changes);
             self.set_run_deadline(p, now + timeout);
         }
         if self.parts[p as usize].stream.owner.is_some() {
@@ -333,8 +333,7 @@ impl State {
             let from = part.floor;
             part.floor = offset;
             part.stream.floor_moved(offset);
-            let change = self.cursor_change(p, from, offset);
-            changes.push(change);
+            self.cursor_change(p, from, offset, changes);
         }
         let part = &mut self.parts[p as usize];
         let s = &mut part.stream;
@@ -494,7 +493,7 @@ impl State {
         part.next = part.next.max(part.floor);
         part.stream.floor_moved(part.floor);
         let to = part.floor;
-        changes.push(self.cursor_change(job.partition, from, to));
+        self.cursor_change(job.partition, from, to, changes);
         true
     }
 

@@ -434,14 +434,11 @@ fn out_of_order_acks_move_the_floor_when_the_gap_closes() {
         assert!(h.ack(d, 1));
     }
     assert_eq!(h.state.floor(0), 0);
-    assert_eq!(
-        h.store
-            .entries
-            .values()
-            .filter(|e| e.state == EntryState::Acked)
-            .count(),
-        4
-    );
+    // One stored run of acks covers the four.
+    let stored: Vec<_> = h.store.entries.iter().collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(*stored[0].0, (0, 1));
+    assert_eq!(stored[0].1.state, EntryState::AckedRun { end: 5 });
     assert_eq!(h.stats(1).backlog, 1);
     assert!(h.ack(&ds[0], 2));
     assert_eq!(h.state.floor(0), 5);
@@ -650,6 +647,113 @@ fn redrive_delivers_dead_letters_once() {
     h.ack(&again[0], 3);
     assert_eq!(h.stats(3).backlog, 0);
     assert!(h.store.entries.is_empty());
+}
+
+/// The only stored entries of partition 0: `(offset, state)`.
+fn stored_states(h: &Harness) -> Vec<(u64, EntryState)> {
+    h.store
+        .entries
+        .iter()
+        .filter(|((p, _), _)| *p == 0)
+        .map(|((_, o), e)| (*o, e.state))
+        .collect()
+}
+
+#[test]
+fn runs_of_acks_join_up_and_survive_a_restart() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    for _ in 0..10 {
+        h.log.push(0, None, 0);
+    }
+    let ds = h.pull(0, 10, "c");
+    // 0 stays out; 2..5 and 6..9 acked in two runs, 5 last: one run.
+    for i in [2, 3, 4, 6, 7, 8, 9] {
+        assert!(h.ack(&ds[i], 1));
+    }
+    assert_eq!(
+        stored_states(&h),
+        vec![
+            (2, EntryState::AckedRun { end: 5 }),
+            (6, EntryState::AckedRun { end: 10 })
+        ]
+    );
+    assert!(h.ack(&ds[5], 1));
+    assert_eq!(
+        stored_states(&h),
+        vec![(2, EntryState::AckedRun { end: 10 })]
+    );
+    // An ack below a run starts its own (runs are keyed by their start).
+    assert!(h.ack(&ds[1], 1));
+    assert_eq!(
+        stored_states(&h),
+        vec![(1, EntryState::AckedRun { end: 10 }),],
+        "the run above joins the new one"
+    );
+    // A restart keeps 1..9 settled: only 0 comes again.
+    h.restart(2);
+    let again = h.pull(TIMEOUT + 10, 10, "c");
+    assert_eq!(offsets(&again), vec![(0, 0)]);
+    assert!(h.ack(&again[0], TIMEOUT + 11));
+    assert_eq!(h.state.floor(0), 10);
+    assert!(h.store.entries.is_empty(), "{:?}", h.store.entries);
+}
+
+#[test]
+fn retention_into_a_run_keeps_its_tail() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    for _ in 0..8 {
+        h.log.push(0, None, 0);
+    }
+    let ds = h.pull(0, 8, "c");
+    for d in &ds[2..6] {
+        assert!(h.ack(d, 1));
+    }
+    assert_eq!(
+        stored_states(&h),
+        vec![(2, EntryState::AckedRun { end: 6 })]
+    );
+    // Retention removes 0..4: the floor lands inside the run, keeps its
+    // tail, then moves over it (4 and 5 are settled).
+    let changes = h.state.sync_low(0, 4, 2);
+    h.commit(changes);
+    assert_eq!(h.state.floor(0), 6);
+    assert!(h.store.entries.is_empty(), "{:?}", h.store.entries);
+    assert_eq!(h.store.cursors[&0], 6);
+    h.restart(3);
+    let again = h.pull(TIMEOUT + 10, 10, "c");
+    assert_eq!(offsets(&again), vec![(0, 6), (0, 7)], "4 and 5 stay acked");
+}
+
+#[test]
+fn redriving_a_dead_letter_inside_a_run_splits_it() {
+    let mut h = Harness::new(config(Mode::Queue, Some(1), Ordering::None), 1);
+    for _ in 0..6 {
+        h.log.push(0, None, 0);
+    }
+    let ds = h.pull(0, 6, "c");
+    assert!(h.ack(&ds[1], 0));
+    assert!(h.ack(&ds[2], 0));
+    h.nack(&ds[3], 0, None, false);
+    assert!(h.ack(&ds[4], 0));
+    assert!(h.ack(&ds[5], 0));
+    assert_eq!(
+        stored_states(&h),
+        vec![(1, EntryState::AckedRun { end: 6 })]
+    );
+    assert_eq!(h.redrive(), 1);
+    assert_eq!(
+        stored_states(&h),
+        vec![
+            (1, EntryState::AckedRun { end: 3 }),
+            (3, EntryState::Pending),
+            (4, EntryState::AckedRun { end: 6 }),
+        ]
+    );
+    // After a restart the redriven 3 comes again, and nothing acked (0,
+    // whose only allowed delivery the restart cut, is dead-lettered).
+    h.restart(1);
+    let again = h.pull(TIMEOUT + 10, 10, "c");
+    assert_eq!(offsets(&again), vec![(0, 3)]);
 }
 
 #[test]
