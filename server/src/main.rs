@@ -7,11 +7,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use weir_server::config::{Args, Config, DEFAULT_CONFIG};
 
-/// mimalloc: per-thread free lists instead of glibc's locked arenas (the
-/// delivery and request paths allocate on every worker thread).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();

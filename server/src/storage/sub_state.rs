@@ -1,6 +1,7 @@
 //! Durable per-message state of a subscription above its cursor: the sparse
-//! exceptions (acked out of order, delivered with attempts, waiting for a
-//! retry, dead-lettered). Everything below the cursor is settled and has no
+//! exceptions (acked out of order, as runs of consecutive offsets, one entry
+//! per run; delivered with attempts; waiting for a retry; dead-lettered).
+//! Everything below the cursor is settled and has no
 //! entry, so the state grows with messages in flight, not with the backlog.
 
 /// What is known about one message of a subscription.

@@ -24,6 +24,11 @@ use weir_client::{Client, Error};
 
 use output::{Output, Printer};
 
+/// mimalloc: `weir bench` allocates per request and per message on every
+/// worker thread while sharing the cores with the server it measures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Command-line tool for Weir servers")]
 struct Cli {

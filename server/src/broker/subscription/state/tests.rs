@@ -699,6 +699,33 @@ fn runs_of_acks_join_up_and_survive_a_restart() {
 }
 
 #[test]
+fn single_acked_entries_written_before_runs_still_load_as_settled() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    for _ in 0..4 {
+        h.log.push(0, None, 0);
+    }
+    // A data directory from before runs: 1 and 2 acked one entry each.
+    for o in [1, 2] {
+        h.store.entries.insert(
+            (0, o),
+            SubEntry {
+                state: EntryState::Acked,
+                attempts: 0,
+                due_at: 0,
+                reason: String::new(),
+            },
+        );
+    }
+    h.restart(0);
+    let ds = h.pull(1, 10, "c");
+    assert_eq!(offsets(&ds), vec![(0, 0), (0, 3)]);
+    assert!(h.ack(&ds[1], 2));
+    assert!(h.ack(&ds[0], 3));
+    assert_eq!(h.state.floor(0), 4);
+    assert!(h.store.entries.is_empty(), "{:?}", h.store.entries);
+}
+
+#[test]
 fn retention_into_a_run_keeps_its_tail() {
     let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
     for _ in 0..8 {
