@@ -6,9 +6,10 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use weir_protocol::binary::{Encoder, CONTENT_TYPE};
-use weir_protocol::{ErrorCode, Message, ReceivedMessage};
+use weir_protocol::{ErrorCode, Message};
 
 use super::error::{ApiError, ApiResult};
+use crate::broker::subscription::pull::Delivered;
 
 /// Whether the request's `Accept` asks for the binary encoding (JSON stays
 /// the default: only an explicit `application/vnd.weir.batch` selects it).
@@ -78,13 +79,25 @@ pub fn read_response(messages: &[Message], next_offset: u64) -> ApiResult<Respon
     Ok(body(out.finish(), Some(("weir-next-offset", next_offset))))
 }
 
-/// A pull response: the deliveries with their ack ids and attempts.
-pub fn pull_response(messages: &[ReceivedMessage]) -> ApiResult<Response> {
-    let mut out = Encoder::messages(messages.len() * 96);
-    for m in messages {
-        push(&mut out, &m.message, Some((m.ack_id.as_str(), m.attempt)))?;
+/// A pull response: the deliveries with their ack ids and attempts, the
+/// values as stored (no JSON or base64 form in between).
+pub fn pull_response(delivered: &[Delivered]) -> Response {
+    let size = delivered.iter().map(|d| 96 + d.message.payload.len()).sum();
+    let mut out = Encoder::messages(size);
+    for d in delivered {
+        let m = &d.message;
+        out.push_message(
+            d.partition,
+            m.offset,
+            m.timestamp,
+            m.key.as_deref(),
+            m.json,
+            m.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            &m.payload,
+            Some((d.ack_id.as_str(), d.attempt)),
+        );
     }
-    Ok(body(out.finish(), None))
+    body(out.finish(), None)
 }
 
 #[cfg(test)]

@@ -166,8 +166,8 @@ pub async fn pull(
     if let Some(consumer) = &request.consumer {
         check_name("consumer", consumer)?;
     }
-    let messages = subscription
-        .pull(PullParams {
+    let delivered = subscription
+        .pull_deliveries(PullParams {
             max_messages,
             wait_ms,
             consumer: request.consumer,
@@ -175,8 +175,10 @@ pub async fn pull(
         })
         .await?;
     if super::binary::wants_binary(&headers) {
-        return super::binary::pull_response(&messages);
+        return Ok(super::binary::pull_response(&delivered));
     }
+    let topic = subscription.topic().name();
+    let messages = delivered.into_iter().map(|d| d.into_wire(&topic)).collect();
     Ok(axum::response::IntoResponse::into_response(Json(
         PullResponse { messages },
     )))

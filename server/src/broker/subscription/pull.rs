@@ -45,9 +45,41 @@ fn meta(m: &StoredMessage) -> MsgMeta {
     }
 }
 
+/// A leased message as read from the log, with its ack id: converted to
+/// the JSON wire form only by the callers that send JSON (the binary
+/// encoding takes the stored value as is, with no base64 round trip).
+#[derive(Debug)]
+pub struct Delivered {
+    pub partition: u32,
+    pub message: StoredMessage,
+    pub ack_id: String,
+    pub attempt: u32,
+}
+
+impl Delivered {
+    pub fn into_wire(self, topic: &str) -> ReceivedMessage {
+        ReceivedMessage {
+            message: to_wire(topic, self.partition, self.message),
+            ack_id: self.ack_id,
+            attempt: self.attempt,
+        }
+    }
+}
+
 impl Subscription {
     /// Leases up to `max_messages`, waiting up to `wait_ms` for the first.
     pub async fn pull(&self, params: PullParams) -> Result<Vec<ReceivedMessage>> {
+        let topic = self.topic.name();
+        Ok(self
+            .pull_deliveries(params)
+            .await?
+            .into_iter()
+            .map(|d| d.into_wire(&topic))
+            .collect())
+    }
+
+    /// [`Subscription::pull`], the messages as stored.
+    pub async fn pull_deliveries(&self, params: PullParams) -> Result<Vec<Delivered>> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(params.wait_ms);
         let mut topic_rx = self.topic.changes();
         let mut sub_rx = self.changed.subscribe();
@@ -94,7 +126,7 @@ impl Subscription {
 
     /// One pass: redeliveries first, then new messages. Returns the leased
     /// messages (durable attempts) and when the next timer fires.
-    async fn pull_once(&self, params: &PullParams) -> Result<(Vec<ReceivedMessage>, Option<u64>)> {
+    async fn pull_once(&self, params: &PullParams) -> Result<(Vec<Delivered>, Option<u64>)> {
         let topic_id = self.topic.id();
         let sub_id = self.id();
         let max = params.max_messages;
@@ -273,11 +305,11 @@ impl Subscription {
             // the timer task brings them back.
             self.timer_wake.notify_one();
         }
-        let topic = self.topic.name();
         let out = delivered
             .into_iter()
-            .map(|(d, m)| ReceivedMessage {
-                message: to_wire(&topic, d.partition, m),
+            .map(|(d, m)| Delivered {
+                partition: d.partition,
+                message: m,
                 ack_id: AckId {
                     subscription: sub_id,
                     partition: d.partition,
