@@ -24,6 +24,7 @@ mod sub_claim;
 mod sub_state;
 mod syncer;
 mod tail_cache;
+mod wal_trim;
 mod write_set;
 mod writer;
 
@@ -233,6 +234,10 @@ impl Store {
                 stop_interval.clone(),
             )
             .map_err(|e| open_err(e.to_string()))?,
+        );
+        threads.push(
+            wal_trim::spawn(path.to_path_buf(), stop_interval.clone())
+                .map_err(|e| open_err(e.to_string()))?,
         );
         let store = Arc::new(Store {
             slot,
@@ -616,6 +621,9 @@ fn open_db(path: &Path, options: &StoreOptions) -> Result<DB> {
     db_opts.set_db_write_buffer_size(options.write_buffer_bytes);
     db_opts.set_level_compaction_dynamic_level_bytes(true);
     db_opts.set_bytes_per_sync(1 << 20);
+    // Obsolete WAL files are archived (renamed), not unlinked whole:
+    // `wal_trim.rs` deletes them in small pieces.
+    db_opts.set_wal_ttl_seconds(wal_trim::ARCHIVE_TTL_SECS);
 
     let cache = rocksdb::Cache::new_lru_cache(
         options.block_cache_bytes - options.block_cache_bytes / TAIL_CACHE_SHARE,

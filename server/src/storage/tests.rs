@@ -473,3 +473,39 @@ async fn read_at_finds_messages_inside_batches() {
         .iter()
         .all(|&(o, size, ts)| ts == 1000 + o && size == new_message(o).encoded_len() as u64));
 }
+
+/// A flushed memtable's WAL file is archived by RocksDB (not unlinked
+/// whole) and then deleted by the trim thread; the data stays readable.
+#[tokio::test]
+async fn obsolete_wal_files_are_archived_then_trimmed_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let archive = super::wal_trim::archive_dir(dir.path());
+    for round in 0..3u64 {
+        let mut set = WriteSet::new();
+        set.append_batch(1, 0, round * 10, batch(round * 10..round * 10 + 10));
+        store.commit(set).await.unwrap();
+        let db = store.db().unwrap();
+        db.flush_cf(cf(&db, CF_BATCHES).unwrap()).unwrap();
+    }
+    let logs_in_archive = || {
+        std::fs::read_dir(&archive)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut waited = 0;
+    while !(archive.is_dir() && logs_in_archive() == 0) && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert!(archive.is_dir(), "RocksDB archives obsolete WAL files");
+    assert_eq!(logs_in_archive(), 0, "the trim thread deleted them");
+    let read = store.read_messages(1, 0, 0, 30, 100, u64::MAX).unwrap();
+    assert_eq!(read.len(), 30);
+    store.shutdown().await;
+}
