@@ -224,6 +224,16 @@ struct Harness {
 }
 
 impl Harness {
+    /// A queue subscription (no retry limit, no key ordering) of one
+    /// partition holding `messages` messages.
+    fn queue(messages: usize) -> Harness {
+        let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+        for _ in 0..messages {
+            h.log.push(0, None, 0);
+        }
+        h
+    }
+
     fn new(config: SubscriptionConfig, partitions: usize) -> Harness {
         let cursors = vec![0; partitions];
         let mut store = FakeStore::default();
@@ -424,10 +434,7 @@ fn lease_expiry_redelivers_with_next_attempt() {
 
 #[test]
 fn out_of_order_acks_move_the_floor_when_the_gap_closes() {
-    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
-    for _ in 0..5 {
-        h.log.push(0, None, 0);
-    }
+    let mut h = Harness::queue(5);
     let ds = h.pull(0, 5, "c");
     assert_eq!(ds.len(), 5);
     for d in &ds[1..] {
@@ -454,10 +461,7 @@ fn out_of_order_acks_move_the_floor_when_the_gap_closes() {
 
 #[test]
 fn seek_replays_and_invalidates_leases() {
-    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
-    for _ in 0..3 {
-        h.log.push(0, None, 0);
-    }
+    let mut h = Harness::queue(3);
     let ds = h.pull(0, 3, "c");
     for d in &ds {
         h.ack(d, 1);
@@ -661,10 +665,7 @@ fn stored_states(h: &Harness) -> Vec<(u64, EntryState)> {
 
 #[test]
 fn runs_of_acks_join_up_and_survive_a_restart() {
-    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
-    for _ in 0..10 {
-        h.log.push(0, None, 0);
-    }
+    let mut h = Harness::queue(10);
     let ds = h.pull(0, 10, "c");
     // 0 stays out; 2..5 and 6..9 acked in two runs, 5 last: one run.
     for i in [2, 3, 4, 6, 7, 8, 9] {
@@ -700,10 +701,7 @@ fn runs_of_acks_join_up_and_survive_a_restart() {
 
 #[test]
 fn single_acked_entries_written_before_runs_still_load_as_settled() {
-    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
-    for _ in 0..4 {
-        h.log.push(0, None, 0);
-    }
+    let mut h = Harness::queue(4);
     // A data directory from before runs: 1 and 2 acked one entry each.
     for o in [1, 2] {
         h.store.entries.insert(
@@ -727,10 +725,7 @@ fn single_acked_entries_written_before_runs_still_load_as_settled() {
 
 #[test]
 fn retention_into_a_run_keeps_its_tail() {
-    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
-    for _ in 0..8 {
-        h.log.push(0, None, 0);
-    }
+    let mut h = Harness::queue(8);
     let ds = h.pull(0, 8, "c");
     for d in &ds[2..6] {
         assert!(h.ack(d, 1));
@@ -785,10 +780,7 @@ fn redriving_a_dead_letter_inside_a_run_splits_it() {
 
 #[test]
 fn retention_below_the_floor_is_counted_and_skipped() {
-    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
-    for _ in 0..4 {
-        h.log.push(0, None, 0);
-    }
+    let mut h = Harness::queue(4);
     let ds = h.pull(0, 1, "c");
     let changes = h.state.sync_low(0, 3, 1);
     h.commit(changes);
@@ -899,10 +891,7 @@ fn memory_follows_messages_in_flight_not_the_backlog() {
 
 #[test]
 fn settled_leftovers_below_the_cursor_are_never_delivered() {
-    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
-    for _ in 0..3 {
-        h.log.push(0, None, 0);
-    }
+    let mut h = Harness::queue(3);
     h.store.cursors.insert(0, 2);
     h.store.entries.insert(
         (0, 1),
