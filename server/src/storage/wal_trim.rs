@@ -11,8 +11,11 @@
 //! rename), and this thread cuts each one down by [`CHUNK_BYTES`] per step,
 //! oldest first, and unlinks it once little is left: each journal commit
 //! frees a few MiB at most. A step every [`STEP`] keeps up with 800 MB/s of
-//! log. RocksDB's own purge of archived files older than
-//! [`ARCHIVE_TTL_SECS`] is only a backstop.
+//! log; when more than one file waits (the log grows faster than that, or
+//! the filesystem is slow to free), the steps run back to back, so the
+//! archive never holds more than a file or two for long. RocksDB's own
+//! purge of archived files older than [`ARCHIVE_TTL_SECS`] is only a
+//! backstop.
 
 use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
@@ -47,8 +50,10 @@ pub(super) fn spawn(data_dir: PathBuf, stop: Arc<AtomicBool>) -> std::io::Result
             let mut warned = false;
             while !stop.load(Ordering::Relaxed) {
                 let pause = match step(&archive) {
-                    Ok(true) => STEP,
-                    Ok(false) => IDLE,
+                    Ok(0) => IDLE,
+                    Ok(1) => STEP,
+                    // Falling behind: no pause.
+                    Ok(_) => Duration::ZERO,
                     Err(e) => {
                         if !warned {
                             tracing::warn!(
@@ -67,15 +72,15 @@ pub(super) fn spawn(data_dir: PathBuf, stop: Arc<AtomicBool>) -> std::io::Result
 }
 
 /// Frees one chunk of the oldest archived WAL file, or unlinks it when at
-/// most a chunk is left. True when there was a file to work on.
-pub(super) fn step(archive: &Path) -> std::io::Result<bool> {
-    let Some(oldest) = oldest_log(archive)? else {
-        return Ok(false);
+/// most a chunk is left. Returns how many archived WAL files there were.
+pub(super) fn step(archive: &Path) -> std::io::Result<usize> {
+    let (Some(oldest), files) = oldest_log(archive)? else {
+        return Ok(0);
     };
     let file = match OpenOptions::new().write(true).open(&oldest) {
         Ok(f) => f,
         // Purged by RocksDB meanwhile.
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(files),
         Err(e) => return Err(e),
     };
     let len = file.metadata()?.len();
@@ -88,29 +93,33 @@ pub(super) fn step(archive: &Path) -> std::io::Result<bool> {
             _ => {}
         }
     }
-    Ok(true)
+    Ok(files)
 }
 
 /// The archived WAL file with the lowest number (RocksDB names them
-/// `NNNNNN.log`, zero-padded, so the name orders them).
-fn oldest_log(archive: &Path) -> std::io::Result<Option<PathBuf>> {
+/// `NNNNNN.log`, zero-padded, so the name orders them), and how many
+/// there are.
+fn oldest_log(archive: &Path) -> std::io::Result<(Option<PathBuf>, usize)> {
     let entries = match fs::read_dir(archive) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok((None, 0)),
         Err(e) => return Err(e),
     };
     let mut oldest: Option<PathBuf> = None;
+    let mut files = 0;
     for entry in entries {
         let path = entry?.path();
-        if path.extension().is_some_and(|x| x == "log")
-            && oldest
+        if path.extension().is_some_and(|x| x == "log") {
+            files += 1;
+            if oldest
                 .as_ref()
                 .is_none_or(|o| path.file_name() < o.file_name())
-        {
-            oldest = Some(path);
+            {
+                oldest = Some(path);
+            }
         }
     }
-    Ok(oldest)
+    Ok((oldest, files))
 }
 
 #[cfg(test)]
@@ -122,7 +131,7 @@ mod tests {
     fn trims_the_oldest_file_chunk_by_chunk_then_unlinks_it() {
         let dir = tempfile::tempdir().unwrap();
         let archive = archive_dir(dir.path());
-        assert!(!step(&archive).unwrap(), "no archive yet: nothing to do");
+        assert_eq!(step(&archive).unwrap(), 0, "no archive yet: nothing to do");
         fs::create_dir(&archive).unwrap();
         let big = archive.join("000012.log");
         let small = archive.join("000031.log");
@@ -132,16 +141,16 @@ mod tests {
             .unwrap();
         fs::write(&small, b"tail").unwrap();
         fs::write(archive.join("LOCK"), b"").unwrap();
-        assert!(step(&archive).unwrap());
+        assert_eq!(step(&archive).unwrap(), 2, "two files wait");
         assert_eq!(fs::metadata(&big).unwrap().len(), CHUNK_BYTES + 10);
-        assert!(step(&archive).unwrap());
+        assert_eq!(step(&archive).unwrap(), 2);
         assert_eq!(fs::metadata(&big).unwrap().len(), 10);
-        assert!(step(&archive).unwrap());
+        assert_eq!(step(&archive).unwrap(), 2);
         assert!(!big.exists(), "unlinked once at most a chunk was left");
         assert!(small.exists(), "newer files wait their turn");
-        assert!(step(&archive).unwrap());
+        assert_eq!(step(&archive).unwrap(), 1);
         assert!(!small.exists());
-        assert!(!step(&archive).unwrap(), "done; other files are not logs");
+        assert_eq!(step(&archive).unwrap(), 0, "done; other files are not logs");
         assert!(archive.join("LOCK").exists());
     }
 }
