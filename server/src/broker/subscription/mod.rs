@@ -290,6 +290,7 @@ impl Subscription {
         fresh.generation = generation;
         fresh.set_parked_due_hint(hint);
         fresh.set_max_tracked(state.max_tracked());
+        fresh.set_ack_runs(self.replication().is_none());
         *state = fresh;
         match self.lease_consumers.lock() {
             Ok(mut m) => m.clear(),

@@ -335,6 +335,9 @@ pub struct State {
     scan_start: u32,
     /// Bound of `tracked()` for scans (`MAX_TRACKED`; lower in tests).
     max_tracked: u64,
+    /// Settles above the floor stored as runs of acks (`persist.rs`);
+    /// off: one `Acked` entry per offset.
+    ack_runs: bool,
     /// Earliest due time of the messages parked by time (a hint).
     parked_due_hint: Option<u64>,
     /// Keys with followers parked while nothing holds them.
@@ -365,6 +368,7 @@ impl State {
             jitter_counter: 0,
             scan_start: 0,
             max_tracked: MAX_TRACKED as u64,
+            ack_runs: true,
             generation: 0,
             parked_due_hint: None,
             key_refills: BTreeSet::new(),
@@ -390,6 +394,16 @@ impl State {
     /// Sets the tracking bound (`max_unsettled_per_subscription`).
     pub fn set_max_tracked(&mut self, n: u64) {
         self.max_tracked = n.max(1);
+    }
+
+    /// Whether settles above the floor are stored as runs of acks. Off for
+    /// subscriptions whose state is replicated: a run's entry is rewritten
+    /// as it grows, so a commit built on a state that missed an earlier,
+    /// still-pending commit would shorten it (one entry per offset cannot
+    /// be undone that way); the cluster's fault campaign saw acked messages
+    /// come again once with runs on.
+    pub fn set_ack_runs(&mut self, on: bool) {
+        self.ack_runs = on;
     }
 
     fn count_tracked(&self) -> u64 {

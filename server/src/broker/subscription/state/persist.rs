@@ -126,6 +126,16 @@ impl State {
     /// commit are one write) and the run starting just above it, or starts
     /// a run. Its own entry (a redelivery's attempts), if any, goes.
     fn store_settled(&mut self, p: u32, offset: u64, changes: &mut Vec<Change>) {
+        if !self.ack_runs {
+            let acked = SubEntry {
+                state: EntryState::Acked,
+                attempts: 0,
+                due_at: 0,
+                reason: String::new(),
+            };
+            self.persist(p, offset, acked, changes);
+            return;
+        }
         let Some(part) = self.parts.get_mut(p as usize) else {
             return;
         };

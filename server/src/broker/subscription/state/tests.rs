@@ -1501,3 +1501,20 @@ fn entries_loaded_up_to_the_tracking_bound_still_drain() {
     assert!(h.store.entries.is_empty(), "{:?}", h.store.entries);
     assert_eq!((h.state.floor(0), h.state.floor(1)), (4, 4));
 }
+
+#[test]
+fn without_runs_each_out_of_order_ack_is_its_own_entry() {
+    let mut h = Harness::queue(4);
+    h.state.set_ack_runs(false);
+    let ds = h.pull(0, 4, "c");
+    assert!(h.ack(&ds[2], 1));
+    assert!(h.ack(&ds[3], 1));
+    assert_eq!(
+        stored_states(&h),
+        vec![(2, EntryState::Acked), (3, EntryState::Acked)]
+    );
+    assert!(h.ack(&ds[1], 2));
+    assert!(h.ack(&ds[0], 2));
+    assert_eq!(h.state.floor(0), 4);
+    assert!(h.store.entries.is_empty(), "{:?}", h.store.entries);
+}
