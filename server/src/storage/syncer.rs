@@ -9,15 +9,22 @@
 //! the load without a timer: one per request when idle, one per several
 //! batches when busy, and a slow fsync delays answers but not writing.
 //!
+//! A batch nobody waits on (only bookkeeping answered once written, such
+//! as a pull's delivery marks) does not start a sync of its own: it is
+//! held until a batch with a waiting request comes (whose sync covers it)
+//! or at most [`LAZY_SYNC_WITHIN`]. Under a consume load that saves a
+//! third of the syncs, and an answer no longer queues behind a sync
+//! nobody waited for.
+//!
 //! A failed sync leaves acknowledged-looking writes that are not durable:
 //! the store is marked failed (never written again until reopened) and the
 //! batches are answered with `WriteFailed`, their fences broken.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::health::Health;
 use super::slot::DbSlot;
@@ -51,29 +58,44 @@ pub(super) fn spawn(
         .name("weir-wal-syncer".into())
         .spawn(move || {
             let mut batches: Vec<Written> = Vec::new();
-            while let Ok(first) = rx.recv() {
-                let mut stop = gather(first, &mut batches);
+            // Since when the batches held (all nobody waits on) are.
+            let mut held_since: Option<Instant> = None;
+            loop {
+                let first = match held_since {
+                    None => match rx.recv() {
+                        Ok(job) => Some(job),
+                        Err(_) => return,
+                    },
+                    Some(since) => {
+                        match rx.recv_timeout(LAZY_SYNC_WITHIN.saturating_sub(since.elapsed())) {
+                            Ok(job) => Some(job),
+                            Err(RecvTimeoutError::Timeout) => None,
+                            // The writer is gone without a stop: sync what
+                            // is held, then end.
+                            Err(RecvTimeoutError::Disconnected) => {
+                                answer(&mut batches, sync(&slot, &stats, &health), &cache);
+                                return;
+                            }
+                        }
+                    }
+                };
+                let mut stop = first.and_then(|job| gather(job, &mut batches));
                 while stop.is_none() {
                     match rx.try_recv() {
                         Ok(job) => stop = gather(job, &mut batches),
                         Err(_) => break,
                     }
                 }
-                if !batches.is_empty() {
-                    let result = sync(&slot, &stats, &health);
-                    for (waiting, fences, cached) in batches.drain(..) {
-                        if result.is_err() {
-                            for fence in fences {
-                                fence.break_it();
-                            }
-                        } else {
-                            // Durable now: readers may be served from memory.
-                            cache.insert(cached);
-                        }
-                        for reply in waiting {
-                            let _ = reply.send(result.clone());
-                        }
+                let due = held_since.is_some_and(|since| since.elapsed() >= LAZY_SYNC_WITHIN);
+                if stop.is_none() && !due && batches.iter().all(Written::is_lazy) {
+                    if !batches.is_empty() {
+                        held_since.get_or_insert_with(Instant::now);
                     }
+                    continue;
+                }
+                held_since = None;
+                if !batches.is_empty() {
+                    answer(&mut batches, sync(&slot, &stats, &health), &cache);
                 }
                 if let Some(stopped) = stop {
                     let _ = stopped.send(());
@@ -83,8 +105,44 @@ pub(super) fn spawn(
         })
 }
 
+/// Longest a written batch nobody waits on stays unsynced.
+pub(super) const LAZY_SYNC_WITHIN: Duration = Duration::from_millis(100);
+
+/// Answers the batches a sync covered, in write order.
+fn answer(batches: &mut Vec<Written>, result: Result<(), StorageError>, cache: &TailCache) {
+    for Written {
+        waiting,
+        fences,
+        cached,
+    } in batches.drain(..)
+    {
+        if result.is_err() {
+            for fence in fences {
+                fence.break_it();
+            }
+        } else {
+            // Durable now: readers may be served from memory.
+            cache.insert(cached);
+        }
+        for reply in waiting {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
 /// A written batch awaiting its sync: who waits, fences, record batches.
-type Written = (Vec<Reply>, Vec<Fence>, Vec<CachedBatch>);
+struct Written {
+    waiting: Vec<Reply>,
+    fences: Vec<Fence>,
+    cached: Vec<CachedBatch>,
+}
+
+impl Written {
+    /// Nobody waits for its sync: it need not start one.
+    fn is_lazy(&self) -> bool {
+        self.waiting.is_empty() && self.cached.is_empty()
+    }
+}
 
 /// Adds a job to the batches awaiting this sync; returns a stop signal.
 fn gather(job: Job, batches: &mut Vec<Written>) -> Option<std::sync::mpsc::Sender<()>> {
@@ -94,7 +152,11 @@ fn gather(job: Job, batches: &mut Vec<Written>) -> Option<std::sync::mpsc::Sende
             fences,
             batches: cached,
         } => {
-            batches.push((waiting, fences, cached));
+            batches.push(Written {
+                waiting,
+                fences,
+                cached,
+            });
             None
         }
         Job::Stop(stopped) => Some(stopped),

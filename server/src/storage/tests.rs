@@ -509,3 +509,55 @@ async fn obsolete_wal_files_are_archived_then_trimmed_away() {
     assert_eq!(read.len(), 30);
     store.shutdown().await;
 }
+
+/// Syncs the store's syncer has done so far.
+fn syncs(store: &Store) -> u64 {
+    store
+        .writer_stats()
+        .syncs
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A set answered once written (a pull's delivery mark) starts no sync of
+/// its own: fifty in a row cost none (a dozen before), and the
+/// next set that waits for its sync covers them all.
+#[tokio::test]
+async fn sets_answered_once_written_do_not_start_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let before = syncs(&store);
+    for upto in 1..=50u64 {
+        let mut set = WriteSet::new();
+        set.put_sub_delivered(1, 0, upto);
+        set.answer_once_written();
+        store.commit(set).await.unwrap();
+    }
+    // Only a stall of the test longer than the hold could let one through.
+    assert!(syncs(&store) - before <= 2, "{}", syncs(&store) - before);
+    let mut set = WriteSet::new();
+    set.put_counter(COUNTER_TOPIC, 2);
+    store.commit(set).await.unwrap();
+    assert!(syncs(&store) > before);
+}
+
+/// Held unsynced at most `LAZY_SYNC_WITHIN`: a lone delivery mark is
+/// synced soon without anything else coming.
+#[tokio::test]
+async fn a_lone_set_answered_once_written_is_synced_soon() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let before = syncs(&store);
+    let mut set = WriteSet::new();
+    set.put_sub_delivered(1, 0, 7);
+    set.answer_once_written();
+    store.commit(set).await.unwrap();
+    let mut synced = false;
+    for _ in 0..100 {
+        if syncs(&store) > before {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(synced, "the held set was never synced");
+}

@@ -121,8 +121,9 @@ impl WriteSet {
     /// Answers this set as soon as it is written to the WAL, without
     /// waiting for the sync that makes it durable (the next sync covers it,
     /// and it already survives a crash of the process; only a power failure
-    /// before that sync can lose it). For bookkeeping whose loss costs no
-    /// message: a pull's delivery marks and attempt counts.
+    /// before that sync can lose it; a set nobody waits on starts no sync
+    /// of its own, so that sync is at most 100 ms away). For bookkeeping
+    /// whose loss costs no message: a pull's delivery marks and attempts.
     pub fn answer_once_written(&mut self) {
         self.once_written = true;
     }
