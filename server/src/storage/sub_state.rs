@@ -42,6 +42,17 @@ pub struct SubEntry {
 }
 
 impl SubEntry {
+    /// A settled entry (`Acked`, `AckedRun`): no attempts, no retry time,
+    /// no reason.
+    pub fn settled(state: EntryState) -> SubEntry {
+        SubEntry {
+            state,
+            attempts: 0,
+            due_at: 0,
+            reason: String::new(),
+        }
+    }
+
     /// `[state][end, runs only][attempts][due_at][reason]`, integers
     /// big-endian.
     pub(super) fn encode(&self) -> Vec<u8> {

@@ -106,7 +106,7 @@ pub(super) fn spawn(
 }
 
 /// Longest a written batch nobody waits on stays unsynced.
-pub(super) const LAZY_SYNC_WITHIN: Duration = Duration::from_millis(100);
+const LAZY_SYNC_WITHIN: Duration = Duration::from_millis(100);
 
 /// Answers the batches a sync covered, in write order.
 fn answer(batches: &mut Vec<Written>, result: Result<(), StorageError>, cache: &TailCache) {

@@ -498,16 +498,24 @@ async fn obsolete_wal_files_are_archived_then_trimmed_away() {
             })
             .unwrap_or(0)
     };
-    let mut waited = 0;
-    while !(archive.is_dir() && logs_in_archive() == 0) && waited < 100 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        waited += 1;
-    }
+    eventually(|| archive.is_dir() && logs_in_archive() == 0).await;
     assert!(archive.is_dir(), "RocksDB archives obsolete WAL files");
     assert_eq!(logs_in_archive(), 0, "the trim thread deleted them");
     let read = store.read_messages(1, 0, 0, 30, 100, u64::MAX).unwrap();
     assert_eq!(read.len(), 30);
     store.shutdown().await;
+}
+
+/// Waits up to 5 s for `done` to hold (what background threads do);
+/// whether it did.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    done()
 }
 
 /// Syncs the store's syncer has done so far.
@@ -551,13 +559,8 @@ async fn a_lone_set_answered_once_written_is_synced_soon() {
     set.put_sub_delivered(1, 0, 7);
     set.answer_once_written();
     store.commit(set).await.unwrap();
-    let mut synced = false;
-    for _ in 0..100 {
-        if syncs(&store) > before {
-            synced = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(synced, "the held set was never synced");
+    assert!(
+        eventually(|| syncs(&store) > before).await,
+        "the held set was never synced"
+    );
 }

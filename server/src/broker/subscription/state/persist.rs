@@ -127,13 +127,7 @@ impl State {
     /// a run. Its own entry (a redelivery's attempts), if any, goes.
     fn store_settled(&mut self, p: u32, offset: u64, changes: &mut Vec<Change>) {
         if !self.ack_runs {
-            let acked = SubEntry {
-                state: EntryState::Acked,
-                attempts: 0,
-                due_at: 0,
-                reason: String::new(),
-            };
-            self.persist(p, offset, acked, changes);
+            self.persist(p, offset, SubEntry::settled(EntryState::Acked), changes);
             return;
         }
         let Some(part) = self.parts.get_mut(p as usize) else {
@@ -207,11 +201,6 @@ fn run_entry(partition: u32, start: u64, end: u64) -> Change {
     Change::Entry {
         partition,
         offset: start,
-        entry: SubEntry {
-            state: EntryState::AckedRun { end },
-            attempts: 0,
-            due_at: 0,
-            reason: String::new(),
-        },
+        entry: SubEntry::settled(EntryState::AckedRun { end }),
     }
 }

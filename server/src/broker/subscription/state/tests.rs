@@ -653,16 +653,6 @@ fn redrive_delivers_dead_letters_once() {
     assert!(h.store.entries.is_empty());
 }
 
-/// One offset's `Acked` entry, as written before runs of acks existed.
-fn acked_single() -> SubEntry {
-    SubEntry {
-        state: EntryState::Acked,
-        attempts: 0,
-        due_at: 0,
-        reason: String::new(),
-    }
-}
-
 /// The only stored entries of partition 0: `(offset, state)`.
 fn stored_states(h: &Harness) -> Vec<(u64, EntryState)> {
     h.store
@@ -714,7 +704,9 @@ fn single_acked_entries_written_before_runs_still_load_as_settled() {
     let mut h = Harness::queue(4);
     // A data directory from before runs: 1 and 2 acked one entry each.
     for o in [1, 2] {
-        h.store.entries.insert((0, o), acked_single());
+        h.store
+            .entries
+            .insert((0, o), SubEntry::settled(EntryState::Acked));
     }
     h.restart(0);
     let ds = h.pull(1, 10, "c");
@@ -895,7 +887,9 @@ fn memory_follows_messages_in_flight_not_the_backlog() {
 fn settled_leftovers_below_the_cursor_are_never_delivered() {
     let mut h = Harness::queue(3);
     h.store.cursors.insert(0, 2);
-    h.store.entries.insert((0, 1), acked_single());
+    h.store
+        .entries
+        .insert((0, 1), SubEntry::settled(EntryState::Acked));
     h.restart(0);
     assert_eq!(offsets(&h.pull(1, 10, "c")), vec![(0, 2)]);
 }
