@@ -57,6 +57,9 @@ def workloads(seconds):
          ["consume", *common, "--partitions", "4", "--count", "1000000", "--encoding", "json"]),
         ("consume + ack 100 B, binary", "consume",
          ["consume", *common, "--partitions", "4", "--count", "1000000", "--encoding", "binary"]),
+        ("consume + ack 100 B, binary, batch ack ids", "consume",
+         ["consume", *common, "--partitions", "4", "--count", "1000000", "--encoding", "binary",
+          "--ack", "batch"]),
         ("publish → receive at 5,000 msg/s", "e2e",
          ["e2e", "--rate", "5000", "--duration", str(max(seconds, 10))]),
         # A 1M-message backlog written just before: its flushes and

@@ -291,6 +291,9 @@ DOCUMENTED = [
      "push URL syntax, header names and values, and the `whsec_` secret format"),
     (r"/subscriptions/\{sub\}$", "invalid_request", r"push\.batch", r"",
      "push batch bounds on the combined object"),
+    (r"/(ack|nack|extend)$", "invalid_request", r"ack_ids\[\d+\]", r"malformed",
+     "a batch ack id encodes ordered partition ranges with first <= last, which a "
+     "pattern cannot express"),
     (r"/seek$", "invalid_request", r"to\.offsets", r"not a partition of this topic",
      "`to.offsets` keys must be partitions of the topic (state)"),
 ]

@@ -151,11 +151,11 @@ pub use weir_protocol::{
     ClusterInfo, ClusterNode, ClusterPartition, DeadLetter, DeadLetterFilter, DeadLetterList,
     DeadLetterQuery, DeadLetterState, ErrorCode, ExtendRequest, FollowerLag, GroupInfo, Message,
     Mode, NackRequest, NodeState, Ordering, PartitionCursor, PartitionInfo, PauseRequest, Problem,
-    ProduceMessage, ProduceResult, PullRequest, PurgeRequest, PurgeResponse, PushBatch, PushConfig,
-    PushSpec, ReadResponse, ReceivedMessage, RedriveRequest, RedriveResponse, ResumeRequest,
-    Retention, RetryPolicy, RetrySpec, SeekRequest, SeekTarget, Start, StartName,
-    SubscriptionConfig, SubscriptionInfo, SubscriptionList, SubscriptionSpec, SubscriptionStats,
-    TopicConfig, TopicInfo, TopicList, TopicSpec, TransferLeaderRequest,
+    ProduceMessage, ProduceResult, PullRequest, PullResponse, PurgeRequest, PurgeResponse,
+    PushBatch, PushConfig, PushSpec, ReadResponse, ReceivedMessage, RedriveRequest,
+    RedriveResponse, ResumeRequest, Retention, RetryPolicy, RetrySpec, SeekRequest, SeekTarget,
+    Start, StartName, SubscriptionConfig, SubscriptionInfo, SubscriptionList, SubscriptionSpec,
+    SubscriptionStats, TopicConfig, TopicInfo, TopicList, TopicSpec, TransferLeaderRequest,
 };
 pub use ws::{
     LeaseRenewal, Reconnect, Refill, SubscribeOptions, TailFrom, WsAcker, WsPublisher,

@@ -6,9 +6,9 @@
 
 use reqwest::Method;
 use weir_protocol::{
-    AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, ReceivedMessage,
-    RedriveRequest, RedriveResponse, SeekRequest, SubscriptionInfo, SubscriptionList,
-    SubscriptionSpec,
+    AckRequest, AckResponse, ExtendRequest, NackRequest, PullRequest, PullResponse,
+    ReceivedMessage, RedriveRequest, RedriveResponse, SeekRequest, SubscriptionInfo,
+    SubscriptionList, SubscriptionSpec,
 };
 
 use crate::client::{encode_segment, topic_path};
@@ -141,6 +141,32 @@ impl Client {
         sub: &str,
         request: &PullRequest,
     ) -> Result<Vec<ReceivedMessage>, Error> {
+        Ok(self.pull_batch(topic, sub, request).await?.messages)
+    }
+
+    /// [`Client::pull`], with the pull's `batch_ack_id`: one id that acks
+    /// (nacks, extends) every message of this pull still leased under it,
+    /// in place of their ack ids — one short id per request instead of one
+    /// per message. Queue mode only (`None` in stream mode, whose acks are
+    /// cumulative, and when nothing was leased).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: weir_client::Client) -> Result<(), weir_client::Error> {
+    /// use weir_client::PullRequest;
+    /// let request = PullRequest { max_messages: Some(100), ..Default::default() };
+    /// let pulled = client.pull_batch("orders", "billing", &request).await?;
+    /// // ... process pulled.messages ...
+    /// if let Some(id) = pulled.batch_ack_id {
+    ///     client.ack("orders", "billing", vec![id]).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn pull_batch(
+        &self,
+        topic: &str,
+        sub: &str,
+        request: &PullRequest,
+    ) -> Result<PullResponse, Error> {
         let path = format!("{}/pull", subscription_path(topic, sub));
         // A long poll answers at the end of its wait: the request bound
         // must not cut it short.
@@ -149,7 +175,8 @@ impl Client {
         let http = self.accepting(http.timeout(self.long_poll_timeout(wait)));
         let call = pull_response(http, topic);
         let target = target(Operation::Pull, topic, sub);
-        self.observe(target, 0, Vec::len, call).await
+        self.observe(target, 0, |r: &PullResponse| r.messages.len(), call)
+            .await
     }
 
     /// Settles deliveries. Ids of leases that expired, were superseded or

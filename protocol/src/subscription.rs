@@ -327,6 +327,12 @@ impl From<FlatReceived> for ReceivedMessage {
 pub struct PullResponse {
     /// Leased messages.
     pub messages: Vec<ReceivedMessage>,
+    /// Queue mode, when messages were leased: one id that acks, nacks or
+    /// extends every message of this response still leased under it (in
+    /// place of their `ack_id`s, in the same `ack_ids` lists). Absent in
+    /// stream mode, whose acks are cumulative already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_ack_id: Option<String>,
 }
 
 /// Body of `POST .../ack`.
@@ -413,18 +419,23 @@ pub struct SeekRequest {
     pub to: SeekTarget,
 }
 
-/// Ack ids as issued by pulls: 24 bytes, URL-safe base64 without padding.
+/// Ack ids as issued by pulls, URL-safe base64 without padding: a
+/// message's `ack_id` (24 bytes, 32 characters) or a pull's `batch_ack_id`
+/// (12 bytes and 20 per partition, 43 characters or more).
 fn ack_ids_schema() -> utoipa::openapi::schema::Array {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
     ArrayBuilder::new()
         .items(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some("^[A-Za-z0-9_-]{32}$")),
+                .pattern(Some("^([A-Za-z0-9_-]{32}|[A-Za-z0-9_-]{43,26683})$")),
         )
         .min_items(Some(1))
         .max_items(Some(10_000))
-        .description(Some("Ack ids from pulls (1 to 10000)."))
+        .description(Some(
+            "Ack ids from pulls (1 to 10000): a message's `ack_id`, or a pull's \
+             `batch_ack_id` naming every message of that pull.",
+        ))
         .build()
 }
 

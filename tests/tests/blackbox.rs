@@ -12,6 +12,8 @@ mod harness;
 
 #[path = "blackbox/backup.rs"]
 mod backup;
+#[path = "blackbox/batch_ack.rs"]
+mod batch_ack;
 #[path = "blackbox/binary.rs"]
 mod binary;
 #[path = "blackbox/cli.rs"]

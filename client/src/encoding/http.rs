@@ -7,7 +7,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::RequestBuilder;
 use weir_protocol::binary::CONTENT_TYPE as BINARY;
-use weir_protocol::{PullResponse, ReadResponse, ReceivedMessage};
+use weir_protocol::{PullResponse, ReadResponse};
 
 use super::convert::{decode_pull, decode_read};
 use super::Encoding;
@@ -19,10 +19,14 @@ const ACCEPT_BINARY: &str = "application/vnd.weir.batch, application/json;q=0.5"
 /// Where the next read starts, on binary read responses.
 const NEXT_OFFSET: &str = "weir-next-offset";
 
+/// The batch ack id of a binary pull response.
+const BATCH_ACK_ID: &str = "weir-batch-ack-id";
+
 /// What a successful response's headers say about its body.
 struct Form {
     binary: bool,
     next_offset: Option<u64>,
+    batch_ack_id: Option<String>,
 }
 
 fn form(headers: &HeaderMap) -> Form {
@@ -35,9 +39,14 @@ fn form(headers: &HeaderMap) -> Form {
         .get(NEXT_OFFSET)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
+    let batch_ack_id = headers
+        .get(BATCH_ACK_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     Form {
         binary,
         next_offset,
+        batch_ack_id,
     }
 }
 
@@ -76,16 +85,20 @@ pub(crate) async fn read_response(
     })
 }
 
-/// Sends a pull of `topic` and decodes its deliveries, in either encoding.
+/// Sends a pull of `topic` and decodes its deliveries and batch ack id, in
+/// either encoding.
 pub(crate) async fn pull_response(
     request: RequestBuilder,
     topic: &str,
-) -> Result<Vec<ReceivedMessage>, Error> {
+) -> Result<PullResponse, Error> {
     let (form, body) = fetch(request).await?;
     if form.binary {
-        decode_pull(topic, &body)
+        Ok(PullResponse {
+            messages: decode_pull(topic, &body)?,
+            batch_ack_id: form.batch_ack_id,
+        })
     } else {
-        Ok(serde_json::from_slice::<PullResponse>(&body)?.messages)
+        Ok(serde_json::from_slice::<PullResponse>(&body)?)
     }
 }
 
@@ -108,9 +121,12 @@ mod tests {
             HeaderValue::from_static("Application/Vnd.Weir.Batch; charset=binary"),
         );
         headers.insert(NEXT_OFFSET, HeaderValue::from_static("15"));
+        assert_eq!(form(&headers).batch_ack_id, None);
+        headers.insert(BATCH_ACK_ID, HeaderValue::from_static("AAAAAQ"));
         let form = form(&headers);
         assert!(form.binary);
         assert_eq!(form.next_offset, Some(15));
+        assert_eq!(form.batch_ack_id.as_deref(), Some("AAAAAQ"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use weir_protocol::binary::{Encoder, CONTENT_TYPE};
 use weir_protocol::{ErrorCode, Message};
 
 use super::error::{ApiError, ApiResult};
-use crate::broker::subscription::pull::Delivered;
+use crate::broker::subscription::pull::Pulled;
 
 /// Whether the request's `Accept` asks for the binary encoding (JSON stays
 /// the default: only an explicit `application/vnd.weir.batch` selects it).
@@ -80,11 +80,16 @@ pub fn read_response(messages: &[Message], next_offset: u64) -> ApiResult<Respon
 }
 
 /// A pull response: the deliveries with their ack ids and attempts, the
-/// values as stored (no JSON or base64 form in between).
-pub fn pull_response(delivered: &[Delivered]) -> Response {
-    let size = delivered.iter().map(|d| 96 + d.message.payload.len()).sum();
+/// values as stored (no JSON or base64 form in between), and the batch ack
+/// id, when there is one, in the `Weir-Batch-Ack-Id` header.
+pub fn pull_response(pulled: &Pulled) -> Response {
+    let size = pulled
+        .delivered
+        .iter()
+        .map(|d| 96 + d.message.payload.len())
+        .sum();
     let mut out = Encoder::messages(size);
-    for d in delivered {
+    for d in &pulled.delivered {
         let m = &d.message;
         out.push_message(
             d.partition,
@@ -97,8 +102,18 @@ pub fn pull_response(delivered: &[Delivered]) -> Response {
             Some((d.ack_id.as_str(), d.attempt)),
         );
     }
-    body(out.finish(), None)
+    let mut response = body(out.finish(), None);
+    // Base64url text: always a valid header value.
+    if let Some(id) = &pulled.batch_ack_id {
+        if let Ok(v) = HeaderValue::from_str(id) {
+            response.headers_mut().insert(BATCH_ACK_ID_HEADER, v);
+        }
+    }
+    response
 }
+
+/// The header of a binary pull response that carries its batch ack id.
+pub const BATCH_ACK_ID_HEADER: &str = "weir-batch-ack-id";
 
 #[cfg(test)]
 mod tests {

@@ -136,8 +136,12 @@ pub async fn list_subscriptions(
 /// available. Queue mode: messages are leased individually for
 /// `ack_timeout_ms`. Stream mode: the `consumer` is assigned a fair share of
 /// the partitions (kept while it keeps pulling) and gets their messages in
-/// offset order. With `Accept: application/vnd.weir.batch` the deliveries
-/// come in the binary encoding (each with its ack id and attempt).
+/// offset order. In queue mode a non-empty response also carries a
+/// `batch_ack_id`: one id that acks, nacks or extends every message of this
+/// pull still leased under it, in place of their ack ids. With `Accept:
+/// application/vnd.weir.batch` the deliveries come in the binary encoding
+/// (each with its ack id and attempt; the batch ack id in the
+/// `Weir-Batch-Ack-Id` header).
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/subscriptions/{sub}/pull", tag = TAG_SUBSCRIPTIONS,
     params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),
@@ -146,7 +150,7 @@ pub async fn list_subscriptions(
         // JSON only is declared (see `read`): the binary form is asked for
         // with `Accept` and described in the API guide.
         (status = 200, description = "Leased messages (possibly none)", body = PullResponse,
-         example = json!({"messages": [{"topic": "orders", "partition": 0, "offset": 42, "timestamp": 1764300000000u64, "key": "customer-7", "value": {"order": 1}, "headers": {}, "ack_id": "AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd", "attempt": 1}]})),
+         example = json!({"messages": [{"topic": "orders", "partition": 0, "offset": 42, "timestamp": 1764300000000u64, "key": "customer-7", "value": {"order": 1}, "headers": {}, "ack_id": "AAAAAQAAAAAAAAAAAAAAKgx8V3pQm1Yd", "attempt": 1}], "batch_ack_id": "AAAAAZ5d0r3iVWJxAAAAAAAAAAAAAAAqAAAAAAAAACo"})),
         Errors,
     )
 )]
@@ -166,7 +170,7 @@ pub async fn pull(
     if let Some(consumer) = &request.consumer {
         check_name("consumer", consumer)?;
     }
-    let delivered = subscription
+    let pulled = subscription
         .pull_deliveries(PullParams {
             max_messages,
             wait_ms,
@@ -175,21 +179,30 @@ pub async fn pull(
         })
         .await?;
     if super::binary::wants_binary(&headers) {
-        return Ok(super::binary::pull_response(&delivered));
+        return Ok(super::binary::pull_response(&pulled));
     }
     let topic = subscription.topic().name();
-    let messages = delivered.into_iter().map(|d| d.into_wire(&topic)).collect();
+    let messages = pulled
+        .delivered
+        .into_iter()
+        .map(|d| d.into_wire(&topic))
+        .collect();
     Ok(axum::response::IntoResponse::into_response(Json(
-        PullResponse { messages },
+        PullResponse {
+            messages,
+            batch_ack_id: pulled.batch_ack_id,
+        },
     )))
 }
 
 /// Acknowledge deliveries.
 ///
 /// Queue mode settles each message; stream mode commits the partition's
-/// cursor past the acked offset (cumulative). Answered once durable. Ack
-/// ids of expired, superseded or already settled deliveries are listed in
-/// `unknown` and change nothing.
+/// cursor past the acked offset (cumulative). A pull's `batch_ack_id`
+/// settles every message of that pull still leased under it. Answered once
+/// durable. Ack ids of expired, superseded or already settled deliveries
+/// (batch ack ids that match none) are listed in `unknown` and change
+/// nothing.
 #[utoipa::path(
     post, path = "/v1/topics/{topic}/subscriptions/{sub}/ack", tag = TAG_SUBSCRIPTIONS,
     params(("topic" = Name, Path, description = "Topic name"), ("sub" = Name, Path, description = "Subscription name")),

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use weir_protocol::{Mode, ReceivedMessage};
 
-use super::ack_id::AckId;
+use super::ack_id::{AckId, BatchAckId};
 use super::read_ahead::{ReadAhead, READ_AHEAD_BYTES, READ_AHEAD_MESSAGES};
-use super::state::{Delivery, FailKind, Failure, MsgMeta};
+use super::state::{Delivery, FailKind, Failure, Lessee, MsgMeta};
 use super::{committed, Subscription};
 use crate::broker::error::{BrokerError, Result};
 use crate::broker::read::{read_log, to_wire};
@@ -66,6 +66,14 @@ impl Delivered {
     }
 }
 
+/// What one pull leased: the deliveries and, in queue mode when there are
+/// any, the batch ack id that names all of them.
+#[derive(Debug, Default)]
+pub struct Pulled {
+    pub delivered: Vec<Delivered>,
+    pub batch_ack_id: Option<String>,
+}
+
 impl Subscription {
     /// Leases up to `max_messages`, waiting up to `wait_ms` for the first.
     pub async fn pull(&self, params: PullParams) -> Result<Vec<ReceivedMessage>> {
@@ -73,13 +81,14 @@ impl Subscription {
         Ok(self
             .pull_deliveries(params)
             .await?
+            .delivered
             .into_iter()
             .map(|d| d.into_wire(&topic))
             .collect())
     }
 
-    /// [`Subscription::pull`], the messages as stored.
-    pub async fn pull_deliveries(&self, params: PullParams) -> Result<Vec<Delivered>> {
+    /// [`Subscription::pull`], the messages as stored, with the batch ack id.
+    pub async fn pull_deliveries(&self, params: PullParams) -> Result<Pulled> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(params.wait_ms);
         let mut topic_rx = self.topic.changes();
         let mut sub_rx = self.changed.subscribe();
@@ -92,17 +101,17 @@ impl Subscription {
             if self.is_paused() {
                 // Nothing is delivered; a resume (a state change) wakes us.
                 if params.wait_ms == 0 || self.topic.is_closing() {
-                    return Ok(Vec::new());
+                    return Ok(Pulled::default());
                 }
                 tokio::select! {
                     _ = sub_rx.changed() => continue,
                     _ = topic_rx.changed() => continue,
-                    _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+                    _ = tokio::time::sleep_until(deadline) => return Ok(Pulled::default()),
                 }
             }
-            let (messages, next_timer) = self.pull_once(&params).await?;
-            if !messages.is_empty() || params.wait_ms == 0 || self.topic.is_closing() {
-                return Ok(messages);
+            let (pulled, next_timer) = self.pull_once(&params).await?;
+            if !pulled.delivered.is_empty() || params.wait_ms == 0 || self.topic.is_closing() {
+                return Ok(pulled);
             }
             let now = self.now();
             let wake_at = match next_timer {
@@ -114,7 +123,7 @@ impl Subscription {
                 None => deadline,
             };
             if tokio::time::Instant::now() >= deadline {
-                return Ok(messages);
+                return Ok(pulled);
             }
             tokio::select! {
                 _ = topic_rx.changed() => {}
@@ -126,7 +135,7 @@ impl Subscription {
 
     /// One pass: redeliveries first, then new messages. Returns the leased
     /// messages (durable attempts) and when the next timer fires.
-    async fn pull_once(&self, params: &PullParams) -> Result<(Vec<Delivered>, Option<u64>)> {
+    async fn pull_once(&self, params: &PullParams) -> Result<(Pulled, Option<u64>)> {
         let topic_id = self.topic.id();
         let sub_id = self.id();
         let max = params.max_messages;
@@ -136,6 +145,10 @@ impl Subscription {
         // Redeliveries (and redriven messages).
         let now = self.now();
         let (mut state, mut changes) = self.lock(now).await?;
+        let to = Lessee {
+            holder: params.holder,
+            pull: state.new_pull(),
+        };
         let mode = state.mode();
         let ttl = state.config().message_ttl_ms;
         let owned = match mode {
@@ -145,7 +158,7 @@ impl Subscription {
             }
             Mode::Queue => Vec::new(),
         };
-        let (ready, ready_changes) = state.take_ready(now, max, params.holder);
+        let (ready, ready_changes) = state.take_ready(now, max, to);
         changes.extend(ready_changes);
         commits.push(self.enqueue_pull(&mut state, changes).await?);
         drop(state);
@@ -207,8 +220,7 @@ impl Subscription {
                         let metas: Vec<MsgMeta> = messages.iter().map(meta).collect();
                         let now = self.now();
                         let mut state = self.state().await?;
-                        let (ds, changes) =
-                            state.classify(plan, &metas, covered_to, want, now, params.holder);
+                        let (ds, changes) = state.classify(plan, &metas, covered_to, want, now, to);
                         commits.push(self.enqueue_pull(&mut state, changes).await?);
                         drop(state);
                         attach(&mut delivered, ds, messages);
@@ -305,7 +317,17 @@ impl Subscription {
             // the timer task brings them back.
             self.timer_wake.notify_one();
         }
-        let out = delivered
+        // Stream mode acks are cumulative per partition already: no batch id.
+        let batch_ack_id = match mode {
+            Mode::Queue => BatchAckId::covering(
+                sub_id,
+                to.pull,
+                delivered.iter().map(|(d, _)| (d.partition, d.offset)),
+            )
+            .map(|id| id.encode()),
+            Mode::Stream => None,
+        };
+        let delivered = delivered
             .into_iter()
             .map(|(d, m)| Delivered {
                 partition: d.partition,
@@ -320,7 +342,11 @@ impl Subscription {
                 attempt: d.attempt,
             })
             .collect();
-        Ok((out, next_timer))
+        let pulled = Pulled {
+            delivered,
+            batch_ack_id,
+        };
+        Ok((pulled, next_timer))
     }
 
     /// Reads up to `max` messages of `[from, high)` of a partition; returns

@@ -1,10 +1,12 @@
-//! Ack, nack and extend: settle, fail or renew deliveries named by ack ids.
-//! Each request's changes are committed (one group commit) before it is
-//! answered; ids that match no current delivery are reported, not errors.
+//! Ack, nack and extend: settle, fail or renew deliveries named by ack ids
+//! (one delivery each) or batch ack ids (every delivery of one pull still
+//! leased under it). Each request's changes are committed (one group
+//! commit) before it is answered; ids that match no current delivery are
+//! reported, not errors.
 
 use weir_protocol::AckResponse;
 
-use super::ack_id::AckId;
+use super::ack_id::AckTarget;
 use super::backoff::MAX_BACKOFF_MS;
 use super::config::{MAX_ACK_TIMEOUT_MS, MIN_ACK_TIMEOUT_MS};
 use super::state::{FailKind, Failure};
@@ -56,8 +58,9 @@ impl Settle {
     }
 }
 
-/// Parses ack ids: malformed ones are a 400 naming the first bad one.
-pub fn parse_ack_ids(ids: &[String]) -> Result<Vec<AckId>> {
+/// Parses ack ids and batch ack ids: malformed ones are a 400 naming the
+/// first bad one.
+pub fn parse_ack_ids(ids: &[String]) -> Result<Vec<AckTarget>> {
     if ids.is_empty() {
         return Err(BrokerError::invalid(
             "ack_ids",
@@ -73,11 +76,12 @@ pub fn parse_ack_ids(ids: &[String]) -> Result<Vec<AckId>> {
     ids.iter()
         .enumerate()
         .map(|(i, id)| {
-            AckId::decode(id).ok_or_else(|| {
+            AckTarget::decode(id).ok_or_else(|| {
                 BrokerError::invalid(
                     format!("ack_ids[{i}]"),
                     format!(
-                        "ack id {i} `{}` is malformed: use the `ack_id` of a pulled message",
+                        "ack id {i} `{}` is malformed: use the `ack_id` of a pulled message \
+                         or the `batch_ack_id` of a pull",
                         id.chars().take(64).collect::<String>()
                     ),
                 )
@@ -99,10 +103,17 @@ impl Subscription {
         let (mut state, mut changes) = self.lock(now).await?;
         let lease_default = state.config().ack_timeout_ms;
         let mut response = AckResponse::default();
-        for (text, id) in ids.iter().zip(parsed) {
-            let known = id.subscription == sub_id
-                && match &what {
-                    Settle::Ack => state.ack(id.partition, id.offset, id.token, now, &mut changes),
+        for (text, target) in ids.iter().zip(parsed) {
+            // One delivery, or what is left of a pull's under its batch id.
+            let deliveries = match &target {
+                _ if target.subscription() != sub_id => Vec::new(),
+                AckTarget::One(id) => vec![(id.partition, id.offset, id.token)],
+                AckTarget::Batch(batch) => state.pull_deliveries(batch.pull, &batch.ranges),
+            };
+            let mut matched = 0;
+            for (partition, offset, token) in deliveries {
+                let known = match &what {
+                    Settle::Ack => state.ack(partition, offset, token, now, &mut changes),
                     Settle::Nack {
                         reason,
                         delay_ms,
@@ -114,25 +125,20 @@ impl Subscription {
                             delay_ms: *delay_ms,
                             permanent: !retry,
                         };
-                        state.nack(
-                            id.partition,
-                            id.offset,
-                            id.token,
-                            failure,
-                            now,
-                            &mut changes,
-                        )
+                        state.nack(partition, offset, token, failure, now, &mut changes)
                     }
                     Settle::Extend { lease_ms } => state.extend(
-                        id.partition,
-                        id.offset,
-                        id.token,
+                        partition,
+                        offset,
+                        token,
                         lease_ms.unwrap_or(lease_default),
                         now,
                     ),
                 };
-            if known {
-                response.acked += 1;
+                matched += u64::from(known);
+            }
+            if matched > 0 {
+                response.acked += matched;
             } else {
                 response.unknown.push(text.clone());
             }

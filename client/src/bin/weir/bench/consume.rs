@@ -10,7 +10,8 @@
 //! (or `--duration` is over). Pull and ack latencies go to separate HDR
 //! histograms; empty pulls (end of the backlog) are counted, not timed.
 //! `--encoding binary` fills with binary batches and pulls binary
-//! responses (acks stay JSON).
+//! responses (acks stay JSON). `--ack batch` acks each pull with its one
+//! batch ack id instead of every message's ack id.
 //!
 //! Teardown: the subscription and topic are deleted when the bench created
 //! them, unless `--keep`.
@@ -21,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use weir_client::{
-    Client, Encoding, Error, ErrorCode, Mode, PullRequest, ReceivedMessage, Start, StartName,
-    SubscriptionSpec,
+    Client, Encoding, Error, ErrorCode, Mode, PullRequest, PullResponse, ReceivedMessage, Start,
+    StartName, SubscriptionSpec,
 };
 
 use super::produce::Load;
@@ -97,6 +98,28 @@ pub struct ConsumeArgs {
     /// `--transport ws` only the fill is binary (socket frames are JSON).
     #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
     encoding: EncodingArg,
+    /// How each pull is acked: `ids` (one ack id per message) or `batch`
+    /// (the pull's one batch ack id; `--transport http` only).
+    #[arg(long, value_enum, default_value_t = AckForm::Ids)]
+    ack: AckForm,
+}
+
+/// What an ack request of the run carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AckForm {
+    /// Every message's ack id.
+    Ids,
+    /// The pull's batch ack id.
+    Batch,
+}
+
+impl AckForm {
+    fn name(self) -> &'static str {
+        match self {
+            AckForm::Ids => "ids",
+            AckForm::Batch => "batch",
+        }
+    }
 }
 
 pub async fn run(
@@ -105,6 +128,12 @@ pub async fn run(
     printer: &Printer,
 ) -> Result<ConsumeReport, Error> {
     let (topic, sub) = (args.topic.as_str(), args.subscription.as_str());
+    if args.ack == AckForm::Batch && args.transport == TransportKind::Ws {
+        return Err(Error::Local(
+            "--ack batch needs --transport http: messages pushed on a socket have no batch ack id"
+                .into(),
+        ));
+    }
     let sub_exists = match client.subscription(topic, sub).await {
         Ok(_) => true,
         Err(e)
@@ -251,6 +280,7 @@ async fn consume<T: Transport>(
         _ => backlog,
     };
     let batch = args.batch.max(1);
+    let ack = args.ack;
     let concurrency = args.concurrency.max(1);
     let syncs_before = wal_syncs(client).await;
     let acked = counter();
@@ -294,8 +324,8 @@ async fn consume<T: Transport>(
                     break Ok(());
                 }
                 let t0 = Instant::now();
-                let messages = match transport.pull(&topic, &sub, &request).await {
-                    Ok(m) => m,
+                let pulled = match transport.pull(&topic, &sub, &request).await {
+                    Ok(p) => p,
                     // A failover (a cluster's serving node changing) or an
                     // overloaded server: go on as a consumer would.
                     Err(e) if e.is_transient() => {
@@ -305,6 +335,10 @@ async fn consume<T: Transport>(
                     Err(e) => break Err(e),
                 };
                 pulls.fetch_add(1, Ordering::Relaxed);
+                let PullResponse {
+                    messages,
+                    batch_ack_id,
+                } = pulled;
                 if messages.is_empty() {
                     empty_pulls.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -312,14 +346,22 @@ async fn consume<T: Transport>(
                 pull_h.saturating_record(t0.elapsed().as_micros() as u64);
                 let mut size = 0;
                 let mut again = 0;
-                let ids = messages
-                    .into_iter()
-                    .map(|m| {
-                        size += payload_bytes(&m);
-                        again += u64::from(m.attempt > 1);
-                        m.ack_id
-                    })
-                    .collect();
+                let mut ids = Vec::with_capacity(messages.len());
+                for m in messages {
+                    size += payload_bytes(&m);
+                    again += u64::from(m.attempt > 1);
+                    if ack == AckForm::Ids {
+                        ids.push(m.ack_id);
+                    }
+                }
+                if ack == AckForm::Batch {
+                    let Some(id) = batch_ack_id else {
+                        break Err(Error::Protocol(
+                            "a pull of a queue subscription without a batch ack id".into(),
+                        ));
+                    };
+                    ids.push(id);
+                }
                 let t1 = Instant::now();
                 let response = match transport.ack(&topic, &sub, ids).await {
                     Ok(r) => r,
@@ -396,6 +438,7 @@ async fn consume<T: Transport>(
     Ok(ConsumeReport {
         workload: "consume",
         transport: args.transport.name(),
+        ack: args.ack.name(),
         encoding: Encoding::from(args.encoding).as_str(),
         topic: topic.to_owned(),
         subscription: sub.to_owned(),

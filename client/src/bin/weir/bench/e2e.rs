@@ -229,7 +229,7 @@ async fn e2e<T: Transport>(
                     r = transport.pull(&topic, &sub, &request) => r,
                 };
                 let messages = match pulled {
-                    Ok(m) => m,
+                    Ok(p) => p.messages,
                     Err(e) => break Err(e),
                 };
                 if messages.is_empty() {

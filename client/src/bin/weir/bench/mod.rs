@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use hdrhistogram::Histogram;
-use weir_client::{AckResponse, Client, Error, ErrorCode, PullRequest, ReceivedMessage, TopicSpec};
+use weir_client::{AckResponse, Client, Error, ErrorCode, PullRequest, PullResponse, TopicSpec};
 
 use super::encoding::EncodingArg;
 use super::output::{errln, stderr_is_terminal, write_stderr, Printer};
@@ -160,13 +160,14 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// Appends a produce body built beforehand; returns once the server
     /// answered (the messages are durable).
     fn produce(&self, topic: &str, body: Body) -> impl Future<Output = Result<(), Error>> + Send;
-    /// Leases messages of a subscription.
+    /// Leases messages of a subscription (with the pull's batch ack id
+    /// where the transport has one).
     fn pull(
         &self,
         topic: &str,
         sub: &str,
         request: &PullRequest,
-    ) -> impl Future<Output = Result<Vec<ReceivedMessage>, Error>> + Send;
+    ) -> impl Future<Output = Result<PullResponse, Error>> + Send;
     /// Settles deliveries.
     fn ack(
         &self,
@@ -191,8 +192,8 @@ impl Transport for Http {
         topic: &str,
         sub: &str,
         request: &PullRequest,
-    ) -> Result<Vec<ReceivedMessage>, Error> {
-        self.0.pull(topic, sub, request).await
+    ) -> Result<PullResponse, Error> {
+        self.0.pull_batch(topic, sub, request).await
     }
 
     async fn ack(

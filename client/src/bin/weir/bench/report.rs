@@ -67,6 +67,9 @@ pub struct FillReport {
 pub struct ConsumeReport {
     pub workload: &'static str,
     pub transport: &'static str,
+    /// What each ack request carries: `ids` (every message's) or `batch`
+    /// (the pull's batch ack id).
+    pub ack: &'static str,
     /// Of the fill and of the pull responses: `json` or `binary`.
     pub encoding: &'static str,
     pub topic: String,
@@ -175,8 +178,8 @@ pub fn print_consume(printer: &Printer, r: &ConsumeReport) {
         );
     }
     outln!(
-        "consume: {} msgs acked in {:.2} s = {:.0} msgs/s, {:.1} MB/s ({} B messages, pull batch {}, concurrency {}, {} {})",
-        r.messages, r.seconds, r.msgs_per_sec, r.mb_per_sec, r.message_bytes, r.batch, r.concurrency, r.transport, r.encoding
+        "consume: {} msgs acked in {:.2} s = {:.0} msgs/s, {:.1} MB/s ({} B messages, pull batch {}, concurrency {}, {} {}, acks by {})",
+        r.messages, r.seconds, r.msgs_per_sec, r.mb_per_sec, r.message_bytes, r.batch, r.concurrency, r.transport, r.encoding, r.ack
     );
     outln!(
         "requests: {} pulls ({} empty), {} acks; {} unknown ack ids, {} redeliveries",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Mutex;
 use weir_client::{
-    AckResponse, Client, Error, PullRequest, ReceivedMessage, Refill, SubscribeOptions, WsAcker,
+    AckResponse, Client, Error, PullRequest, PullResponse, Refill, SubscribeOptions, WsAcker,
     WsSubscription,
 };
 
@@ -92,14 +92,19 @@ impl Transport for Ws {
         topic: &str,
         sub: &str,
         request: &PullRequest,
-    ) -> Result<Vec<ReceivedMessage>, Error> {
+    ) -> Result<PullResponse, Error> {
         let socket = self.socket(topic, sub, request).await?;
         let mut stream = socket.lock().await;
         let max = request.max_messages.unwrap_or(1).max(1) as usize;
         let wait = Duration::from_millis(request.wait_ms.unwrap_or(0));
         let mut out = Vec::new();
+        // Pushed messages have no batch ack id: each is acked by its own.
+        let pulled = |messages| PullResponse {
+            messages,
+            batch_ack_id: None,
+        };
         match tokio::time::timeout(wait, stream.next()).await {
-            Err(_) => return Ok(out),
+            Err(_) => return Ok(pulled(out)),
             Ok(None) => return Err(Error::Local("the subscription socket closed".into())),
             Ok(Some(first)) => out.push(first?.into_inner()),
         }
@@ -116,7 +121,7 @@ impl Transport for Ws {
                 },
             }
         }
-        Ok(out)
+        Ok(pulled(out))
     }
 
     async fn ack(

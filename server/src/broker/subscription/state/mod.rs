@@ -125,6 +125,15 @@ pub enum Clear {
     Range,
 }
 
+/// Whom a pull leases to: the socket that holds the leases (released when
+/// it closes), if any, and the pull's token, from which each delivery's
+/// token is derived (so one batch ack id can name all of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lessee {
+    pub holder: Option<u64>,
+    pub pull: u64,
+}
+
 /// One delivery handed to a consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
@@ -464,6 +473,18 @@ impl State {
     /// Takes the event counters.
     pub fn take_events(&mut self) -> Events {
         std::mem::take(&mut self.events)
+    }
+
+    /// A new pull's token ([`Lessee::pull`]).
+    pub fn new_pull(&mut self) -> u64 {
+        self.next_token()
+    }
+
+    /// The token of the delivery of `(partition, offset)` by pull `pull`:
+    /// unpredictable without the pull's token, different for every
+    /// delivery, never zero.
+    pub(super) fn delivery_token(&self, pull: u64, partition: u32, offset: u64) -> u64 {
+        self.tokens.hash_one((pull, partition, offset)).max(1)
     }
 
     fn next_token(&mut self) -> u64 {

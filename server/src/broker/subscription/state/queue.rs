@@ -4,7 +4,7 @@
 //! held back by key ordering, ready beyond the batch).
 
 use super::parked::KEY_QUEUE_IN_MEMORY;
-use super::{Change, Delivery, Entry, MsgMeta, State, Status, TimerKind};
+use super::{Change, Delivery, Entry, Lessee, MsgMeta, State, Status, TimerKind};
 
 /// A range of the log to read for a scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl State {
         covered_to: u64,
         want: usize,
         now: u64,
-        holder: Option<u64>,
+        to: Lessee,
     ) -> (Vec<Delivery>, Vec<Change>) {
         let mut deliveries = Vec::new();
         let mut changes = Vec::new();
@@ -77,7 +77,7 @@ impl State {
                 continue;
             }
             let deliver = deliveries.len() < want;
-            if let Some(d) = self.classify_one(p, m, now, deliver, holder, &mut changes) {
+            if let Some(d) = self.classify_one(p, m, now, deliver, to, &mut changes) {
                 deliveries.push(d);
             }
         }
@@ -115,7 +115,7 @@ impl State {
         m: &MsgMeta,
         now: u64,
         deliver: bool,
-        holder: Option<u64>,
+        to: Lessee,
         changes: &mut Vec<Change>,
     ) -> Option<Delivery> {
         let key = if self.key_ordering() {
@@ -221,7 +221,7 @@ impl State {
             return None;
         }
         if deliver {
-            self.lease(p, m.offset, now, holder, changes)
+            self.lease(p, m.offset, now, to, changes)
         } else {
             self.ready.insert((p, m.offset));
             self.persist_undelivered(p, m.offset, changes);

@@ -3,7 +3,7 @@
 
 use weir_protocol::Mode;
 
-use super::{Change, Delivery, FailKind, Failure, State, Status, TimerKind};
+use super::{Change, Delivery, FailKind, Failure, Lessee, State, Status, TimerKind};
 
 impl State {
     /// Leases an entry (ready or freshly scanned) to a consumer. Every
@@ -15,7 +15,7 @@ impl State {
         partition: u32,
         offset: u64,
         now: u64,
-        holder: Option<u64>,
+        to: Lessee,
         changes: &mut Vec<Change>,
     ) -> Option<Delivery> {
         let before = self.entry(partition, offset)?.attempts;
@@ -30,13 +30,13 @@ impl State {
             self.fail_entry(partition, offset, failure, now, changes);
             return None;
         }
-        let token = self.next_token();
+        let token = self.delivery_token(to.pull, partition, offset);
         let deadline = now + self.config.ack_timeout_ms;
         let e = self.entry_mut(partition, offset)?;
         e.attempts = e.attempts.saturating_add(1);
         e.due_at = 0;
         e.status = Status::Leased { token, deadline };
-        e.holder = holder;
+        e.holder = to.holder;
         let attempt = e.attempts;
         let durable = e.durable();
         self.ready.remove(&(partition, offset));
@@ -70,17 +70,12 @@ impl State {
     }
 
     /// Leases up to `max` ready messages (redeliveries first, by offset).
-    pub fn take_ready(
-        &mut self,
-        now: u64,
-        max: usize,
-        holder: Option<u64>,
-    ) -> (Vec<Delivery>, Vec<Change>) {
+    pub fn take_ready(&mut self, now: u64, max: usize, to: Lessee) -> (Vec<Delivery>, Vec<Change>) {
         let picked: Vec<(u32, u64)> = self.ready.iter().take(max).copied().collect();
         let mut out = Vec::with_capacity(picked.len());
         let mut changes = Vec::new();
         for (p, o) in picked {
-            if let Some(d) = self.lease(p, o, now, holder, &mut changes) {
+            if let Some(d) = self.lease(p, o, now, to, &mut changes) {
                 out.push(d);
             }
         }
@@ -196,6 +191,26 @@ impl State {
             return self.stream_extend(partition, offset, token, lease_ms, now);
         }
         false
+    }
+
+    /// The deliveries of pull `pull` within `ranges` (`(partition, first,
+    /// last)`, inclusive) that are still leased under it, as `(partition,
+    /// offset, token)`: what a batch ack id names now.
+    pub fn pull_deliveries(&self, pull: u64, ranges: &[(u32, u64, u64)]) -> Vec<(u32, u64, u64)> {
+        let mut out = Vec::new();
+        for &(p, first, last) in ranges {
+            let Some(part) = self.parts.get(p as usize) else {
+                continue;
+            };
+            for (&o, e) in part.entries.range(first..=last) {
+                if let Status::Leased { token, .. } = e.status {
+                    if token == self.delivery_token(pull, p, o) {
+                        out.push((p, o, token));
+                    }
+                }
+            }
+        }
+        out
     }
 
     pub(super) fn is_leased(&self, partition: u32, offset: u64, token: u64) -> bool {

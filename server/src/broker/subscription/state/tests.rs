@@ -221,6 +221,8 @@ struct Harness {
     config: SubscriptionConfig,
     /// Dead letters written (partition, offset).
     dead_letters: Vec<(u32, u64)>,
+    /// The token of the last pull ([`Lessee::pull`]).
+    last_pull: u64,
 }
 
 impl Harness {
@@ -246,6 +248,7 @@ impl Harness {
             store,
             config,
             dead_letters: Vec::new(),
+            last_pull: 0,
         }
     }
 
@@ -292,7 +295,12 @@ impl Harness {
         } else {
             Vec::new()
         };
-        let (mut out, changes) = self.state.take_ready(now, max, None);
+        let to = Lessee {
+            holder: None,
+            pull: self.state.new_pull(),
+        };
+        self.last_pull = to.pull;
+        let (mut out, changes) = self.state.take_ready(now, max, to);
         self.commit(changes);
         let highs = self.log.highs();
         if self.state.mode() == Mode::Queue {
@@ -312,7 +320,7 @@ impl Harness {
                 } else {
                     highs[p]
                 };
-                let (ds, changes) = self.state.classify(plan, &msgs, covered, want, now, None);
+                let (ds, changes) = self.state.classify(plan, &msgs, covered, want, now, to);
                 self.commit(changes);
                 out.extend(ds);
                 if out.len() >= max {
@@ -457,6 +465,51 @@ fn out_of_order_acks_move_the_floor_when_the_gap_closes() {
     assert_eq!(h.store.cursors[&0], 5);
     // Double ack is unknown.
     assert!(!h.ack(&ds[0], 3));
+}
+
+#[test]
+fn a_pull_names_its_own_leases_and_no_others() {
+    let mut h = Harness::queue(10);
+    let a = h.pull(0, 4, "a");
+    let pull_a = h.last_pull;
+    let b = h.pull(0, 4, "b");
+    let pull_b = h.last_pull;
+    let triples = |ds: &[Delivery]| -> Vec<(u32, u64, u64)> {
+        ds.iter()
+            .map(|d| (d.partition, d.offset, d.token))
+            .collect()
+    };
+    assert_eq!(a.len(), 4);
+    assert_eq!(b.len(), 4);
+    // A range over both pulls' offsets names pull a's deliveries only.
+    assert_eq!(h.state.pull_deliveries(pull_a, &[(0, 0, 9)]), triples(&a));
+    assert_eq!(h.state.pull_deliveries(pull_b, &[(0, 0, 9)]), triples(&b));
+    assert!(h.state.pull_deliveries(pull_b, &[(0, 0, 3)]).is_empty());
+    assert!(h.state.pull_deliveries(pull_a, &[(1, 0, 9)]).is_empty());
+    // Tokens differ per delivery, so one ack id never matches another.
+    let mut tokens: Vec<u64> = a.iter().chain(&b).map(|d| d.token).collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 8);
+    // Settled on its own: no longer named by the pull.
+    assert!(h.ack(&a[0], 1));
+    assert_eq!(
+        h.state.pull_deliveries(pull_a, &[(0, 0, 9)]),
+        triples(&a[1..])
+    );
+    // Expired leases are named by no earlier pull; the pull that delivers
+    // them again names them under its own token.
+    h.tick(TIMEOUT + 10);
+    assert!(h.state.pull_deliveries(pull_a, &[(0, 0, 9)]).is_empty());
+    assert!(h.state.pull_deliveries(pull_b, &[(0, 0, 9)]).is_empty());
+    let again = h.pull(TIMEOUT + 10_000_000, 10, "c");
+    assert!(!again.is_empty());
+    let pull_c = h.last_pull;
+    assert_eq!(h.state.pull_deliveries(pull_c, &[(0, 0, 9)]), {
+        let mut t = triples(&again);
+        t.sort_unstable();
+        t
+    });
 }
 
 #[test]
