@@ -57,7 +57,7 @@ def workloads(seconds):
          ["consume", *common, "--partitions", "4", "--count", "1000000", "--encoding", "json"]),
         ("consume + ack 100 B, binary", "consume",
          ["consume", *common, "--partitions", "4", "--count", "1000000", "--encoding", "binary"]),
-        ("consume + ack 100 B, binary, batch ack ids", "consume",
+        ("consume + ack 100 B, batch ack ids, binary", "consume",
          ["consume", *common, "--partitions", "4", "--count", "1000000", "--encoding", "binary",
           "--ack", "batch"]),
         ("publish → receive at 5,000 msg/s", "e2e",
