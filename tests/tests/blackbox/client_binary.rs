@@ -728,7 +728,8 @@ fn cli_bench_in_binary() {
         "",
     );
     assert!(
-        text.ok().contains("concurrency 8, http binary)"),
+        text.ok()
+            .contains("concurrency 8, http binary, acks by ids)"),
         "{text:?}"
     );
 

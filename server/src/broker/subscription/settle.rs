@@ -104,14 +104,22 @@ impl Subscription {
         let lease_default = state.config().ack_timeout_ms;
         let mut response = AckResponse::default();
         for (text, target) in ids.iter().zip(parsed) {
-            // One delivery, or what is left of a pull's under its batch id.
-            let deliveries = match &target {
-                _ if target.subscription() != sub_id => Vec::new(),
-                AckTarget::One(id) => vec![(id.partition, id.offset, id.token)],
-                AckTarget::Batch(batch) => state.pull_deliveries(batch.pull, &batch.ranges),
+            // One delivery, or what is left of a pull's under its batch id
+            // (a single id allocates nothing).
+            let (one, batch);
+            let deliveries: &[(u32, u64, u64)] = match &target {
+                _ if target.subscription() != sub_id => &[],
+                AckTarget::One(id) => {
+                    one = [(id.partition, id.offset, id.token)];
+                    &one
+                }
+                AckTarget::Batch(b) => {
+                    batch = state.leased_by_pull(b.pull, &b.ranges);
+                    &batch
+                }
             };
             let mut matched = 0;
-            for (partition, offset, token) in deliveries {
+            for &(partition, offset, token) in deliveries {
                 let known = match &what {
                     Settle::Ack => state.ack(partition, offset, token, now, &mut changes),
                     Settle::Nack {

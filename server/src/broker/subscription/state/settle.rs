@@ -196,7 +196,7 @@ impl State {
     /// The deliveries of pull `pull` within `ranges` (`(partition, first,
     /// last)`, inclusive) that are still leased under it, as `(partition,
     /// offset, token)`: what a batch ack id names now.
-    pub fn pull_deliveries(&self, pull: u64, ranges: &[(u32, u64, u64)]) -> Vec<(u32, u64, u64)> {
+    pub fn leased_by_pull(&self, pull: u64, ranges: &[(u32, u64, u64)]) -> Vec<(u32, u64, u64)> {
         let mut out = Vec::new();
         for &(p, first, last) in ranges {
             let Some(part) = self.parts.get(p as usize) else {

@@ -482,10 +482,10 @@ fn a_pull_names_its_own_leases_and_no_others() {
     assert_eq!(a.len(), 4);
     assert_eq!(b.len(), 4);
     // A range over both pulls' offsets names pull a's deliveries only.
-    assert_eq!(h.state.pull_deliveries(pull_a, &[(0, 0, 9)]), triples(&a));
-    assert_eq!(h.state.pull_deliveries(pull_b, &[(0, 0, 9)]), triples(&b));
-    assert!(h.state.pull_deliveries(pull_b, &[(0, 0, 3)]).is_empty());
-    assert!(h.state.pull_deliveries(pull_a, &[(1, 0, 9)]).is_empty());
+    assert_eq!(h.state.leased_by_pull(pull_a, &[(0, 0, 9)]), triples(&a));
+    assert_eq!(h.state.leased_by_pull(pull_b, &[(0, 0, 9)]), triples(&b));
+    assert!(h.state.leased_by_pull(pull_b, &[(0, 0, 3)]).is_empty());
+    assert!(h.state.leased_by_pull(pull_a, &[(1, 0, 9)]).is_empty());
     // Tokens differ per delivery, so one ack id never matches another.
     let mut tokens: Vec<u64> = a.iter().chain(&b).map(|d| d.token).collect();
     tokens.sort_unstable();
@@ -494,18 +494,18 @@ fn a_pull_names_its_own_leases_and_no_others() {
     // Settled on its own: no longer named by the pull.
     assert!(h.ack(&a[0], 1));
     assert_eq!(
-        h.state.pull_deliveries(pull_a, &[(0, 0, 9)]),
+        h.state.leased_by_pull(pull_a, &[(0, 0, 9)]),
         triples(&a[1..])
     );
     // Expired leases are named by no earlier pull; the pull that delivers
     // them again names them under its own token.
     h.tick(TIMEOUT + 10);
-    assert!(h.state.pull_deliveries(pull_a, &[(0, 0, 9)]).is_empty());
-    assert!(h.state.pull_deliveries(pull_b, &[(0, 0, 9)]).is_empty());
+    assert!(h.state.leased_by_pull(pull_a, &[(0, 0, 9)]).is_empty());
+    assert!(h.state.leased_by_pull(pull_b, &[(0, 0, 9)]).is_empty());
     let again = h.pull(TIMEOUT + 10_000_000, 10, "c");
     assert!(!again.is_empty());
     let pull_c = h.last_pull;
-    assert_eq!(h.state.pull_deliveries(pull_c, &[(0, 0, 9)]), {
+    assert_eq!(h.state.leased_by_pull(pull_c, &[(0, 0, 9)]), {
         let mut t = triples(&again);
         t.sort_unstable();
         t
