@@ -12,6 +12,12 @@ use crate::cli::weir;
 use crate::harness::TestServer;
 use crate::subs_helpers::{ack, produce_n, put_sub, sub_info, sub_path, value_i};
 
+/// Creates subscription `sub` of `topic` in `mode`, from the earliest message.
+async fn subscribe(s: &TestServer, topic: &str, sub: &str, mode: &str) {
+    let spec = json!({"mode": mode, "start": "earliest"});
+    put_sub(s, topic, sub, spec, 201).await;
+}
+
 /// Pulls expecting 200; returns the whole response.
 async fn pull_reply(s: &TestServer, topic: &str, sub: &str, max: u64) -> Value {
     s.post_json(&sub_path(topic, sub, "pull"), &json!({"max_messages": max}))
@@ -41,14 +47,7 @@ fn batch_id(reply: &Value) -> String {
 async fn a_batch_ack_id_settles_its_pull_and_nothing_else() {
     let s = TestServer::start();
     s.create_topic("jobs", &json!({"partitions": 3})).await;
-    put_sub(
-        &s,
-        "jobs",
-        "w",
-        json!({"mode": "queue", "start": "earliest"}),
-        201,
-    )
-    .await;
+    subscribe(&s, "jobs", "w", "queue").await;
     produce_n(&s, "jobs", 30, false).await;
 
     let a = pull_reply(&s, "jobs", "w", 10).await;
@@ -119,30 +118,9 @@ async fn a_batch_ack_id_settles_its_pull_and_nothing_else() {
 async fn batch_ids_are_checked_and_queue_mode_only() {
     let s = TestServer::start();
     s.create_topic("t", &json!({"partitions": 2})).await;
-    put_sub(
-        &s,
-        "t",
-        "q1",
-        json!({"mode": "queue", "start": "earliest"}),
-        201,
-    )
-    .await;
-    put_sub(
-        &s,
-        "t",
-        "q2",
-        json!({"mode": "queue", "start": "earliest"}),
-        201,
-    )
-    .await;
-    put_sub(
-        &s,
-        "t",
-        "st",
-        json!({"mode": "stream", "start": "earliest"}),
-        201,
-    )
-    .await;
+    subscribe(&s, "t", "q1", "queue").await;
+    subscribe(&s, "t", "q2", "queue").await;
+    subscribe(&s, "t", "st", "stream").await;
     produce_n(&s, "t", 6, false).await;
 
     let q1 = pull_reply(&s, "t", "q1", 6).await;
@@ -188,14 +166,7 @@ async fn batch_ids_are_checked_and_queue_mode_only() {
 async fn binary_pulls_and_the_client_use_batch_ids() {
     let s = TestServer::start();
     s.create_topic("b", &json!({"partitions": 4})).await;
-    put_sub(
-        &s,
-        "b",
-        "w",
-        json!({"mode": "queue", "start": "earliest"}),
-        201,
-    )
-    .await;
+    subscribe(&s, "b", "w", "queue").await;
     produce_n(&s, "b", 40, false).await;
 
     let response = s
