@@ -50,6 +50,10 @@ use std::fmt;
 /// The media type of the binary batch encoding.
 pub const CONTENT_TYPE: &str = "application/vnd.weir.batch";
 
+/// The HTTP header of a binary pull response that carries the pull's batch
+/// ack id (a JSON response has it as the `batch_ack_id` field).
+pub const BATCH_ACK_ID_HEADER: &str = "weir-batch-ack-id";
+
 const MAGIC: [u8; 2] = [0x57, 0x42];
 const VERSION: u8 = 1;
 /// Header bytes before the records (kind 1 and 2).

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::RequestBuilder;
-use weir_protocol::binary::CONTENT_TYPE as BINARY;
+use weir_protocol::binary::{BATCH_ACK_ID_HEADER as BATCH_ACK_ID, CONTENT_TYPE as BINARY};
 use weir_protocol::{PullResponse, ReadResponse};
 
 use super::convert::{decode_pull, decode_read};
@@ -18,9 +18,6 @@ const ACCEPT_BINARY: &str = "application/vnd.weir.batch, application/json;q=0.5"
 
 /// Where the next read starts, on binary read responses.
 const NEXT_OFFSET: &str = "weir-next-offset";
-
-/// The batch ack id of a binary pull response.
-const BATCH_ACK_ID: &str = "weir-batch-ack-id";
 
 /// What a successful response's headers say about its body.
 struct Form {

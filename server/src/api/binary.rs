@@ -5,7 +5,7 @@
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use weir_protocol::binary::{Encoder, CONTENT_TYPE};
+use weir_protocol::binary::{Encoder, BATCH_ACK_ID_HEADER, CONTENT_TYPE};
 use weir_protocol::{ErrorCode, Message};
 
 use super::error::{ApiError, ApiResult};
@@ -111,9 +111,6 @@ pub fn pull_response(pulled: &Pulled) -> Response {
     }
     response
 }
-
-/// The header of a binary pull response that carries its batch ack id.
-pub const BATCH_ACK_ID_HEADER: &str = "weir-batch-ack-id";
 
 #[cfg(test)]
 mod tests {
