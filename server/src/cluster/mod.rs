@@ -9,6 +9,8 @@
 //!   tells its peers first (so leaders accept its log going back);
 //! - `groups.rs`: the partition groups this node holds, started and
 //!   removed as the metadata assigns replicas;
+//! - `handoff.rs`: a stopping node hands its groups' leadership to other
+//!   voters first (controlled shutdown);
 //! - `log_store.rs`: a group's Raft log over the store (one WAL sync for
 //!   every group's appends);
 //! - `metadata.rs`: the metadata group's state machine (membership, the
@@ -45,6 +47,7 @@ mod codec;
 mod command;
 pub mod forward;
 mod groups;
+mod handoff;
 mod incarnation;
 mod log_store;
 mod machine;

@@ -116,6 +116,43 @@ pub struct Cluster {
     /// shutdown: the API holds the cluster too).
     api: std::sync::RwLock<Option<axum::Router>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The node-to-node listener's task (stopped last: a stopping node
+    /// still answers its peers while it hands off its leaderships).
+    listener_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The Raft settings of the metadata group and of partition groups.
+fn raft_configs(config: &ClusterConfig) -> Result<(Config, Config), openraft::ConfigError> {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let raft_config = Config {
+        cluster_name: "weir".into(),
+        heartbeat_interval: millis(config.heartbeat),
+        election_timeout_min: millis(config.election_timeout.0),
+        election_timeout_max: millis(config.election_timeout.1),
+        install_snapshot_timeout: 30_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+        max_in_snapshot_log_to_keep: 1000,
+        // A restarted leader wins an election (a new term) before it leads
+        // again; openraft would otherwise let it resume the term its
+        // previous process led. A term's leadership must belong to one
+        // process: the claims under which a node serves subscriptions are
+        // numbered from the term of partition 0's group (`subscriptions.rs`),
+        // and a process resuming its predecessor's term would make the same
+        // claims again, letting updates its predecessor left in flight land
+        // after its own.
+        enable_leader_restore: Some(false),
+        ..Config::default()
+    }
+    .validate()?;
+    // A partition group's log is its partition's messages: it is never
+    // purged behind a snapshot (retention removes old batches), so a
+    // follower always catches up from entries.
+    let partition_config = Config {
+        snapshot_policy: SnapshotPolicy::Never,
+        ..raft_config.clone()
+    }
+    .validate()?;
+    Ok((raft_config, partition_config))
 }
 
 impl Cluster {
@@ -131,28 +168,7 @@ impl Cluster {
             Peers::new(config.node_id, config.secret.clone(), config.peers.clone())
                 .map_err(|e| start_err(&e))?,
         );
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let raft_config = Config {
-            cluster_name: "weir".into(),
-            heartbeat_interval: millis(config.heartbeat),
-            election_timeout_min: millis(config.election_timeout.0),
-            election_timeout_max: millis(config.election_timeout.1),
-            install_snapshot_timeout: 30_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
-            max_in_snapshot_log_to_keep: 1000,
-            ..Config::default()
-        }
-        .validate()
-        .map_err(|e| start_err(&e))?;
-        // A partition group's log is its partition's messages: it is never
-        // purged behind a snapshot (retention removes old batches), so a
-        // follower always catches up from entries.
-        let partition_config = Config {
-            snapshot_policy: SnapshotPolicy::Never,
-            ..raft_config.clone()
-        }
-        .validate()
-        .map_err(|e| start_err(&e))?;
+        let (raft_config, partition_config) = raft_configs(&config).map_err(|e| start_err(&e))?;
         let (incarnation, fresh) = super::incarnation::load_or_create(&store)
             .await
             .map_err(|e| start_err(&e))?;
@@ -197,6 +213,7 @@ impl Cluster {
                 .map_err(|e| start_err(&e))?,
             api: std::sync::RwLock::new(None),
             tasks: Mutex::new(Vec::new()),
+            listener_task: Mutex::new(None),
         });
         let router = rpc::router(RpcState {
             peers,
@@ -216,8 +233,11 @@ impl Cluster {
                 cluster: Arc::downgrade(&cluster),
                 round_robin: std::sync::atomic::AtomicU32::new(0),
             }));
+        *cluster
+            .listener_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(serve);
         let mut tasks = vec![
-            serve,
             tokio::spawn(cluster.clone().form()),
             tokio::spawn(cluster.clone().register()),
             tokio::spawn(cluster.clone().probe()),
@@ -658,10 +678,20 @@ impl Cluster {
         out
     }
 
-    /// Stops the groups and the listener.
+    /// Hands off the leadership of the groups this node leads, then stops
+    /// the groups and the listener.
     pub async fn shutdown(&self) {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in tasks {
+            task.abort();
+        }
+        self.hand_off_leadership().await;
+        let listener = self
+            .listener_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = listener {
             task.abort();
         }
         for (group, held) in self.groups.list() {
@@ -672,5 +702,30 @@ impl Cluster {
         if let Err(e) = self.metadata.shutdown().await {
             tracing::warn!(error = %e, "metadata group did not stop cleanly");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{raft_configs, ClusterConfig};
+    use openraft::SnapshotPolicy;
+    use std::time::Duration;
+
+    #[test]
+    fn no_group_resumes_a_term_after_a_restart() {
+        let config = ClusterConfig {
+            node_id: 1,
+            peers: [(1, "127.0.0.1:1".to_owned())].into(),
+            secret: "s".into(),
+            api_address: "127.0.0.1:2".into(),
+            heartbeat: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(600), Duration::from_millis(1200)),
+        };
+        let (metadata, partitions) = raft_configs(&config).expect("valid settings");
+        for c in [&metadata, &partitions] {
+            assert_eq!(c.enable_leader_restore, Some(false));
+            assert_eq!(c.election_timeout_min, 600);
+        }
+        assert_eq!(partitions.snapshot_policy, SnapshotPolicy::Never);
     }
 }

@@ -3,9 +3,11 @@
 //! topic's partition 0 (every subscription of a topic on the same node).
 //! That node *claims* a subscription before it serves it: one update per
 //! partition group carrying a claim number that grows with every claim (the
-//! group's term in the high bits); each group then refuses updates of older
-//! claims, and once the claims are applied on this node its store holds
-//! every change committed before, so the state is loaded from it. Every
+//! group's term in the high bits, so a claim is never made twice: a term is
+//! led by one process, since a restarted leader must win a new election);
+//! each group then refuses updates of older claims, and once the claims are
+//! applied on this node its store holds every change committed before, so
+//! the state is loaded from it. Every
 //! change the serving node makes (delivery marks, acks, nacks, seeks, dead
 //! letters) is then committed through the groups of the partitions it is
 //! about before the request that made it is answered.
@@ -127,9 +129,12 @@ impl Cluster {
                 .claims
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let claim = claims
-                .get(&sub)
-                .map_or(base, |last| last.saturating_add(1).max(base));
+            let Some(claim) = next_claim(claims.get(&sub).copied(), base) else {
+                return Err(BrokerError::Replication(format!(
+                    "subscription {sub} was claimed {} times in this term: retry after the next leader change of its partition 0",
+                    1u64 << CLAIM_BITS
+                )));
+            };
             claims.insert(sub, claim);
             claim
         };
@@ -463,8 +468,36 @@ fn answer_all(dones: Vec<oneshot::Sender<Outcome>>, outcome: Result<(Vec<bool>, 
     }
 }
 
+/// The claim after `last` (this process's previous one) under `base` (the
+/// current term, shifted): the base itself in a new term, else one more;
+/// `None` once the term's claims are used up (the next would be one of the
+/// next term's).
+fn next_claim(last: Option<u64>, base: u64) -> Option<u64> {
+    let claim = last.map_or(base, |last| last.saturating_add(1).max(base));
+    (claim - base < 1 << CLAIM_BITS).then_some(claim)
+}
+
 fn superseded() -> BrokerError {
     BrokerError::Replication(
         "another node took over this subscription (its partition 0 has a new leader); retry".into(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{next_claim, CLAIM_BITS};
+
+    #[test]
+    fn claims_grow_within_a_term_and_jump_to_the_next_terms() {
+        let term = |t: u64| t << CLAIM_BITS;
+        assert_eq!(next_claim(None, term(4)), Some(term(4)));
+        assert_eq!(next_claim(Some(term(4)), term(4)), Some(term(4) + 1));
+        assert_eq!(next_claim(Some(term(4) + 7), term(6)), Some(term(6)));
+        // A claim of an earlier term is never made again.
+        assert_eq!(next_claim(Some(term(6) + 2), term(6)), Some(term(6) + 3));
+        // Never one of the next term's.
+        let last = term(5) - 1;
+        assert_eq!(next_claim(Some(last), term(4)), None);
+        assert_eq!(next_claim(Some(last - 1), term(4)), Some(last));
+    }
 }

@@ -185,12 +185,13 @@ impl TestServer {
         // The log goes to stderr or stdout depending on the server version:
         // watch both for the listen line, and keep both pipes drained.
         let (tx, rx) = mpsc::channel();
+        let copy = log_copy(self.dir.path(), child.id());
         let stderr = child.stderr.take().expect("piped stderr");
-        let (log, err_tx) = (self.log.clone(), tx.clone());
-        std::thread::spawn(move || drain_output(stderr, &log, &err_tx));
+        let (log, err_tx, err_copy) = (self.log.clone(), tx.clone(), copy.clone());
+        std::thread::spawn(move || drain_output(stderr, &log, &err_tx, err_copy.as_ref()));
         let stdout = child.stdout.take().expect("piped stdout");
         let log = self.log.clone();
-        std::thread::spawn(move || drain_output(stdout, &log, &tx));
+        std::thread::spawn(move || drain_output(stdout, &log, &tx, copy.as_ref()));
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(addr) => {
                 self.base = format!("http://{addr}");
@@ -541,10 +542,28 @@ fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// Where a server's whole log is copied when `WEIR_TEST_SERVER_LOGS` names
+/// a directory (for debugging a failed run; off by default): one file per
+/// process, named after its data directory and process id.
+fn log_copy(dir: &std::path::Path, pid: u32) -> Option<Arc<Mutex<std::fs::File>>> {
+    let into = PathBuf::from(std::env::var_os("WEIR_TEST_SERVER_LOGS")?);
+    std::fs::create_dir_all(&into).ok()?;
+    let name = dir.file_name()?.to_string_lossy();
+    let name = name.trim_start_matches('.');
+    let file = std::fs::File::create(into.join(format!("{name}-{pid}.log"))).ok()?;
+    Some(Arc::new(Mutex::new(file)))
+}
+
 /// Reads one of the server's output pipes until EOF: reports the listen
-/// address once, keeps the last lines for failure messages, and never lets
-/// the pipe fill (a full pipe would block the server's logging).
-fn drain_output(pipe: impl Read, log: &Mutex<Vec<String>>, tx: &mpsc::Sender<String>) {
+/// address once, keeps the last lines for failure messages (and copies
+/// every line to `copy`, when given), and never lets the pipe fill (a full
+/// pipe would block the server's logging).
+fn drain_output(
+    pipe: impl Read,
+    log: &Mutex<Vec<String>>,
+    tx: &mpsc::Sender<String>,
+    copy: Option<&Arc<Mutex<std::fs::File>>>,
+) {
     let mut reader = BufReader::new(pipe);
     let mut raw = Vec::new();
     let mut reported = false;
@@ -556,6 +575,10 @@ fn drain_output(pipe: impl Read, log: &Mutex<Vec<String>>, tx: &mpsc::Sender<Str
         }
         let line = strip_ansi(&String::from_utf8_lossy(&raw));
         let line = line.trim_end().to_owned();
+        if let Some(file) = copy {
+            use std::io::Write;
+            let _ = writeln!(lock(file), "{line}");
+        }
         if !reported && line.contains("weir listening") {
             if let Some(addr) = line
                 .split_whitespace()

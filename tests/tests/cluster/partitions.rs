@@ -180,3 +180,53 @@ async fn partitions_elect_leaders_on_their_replicas_and_fail_over() {
             .await;
     }
 }
+
+/// `key=<number>` from a log line.
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no `{key}` in `{line}`"))
+        .parse()
+        .unwrap()
+}
+
+// Several workers: stopping a node blocks one thread while it waits for the
+// process, and the proxy mesh must carry the hand-off meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_gracefully_hands_its_partitions_to_other_replicas_first() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.agreed_leader(&[1, 2, 3], WITHIN).await;
+    let reply = cluster
+        .node(1)
+        .put_json("/v1/topics/orders", &json!({"partitions": 3}))
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let before = balanced(&cluster, &[1, 2, 3], "orders", 3).await;
+    let stopping = before[&0].0.unwrap();
+    let led = before
+        .values()
+        .filter(|(l, _)| *l == Some(stopping))
+        .count() as u64;
+
+    // SIGTERM: before its groups stop, the node hands each one it leads to
+    // another voter and waits until that one leads.
+    cluster.nodes.get_mut(&stopping).unwrap().stop();
+    let log = cluster.node(stopping).log_tail();
+    let line = log
+        .lines()
+        .find(|l| l.contains("leadership handed off before stopping"))
+        .unwrap_or_else(|| panic!("no hand-off in the stopped node's log:\n{log}"));
+    let (groups, moved) = (field(line, "groups"), field(line, "moved"));
+    assert!(groups >= led, "{line}: it led {led} partitions");
+    assert_eq!(moved, groups, "{line}");
+    let rest: Vec<u64> = (1..=3).filter(|&id| id != stopping).collect();
+    let after = agreed_partition_leaders(&cluster, &rest, "orders", 3).await;
+    assert!(
+        after.values().all(|(l, _)| *l != Some(stopping)),
+        "{after:?}"
+    );
+
+    // Back: it takes the partitions it is the preferred replica of again.
+    cluster.restart(stopping);
+    assert_eq!(balanced(&cluster, &[1, 2, 3], "orders", 3).await, before);
+}
