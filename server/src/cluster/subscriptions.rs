@@ -7,10 +7,10 @@
 //! led by one process, since a restarted leader must win a new election);
 //! each group then refuses updates of older claims, and once the claims are
 //! applied on this node its store holds every change committed before, so
-//! the state is loaded from it. Every
-//! change the serving node makes (delivery marks, acks, nacks, seeks, dead
-//! letters) is then committed through the groups of the partitions it is
-//! about before the request that made it is answered.
+//! the state is loaded from it. Every change the serving node makes
+//! (delivery marks, acks, nacks, seeks, dead letters) is then committed
+//! through the groups of the partitions it is about before the request that
+//! made it is answered.
 //!
 //! Updates for one group leave this node in the order they were made: one
 //! relay task per group takes whatever queued since its last proposal as a
