@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use openraft::async_runtime::WatchReceiver;
 
 use super::node::Cluster;
-use super::types::{GroupId, NodeId, Raft, TypeConfig, METADATA_GROUP};
+use super::types::{NodeId, TypeConfig};
 
 /// Longest a stopping node waits for its groups to name other leaders.
 const HAND_OFF_FOR: Duration = Duration::from_secs(3);
@@ -21,15 +21,8 @@ impl Cluster {
     /// is up.
     pub(super) async fn hand_off_leadership(&self) {
         let me = self.node_id();
-        let mut rafts: Vec<(GroupId, Raft)> = vec![(METADATA_GROUP, self.metadata().clone())];
-        rafts.extend(
-            self.groups()
-                .list()
-                .into_iter()
-                .map(|(group, held)| (group, held.raft.clone())),
-        );
         let mut handed = Vec::new();
-        for (group, raft) in rafts {
+        for (group, raft) in self.rafts() {
             let m = raft.metrics().borrow_watched().clone();
             if m.current_leader != Some(me) {
                 continue;

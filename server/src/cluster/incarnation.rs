@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, encode};
 use super::node::Cluster;
-use super::types::{NodeId, Raft, METADATA_GROUP};
+use super::types::{NodeId, METADATA_GROUP};
 use crate::storage::{RaftValue, Store, WriteSet};
 
 /// How long a new incarnation waits for peers to hear of it before taking
@@ -107,14 +107,7 @@ impl Cluster {
     /// node leads that it is a member of.
     pub(super) async fn welcome(&self, hello: &Hello) {
         let me = self.node_id();
-        let mut rafts: Vec<Raft> = vec![self.metadata().clone()];
-        rafts.extend(
-            self.groups()
-                .list()
-                .into_iter()
-                .map(|(_, g)| g.raft.clone()),
-        );
-        for raft in rafts {
+        for (_, raft) in self.rafts() {
             let m = raft.metrics().borrow_watched().clone();
             let member = m
                 .membership_config

@@ -296,6 +296,19 @@ impl Cluster {
         self.others().map(|(id, _)| id).collect()
     }
 
+    /// Every Raft group this node runs: the metadata group, then its
+    /// partition groups.
+    pub(super) fn rafts(&self) -> Vec<(GroupId, Raft)> {
+        let mut rafts = vec![(METADATA_GROUP, self.metadata.clone())];
+        rafts.extend(
+            self.groups
+                .list()
+                .into_iter()
+                .map(|(group, held)| (group, held.raft.clone())),
+        );
+        rafts
+    }
+
     pub(super) fn metadata(&self) -> &Raft {
         &self.metadata
     }
