@@ -6,8 +6,10 @@
 //!
 //! While the serving node changes (a leader lost), a request that was not
 //! taken is sent again to the new one; so is a long poll or a read whose
-//! connection broke (it changed nothing that a retry would repeat: leases
-//! it took are dropped with the old node). WebSockets are piped instead
+//! connection broke, or whose node stopped serving while it waited (it
+//! changed nothing that a retry would repeat: leases it took are dropped
+//! with the old node). No forward waits for its answer to start longer
+//! than the longest long poll allows. WebSockets are piped instead
 //! (`pipe.rs`).
 
 use std::time::{Duration, Instant};
@@ -36,8 +38,13 @@ pub const CLIENT_CERTIFICATE: &str = "weir-client-certificate";
 const FIND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a long poll or read keeps being retried on a new node.
 const POLL_RETRY_TIMEOUT: Duration = Duration::from_secs(70);
-/// Pause between attempts.
+/// Pause between attempts (and between looks at who serves a topic's
+/// subscriptions while a forwarded poll waits).
 const RETRY_EVERY: Duration = Duration::from_millis(100);
+/// How long a forwarded request waits for its answer to start: the longest
+/// long poll (`wait_ms` ≤ 60 s) with room to spare. Beyond it the node is
+/// taken for stuck (frozen, or its connection silently gone).
+const ANSWER_TIMEOUT: Duration = Duration::from_millis(weir_protocol::limits::MAX_WAIT_MS + 15_000);
 
 /// Headers that belong to one connection, never forwarded.
 const HOP_BY_HOP: [&str; 9] = [
@@ -115,7 +122,7 @@ impl Cluster {
                 Route::To(node) => node,
             };
             match self
-                .send_forward(node, parts, body.clone(), certificate)
+                .answer_from(node, topic, parts, body.clone(), certificate, retry_lost)
                 .await
             {
                 Ok(response) if response.headers().contains_key(NOT_SERVED_HEADER) => {}
@@ -136,6 +143,58 @@ impl Cluster {
                 ));
             }
             tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
+    /// One forward to `node`, given up when no answer starts within
+    /// [`ANSWER_TIMEOUT`] or — for a request safe to send again (`movable`:
+    /// a read or long poll) — as soon as another node serves the topic's
+    /// subscriptions: a long poll waiting on a frozen or cut-off node moves
+    /// with the failover instead of waiting for a node that may never
+    /// answer.
+    async fn answer_from(
+        &self,
+        node: NodeId,
+        topic: &str,
+        parts: &Parts,
+        body: Bytes,
+        certificate: Option<&str>,
+        movable: bool,
+    ) -> Result<Response, CallError> {
+        let moved = async {
+            if movable {
+                self.stops_serving(topic, node).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let sent = tokio::time::timeout(
+            ANSWER_TIMEOUT,
+            self.send_forward(node, parts, body, certificate),
+        );
+        tokio::select! {
+            answer = sent => answer.unwrap_or_else(|_| {
+                Err(CallError::Lost(format!(
+                    "node {node} did not answer within {} s",
+                    ANSWER_TIMEOUT.as_secs()
+                )))
+            }),
+            () = moved => Err(CallError::Lost(format!(
+                "node {node} stopped serving the subscriptions of topic `{topic}` while the request waited"
+            ))),
+        }
+    }
+
+    /// Resolves once another node than `node` serves the subscriptions of
+    /// `topic` (a moment with no leader does not count).
+    async fn stops_serving(&self, topic: &str, node: NodeId) {
+        loop {
+            tokio::time::sleep(RETRY_EVERY).await;
+            match self.subscriptions_served(topic) {
+                Served::At(n) if n == node => {}
+                Served::Nobody => {}
+                _ => return,
+            }
         }
     }
 

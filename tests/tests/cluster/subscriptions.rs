@@ -546,3 +546,72 @@ async fn pausing_through_one_node_pauses_it_everywhere_and_across_a_failover() {
     let values: BTreeSet<u64> = got.iter().map(|(n, _)| *n).collect();
     assert_eq!(values, BTreeSet::from([1, 2]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_waiting_on_a_frozen_serving_node_moves_with_the_failover() {
+    let (cluster, served_by) =
+        jobs_cluster(json!({"partitions": 2}), 1, json!({"start": "earliest"})).await;
+    let victim: u64 = served_by.unwrap().parse().unwrap();
+    let via = (1..=3).find(|&id| id != victim).unwrap();
+
+    // A long poll through another node, forwarded to the serving one.
+    let url = cluster
+        .node(via)
+        .url("/v1/topics/jobs/subscriptions/work/pull");
+    let poll = tokio::spawn(async move {
+        let started = Instant::now();
+        let answer = reqwest::Client::new()
+            .post(url)
+            .json(&json!({"max_messages": 10, "wait_ms": 50_000}))
+            .send()
+            .await
+            .expect("the poll is answered");
+        let status = answer.status().as_u16();
+        let body: Value = answer.json().await.expect("a JSON answer");
+        (status, body, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !poll.is_finished(),
+        "the poll waits: nothing to deliver yet"
+    );
+
+    // The serving node freezes; once another node serves the topic's
+    // subscriptions, a new message reaches the waiting poll through it.
+    let pid = cluster.node(victim).pid().to_string();
+    let frozen = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("run kill");
+    assert!(frozen.success());
+    let (status, body, _) = until_taken(
+        &cluster,
+        via,
+        "POST",
+        "/v1/topics/jobs/messages",
+        &json!({"messages": [{"value": {"n": 7}, "partition": 0}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let answered = tokio::time::timeout(WITHIN, poll).await;
+    let thawed = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("run kill");
+    assert!(thawed.success());
+    let (status, body, waited) = answered
+        .expect("the poll stayed with the frozen node")
+        .expect("the poll task");
+    assert_eq!(status, 200, "{body}");
+    let values: Vec<u64> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(values, vec![7], "{body}");
+    assert!(
+        waited < Duration::from_secs(45),
+        "answered after {waited:?}, not at the end of its wait"
+    );
+}
