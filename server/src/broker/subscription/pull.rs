@@ -394,10 +394,13 @@ fn attach(
     if deliveries.is_empty() {
         return;
     }
-    let mut by_offset: HashMap<u64, StoredMessage> =
-        messages.into_iter().map(|m| (m.offset, m)).collect();
+    // Both in offset order (a scan leases what it meets, in order): one
+    // merge pass pairs them.
+    debug_assert!(deliveries.windows(2).all(|w| w[0].offset < w[1].offset));
+    let mut messages = messages.into_iter().peekable();
     for d in deliveries {
-        if let Some(m) = by_offset.remove(&d.offset) {
+        while messages.next_if(|m| m.offset < d.offset).is_some() {}
+        if let Some(m) = messages.next_if(|m| m.offset == d.offset) {
             out.push((d, m));
         }
     }

@@ -249,8 +249,11 @@ impl Entry {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
-    /// A queue lease (entry) ends.
+    /// A queue lease (entry) ends: one extended with `extend`.
     Lease,
+    /// The leases one pull took in one partition with one deadline end:
+    /// `offset..=last`, `token` the pull's (see `timers.rs`).
+    LeaseRun,
     /// A waiting entry becomes due.
     Due,
     /// A stream partition's in-flight run ends.
@@ -268,6 +271,8 @@ struct Timer {
     partition: u32,
     offset: u64,
     token: u64,
+    /// `LeaseRun`: the last offset of the run (else unused).
+    last: u64,
 }
 
 /// Key ordering bookkeeping of one key.
@@ -324,6 +329,9 @@ pub struct State {
     config: SubscriptionConfig,
     parts: Vec<Part>,
     timers: BinaryHeap<Reverse<Timer>>,
+    /// The `LeaseRun` timer the current pull is still extending; joins
+    /// `timers` when a lease starts another run or the heap is read.
+    open_run: Option<Timer>,
     ready: BTreeSet<(u32, u64)>,
     keys: HashMap<u64, KeyState>,
     /// Entries tracked in memory (all statuses); bounds scans (`MAX_TRACKED`)
@@ -363,6 +371,7 @@ impl State {
             config,
             parts: Vec::new(),
             timers: BinaryHeap::new(),
+            open_run: None,
             ready: BTreeSet::new(),
             keys: HashMap::new(),
             leased: 0,
@@ -481,10 +490,14 @@ impl State {
     }
 
     /// The token of the delivery of `(partition, offset)` by pull `pull`:
-    /// unpredictable without the pull's token, different for every
-    /// delivery, never zero.
+    /// unpredictable without the pull's token (itself a keyed hash), never
+    /// zero, and different for every delivery of one message (a bijective
+    /// mix of the pull's token and the position). Computed for every
+    /// delivery and checked for every ack, so it is a few multiplications,
+    /// not a second keyed hash.
     pub(super) fn delivery_token(&self, pull: u64, partition: u32, offset: u64) -> u64 {
-        self.tokens.hash_one((pull, partition, offset)).max(1)
+        let position = mix64(offset.rotate_left(32) ^ u64::from(partition));
+        mix64(pull ^ position).max(1)
     }
 
     fn next_token(&mut self) -> u64 {
@@ -509,4 +522,12 @@ impl State {
     fn key_ordering(&self) -> bool {
         self.config.mode == Mode::Queue && self.config.ordering == Ordering::Key
     }
+}
+
+/// The finalizer of SplitMix64: a bijection on `u64` that spreads every
+/// input bit over the output.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -3,6 +3,8 @@
 //! what it can and remembers only what cannot be delivered yet (delayed,
 //! held back by key ordering, ready beyond the batch).
 
+use std::collections::btree_map;
+
 use super::parked::KEY_QUEUE_IN_MEMORY;
 use super::{Change, Delivery, Entry, Lessee, MsgMeta, State, Status, TimerKind};
 
@@ -123,8 +125,11 @@ impl State {
         } else {
             None
         };
-        if let Some(e) = self.parts[p as usize].entries.get(&m.offset) {
-            if e.status != Status::Unscanned {
+        let part = &mut self.parts[p as usize];
+        // Delivered before a restart without an outcome: counted.
+        let interrupted = m.offset < part.interrupted;
+        let entry = match part.entries.entry(m.offset) {
+            btree_map::Entry::Occupied(live) if live.get().status != Status::Unscanned => {
                 // Already live: loaded and on its way to the dead-letter
                 // topic, or back from parking before the scan met it
                 // again after a restart (restored with its key, and maybe
@@ -132,26 +137,21 @@ impl State {
                 // twice, or queue it behind the key it holds.
                 return None;
             }
-        }
-        let loaded = self.parts[p as usize].entries.remove(&m.offset);
-        let mut entry = match loaded {
-            Some(e) => {
+            btree_map::Entry::Occupied(loaded) => {
                 // Met by the scan: from now on it counts toward the bound.
                 self.unscanned = self.unscanned.saturating_sub(1);
-                e
+                loaded.into_mut()
             }
-            None => {
+            btree_map::Entry::Vacant(slot) => {
                 self.leased += 1;
-                // Delivered before a restart without an outcome: counted.
-                let interrupted = m.offset < self.parts[p as usize].interrupted;
-                Entry {
+                slot.insert(Entry {
                     status: Status::Unscanned,
                     attempts: u32::from(interrupted),
                     due_at: 0,
                     key: None,
                     reason: String::new(),
                     holder: None,
-                }
+                })
             }
         };
         entry.key = key;
@@ -159,7 +159,7 @@ impl State {
             entry.due_at = m.deliver_at;
         }
         entry.status = Status::Ready;
-        self.parts[p as usize].entries.insert(m.offset, entry);
+        let due = entry.due_at;
         // The key's parked followers come after this message, unless its
         // partition's first one is later (their refill waits for the scan
         // to pass it, see `unpark_key`).
@@ -203,10 +203,6 @@ impl State {
                 return None;
             }
         }
-        let due = self.parts[p as usize]
-            .entries
-            .get(&m.offset)
-            .map_or(0, |e| e.due_at);
         if self.should_park_wait(due, now) {
             // A long delay waits on disk; the floor moves past it.
             self.park(p, m.offset, None, changes);

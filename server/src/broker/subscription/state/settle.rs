@@ -59,7 +59,7 @@ impl State {
         } else {
             self.persist(partition, offset, durable, changes);
         }
-        self.push_timer(deadline, TimerKind::Lease, partition, offset, token);
+        self.lease_timer(deadline, partition, offset, to.pull);
         self.events.deliveries += 1;
         Some(Delivery {
             partition,
@@ -211,6 +211,31 @@ impl State {
             }
         }
         out
+    }
+
+    /// The offsets in `first..=last` of partition `p` leased by pull `pull`
+    /// until exactly `deadline`: what a `LeaseRun` timer covers now.
+    pub(super) fn leased_in_run(
+        &self,
+        p: u32,
+        (first, last): (u64, u64),
+        pull: u64,
+        deadline: u64,
+    ) -> Vec<u64> {
+        let Some(part) = self.parts.get(p as usize) else {
+            return Vec::new();
+        };
+        part.entries
+            .range(first..=last)
+            .filter(|(&o, e)| {
+                e.status
+                    == Status::Leased {
+                        token: self.delivery_token(pull, p, o),
+                        deadline,
+                    }
+            })
+            .map(|(&o, _)| o)
+            .collect()
     }
 
     pub(super) fn is_leased(&self, partition: u32, offset: u64, token: u64) -> bool {

@@ -907,6 +907,60 @@ fn acked_leases_do_not_leave_timers_behind() {
 }
 
 #[test]
+fn a_pulls_leases_share_one_timer_that_fails_only_what_is_still_leased() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 2);
+    for _ in 0..100 {
+        h.log.push(0, None, 0);
+        h.log.push(1, None, 0);
+    }
+    let ds = h.pull(0, 200, "c");
+    assert_eq!(ds.len(), 200);
+    // One run per partition, not one timer per message.
+    assert_eq!(h.state.timer_count(), 2);
+    assert_eq!(h.state.next_deadline(), Some(TIMEOUT));
+    // Acked and extended leases are left alone when the run fires.
+    assert!(h.ack(&ds[0], 10));
+    let extended = ds[1];
+    assert!(h.state.extend(
+        extended.partition,
+        extended.offset,
+        extended.token,
+        5000,
+        10
+    ));
+    // A second pull's leases in the same partition range keep their own
+    // deadline.
+    h.log.push(0, None, 0);
+    let later = h.pull(500, 10, "c");
+    assert_eq!(offsets(&later), vec![(0, 100)]);
+    h.tick(TIMEOUT);
+    let expired = 200 - 2;
+    assert_eq!(h.stats(TIMEOUT).delayed, expired, "retrying after backoff");
+    assert!(h
+        .state
+        .is_leased(extended.partition, extended.offset, extended.token));
+    assert!(h.state.is_leased(0, 100, later[0].token));
+    assert!(!h
+        .state
+        .is_leased(ds[2].partition, ds[2].offset, ds[2].token));
+}
+
+#[test]
+fn delivery_tokens_differ_per_delivery_and_are_never_zero() {
+    let h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    let mut seen = HashSet::new();
+    for pull in [1u64, 2, u64::MAX, 0x8000_0000_0000_0000] {
+        for p in 0..4u32 {
+            for o in 0..256u64 {
+                let t = h.state.delivery_token(pull, p, o);
+                assert_ne!(t, 0);
+                assert!(seen.insert(t), "token repeated: pull {pull} {p}@{o}");
+            }
+        }
+    }
+}
+
+#[test]
 fn memory_follows_messages_in_flight_not_the_backlog() {
     let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
     h.state.set_max_tracked(50);

@@ -1,5 +1,11 @@
 //! The deadline heap: lease ends, due retries and delays, and stream
 //! timers, removed lazily and fired by `tick`.
+//!
+//! The leases one pull takes in one partition share a deadline, so they
+//! share a timer too (`LeaseRun`: the pull's token and an offset range,
+//! checked entry by entry when it fires) instead of one heap entry per
+//! message. The run being built stays out of the heap (`open_run`) while
+//! the pull extends it, and joins it before anything reads the heap.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -9,7 +15,39 @@ use super::{Change, FailKind, Failure, State, Status, Timer, TimerKind};
 impl State {
     /// When the next timer fires, if any.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse(t)| t.at)
+        let heap = self.timers.peek().map(|Reverse(t)| t.at);
+        let open = self.open_run.map(|t| t.at);
+        heap.into_iter().chain(open).min()
+    }
+
+    /// Times out a lease pull `pull` took on `(partition, offset)` at
+    /// `deadline`: extends the open run when it is that pull's in that
+    /// partition with that deadline, else starts a new one.
+    pub(super) fn lease_timer(&mut self, deadline: u64, partition: u32, offset: u64, pull: u64) {
+        if let Some(run) = self.open_run.as_mut() {
+            if run.at == deadline && run.partition == partition && run.token == pull {
+                run.offset = run.offset.min(offset);
+                run.last = run.last.max(offset);
+                return;
+            }
+        }
+        self.close_run();
+        self.open_run = Some(Timer {
+            at: deadline,
+            kind: TimerKind::LeaseRun,
+            partition,
+            offset,
+            token: pull,
+            last: offset,
+        });
+    }
+
+    /// Moves the open lease run into the heap.
+    fn close_run(&mut self) {
+        if let Some(run) = self.open_run.take() {
+            self.timers.push(Reverse(run));
+            self.compact_timers();
+        }
     }
 
     pub(super) fn push_timer(
@@ -26,6 +64,7 @@ impl State {
             partition,
             offset,
             token,
+            last: 0,
         }));
         self.compact_timers();
     }
@@ -56,6 +95,9 @@ impl State {
                         deadline: t.at,
                     }
             }),
+            TimerKind::LeaseRun => !self
+                .leased_in_run(t.partition, (t.offset, t.last), t.token, t.at)
+                .is_empty(),
             TimerKind::Due => self
                 .entry(t.partition, t.offset)
                 .is_some_and(|e| e.due_at == t.at),
@@ -71,12 +113,13 @@ impl State {
 
     /// Timers held (live or stale), for tests and metrics.
     pub fn timer_count(&self) -> usize {
-        self.timers.len()
+        self.timers.len() + usize::from(self.open_run.is_some())
     }
 
     /// Fires every timer due at `now`: expired leases fail, waiting
     /// messages become ready, idle stream owners lose their partitions.
     pub fn tick(&mut self, now: u64) -> Vec<Change> {
+        self.close_run();
         let mut changes = Vec::new();
         while let Some(Reverse(t)) = self.timers.peek().copied() {
             if t.at > now {
@@ -96,6 +139,19 @@ impl State {
                         self.fail_entry(
                             t.partition,
                             t.offset,
+                            Failure::of(FailKind::LeaseExpired),
+                            now,
+                            &mut changes,
+                        );
+                    }
+                }
+                TimerKind::LeaseRun => {
+                    let expired =
+                        self.leased_in_run(t.partition, (t.offset, t.last), t.token, t.at);
+                    for offset in expired {
+                        self.fail_entry(
+                            t.partition,
+                            offset,
                             Failure::of(FailKind::LeaseExpired),
                             now,
                             &mut changes,
