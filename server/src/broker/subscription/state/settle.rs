@@ -221,13 +221,12 @@ impl State {
         (first, last): (u64, u64),
         pull: u64,
         deadline: u64,
-    ) -> Vec<u64> {
-        let Some(part) = self.parts.get(p as usize) else {
-            return Vec::new();
-        };
-        part.entries
-            .range(first..=last)
-            .filter(|(&o, e)| {
+    ) -> impl Iterator<Item = u64> + '_ {
+        self.parts
+            .get(p as usize)
+            .into_iter()
+            .flat_map(move |part| part.entries.range(first..=last))
+            .filter(move |(&o, e)| {
                 e.status
                     == Status::Leased {
                         token: self.delivery_token(pull, p, o),
@@ -235,7 +234,6 @@ impl State {
                     }
             })
             .map(|(&o, _)| o)
-            .collect()
     }
 
     pub(super) fn is_leased(&self, partition: u32, offset: u64, token: u64) -> bool {

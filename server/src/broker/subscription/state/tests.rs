@@ -946,6 +946,20 @@ fn a_pulls_leases_share_one_timer_that_fails_only_what_is_still_leased() {
 }
 
 #[test]
+fn a_lease_run_spans_a_bounded_range() {
+    let mut h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
+    for _ in 0..10_000 {
+        h.log.push(0, None, 0);
+    }
+    let ds = h.pull(0, 10_000, "c");
+    assert_eq!(ds.len(), 10_000);
+    // 4,096 offsets at most per run: three timers, not one, nor 10,000.
+    assert_eq!(h.state.timer_count(), 3);
+    h.tick(TIMEOUT);
+    assert_eq!(h.stats(TIMEOUT).delayed, 10_000, "every lease ended");
+}
+
+#[test]
 fn delivery_tokens_differ_per_delivery_and_are_never_zero() {
     let h = Harness::new(config(Mode::Queue, None, Ordering::None), 1);
     let mut seen = HashSet::new();

@@ -12,6 +12,9 @@ use std::collections::BinaryHeap;
 
 use super::{Change, FailKind, Failure, State, Status, Timer, TimerKind};
 
+/// Most offsets one `LeaseRun` timer spans (first to last).
+const MAX_RUN_SPAN: u64 = 4096;
+
 impl State {
     /// When the next timer fires, if any.
     pub fn next_deadline(&self) -> Option<u64> {
@@ -22,12 +25,18 @@ impl State {
 
     /// Times out a lease pull `pull` took on `(partition, offset)` at
     /// `deadline`: extends the open run when it is that pull's in that
-    /// partition with that deadline, else starts a new one.
+    /// partition with that deadline and the offset follows it closely
+    /// (a run spans at most [`MAX_RUN_SPAN`] offsets, so firing or checking
+    /// one looks at a bounded number of entries), else starts a new one.
     pub(super) fn lease_timer(&mut self, deadline: u64, partition: u32, offset: u64, pull: u64) {
         if let Some(run) = self.open_run.as_mut() {
-            if run.at == deadline && run.partition == partition && run.token == pull {
-                run.offset = run.offset.min(offset);
-                run.last = run.last.max(offset);
+            if run.at == deadline
+                && run.partition == partition
+                && run.token == pull
+                && offset > run.last
+                && offset - run.offset < MAX_RUN_SPAN
+            {
+                run.last = offset;
                 return;
             }
         }
@@ -95,9 +104,7 @@ impl State {
                         deadline: t.at,
                     }
             }),
-            TimerKind::LeaseRun => !self
-                .leased_in_run(t.partition, (t.offset, t.last), t.token, t.at)
-                .is_empty(),
+            TimerKind::LeaseRun => self.run_is_live(t),
             TimerKind::Due => self
                 .entry(t.partition, t.offset)
                 .is_some_and(|e| e.due_at == t.at),
@@ -109,6 +116,12 @@ impl State {
             // their flag when they fire: keep them.
             TimerKind::StreamLease | TimerKind::Owner => true,
         }
+    }
+
+    fn run_is_live(&self, t: &Timer) -> bool {
+        self.leased_in_run(t.partition, (t.offset, t.last), t.token, t.at)
+            .next()
+            .is_some()
     }
 
     /// Timers held (live or stale), for tests and metrics.
@@ -146,8 +159,9 @@ impl State {
                     }
                 }
                 TimerKind::LeaseRun => {
-                    let expired =
-                        self.leased_in_run(t.partition, (t.offset, t.last), t.token, t.at);
+                    let expired: Vec<u64> = self
+                        .leased_in_run(t.partition, (t.offset, t.last), t.token, t.at)
+                        .collect();
                     for offset in expired {
                         self.fail_entry(
                             t.partition,
