@@ -161,13 +161,6 @@ impl Cluster {
         certificate: Option<&str>,
         movable: bool,
     ) -> Result<Response, CallError> {
-        let moved = async {
-            if movable {
-                self.stops_serving(topic, node).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
         let sent = tokio::time::timeout(
             ANSWER_TIMEOUT,
             self.send_forward(node, parts, body, certificate),
@@ -179,7 +172,7 @@ impl Cluster {
                     ANSWER_TIMEOUT.as_secs()
                 )))
             }),
-            () = moved => Err(CallError::Lost(format!(
+            () = self.stops_serving(topic, node), if movable => Err(CallError::Lost(format!(
                 "node {node} stopped serving the subscriptions of topic `{topic}` while the request waited"
             ))),
         }

@@ -197,20 +197,13 @@ impl State {
     /// last)`, inclusive) that are still leased under it, as `(partition,
     /// offset, token)`: what a batch ack id names now.
     pub fn leased_by_pull(&self, pull: u64, ranges: &[(u32, u64, u64)]) -> Vec<(u32, u64, u64)> {
-        let mut out = Vec::new();
-        for &(p, first, last) in ranges {
-            let Some(part) = self.parts.get(p as usize) else {
-                continue;
-            };
-            for (&o, e) in part.entries.range(first..=last) {
-                if let Status::Leased { token, .. } = e.status {
-                    if token == self.delivery_token(pull, p, o) {
-                        out.push((p, o, token));
-                    }
-                }
-            }
-        }
-        out
+        ranges
+            .iter()
+            .flat_map(|&(p, first, last)| {
+                self.pull_leases(p, (first, last), pull)
+                    .map(move |(o, token, _)| (p, o, token))
+            })
+            .collect()
     }
 
     /// The offsets in `first..=last` of partition `p` leased by pull `pull`
@@ -218,22 +211,33 @@ impl State {
     pub(super) fn leased_in_run(
         &self,
         p: u32,
-        (first, last): (u64, u64),
+        range: (u64, u64),
         pull: u64,
         deadline: u64,
     ) -> impl Iterator<Item = u64> + '_ {
+        self.pull_leases(p, range, pull)
+            .filter(move |&(_, _, until)| until == deadline)
+            .map(|(o, _, _)| o)
+    }
+
+    /// `(offset, token, deadline)` of the leases pull `pull` still holds in
+    /// `first..=last` of partition `p`.
+    fn pull_leases(
+        &self,
+        p: u32,
+        (first, last): (u64, u64),
+        pull: u64,
+    ) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
         self.parts
             .get(p as usize)
             .into_iter()
             .flat_map(move |part| part.entries.range(first..=last))
-            .filter(move |(&o, e)| {
-                e.status
-                    == Status::Leased {
-                        token: self.delivery_token(pull, p, o),
-                        deadline,
-                    }
+            .filter_map(move |(&o, e)| match e.status {
+                Status::Leased { token, deadline } if token == self.delivery_token(pull, p, o) => {
+                    Some((o, token, deadline))
+                }
+                _ => None,
             })
-            .map(|(&o, _)| o)
     }
 
     pub(super) fn is_leased(&self, partition: u32, offset: u64, token: u64) -> bool {
