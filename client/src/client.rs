@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use weir_protocol::{
-    ErrorCode, Problem, ProduceMessage, ProduceRequest, ProduceResponse, ProduceResult,
-    ReadResponse, TopicInfo, TopicList, TopicSpec,
+    ErrorCode, Problem, ProduceMessage, ProduceRequest, ProduceResult, ReadResponse, TopicInfo,
+    TopicList, TopicSpec,
 };
 
 use crate::encoding::{encode_produce, read_response};
@@ -316,15 +316,16 @@ impl Client {
         encoding: Encoding,
     ) -> Result<Vec<ProduceResult>, Error> {
         let path = format!("{}/messages", topic_path(topic));
-        let call = Self::send(
-            self.request(Method::POST, &path)
-                .header(CONTENT_TYPE, encoding.content_type())
-                .body(body),
-        );
-        let response: ProduceResponse = self
-            .observe(produce_target(topic), sent, produced, call)
-            .await?;
-        Ok(response.results)
+        let mut request = self
+            .request(Method::POST, &path)
+            .header(CONTENT_TYPE, encoding.content_type());
+        // A binary producer takes its results in the binary form too.
+        if encoding == Encoding::Binary {
+            request = request.header(ACCEPT, crate::encoding::ACCEPT_BINARY);
+        }
+        let call = crate::encoding::produce_response(request.body(body));
+        self.observe(produce_target(topic), sent, Vec::len, call)
+            .await
     }
 
     /// Reads a partition from `offset`. A client set to
@@ -395,10 +396,6 @@ impl Client {
 }
 
 /// Messages a produce stored, for the metrics hook.
-fn produced(response: &ProduceResponse) -> usize {
-    response.results.len()
-}
-
 fn produce_target(topic: &str) -> Target<'_> {
     Target {
         operation: Operation::Produce,

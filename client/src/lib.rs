@@ -38,8 +38,9 @@
 //!   instead of them, and a client certificate for mutual TLS.
 //! - Encoding ([`Encoding`], `encoding/`): JSON by default, or the binary
 //!   batch encoding (`application/vnd.weir.batch`: raw value bytes, no
-//!   base64) for produce requests, the [`Producer`], [`WsPublisher`]
-//!   frames, reads and pulls — `ClientBuilder::encoding(Encoding::Binary)`
+//!   base64) for produce requests and their results, the [`Producer`],
+//!   [`WsPublisher`] frames, reads and pulls —
+//!   `ClientBuilder::encoding(Encoding::Binary)`
 //!   or [`Client::with_encoding`]. Either way the calls return the same
 //!   types. A [`BinaryBatch`] is encoded once and sent as often as needed;
 //!   [`binary`] is the codec itself.

@@ -82,6 +82,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = weir_protocol::binary::decode_produce(data);
     let _ = weir_protocol::binary::decode_messages(data);
     let _ = weir_protocol::binary::decode_publish(data);
+    let _ = weir_protocol::binary::decode_results(data);
 
     let Ok(input) = Input::arbitrary(&mut Unstructured::new(data)) else {
         return;

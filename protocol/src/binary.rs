@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | 2 | magic `0x57 0x42` (`"WB"`) |
 //! | 1 | version, `1` |
-//! | 1 | kind: `1` produce request, `2` messages (read and pull responses), `3` WebSocket publish frame |
+//! | 1 | kind: `1` produce request, `2` messages (read and pull responses), `3` WebSocket publish frame, `4` produce results (the answer to a produce request that asked for this encoding) |
 //! | 4 | count: records that follow (u32) |
 //! | … | kind 3 only: `request_id_len` u16, `request_id` |
 //!
@@ -41,11 +41,22 @@
 //! | 2 | header count (u16), then headers as above |
 //! | rest | the value |
 //!
+//! A **result record** (kind 4), one per produced message in request order:
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 4 | length of the rest of the record (u32), `13` |
+//! | 1 | flags: `0x01` duplicate (the `id` was seen within the dedupe window: nothing was appended and `offset` is the first one); other bits 0 |
+//! | 4 | partition (u32) |
+//! | 8 | offset (u64) |
+//!
 //! A decoder must refuse an unknown magic, version or kind, a flag bit it
 //! does not know, a record whose fields overrun its length, and bytes left
 //! over after the last record.
 
 use std::fmt;
+
+use crate::ProduceResult;
 
 /// The media type of the binary batch encoding.
 pub const CONTENT_TYPE: &str = "application/vnd.weir.batch";
@@ -65,6 +76,7 @@ pub enum Kind {
     Produce = 1,
     Messages = 2,
     Publish = 3,
+    Results = 4,
 }
 
 const P_KEY: u8 = 0x01;
@@ -79,6 +91,10 @@ const M_KEY: u8 = 0x01;
 const M_JSON: u8 = 0x02;
 const M_DELIVERY: u8 = 0x04;
 const M_KNOWN: u8 = M_KEY | M_JSON | M_DELIVERY;
+
+const R_DUPLICATE: u8 = 0x01;
+/// Bytes of a result record after its length.
+const RESULT_LEN: usize = 1 + 4 + 8;
 
 /// One message to produce.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -213,6 +229,7 @@ fn read_header(bytes: &[u8]) -> Result<Header<'_>, DecodeError> {
         1 => Kind::Produce,
         2 => Kind::Messages,
         3 => Kind::Publish,
+        4 => Kind::Results,
         k => return Err(header_error(format!("unknown kind {k}"))),
     };
     let count = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
@@ -412,6 +429,41 @@ pub fn decode_messages(bytes: &[u8]) -> Result<Vec<MessageRecord>, DecodeError> 
     Ok(out)
 }
 
+/// Decodes a produce results body (kind 4).
+pub fn decode_results(bytes: &[u8]) -> Result<Vec<ProduceResult>, DecodeError> {
+    let header = read_header(bytes)?;
+    expect_kind(header.kind, Kind::Results)?;
+    let (count, rest) = (header.count, header.records);
+    let mut out = Vec::with_capacity((count as usize).min(rest.len() / (4 + RESULT_LEN)));
+    for item in records(rest, count) {
+        let (i, record) = item?;
+        out.push(result_record(record).map_err(|detail| DecodeError {
+            record: Some(i),
+            detail,
+        })?);
+    }
+    Ok(out)
+}
+
+fn result_record(bytes: &[u8]) -> Result<ProduceResult, String> {
+    if bytes.len() != RESULT_LEN {
+        return Err(format!(
+            "a result record is {RESULT_LEN} bytes, this one {}",
+            bytes.len()
+        ));
+    }
+    let mut r = Reader { bytes };
+    let flags = r.u8("flags")?;
+    if flags & !R_DUPLICATE != 0 {
+        return Err(format!("unknown flag bits {:#04x}", flags & !R_DUPLICATE));
+    }
+    Ok(ProduceResult {
+        partition: r.u32("partition")?,
+        offset: r.u64("offset")?,
+        duplicate: flags & R_DUPLICATE != 0,
+    })
+}
+
 /// Builds a body record by record.
 #[derive(Debug)]
 pub struct Encoder {
@@ -447,6 +499,21 @@ impl Encoder {
     /// A messages body (read and pull responses).
     pub fn messages(capacity: usize) -> Encoder {
         Encoder::start(Kind::Messages, capacity)
+    }
+
+    /// A produce results body for `count` results.
+    pub fn results(count: usize) -> Encoder {
+        Encoder::start(Kind::Results, count * (4 + RESULT_LEN))
+    }
+
+    /// Appends the result of one produced message.
+    pub fn push_result(&mut self, result: &ProduceResult) {
+        let at = self.begin_record();
+        self.out
+            .push(if result.duplicate { R_DUPLICATE } else { 0 });
+        self.out.extend_from_slice(&result.partition.to_le_bytes());
+        self.out.extend_from_slice(&result.offset.to_le_bytes());
+        self.end_record(at);
     }
 
     /// Records so far.
@@ -711,5 +778,48 @@ mod tests {
         let mut huge = body;
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode_produce(&huge).is_err());
+    }
+
+    #[test]
+    fn results_round_trip_and_refuse_bad_records() {
+        let results = vec![
+            ProduceResult {
+                partition: 0,
+                offset: 42,
+                duplicate: false,
+            },
+            ProduceResult {
+                partition: u32::MAX,
+                offset: u64::MAX,
+                duplicate: true,
+            },
+        ];
+        let mut e = Encoder::results(results.len());
+        for r in &results {
+            e.push_result(r);
+        }
+        let body = e.finish();
+        assert_eq!(&body[..4], &[0x57, 0x42, 1, 4]);
+        assert_eq!(body.len(), HEADER_LEN + 2 * 17);
+        assert_eq!(decode_results(&body).unwrap(), results);
+        assert_eq!(decode_results(&Encoder::results(0).finish()).unwrap(), []);
+        for cut in 0..body.len() {
+            assert!(decode_results(&body[..cut]).is_err(), "cut at {cut}");
+        }
+        // Record 1's flags: unknown bits are refused.
+        let mut bad_flags = body.clone();
+        bad_flags[HEADER_LEN + 17 + 4] |= 0x02;
+        assert_eq!(decode_results(&bad_flags).unwrap_err().record, Some(1));
+        // A record longer than a result, even if it holds one.
+        let mut long = Encoder::results(1);
+        let at = long.begin_record();
+        long.out.extend_from_slice(&[0; RESULT_LEN + 1]);
+        long.end_record(at);
+        assert!(decode_results(&long.finish()).is_err());
+        // Other kinds are not results, and results are not messages.
+        assert!(decode_messages(&body).is_err());
+        let mut produce = Encoder::produce(0);
+        produce.push_produce(&ProduceRecord::default());
+        assert!(decode_results(&produce.finish()).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! Read and pull responses in either encoding: a client set to
+//! Produce, read and pull responses in either encoding: a client set to
 //! [`Encoding::Binary`](super::Encoding::Binary) asks for the binary one
 //! (`Accept`), and every response is read as its `Content-Type` says — so
 //! a server that answers JSON anyway is understood.
@@ -6,15 +6,17 @@
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::RequestBuilder;
-use weir_protocol::binary::{BATCH_ACK_ID_HEADER as BATCH_ACK_ID, CONTENT_TYPE as BINARY};
-use weir_protocol::{PullResponse, ReadResponse};
+use weir_protocol::binary::{
+    decode_results, BATCH_ACK_ID_HEADER as BATCH_ACK_ID, CONTENT_TYPE as BINARY,
+};
+use weir_protocol::{ProduceResponse, ProduceResult, PullResponse, ReadResponse};
 
 use super::convert::{decode_pull, decode_read};
 use super::Encoding;
 use crate::{Client, Error};
 
 /// `Accept` of a binary client: binary, JSON as a fallback.
-const ACCEPT_BINARY: &str = "application/vnd.weir.batch, application/json;q=0.5";
+pub(crate) const ACCEPT_BINARY: &str = "application/vnd.weir.batch, application/json;q=0.5";
 
 /// Where the next read starts, on binary read responses.
 const NEXT_OFFSET: &str = "weir-next-offset";
@@ -60,6 +62,17 @@ impl Client {
 
 async fn fetch(request: RequestBuilder) -> Result<(Form, Bytes), Error> {
     Client::receive(request, form).await
+}
+
+/// Sends a produce and decodes its results, in either encoding.
+pub(crate) async fn produce_response(request: RequestBuilder) -> Result<Vec<ProduceResult>, Error> {
+    let (form, body) = fetch(request).await?;
+    if form.binary {
+        decode_results(&body)
+            .map_err(|e| Error::Protocol(format!("binary produce results body: {e}")))
+    } else {
+        Ok(serde_json::from_slice::<ProduceResponse>(&body)?.results)
+    }
 }
 
 /// Sends a read of `topic` and decodes its response, in either encoding.

@@ -19,7 +19,7 @@ use std::fmt;
 
 pub use batch::BinaryBatch;
 pub(crate) use convert::{encode_message, encode_produce, encode_publish};
-pub(crate) use http::{pull_response, read_response};
+pub(crate) use http::{produce_response, pull_response, read_response, ACCEPT_BINARY};
 
 /// The media type of JSON bodies.
 pub(crate) const JSON_CONTENT_TYPE: &str = "application/json";

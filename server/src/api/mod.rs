@@ -18,6 +18,7 @@ pub mod openapi;
 mod ops;
 mod paging;
 mod pause;
+mod produced;
 mod sse;
 mod subscriptions;
 mod topics;

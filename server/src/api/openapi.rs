@@ -81,8 +81,9 @@ impl PartialSchema for BinaryBatch {
             .content_media_type(weir_protocol::binary::CONTENT_TYPE)
             .description(Some(
                 "A binary batch: magic `WB` (0x57 0x42), version 1, kind (1 produce, 2 \
-                 messages), record count (u32 LE), then length-prefixed records. Layout: \
-                 docs/api.md, section \"Binary batches\".",
+                 messages, 3 WebSocket publish, 4 produce results), record count (u32 LE), \
+                 then length-prefixed records. Layout: docs/api.md, section \"Binary \
+                 batches\".",
             ))
             .into()
     }

@@ -148,9 +148,45 @@ async fn a_hand_built_body_is_accepted() {
     assert_eq!((&m["key"], &m["headers"]["x"]), (&json!("a"), &json!("y")));
     assert_eq!(m["value_b64"], "aGk=");
     // The same body again: the id makes the second message a duplicate.
-    let (status, again) = post_binary(&server, "hand", body).await;
+    let (status, again) = post_binary(&server, "hand", body.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(again["results"][1]["duplicate"], true, "{again}");
+    // Asked for with `Accept`, the results come in the binary form (kind
+    // 4), read here byte by byte: per message a length (13), flags
+    // (0x01 duplicate), partition and offset.
+    let response = server
+        .client()
+        .post(server.url("/v1/topics/hand/messages"))
+        .header("content-type", CONTENT_TYPE)
+        .header("accept", format!("application/json;q=0.5, {CONTENT_TYPE}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], CONTENT_TYPE);
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes[..8], [0x57, 0x42, 1, 4, 2, 0, 0, 0]);
+    assert_eq!(bytes.len(), 8 + 2 * 17);
+    let result = |i: usize| {
+        let r = &bytes[8 + i * 17..8 + (i + 1) * 17];
+        assert_eq!(r[..4], 13u32.to_le_bytes());
+        let partition = u32::from_le_bytes(r[5..9].try_into().unwrap());
+        let offset = u64::from_le_bytes(r[9..17].try_into().unwrap());
+        (r[4], partition, offset)
+    };
+    // Record 0 is appended again (partition 2, its third message), record 1
+    // is the duplicate of the first append of its id.
+    assert_eq!(result(0), (0, 2, 2));
+    let first = &again["results"][1];
+    assert_eq!(
+        result(1),
+        (
+            1,
+            first["partition"].as_u64().unwrap() as u32,
+            first["offset"].as_u64().unwrap()
+        )
+    );
 }
 
 /// Damaged bodies are 400s naming the record, and append nothing.

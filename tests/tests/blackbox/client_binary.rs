@@ -133,8 +133,9 @@ impl Drop for Tap {
     }
 }
 
-/// A binary client sends binary produce bodies and asks for binary reads
-/// and pulls; a JSON client never mentions the binary encoding.
+/// A binary client sends binary produce bodies and asks for binary produce
+/// results, reads and pulls; a JSON client never mentions the binary
+/// encoding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wire_carries_the_chosen_encoding() {
     let s = TestServer::start();
@@ -171,7 +172,10 @@ async fn the_wire_carries_the_chosen_encoding() {
         .sent()
         .matches("accept: application/vnd.weir.batch, application/json;q=0.5")
         .count();
-    assert_eq!(accepts, 2, "one read and one pull");
+    assert_eq!(
+        accepts, 3,
+        "one produce (binary results), one read and one pull"
+    );
 
     let quiet = Tap::start(&s).await;
     let plain = Client::new(&quiet.url).unwrap();
