@@ -400,12 +400,23 @@ pub fn decode_publish(bytes: &[u8]) -> Result<(String, Vec<ProduceRecord>), Deco
 }
 
 fn decode_produce_records(rest: &[u8], count: u32) -> Result<Vec<ProduceRecord>, DecodeError> {
-    // Each record takes at least 7 bytes: a bogus count cannot make us
-    // reserve more than the body could hold.
-    let mut out = Vec::with_capacity((count as usize).min(rest.len() / 7));
+    // Each record takes at least 7 bytes.
+    parse_records(rest, count, 7, produce_record)
+}
+
+/// Parses the `count` records of `rest` with `parse`, each of which takes
+/// at least `min_len` bytes (so a bogus count cannot make us reserve more
+/// than the body could hold); an error names the record at fault.
+fn parse_records<T>(
+    rest: &[u8],
+    count: u32,
+    min_len: usize,
+    parse: impl Fn(&[u8]) -> Result<T, String>,
+) -> Result<Vec<T>, DecodeError> {
+    let mut out = Vec::with_capacity((count as usize).min(rest.len() / min_len));
     for item in records(rest, count) {
         let (i, record) = item?;
-        out.push(produce_record(record).map_err(|detail| DecodeError {
+        out.push(parse(record).map_err(|detail| DecodeError {
             record: Some(i),
             detail,
         })?);
@@ -417,32 +428,14 @@ fn decode_produce_records(rest: &[u8], count: u32) -> Result<Vec<ProduceRecord>,
 pub fn decode_messages(bytes: &[u8]) -> Result<Vec<MessageRecord>, DecodeError> {
     let header = read_header(bytes)?;
     expect_kind(header.kind, Kind::Messages)?;
-    let (count, rest) = (header.count, header.records);
-    let mut out = Vec::with_capacity((count as usize).min(rest.len() / 27));
-    for item in records(rest, count) {
-        let (i, record) = item?;
-        out.push(message_record(record).map_err(|detail| DecodeError {
-            record: Some(i),
-            detail,
-        })?);
-    }
-    Ok(out)
+    parse_records(header.records, header.count, 27, message_record)
 }
 
 /// Decodes a produce results body (kind 4).
 pub fn decode_results(bytes: &[u8]) -> Result<Vec<ProduceResult>, DecodeError> {
     let header = read_header(bytes)?;
     expect_kind(header.kind, Kind::Results)?;
-    let (count, rest) = (header.count, header.records);
-    let mut out = Vec::with_capacity((count as usize).min(rest.len() / (4 + RESULT_LEN)));
-    for item in records(rest, count) {
-        let (i, record) = item?;
-        out.push(result_record(record).map_err(|detail| DecodeError {
-            record: Some(i),
-            detail,
-        })?);
-    }
-    Ok(out)
+    parse_records(header.records, header.count, 4 + RESULT_LEN, result_record)
 }
 
 fn result_record(bytes: &[u8]) -> Result<ProduceResult, String> {
