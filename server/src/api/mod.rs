@@ -19,6 +19,7 @@ mod ops;
 mod paging;
 mod pause;
 mod produced;
+mod pulled_json;
 mod sse;
 mod subscriptions;
 mod topics;

@@ -181,17 +181,13 @@ pub async fn pull(
     if super::binary::wants_binary(&headers) {
         return Ok(super::binary::pull_response(&pulled));
     }
-    let topic = subscription.topic().name();
-    let messages = pulled
-        .delivered
-        .into_iter()
-        .map(|d| d.into_wire(&topic))
-        .collect();
-    Ok(axum::response::IntoResponse::into_response(Json(
-        PullResponse {
-            messages,
-            batch_ack_id: pulled.batch_ack_id,
-        },
+    let body = super::pulled_json::pull_body(&subscription.topic().name(), &pulled);
+    Ok(axum::response::IntoResponse::into_response((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
     )))
 }
 
