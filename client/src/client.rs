@@ -395,7 +395,7 @@ impl Client {
     }
 }
 
-/// Messages a produce stored, for the metrics hook.
+/// A produce to `topic`, as its event and span name it.
 fn produce_target(topic: &str) -> Target<'_> {
     Target {
         operation: Operation::Produce,
