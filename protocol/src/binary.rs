@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | 2 | magic `0x57 0x42` (`"WB"`) |
 //! | 1 | version, `1` |
-//! | 1 | kind: `1` produce request, `2` messages (read and pull responses), `3` WebSocket publish frame, `4` produce results (the answer to a produce request that asked for this encoding) |
+//! | 1 | kind: `1` produce request, `2` messages (read and pull responses, binary delivery frames of a subscription socket), `3` WebSocket publish frame, `4` produce results (the answer to a produce request that asked for this encoding) |
 //! | 4 | count: records that follow (u32) |
 //! | … | kind 3 only: `request_id_len` u16, `request_id` |
 //!
@@ -489,7 +489,8 @@ impl Encoder {
         e
     }
 
-    /// A messages body (read and pull responses).
+    /// A messages body (read and pull responses, subscription socket
+    /// delivery frames).
     pub fn messages(capacity: usize) -> Encoder {
         Encoder::start(Kind::Messages, capacity)
     }

@@ -12,7 +12,7 @@
 //! as `value_b64`, a JSON one as `value`).
 
 mod batch;
-mod convert;
+pub(crate) mod convert;
 mod http;
 
 use std::fmt;
@@ -36,9 +36,10 @@ pub(crate) const COUNT_FIELD: std::ops::Range<usize> = 4..8;
 /// and [`WsPublisher`](crate::WsPublisher) send binary batches, and `read`,
 /// `read_wait`, `pull` and everything built on pulls (streams, the consume
 /// loop) ask for binary responses (`Accept`) and decode them into the same
-/// types as JSON. Acks, nacks, subscription sockets and the other calls
-/// stay JSON. A server that answers a read or pull in JSON anyway is still
-/// understood.
+/// types as JSON; [`subscribe_ws`](crate::Client::subscribe_ws) asks for
+/// its deliveries in binary frames (`?encoding=binary`: a run of messages
+/// per frame). Acks, nacks, credit and the other calls stay JSON. A server
+/// that answers a read or pull in JSON anyway is still understood.
 ///
 /// ```no_run
 /// # fn demo() -> Result<(), weir_client::Error> {

@@ -1,6 +1,7 @@
 //! One open socket, driven by two tasks: a reader that dispatches every
-//! server frame (pushed messages to a bounded channel, answers to their
-//! waiting request by `request_id`) and a writer that owns the write half
+//! server frame (pushed messages to a bounded channel — from JSON text
+//! frames, or from binary frames on sockets that asked for them — answers
+//! to their waiting request by `request_id`) and a writer that owns the write half
 //! (request frames from a queue — JSON text, or binary publish frames —
 //! credit as it is owed, pings, the close frame).
 //!
@@ -43,6 +44,10 @@ const OUTGOING_QUEUE: usize = 64;
 
 /// Reads a text frame of this kind of socket.
 pub(crate) type Decode<T> = fn(&str) -> Result<Incoming<T>, Error>;
+
+/// Reads a binary frame of a socket that asked for them: the items it
+/// pushes (a run of a subscription's deliveries).
+pub(crate) type DecodeBinary<T> = Arc<dyn Fn(&[u8]) -> Result<Vec<T>, Error> + Send + Sync>;
 
 /// A pushed item of a subscription socket, with its socket's generation.
 pub(crate) type Tagged<T> = (u64, Result<T, Error>);
@@ -99,6 +104,7 @@ impl Connection {
     pub fn start<T: Send + 'static>(
         socket: Socket,
         decode: Decode<T>,
+        binary: Option<DecodeBinary<T>>,
         push: Push<T>,
         credit: Option<CreditLink>,
         keepalive: Keepalive,
@@ -110,6 +116,7 @@ impl Connection {
         let (frames, frames_rx) = mpsc::channel(OUTGOING_QUEUE);
         let reader = Reader {
             decode,
+            binary,
             outlet: Outlet {
                 push,
                 queued: VecDeque::new(),
@@ -264,6 +271,8 @@ impl<T> Outlet<T> {
 /// The reader task's state.
 struct Reader<T> {
     decode: Decode<T>,
+    /// Binary frames are ignored without.
+    binary: Option<DecodeBinary<T>>,
     outlet: Outlet<T>,
     requests: Arc<Requests>,
     close: watch::Receiver<bool>,
@@ -304,6 +313,20 @@ impl<T> Reader<T> {
                     break;
                 }
                 Some(Ok(WsMessage::Text(text))) => text,
+                Some(Ok(WsMessage::Binary(bytes))) => {
+                    if let Some(decode) = &self.binary {
+                        match decode(&bytes) {
+                            Ok(items) => {
+                                last_error = None;
+                                for item in items {
+                                    self.outlet.deliver(Ok(item)).await;
+                                }
+                            }
+                            Err(e) => self.outlet.deliver(Err(e)).await,
+                        }
+                    }
+                    continue;
+                }
                 Some(Ok(WsMessage::Close(frame))) => {
                     // The library answers it; the stream ends after that.
                     closed = Some(match frame {

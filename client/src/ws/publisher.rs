@@ -70,7 +70,8 @@ impl Client {
         let path = format!("{}/ws/publish", topic_path(topic));
         let socket = connect::open(self, &path, &[]).await?;
         let keepalive = self.keepalive();
-        let connection = Connection::start(socket, frames::decode, Push::Nothing, None, keepalive);
+        let connection =
+            Connection::start(socket, frames::decode, None, Push::Nothing, None, keepalive);
         Ok(WsPublisher {
             inner: Arc::new(Inner {
                 connection,

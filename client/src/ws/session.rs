@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use weir_protocol::ReceivedMessage;
 
 use super::connect::{self, Socket};
-use super::connection::{Connection, CreditLink, Push, Tagged};
+use super::connection::{Connection, CreditLink, DecodeBinary, Push, Tagged};
 use super::frames;
 use super::subscription::{borrowed, Current, Reconnect, Shared};
 use crate::{Client, Error};
@@ -30,6 +30,8 @@ pub(crate) struct Session {
     pub reconnect: Option<Reconnect>,
     pub shared: Arc<Shared>,
     pub tx: mpsc::Sender<Tagged<ReceivedMessage>>,
+    /// For sockets that ask for binary delivery frames.
+    pub binary: Option<DecodeBinary<ReceivedMessage>>,
 }
 
 impl Session {
@@ -51,7 +53,14 @@ impl Session {
             generation,
         };
         let keepalive = self.client.keepalive();
-        let connection = Connection::start(socket, frames::decode, push, Some(credit), keepalive);
+        let connection = Connection::start(
+            socket,
+            frames::decode,
+            self.binary.clone(),
+            push,
+            Some(credit),
+            keepalive,
+        );
         let connection = Arc::new(connection);
         self.shared.set_current(Current::Open(connection.clone()));
         connection

@@ -21,15 +21,16 @@ use tokio::task::JoinHandle;
 use weir_protocol::{AckResponse, ExtendRequest, NackRequest, ReceivedMessage};
 
 use super::connect;
-use super::connection::{Connection, Tagged};
+use super::connection::{Connection, DecodeBinary, Tagged};
 use super::credit::{Credit, Refill, SharedCredit, Unacked};
 use super::frames::{self, SettleKind};
 use super::session::Session;
 use crate::client::{encode_segment, millis, topic_path};
+use crate::encoding::convert;
 use crate::observe::{Operation, Target};
 use crate::received::{weight, SettleHandle};
 use crate::settle::{spawn_keeper, InHand, KeeperGuard, Renewal, SettleApi, Settler};
-use crate::{Client, Error, Nack, Received, RetryBackoff, Subscriber};
+use crate::{Client, Encoding, Error, Nack, Received, RetryBackoff, Subscriber};
 
 /// Most messages the stream's channel holds; beyond, they wait in the
 /// reader's queue (bounded by the credit granted).
@@ -349,11 +350,20 @@ impl Subscriber {
             topic_path(self.topic()),
             encode_segment(self.name())
         );
-        let query: Vec<(String, String)> = options
+        let mut query: Vec<(String, String)> = options
             .consumer
             .iter()
             .map(|c| ("consumer".to_owned(), c.clone()))
             .collect();
+        // A binary client takes its deliveries in binary frames too: a run
+        // of messages per frame, raw values.
+        let binary = (client.encoding() == Encoding::Binary).then(|| {
+            query.push(("encoding".to_owned(), "binary".to_owned()));
+            let topic = self.topic().to_owned();
+            let decode: DecodeBinary<ReceivedMessage> =
+                Arc::new(move |frame: &[u8]| convert::decode_pull(&topic, frame));
+            decode
+        });
         let socket = connect::open(client, &path, &borrowed(&query)).await?;
 
         let limits = Unacked {
@@ -388,6 +398,7 @@ impl Subscriber {
             reconnect: options.reconnect,
             shared: shared.clone(),
             tx,
+            binary,
         };
         let session = session.start(socket);
         let settler = Settler::spawn(WsSettle {

@@ -116,6 +116,7 @@ impl Client {
         let connection = Connection::start(
             socket,
             frames::decode_tail,
+            None,
             Push::Backpressure(tx),
             None,
             self.keepalive(),

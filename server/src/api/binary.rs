@@ -9,7 +9,7 @@ use weir_protocol::binary::{Encoder, BATCH_ACK_ID_HEADER, CONTENT_TYPE};
 use weir_protocol::{ErrorCode, Message};
 
 use super::error::{ApiError, ApiResult};
-use crate::broker::subscription::pull::Pulled;
+use crate::broker::subscription::pull::{Delivered, Pulled};
 
 /// Whether the request's `Accept` asks for the binary encoding (JSON stays
 /// the default: only an explicit `application/vnd.weir.batch` selects it).
@@ -83,13 +83,21 @@ pub fn read_response(messages: &[Message], next_offset: u64) -> ApiResult<Respon
 /// values as stored (no JSON or base64 form in between), and the batch ack
 /// id, when there is one, in the `Weir-Batch-Ack-Id` header.
 pub fn pull_response(pulled: &Pulled) -> Response {
-    let size = pulled
-        .delivered
-        .iter()
-        .map(|d| 96 + d.message.payload.len())
-        .sum();
+    let mut response = body(deliveries_body(&pulled.delivered), None);
+    // Base64url text: always a valid header value.
+    if let Some(id) = &pulled.batch_ack_id {
+        if let Ok(v) = HeaderValue::from_str(id) {
+            response.headers_mut().insert(BATCH_ACK_ID_HEADER, v);
+        }
+    }
+    response
+}
+
+/// Deliveries as one messages body.
+fn deliveries_body(delivered: &[Delivered]) -> Vec<u8> {
+    let size = delivered.iter().map(|d| 96 + d.message.payload.len()).sum();
     let mut out = Encoder::messages(size);
-    for d in &pulled.delivered {
+    for d in delivered {
         let m = &d.message;
         out.push_message(
             d.partition,
@@ -102,14 +110,27 @@ pub fn pull_response(pulled: &Pulled) -> Response {
             Some((d.ack_id.as_str(), d.attempt)),
         );
     }
-    let mut response = body(out.finish(), None);
-    // Base64url text: always a valid header value.
-    if let Some(id) = &pulled.batch_ack_id {
-        if let Ok(v) = HeaderValue::from_str(id) {
-            response.headers_mut().insert(BATCH_ACK_ID_HEADER, v);
+    out.finish()
+}
+
+/// Deliveries as binary WebSocket frames: messages bodies in delivery
+/// order, each closed once it holds about `frame_bytes` of values (a
+/// frame holds at least one message, however large).
+pub fn delivery_frames(delivered: &[Delivered], frame_bytes: usize) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, d) in delivered.iter().enumerate() {
+        bytes += d.message.stored_bytes as usize;
+        if bytes >= frame_bytes {
+            frames.push(deliveries_body(&delivered[start..=i]));
+            (start, bytes) = (i + 1, 0);
         }
     }
-    response
+    if start < delivered.len() {
+        frames.push(deliveries_body(&delivered[start..]));
+    }
+    frames
 }
 
 #[cfg(test)]
@@ -130,5 +151,43 @@ mod tests {
         assert!(!with("*/*"));
         assert!(!with("application/vnd.weir.batch;q=0"));
         assert!(!wants_binary(&HeaderMap::new()));
+    }
+
+    fn delivered(offset: u64, size: usize) -> Delivered {
+        Delivered {
+            partition: 1,
+            message: crate::storage::StoredMessage {
+                offset,
+                timestamp: 7,
+                deliver_at: 0,
+                key: Some("k".into()),
+                headers: vec![("h".into(), "v".into())],
+                json: false,
+                payload: vec![offset as u8; size],
+                stored_bytes: size as u64 + 20,
+            },
+            ack_id: format!("id-{offset}"),
+            attempt: 2,
+        }
+    }
+
+    #[test]
+    fn deliveries_are_cut_into_frames_by_size_in_order() {
+        use weir_protocol::binary::decode_messages;
+        let all: Vec<Delivered> = (0..5).map(|o| delivered(o, 80)).collect();
+        // 100 stored bytes each: a frame closes at 250 bytes, so 3 + 2.
+        let frames = delivery_frames(&all, 250);
+        let decoded: Vec<_> = frames.iter().map(|f| decode_messages(f).unwrap()).collect();
+        assert_eq!(decoded.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 2]);
+        let records: Vec<_> = decoded.into_iter().flatten().collect();
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.offset, i as u64);
+            assert_eq!(r.delivery, Some((format!("id-{i}"), 2)));
+            assert_eq!(r.value, vec![i as u8; 80]);
+            assert_eq!(r.key.as_deref(), Some("k"));
+        }
+        // One message larger than a frame still goes, alone.
+        assert_eq!(delivery_frames(&[delivered(9, 1000)], 250).len(), 1);
+        assert!(delivery_frames(&[], 250).is_empty());
     }
 }

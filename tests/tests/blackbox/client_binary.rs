@@ -431,6 +431,59 @@ async fn wait_for_backlog(c: &Client, topic: &str, sub: &str, backlog: u64) {
     }
 }
 
+/// A binary client consuming over the subscription socket takes binary
+/// delivery frames (`?encoding=binary`) and yields exactly what a JSON
+/// socket yields; its acks settle the messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_socket_deliveries_equal_json_ones() {
+    let s = TestServer::start();
+    let (json, _) = clients(&s);
+    topic(&json, "pushed", 2).await;
+    queue(&json, "pushed", "plain").await;
+    queue(&json, "pushed", "raw").await;
+    json.produce("pushed", mixed(30)).await.unwrap();
+    let tap = Tap::start(&s).await;
+    let binary = Client::builder(&tap.url)
+        .encoding(Encoding::Binary)
+        .build()
+        .unwrap();
+
+    let mut taken = Vec::new();
+    for (client, sub) in [(&json, "plain"), (&binary, "raw")] {
+        let mut socket = client
+            .subscribe_ws("pushed", sub, Default::default())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < 30 {
+            let next = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
+            let received = next.expect("a message in time").unwrap().unwrap();
+            got.push(received.into_inner());
+        }
+        let ids = got.iter().map(|m| m.ack_id.clone()).collect();
+        let acked = socket.ack(ids).await.unwrap();
+        assert_eq!((acked.acked, acked.unknown.len()), (30, 0));
+        socket.close().await;
+        let mut messages: Vec<Value> = got
+            .iter()
+            .map(|m| {
+                assert_eq!(m.attempt, 1);
+                as_json(&m.message)
+            })
+            .collect();
+        messages.sort_by_key(|m| (m["partition"].as_u64(), m["offset"].as_u64()));
+        taken.push(messages);
+        wait_for_backlog(&json, "pushed", sub, 0).await;
+    }
+    assert_eq!(taken[0].len(), 30);
+    assert_eq!(taken[0], taken[1]);
+    let sent = tap.sent();
+    assert!(
+        sent.contains("/subscriptions/raw/ws?encoding=binary"),
+        "{sent}"
+    );
+}
+
 /// Binary publish frames on a socket, and batches encoded once and sent
 /// many times over HTTP and the socket alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -606,13 +659,57 @@ fn cli_produce_read_and_consume_in_binary() {
         .all(|m| m["attempt"] == 1 && m["ack_id"].is_string()));
     let sub = weir(&s, &["--output", "json", "subs", "describe", "t", "s"], "").json();
     assert_eq!(sub["stats"]["backlog"], 0, "{sub}");
-    // Socket frames are JSON: --encoding does not go with --ws.
-    let refused = weir(
+    // Over the subscription socket, in binary delivery frames: the same
+    // printed form, acked.
+    weir(
         &s,
-        &["consume", "t", "s", "--ws", "--encoding", "binary"],
+        &[
+            "produce",
+            "t",
+            "--encoding",
+            "binary",
+            "--key",
+            "ws",
+            "socket-1",
+            "{\"n\":3}",
+        ],
         "",
+    )
+    .ok();
+    let pushed = weir(
+        &s,
+        &[
+            "--output",
+            "json",
+            "consume",
+            "t",
+            "s",
+            "--ws",
+            "--encoding",
+            "binary",
+            "--count",
+            "2",
+            "--wait-ms",
+            "2000",
+        ],
+        "",
+    )
+    .json_lines();
+    let values: Vec<&Value> = pushed.iter().map(|m| &m["value"]).collect();
+    assert_eq!(
+        values,
+        vec![&json!("socket-1"), &json!({"n": 3})],
+        "{pushed:?}"
     );
-    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(pushed
+        .iter()
+        .all(|m| m["key"] == "ws" && m["attempt"] == 1 && m["ack_id"].is_string()));
+    let sub = weir(&s, &["--output", "json", "subs", "describe", "t", "s"], "").json();
+    assert_eq!(
+        (&sub["stats"]["backlog"], &sub["stats"]["in_flight"]),
+        (&json!(0), &json!(0)),
+        "{sub}"
+    );
 }
 
 /// `weir bench produce|consume|e2e --encoding binary`: the same reports,

@@ -59,10 +59,10 @@ pub struct ConsumeArgs {
     /// of HTTP pulls. With `--no-ack`, leases end when the socket closes.
     #[arg(long)]
     ws: bool,
-    /// Encoding of the pull responses: `json`, or `binary`
-    /// (application/vnd.weir.batch). What is printed is the same. Not with
-    /// --ws (socket frames are JSON).
-    #[arg(long, value_enum, default_value_t = EncodingArg::Json, conflicts_with = "ws")]
+    /// Encoding of the deliveries: `json`, or `binary`
+    /// (application/vnd.weir.batch) — binary pull responses, or with --ws
+    /// binary delivery frames. What is printed is the same.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
     encoding: EncodingArg,
 }
 
@@ -158,7 +158,11 @@ async fn run_ws(args: ConsumeArgs, client: &Client, printer: &Printer) -> Result
         refill,
         ..SubscribeOptions::default()
     };
-    let mut messages = client.subscribe_ws(&args.topic, &args.sub, options).await?;
+    let mut messages = args
+        .encoding
+        .client(client)
+        .subscribe_ws(&args.topic, &args.sub, options)
+        .await?;
     let mut granted = u64::from(credit);
     let wait = Duration::from_millis(args.wait_ms);
     let interrupted = tokio::signal::ctrl_c();

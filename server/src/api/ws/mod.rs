@@ -213,7 +213,7 @@ fn error_parts(error: BrokerError) -> (ErrorCode, String) {
 /// Frame schemas and the tag of the WebSocket endpoints.
 #[derive(OpenApi)]
 #[openapi(
-    tags((name = "websocket", description = "Live sockets: tail a topic, publish over one connection. Frames are JSON text frames tagged by `type` (schemas `TailFrame`, `ClientFrame`, `ServerFrame`). A publish socket also takes binary frames in the binary batch encoding (`application/vnd.weir.batch`, kind 3). Close codes: 1000 done or idle timeout, 1001 server shutting down, 1003 binary frame (other sockets), 1007 invalid UTF-8, 1008 slow consumer, 1009 message too big, 1011 internal error, 1013 store unavailable (retry later).")),
+    tags((name = "websocket", description = "Live sockets: tail a topic, publish over one connection, consume a subscription. Frames are JSON text frames tagged by `type` (schemas `TailFrame`, `ClientFrame`, `ServerFrame`). A publish socket also takes binary frames in the binary batch encoding (`application/vnd.weir.batch`, kind 3), and a subscription socket opened with `?encoding=binary` sends its deliveries as binary frames (kind 2 messages bodies, a run of deliveries each). Close codes: 1000 done or idle timeout, 1001 server shutting down, 1003 binary frame (other sockets), 1007 invalid UTF-8, 1008 slow consumer, 1009 message too big, 1011 internal error, 1013 store unavailable (retry later).")),
     components(schemas(TailFrame, ClientFrame, ServerFrame)),
 )]
 struct WsDoc;

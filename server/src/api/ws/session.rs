@@ -149,8 +149,23 @@ pub struct Outbox {
 
 /// A frame in the outbound queue, holding its share of the byte budget.
 pub(super) struct Queued {
-    pub text: Utf8Bytes,
+    pub frame: OutFrame,
     pub budget: OwnedSemaphorePermit,
+}
+
+/// A frame towards the client.
+pub(super) enum OutFrame {
+    Text(Utf8Bytes),
+    Binary(axum::body::Bytes),
+}
+
+impl OutFrame {
+    fn len(&self) -> usize {
+        match self {
+            OutFrame::Text(text) => text.len(),
+            OutFrame::Binary(bytes) => bytes.len(),
+        }
+    }
 }
 
 impl Outbox {
@@ -160,9 +175,19 @@ impl Outbox {
             tracing::error!(error = %e, "cannot serialize a websocket frame");
             Stop::Close(Close::internal())
         })?;
+        self.queue_frame(OutFrame::Text(Utf8Bytes::from(text)))
+            .await
+    }
+
+    /// Queues one binary frame.
+    pub async fn send_binary(&self, bytes: Vec<u8>) -> Result<(), Stop> {
+        self.queue_frame(OutFrame::Binary(bytes.into())).await
+    }
+
+    async fn queue_frame(&self, frame: OutFrame) -> Result<(), Stop> {
         // A frame larger than the whole budget takes all of it, so it still
         // goes out, alone.
-        let cost = u32::try_from(text.len().min(self.budget_bytes)).unwrap_or(u32::MAX);
+        let cost = u32::try_from(frame.len().min(self.budget_bytes)).unwrap_or(u32::MAX);
         let budget = self
             .budget
             .clone()
@@ -170,10 +195,7 @@ impl Outbox {
             .await
             .map_err(|_| Stop::Closed)?;
         self.queue
-            .send(Queued {
-                text: Utf8Bytes::from(text),
-                budget,
-            })
+            .send(Queued { frame, budget })
             .await
             .map_err(|_| Stop::Closed)
     }

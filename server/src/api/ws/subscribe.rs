@@ -9,6 +9,11 @@
 //! (`acked` / `nacked` / `extended` with `count` and `unknown`) once
 //! durable, in request order. When the socket closes, its leases are
 //! released under the retry policy (counted as `disconnect` redeliveries).
+//!
+//! Deliveries go out as JSON `message` frames, one per message, or — on a
+//! socket opened with `?encoding=binary` — as binary frames, each a
+//! messages body of the binary batch encoding holding a run of deliveries
+//! (raw values, no base64), so a hundred messages cost one frame.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,16 +24,17 @@ use axum::response::Response;
 use futures_util::future::{self, BoxFuture};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use weir_protocol::ws::{ClientFrame, Confirmation, ServerFrame};
-use weir_protocol::{ErrorCode, ReceivedMessage};
+use weir_protocol::ErrorCode;
 
 use super::session::{Close, Inbound, Outbox, Protocol, Stop};
 use super::{error_parts, upgrade, WsClient, TAG_WEBSOCKET};
 use crate::api::error::ApiResult;
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::openapi::Errors;
-use crate::api::AppState;
+use crate::api::{binary, AppState};
+use crate::broker::subscription::pull::Pulled;
 use crate::broker::subscription::settle::Settle;
 use crate::broker::subscription::{PullParams, Subscription, MAX_PULL_MESSAGES};
 use crate::broker::{check_name, BrokerError};
@@ -37,6 +43,9 @@ use crate::broker::{check_name, BrokerError};
 const DELIVERY_WAIT_MS: u64 = 5_000;
 /// Most confirmations pending per socket; the socket is not read beyond.
 const MAX_PENDING_SETTLES: usize = 64;
+/// Values per binary delivery frame, about: a run of deliveries larger
+/// than this is split over several frames.
+const BINARY_FRAME_BYTES: usize = 1 << 20;
 
 /// Process-unique ids of sockets holding leases.
 static NEXT_HOLDER: AtomicU64 = AtomicU64::new(1);
@@ -49,6 +58,24 @@ pub struct SubscribeQuery {
     /// Consumer name (stream mode: partitions are owned per consumer).
     #[param(example = "worker-3")]
     consumer: Option<String>,
+    /// How deliveries are sent: `json` (default; one `message` text frame
+    /// per message) or `binary` (binary frames, each a messages body of the
+    /// binary batch encoding `application/vnd.weir.batch` holding a run of
+    /// deliveries with their ack ids and attempts). Client frames are JSON
+    /// text either way.
+    #[param(inline)]
+    encoding: Option<SocketEncoding>,
+}
+
+/// How a subscription socket sends deliveries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SocketEncoding {
+    /// One JSON `message` text frame per delivery.
+    #[default]
+    Json,
+    /// Binary frames of the binary batch encoding, a run of deliveries each.
+    Binary,
 }
 
 /// Consume a subscription over a WebSocket.
@@ -64,7 +91,11 @@ pub struct SubscribeQuery {
 /// `{"type":"error","code":"invalid_request",...}` and the socket stays
 /// open. Closing the socket releases its leases for redelivery under the
 /// subscription's retry policy. If the subscription is deleted the server
-/// sends an error frame and closes with 1000.
+/// sends an error frame and closes with 1000. With `?encoding=binary`
+/// deliveries come as binary frames instead, each a messages body of the
+/// binary batch encoding (kind 2, every record a delivery with its ack id
+/// and attempt) holding a run of up to about 1 MiB of values; everything
+/// else stays JSON text.
 #[utoipa::path(
     get, path = "/v1/topics/{topic}/subscriptions/{sub}/ws", tag = TAG_WEBSOCKET,
     params(("topic" = String, Path, description = "Topic name"), ("sub" = String, Path, description = "Subscription name"), SubscribeQuery),
@@ -87,7 +118,9 @@ pub async fn subscribe(
     let socket = upgrade(&state, client, socket)?;
     let protocol = Subscribe {
         subscription,
+        topic,
         consumer: query.consumer,
+        encoding: query.encoding.unwrap_or_default(),
         holder: NEXT_HOLDER.fetch_add(1, Ordering::Relaxed),
     };
     Ok(state.sockets.accept(socket, protocol))
@@ -96,11 +129,13 @@ pub async fn subscribe(
 /// The consumption protocol of one socket.
 pub struct Subscribe {
     subscription: Arc<Subscription>,
+    topic: String,
     consumer: Option<String>,
+    encoding: SocketEncoding,
     holder: u64,
 }
 
-type Pull = tokio::task::JoinHandle<Result<Vec<ReceivedMessage>, BrokerError>>;
+type Pull = tokio::task::JoinHandle<Result<Pulled, BrokerError>>;
 
 impl Protocol for Subscribe {
     const KIND: &'static str = "subscribe";
@@ -135,16 +170,9 @@ impl Protocol for Subscribe {
                 }, if delivery.is_some() => {
                     delivery = None;
                     match pulled {
-                        Ok(Ok(messages)) => {
-                            credit = credit.saturating_sub(messages.len() as u64);
-                            let mut failed = None;
-                            for m in messages {
-                                if let Err(stop) = outbox.send(&ServerFrame::Message(m)).await {
-                                    failed = Some(stop);
-                                    break;
-                                }
-                            }
-                            if let Some(stop) = failed {
+                        Ok(Ok(pulled)) => {
+                            credit = credit.saturating_sub(pulled.delivered.len() as u64);
+                            if let Err(stop) = self.deliver(pulled, &outbox).await {
                                 break Err(stop);
                             }
                         }
@@ -197,7 +225,26 @@ impl Subscribe {
             consumer: self.consumer.clone(),
             holder: Some(self.holder),
         };
-        tokio::spawn(async move { subscription.pull(params).await })
+        tokio::spawn(async move { subscription.pull_deliveries(params).await })
+    }
+
+    /// Sends what a pull leased, in this socket's encoding.
+    async fn deliver(&self, pulled: Pulled, outbox: &Outbox) -> Result<(), Stop> {
+        match self.encoding {
+            SocketEncoding::Json => {
+                for d in pulled.delivered {
+                    outbox
+                        .send(&ServerFrame::Message(d.into_wire(&self.topic)))
+                        .await?;
+                }
+            }
+            SocketEncoding::Binary => {
+                for frame in binary::delivery_frames(&pulled.delivered, BINARY_FRAME_BYTES) {
+                    outbox.send_binary(frame).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A delivery failed for good (subscription or topic deleted, server
@@ -350,7 +397,9 @@ mod tests {
         let subscription = tb.broker.subscription("t", "s").unwrap();
         let protocol = Subscribe {
             subscription,
+            topic: "t".into(),
             consumer: None,
+            encoding: SocketEncoding::Json,
             holder: 7,
         };
         let (mut client, _shutdown, _task) = spawn(protocol, options(), 16);
@@ -403,5 +452,57 @@ mod tests {
         }
         attempts.sort_unstable();
         assert_eq!(attempts, vec![1, 1, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn binary_sockets_get_runs_of_deliveries_in_binary_frames() {
+        use weir_protocol::binary::decode_messages;
+        let tb = broker_with_topic("t", 1).await;
+        let spec: SubscriptionSpec = serde_json::from_value(json!({"start": "earliest"})).unwrap();
+        tb.broker
+            .put_subscription("t", "s", &spec, 1)
+            .await
+            .unwrap();
+        let messages: Vec<ProduceMessage> = (0..5)
+            .map(|i| serde_json::from_value(json!({"value": i, "key": format!("k{i}")})).unwrap())
+            .collect();
+        tb.broker.produce("t", messages, 2).await.unwrap();
+        let protocol = Subscribe {
+            subscription: tb.broker.subscription("t", "s").unwrap(),
+            topic: "t".into(),
+            consumer: None,
+            encoding: SocketEncoding::Binary,
+            holder: 8,
+        };
+        let (mut client, _shutdown, _task) = spawn(protocol, options(), 16);
+        // Credit still bounds what is sent: 3 of 5, in one frame.
+        client.send_text(r#"{"type":"credit","messages":3}"#).await;
+        let first = decode_messages(&client.binary().await).unwrap();
+        assert_eq!(first.len(), 3);
+        for (i, m) in first.iter().enumerate() {
+            assert_eq!(m.offset, i as u64);
+            assert_eq!(m.value, i.to_string().into_bytes());
+            assert!(m.json);
+            assert_eq!(m.key.as_deref(), Some(format!("k{i}").as_str()));
+            assert_eq!(m.delivery.as_ref().map(|d| d.1), Some(1));
+        }
+        // Acks stay JSON, with the ack ids the binary frame carried.
+        let ids: Vec<&str> = first
+            .iter()
+            .map(|m| m.delivery.as_ref().unwrap().0.as_str())
+            .collect();
+        client
+            .send_text(&json!({"type": "ack", "request_id": "a", "ack_ids": ids}).to_string())
+            .await;
+        assert_eq!(
+            client.json().await,
+            json!({"type": "acked", "request_id": "a", "count": 3, "unknown": []})
+        );
+        client.send_text(r#"{"type":"credit","messages":10}"#).await;
+        let rest = decode_messages(&client.binary().await).unwrap();
+        assert_eq!(
+            rest.iter().map(|m| m.offset).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
     }
 }

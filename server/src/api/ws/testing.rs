@@ -144,6 +144,17 @@ impl Client {
         }
     }
 
+    /// The next binary frame, skipping pings.
+    pub async fn binary(&mut self) -> Vec<u8> {
+        loop {
+            match self.next().await {
+                Some(Message::Binary(bytes)) => return bytes.to_vec(),
+                Some(Message::Ping(_)) => {}
+                other => panic!("expected a binary frame, got {other:?}"),
+            }
+        }
+    }
+
     /// Skips frames until the close frame, which it returns.
     pub async fn close_frame(&mut self) -> CloseFrame {
         loop {

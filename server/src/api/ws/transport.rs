@@ -17,7 +17,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{timeout, Instant, MissedTickBehavior};
 
-use super::session::{Close, Ending, InFrame, Inbound, Outbox, Protocol, Queued, Stop};
+use super::session::{Close, Ending, InFrame, Inbound, OutFrame, Outbox, Protocol, Queued, Stop};
 use crate::config::WebSocketOptions;
 use crate::metrics::METRICS;
 
@@ -226,8 +226,12 @@ async fn write<W>(
             _ = ping.tick() => within(slow, outgoing.send(Message::Ping(Bytes::new()))).await,
             queued = queue.recv() => match queued {
                 None => break WriteEnd::Drained,
-                Some(Queued { text, budget: permit }) => {
-                    let fed = within(slow, outgoing.feed(Message::Text(text))).await;
+                Some(Queued { frame, budget: permit }) => {
+                    let message = match frame {
+                        OutFrame::Text(text) => Message::Text(text),
+                        OutFrame::Binary(bytes) => Message::Binary(bytes),
+                    };
+                    let fed = within(slow, outgoing.feed(message)).await;
                     // The frame is in the sink's own bounded buffer now (or
                     // lost): it no longer counts against the byte budget.
                     drop(permit);

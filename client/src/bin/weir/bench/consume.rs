@@ -93,9 +93,10 @@ pub struct ConsumeArgs {
     /// The fill is produced over HTTP either way.
     #[arg(long, value_enum, default_value_t = TransportKind::Http)]
     transport: TransportKind,
-    /// Encoding of the fill's produce requests and of the pull responses:
-    /// `json` or `binary` (application/vnd.weir.batch; raw values). With
-    /// `--transport ws` only the fill is binary (socket frames are JSON).
+    /// Encoding of the fill's produce requests and of the deliveries: `json`
+    /// or `binary` (application/vnd.weir.batch; raw values): binary pull
+    /// responses, or with `--transport ws` binary delivery frames (a run of
+    /// messages per frame; acks stay JSON frames).
     #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
     encoding: EncodingArg,
     /// How each pull is acked: `ids` (one ack id per message) or `batch`
@@ -215,7 +216,10 @@ pub async fn run(
         }
         TransportKind::Ws => {
             consume(
-                Ws::new(client.clone(), std::time::Duration::from_millis(1)),
+                Ws::new(
+                    args.encoding.client(client),
+                    std::time::Duration::from_millis(1),
+                ),
                 client,
                 printer,
                 &args,
@@ -363,7 +367,7 @@ async fn consume<T: Transport>(
                     ids.push(id);
                 }
                 let t1 = Instant::now();
-                let response = match transport.ack(&topic, &sub, ids).await {
+                let response = match transport.ack(&topic, &sub, &request, ids).await {
                     Ok(r) => r,
                     // Not acked: the messages come again (counted as
                     // redeliveries when they do).

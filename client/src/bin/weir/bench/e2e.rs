@@ -15,8 +15,8 @@
 //!
 //! `--transport ws` receives on subscription sockets instead of pulls and
 //! acks over them; produce stays on HTTP. `--encoding binary` produces
-//! binary batches (the stamp stays a JSON value) and, over HTTP, pulls
-//! binary responses.
+//! binary batches (the stamp stays a JSON value) and receives binary
+//! pull responses, or binary delivery frames over sockets.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -97,8 +97,9 @@ pub struct E2eArgs {
     /// Produce is over HTTP either way.
     #[arg(long, value_enum, default_value_t = TransportKind::Http)]
     transport: TransportKind,
-    /// Encoding of the produce requests and (over HTTP) of the pull
-    /// responses: `json` or `binary` (application/vnd.weir.batch).
+    /// Encoding of the produce requests and of the deliveries (pull
+    /// responses, or socket frames with `--transport ws`): `json` or
+    /// `binary` (application/vnd.weir.batch).
     #[arg(long, value_enum, default_value_t = EncodingArg::Json)]
     encoding: EncodingArg,
 }
@@ -138,7 +139,7 @@ pub async fn run(args: E2eArgs, client: &Client, printer: &Printer) -> Result<E2
             }
             TransportKind::Ws => {
                 e2e(
-                    Ws::new(client.clone(), std::time::Duration::ZERO),
+                    Ws::new(args.encoding.client(client), std::time::Duration::ZERO),
                     client,
                     printer,
                     &args,
@@ -250,7 +251,7 @@ async fn e2e<T: Transport>(
                 received_measured.fetch_add(mine, Ordering::Relaxed);
                 redeliveries.fetch_add(again, Ordering::Relaxed);
                 let ids = messages.into_iter().map(|m| m.ack_id).collect();
-                if let Err(e) = transport.ack(&topic, &sub, ids).await {
+                if let Err(e) = transport.ack(&topic, &sub, &request, ids).await {
                     break Err(e);
                 }
             };

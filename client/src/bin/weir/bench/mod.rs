@@ -168,11 +168,12 @@ pub trait Transport: Clone + Send + Sync + 'static {
         sub: &str,
         request: &PullRequest,
     ) -> impl Future<Output = Result<PullResponse, Error>> + Send;
-    /// Settles deliveries.
+    /// Settles deliveries that `request` (the pull's) leased.
     fn ack(
         &self,
         topic: &str,
         sub: &str,
+        request: &PullRequest,
         ack_ids: Vec<String>,
     ) -> impl Future<Output = Result<AckResponse, Error>> + Send;
 }
@@ -200,6 +201,7 @@ impl Transport for Http {
         &self,
         topic: &str,
         sub: &str,
+        _request: &PullRequest,
         ack_ids: Vec<String>,
     ) -> Result<AckResponse, Error> {
         self.0.ack(topic, sub, ack_ids).await

@@ -1,6 +1,6 @@
 //! [`Transport`] over the subscription WebSocket: messages are pushed to one
 //! socket per consumer (credit-based, refilled as they are taken), acks go
-//! over a socket and are confirmed once durable; produce stays on HTTP (the
+//! over the socket that received them and are confirmed once durable; produce stays on HTTP (the
 //! workloads measure delivery, and publish → frame received end to end).
 
 use std::collections::HashMap;
@@ -24,9 +24,9 @@ pub struct Ws {
     client: Client,
     /// One socket per consumer name.
     sockets: Arc<Mutex<HashMap<String, Arc<Mutex<WsSubscription>>>>>,
-    /// Any open socket's acker (ack ids are valid on every socket of the
-    /// subscription).
-    acker: Arc<Mutex<Option<WsAcker>>>,
+    /// Each consumer's socket's acker: acks go back over the socket that
+    /// received the messages, which stops counting them as held.
+    ackers: Arc<Mutex<HashMap<String, WsAcker>>>,
     /// A pushed batch ends when no message follows within this gap (zero:
     /// take only what has already arrived — for latency measurements).
     batch_gap: Duration,
@@ -37,7 +37,7 @@ impl Ws {
         Ws {
             client,
             sockets: Arc::new(Mutex::new(HashMap::new())),
-            acker: Arc::new(Mutex::new(None)),
+            ackers: Arc::new(Mutex::new(HashMap::new())),
             batch_gap,
         }
     }
@@ -48,10 +48,7 @@ impl Ws {
         sub: &str,
         request: &PullRequest,
     ) -> Result<Arc<Mutex<WsSubscription>>, Error> {
-        let consumer = request
-            .consumer
-            .clone()
-            .unwrap_or_else(|| "bench".to_owned());
+        let consumer = consumer_of(request);
         let mut sockets = self.sockets.lock().await;
         if let Some(socket) = sockets.get(&consumer) {
             return Ok(socket.clone());
@@ -70,10 +67,10 @@ impl Ws {
             ..SubscribeOptions::default()
         };
         let subscription = self.client.subscribe_ws(topic, sub, options).await?;
-        self.acker
+        self.ackers
             .lock()
             .await
-            .get_or_insert_with(|| subscription.acker());
+            .insert(consumer.clone(), subscription.acker());
         let socket = Arc::new(Mutex::new(subscription));
         sockets.insert(consumer, socket.clone());
         Ok(socket)
@@ -128,12 +125,21 @@ impl Transport for Ws {
         &self,
         _topic: &str,
         _sub: &str,
+        request: &PullRequest,
         ack_ids: Vec<String>,
     ) -> Result<AckResponse, Error> {
-        let acker = self.acker.lock().await.clone();
+        let acker = self.ackers.lock().await.get(&consumer_of(request)).cloned();
         match acker {
             Some(acker) => acker.ack(ack_ids).await,
             None => Err(Error::Local("no subscription socket is open".into())),
         }
     }
+}
+
+/// The consumer a pull is for: one socket each.
+fn consumer_of(request: &PullRequest) -> String {
+    request
+        .consumer
+        .clone()
+        .unwrap_or_else(|| "bench".to_owned())
 }
