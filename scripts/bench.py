@@ -60,6 +60,9 @@ def workloads(seconds):
         ("consume + ack 100 B, batch ack ids, binary", "consume",
          ["consume", *common, "--partitions", "4", "--count", "1000000", "--encoding", "binary",
           "--ack", "batch"]),
+        ("consume + ack 100 B, binary, WebSocket", "consume",
+         ["consume", *common, "--partitions", "4", "--count", "1000000", "--encoding", "binary",
+          "--transport", "ws"]),
         ("publish → receive at 5,000 msg/s", "e2e",
          ["e2e", "--rate", "5000", "--duration", str(max(seconds, 10))]),
         # A 1M-message backlog written just before: its flushes and
