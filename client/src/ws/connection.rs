@@ -1,9 +1,9 @@
 //! One open socket, driven by two tasks: a reader that dispatches every
 //! server frame (pushed messages to a bounded channel — from JSON text
-//! frames, or from binary frames on sockets that asked for them — answers
-//! to their waiting request by `request_id`) and a writer that owns the write half
-//! (request frames from a queue — JSON text, or binary publish frames —
-//! credit as it is owed, pings, the close frame).
+//! frames, or from binary frames on sockets that asked for them — and
+//! answers to their waiting request by `request_id`) and a writer that
+//! owns the write half (request frames from a queue — JSON text, or binary
+//! publish frames — credit as it is owed, pings, the close frame).
 //!
 //! Keepalive: the writer pings every `ping_interval`, and the reader takes
 //! a socket that delivered nothing at all — no frame, no pong, no ping of

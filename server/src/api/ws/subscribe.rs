@@ -379,8 +379,19 @@ mod tests {
     use serde_json::json;
     use weir_protocol::{ProduceMessage, SubscriptionSpec};
 
-    use super::super::testing::{broker_with_topic, options, spawn};
+    use super::super::testing::{broker_with_topic, options, spawn, TestBroker};
     use super::*;
+
+    /// The protocol of a socket on subscription `s` of topic `t`.
+    fn on_sub_s(tb: &TestBroker, encoding: SocketEncoding) -> Subscribe {
+        Subscribe {
+            subscription: tb.broker.subscription("t", "s").unwrap(),
+            topic: "t".into(),
+            consumer: None,
+            encoding,
+            holder: NEXT_HOLDER.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 
     #[tokio::test]
     async fn credit_acks_nacks_and_errors_over_a_channel_socket() {
@@ -394,14 +405,7 @@ mod tests {
             .map(|i| serde_json::from_value(json!({"value": i})).unwrap())
             .collect();
         tb.broker.produce("t", messages, 2).await.unwrap();
-        let subscription = tb.broker.subscription("t", "s").unwrap();
-        let protocol = Subscribe {
-            subscription,
-            topic: "t".into(),
-            consumer: None,
-            encoding: SocketEncoding::Json,
-            holder: 7,
-        };
+        let protocol = on_sub_s(&tb, SocketEncoding::Json);
         let (mut client, _shutdown, _task) = spawn(protocol, options(), 16);
 
         client.send_text(r#"{"type":"credit","messages":2}"#).await;
@@ -467,13 +471,7 @@ mod tests {
             .map(|i| serde_json::from_value(json!({"value": i, "key": format!("k{i}")})).unwrap())
             .collect();
         tb.broker.produce("t", messages, 2).await.unwrap();
-        let protocol = Subscribe {
-            subscription: tb.broker.subscription("t", "s").unwrap(),
-            topic: "t".into(),
-            consumer: None,
-            encoding: SocketEncoding::Binary,
-            holder: 8,
-        };
+        let protocol = on_sub_s(&tb, SocketEncoding::Binary);
         let (mut client, _shutdown, _task) = spawn(protocol, options(), 16);
         // Credit still bounds what is sent: 3 of 5, in one frame.
         client.send_text(r#"{"type":"credit","messages":3}"#).await;
