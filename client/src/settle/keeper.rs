@@ -92,21 +92,28 @@ impl InHand {
     /// Stops holding `ack_id` (settled, or its lease is gone); false when
     /// it was not held.
     pub fn release(&self, ack_id: &str) -> bool {
-        let freed = {
+        self.release_all([ack_id]) == 1
+    }
+
+    /// Stops holding each of `ack_ids` under one lock, telling the hook
+    /// once; returns how many were held.
+    pub fn release_all<'a>(&self, ack_ids: impl IntoIterator<Item = &'a str>) -> u64 {
+        let (count, bytes) = {
             let mut state = self.lock();
-            let freed = state.held.remove(ack_id).map(|held| held.bytes);
-            if let Some(bytes) = freed {
-                state.bytes -= bytes;
+            let (mut count, mut bytes) = (0, 0);
+            for id in ack_ids {
+                if let Some(held) = state.held.remove(id) {
+                    count += 1;
+                    bytes += held.bytes;
+                }
             }
-            freed
+            state.bytes -= bytes;
+            (count, bytes)
         };
-        match freed {
-            Some(bytes) => {
-                self.released(1, bytes);
-                true
-            }
-            None => false,
+        if count > 0 {
+            self.released(count, bytes);
         }
+        count
     }
 
     /// Forgets every held message (their socket is gone).

@@ -211,3 +211,23 @@ async fn renewal_stops_after_max_extension_and_skips_fresh_messages() {
         .collect();
     assert_eq!(rounds, vec![vec!["old"], vec!["new", "old"], vec!["new"]]);
 }
+
+#[test]
+fn releasing_many_frees_what_was_held_once() {
+    let freed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = freed.clone();
+    let in_hand = InHand::with_release_hook(move |messages, bytes| {
+        seen.lock().unwrap().push((messages, bytes));
+    });
+    for (id, bytes) in [("a", 10), ("b", 20), ("c", 30)] {
+        in_hand.hold(id.to_owned(), bytes);
+    }
+    // Unknown ids and repeats change nothing; the hook hears one sum.
+    assert_eq!(in_hand.release_all(["a", "x", "c", "a"]), 2);
+    assert_eq!(in_hand.totals(), (1, 20));
+    assert_eq!(in_hand.release_all(["x"]), 0);
+    assert!(in_hand.release("b"));
+    assert!(!in_hand.release("b"));
+    assert_eq!(in_hand.totals(), (0, 0));
+    assert_eq!(*freed.lock().unwrap(), vec![(2, 40), (1, 20)]);
+}

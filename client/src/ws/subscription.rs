@@ -636,9 +636,9 @@ impl WsAcker {
 
     /// These messages no longer count as held, however their settle went.
     fn release(&self, ack_ids: &[String]) {
-        for id in ack_ids {
-            self.shared.in_hand.release(id);
-        }
+        self.shared
+            .in_hand
+            .release_all(ack_ids.iter().map(String::as_str));
     }
 }
 

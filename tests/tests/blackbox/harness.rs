@@ -220,7 +220,15 @@ impl TestServer {
         body: Option<(&str, Vec<u8>)>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        send(&self.http, method, &self.url(path), body, headers).await
+        let url = self.url(path);
+        match try_send(&self.http, method.clone(), &url, body, headers).await {
+            Ok(reply) => reply,
+            // Say what the server said last: a crash shows in its log.
+            Err(e) => panic!(
+                "{method} {url} failed: {e}; the server's log:\n{}",
+                self.log_tail()
+            ),
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
