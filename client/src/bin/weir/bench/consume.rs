@@ -89,8 +89,10 @@ pub struct ConsumeArgs {
     #[arg(long)]
     keep: bool,
     /// How messages are received and acked: `http` (pull and ack
-    /// requests) or `ws` (pushed on subscription sockets, acked over them).
-    /// The fill is produced over HTTP either way.
+    /// requests) or `ws` (pushed on subscription sockets, acked over them;
+    /// each socket's credit is --batch, so the next batch flows while the
+    /// last one's ack is made durable). The fill is produced over HTTP
+    /// either way.
     #[arg(long, value_enum, default_value_t = TransportKind::Http)]
     transport: TransportKind,
     /// Encoding of the fill's produce requests and of the deliveries: `json`

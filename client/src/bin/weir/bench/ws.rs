@@ -1,7 +1,8 @@
 //! [`Transport`] over the subscription WebSocket: messages are pushed to one
-//! socket per consumer (credit-based, refilled as they are taken), acks go
-//! over the socket that received them and are confirmed once durable; produce stays on HTTP (the
-//! workloads measure delivery, and publish → frame received end to end).
+//! socket per consumer (credit of one pull's size, refilled as they are
+//! taken), acks go over the socket that received them and are confirmed
+//! once durable; produce stays on HTTP (the workloads measure delivery, and
+//! publish → frame received end to end).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,8 +17,8 @@ use weir_client::{
 
 use super::{Body, Transport};
 
-/// Credit per socket when the pull size asks for less.
-const MIN_CREDIT: u32 = 256;
+/// Credit per socket when the pull names no size.
+const DEFAULT_CREDIT: u32 = 100;
 
 #[derive(Clone)]
 pub struct Ws {
@@ -53,11 +54,13 @@ impl Ws {
         if let Some(socket) = sockets.get(&consumer) {
             return Ok(socket.clone());
         }
-        let credit = request
-            .max_messages
-            .unwrap_or(MIN_CREDIT)
-            .saturating_mul(2)
-            .max(MIN_CREDIT);
+        // As many on their way to this consumer as one pull of this size
+        // would lease: the credit is the pull size, topped up as messages
+        // are taken. (A taken batch stays leased until its ack is durable,
+        // while the next one already flows: up to two batches per socket
+        // are leased at once, where an HTTP consumer pulls again only once
+        // its ack is answered.)
+        let credit = request.max_messages.unwrap_or(DEFAULT_CREDIT).max(1);
         let options = SubscribeOptions {
             consumer: Some(consumer.clone()),
             credit,
