@@ -1,13 +1,14 @@
-//! The JSON answer of a pull, written straight from the leased messages
-//! into one buffer: byte for byte what serializing the `PullResponse` that
-//! `Delivered::into_wire` builds gives (a property test holds the two
-//! together), without that detour. Through serde, each delivery was a
-//! `Message` built first — the topic copied, a raw value base64-encoded into
-//! a `String`, the headers into a map — then written through the generic
-//! map path that `#[serde(flatten)]` takes, every string scanned for escapes:
-//! ~9 % of the server's time per message in a JSON consume. Base64 text,
-//! ack ids (base64url) and numbers need no escaping; only the topic, keys
-//! and headers go through [`push_str`].
+//! The JSON answer of a pull, and a subscription socket's `message`
+//! frames, written straight from the leased messages into one buffer: byte
+//! for byte what serializing the `PullResponse` (or the
+//! `ServerFrame::Message`) that `Delivered::into_wire` builds gives
+//! (property tests hold them together), without that detour. Through
+//! serde, each delivery was a `Message` built first — the topic copied, a
+//! raw value base64-encoded into a `String`, the headers into a map — then
+//! written through the generic map path that `#[serde(flatten)]` takes,
+//! every string scanned for escapes: ~9 % of the server's time per message
+//! in a JSON consume. Base64 text, ack ids (base64url) and numbers need no
+//! escaping; only the topic, keys and headers go through [`push_str`].
 
 use std::collections::BTreeMap;
 
@@ -15,38 +16,76 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::value::RawValue;
 
-use crate::broker::subscription::pull::Pulled;
+use crate::broker::subscription::pull::{Delivered, Pulled};
 
 /// `{"messages":[…],"batch_ack_id":…}` for `pulled`, messages of `topic`.
 pub fn pull_body(topic: &str, pulled: &Pulled) -> Vec<u8> {
     let size: usize = pulled
         .delivered
         .iter()
-        .map(|d| 160 + topic.len() + d.message.payload.len() * 4 / 3 + d.ack_id.len())
+        .map(|d| delivery_size(topic, d))
         .sum();
     let mut out = Vec::with_capacity(32 + size);
-    let mut numbers = itoa::Buffer::new();
-    let mut scratch = String::new();
+    let mut writer = Writer::default();
     out.extend_from_slice(br#"{"messages":["#);
     for (i, d) in pulled.delivered.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
+        out.push(b'{');
+        writer.fields(&mut out, topic, d);
+        out.push(b'}');
+    }
+    out.push(b']');
+    if let Some(id) = &pulled.batch_ack_id {
+        out.extend_from_slice(br#","batch_ack_id":"#);
+        push_str(&mut out, id);
+    }
+    out.push(b'}');
+    out
+}
+
+/// The `{"type":"message",…}` frame of a subscription socket for one
+/// delivery of `topic`: what serializing `ServerFrame::Message` gives.
+pub fn message_frame(topic: &str, delivered: &Delivered) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + delivery_size(topic, delivered));
+    out.extend_from_slice(br#"{"type":"message","#);
+    Writer::default().fields(&mut out, topic, delivered);
+    out.push(b'}');
+    out
+}
+
+/// About the bytes one delivery takes, to size the buffer once.
+fn delivery_size(topic: &str, d: &Delivered) -> usize {
+    160 + topic.len() + d.message.payload.len() * 4 / 3 + d.ack_id.len()
+}
+
+/// Reused between the deliveries of one answer.
+#[derive(Default)]
+struct Writer {
+    numbers: itoa::Buffer,
+    scratch: String,
+}
+
+impl Writer {
+    /// The fields of one delivery, `"topic"` to `"attempt"`, in the wire
+    /// form's order.
+    fn fields(&mut self, out: &mut Vec<u8>, topic: &str, d: &Delivered) {
         let m = &d.message;
-        out.extend_from_slice(br#"{"topic":"#);
-        push_str(&mut out, topic);
+        out.extend_from_slice(br#""topic":"#);
+        push_str(out, topic);
         out.extend_from_slice(br#","partition":"#);
-        out.extend_from_slice(numbers.format(d.partition).as_bytes());
+        out.extend_from_slice(self.numbers.format(d.partition).as_bytes());
         out.extend_from_slice(br#","offset":"#);
-        out.extend_from_slice(numbers.format(m.offset).as_bytes());
+        out.extend_from_slice(self.numbers.format(m.offset).as_bytes());
         out.extend_from_slice(br#","timestamp":"#);
-        out.extend_from_slice(numbers.format(m.timestamp).as_bytes());
+        out.extend_from_slice(self.numbers.format(m.timestamp).as_bytes());
         out.extend_from_slice(br#","key":"#);
         match &m.key {
-            Some(key) => push_str(&mut out, key),
+            Some(key) => push_str(out, key),
             None => out.extend_from_slice(b"null"),
         }
-        push_value(&mut out, m.json, &m.payload, &mut scratch);
+        push_value(out, m.json, &m.payload, &mut self.scratch);
         out.extend_from_slice(br#","headers":{"#);
         if !m.headers.is_empty() {
             // Sorted by name, the last of equal names kept: the map the
@@ -60,24 +99,16 @@ pub fn pull_body(topic: &str, pulled: &Pulled) -> Vec<u8> {
                 if j > 0 {
                     out.push(b',');
                 }
-                push_str(&mut out, name);
+                push_str(out, name);
                 out.push(b':');
-                push_str(&mut out, value);
+                push_str(out, value);
             }
         }
         out.extend_from_slice(br#"},"ack_id":"#);
-        push_str(&mut out, &d.ack_id);
+        push_str(out, &d.ack_id);
         out.extend_from_slice(br#","attempt":"#);
-        out.extend_from_slice(numbers.format(d.attempt).as_bytes());
-        out.push(b'}');
+        out.extend_from_slice(self.numbers.format(d.attempt).as_bytes());
     }
-    out.push(b']');
-    if let Some(id) = &pulled.batch_ack_id {
-        out.extend_from_slice(br#","batch_ack_id":"#);
-        push_str(&mut out, id);
-    }
-    out.push(b'}');
-    out
 }
 
 /// `,"value":<JSON>` for a valid JSON payload, `,"value_b64":"…"` for
@@ -142,7 +173,6 @@ mod tests {
     use weir_protocol::PullResponse;
 
     use super::*;
-    use crate::broker::subscription::pull::Delivered;
     use crate::storage::record::StoredMessage;
 
     fn text() -> impl Strategy<Value = String> {
@@ -223,6 +253,16 @@ mod tests {
             let written = String::from_utf8(pull_body(&topic, &pulled)).unwrap();
             let expected = String::from_utf8(through_serde(&topic, pulled)).unwrap();
             prop_assert_eq!(written, expected);
+        }
+
+        #[test]
+        fn the_message_frame_is_what_serde_writes(
+            topic in "[a-z0-9._-]{1,20}",
+            d in delivered(),
+        ) {
+            let written = String::from_utf8(message_frame(&topic, &d)).unwrap();
+            let frame = weir_protocol::ws::ServerFrame::Message(d.into_wire(&topic));
+            prop_assert_eq!(written, serde_json::to_string(&frame).unwrap());
         }
 
         #[test]

@@ -175,6 +175,11 @@ impl Outbox {
             tracing::error!(error = %e, "cannot serialize a websocket frame");
             Stop::Close(Close::internal())
         })?;
+        self.send_text(text).await
+    }
+
+    /// Queues one text frame already written (JSON).
+    pub async fn send_text(&self, text: String) -> Result<(), Stop> {
         self.queue_frame(OutFrame::Text(Utf8Bytes::from(text)))
             .await
     }

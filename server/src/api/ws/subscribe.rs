@@ -33,7 +33,7 @@ use super::{error_parts, upgrade, WsClient, TAG_WEBSOCKET};
 use crate::api::error::ApiResult;
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::openapi::Errors;
-use crate::api::{binary, AppState};
+use crate::api::{binary, pulled_json, AppState};
 use crate::broker::subscription::pull::Pulled;
 use crate::broker::subscription::settle::Settle;
 use crate::broker::subscription::{PullParams, Subscription, MAX_PULL_MESSAGES};
@@ -232,10 +232,13 @@ impl Subscribe {
     async fn deliver(&self, pulled: Pulled, outbox: &Outbox) -> Result<(), Stop> {
         match self.encoding {
             SocketEncoding::Json => {
-                for d in pulled.delivered {
-                    outbox
-                        .send(&ServerFrame::Message(d.into_wire(&self.topic)))
-                        .await?;
+                for d in &pulled.delivered {
+                    let frame = pulled_json::message_frame(&self.topic, d);
+                    let text = String::from_utf8(frame).map_err(|e| {
+                        tracing::error!(error = %e, "a message frame is not UTF-8");
+                        Stop::Close(Close::internal())
+                    })?;
+                    outbox.send_text(text).await?;
                 }
             }
             SocketEncoding::Binary => {
