@@ -10,6 +10,7 @@
 //! routes with their OpenAPI declarations. A new kind of socket is a
 //! `Protocol` plus an upgrade handler that calls [`Sockets::accept`].
 
+mod client_frame;
 mod publish;
 mod session;
 mod subscribe;

@@ -28,6 +28,7 @@ use utoipa::{IntoParams, ToSchema};
 use weir_protocol::ws::{ClientFrame, Confirmation, ServerFrame};
 use weir_protocol::ErrorCode;
 
+use super::client_frame;
 use super::session::{Close, Inbound, Outbox, Protocol, Stop};
 use super::{error_parts, upgrade, WsClient, TAG_WEBSOCKET};
 use crate::api::error::ApiResult;
@@ -266,7 +267,7 @@ impl Subscribe {
     }
 
     fn handle(&self, text: &str) -> Handled {
-        let frame: ClientFrame = match serde_json::from_str(text) {
+        let frame = match client_frame::parse(text) {
             Ok(frame) => frame,
             Err(e) => {
                 return reply_now(invalid(format!("invalid frame: {e}"), request_id_of(text)))

@@ -39,8 +39,11 @@ impl AckId {
         if text.len() != 32 {
             return None;
         }
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        let bytes: [u8; LEN] = bytes.try_into().ok()?;
+        // 32 characters are exactly 24 bytes: decoded in place, no buffer.
+        let mut bytes = [0u8; LEN];
+        if URL_SAFE_NO_PAD.decode_slice(text, &mut bytes).ok()? != LEN {
+            return None;
+        }
         let u32_at =
             |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let u64_at = |i: usize| {

@@ -9,7 +9,7 @@ use weir_protocol::AckResponse;
 use super::ack_id::AckTarget;
 use super::backoff::MAX_BACKOFF_MS;
 use super::config::{MAX_ACK_TIMEOUT_MS, MIN_ACK_TIMEOUT_MS};
-use super::state::{FailKind, Failure};
+use super::state::{Acks, FailKind, Failure};
 use super::{committed, Subscription, MAX_ACK_IDS, MAX_REASON_BYTES};
 use crate::broker::error::{BrokerError, Result};
 
@@ -103,6 +103,7 @@ impl Subscription {
         let (mut state, mut changes) = self.lock(now).await?;
         let lease_default = state.config().ack_timeout_ms;
         let mut response = AckResponse::default();
+        let mut acks = Acks::default();
         for (text, target) in ids.iter().zip(parsed) {
             // One delivery, or what is left of a pull's under its batch id
             // (a single id allocates nothing).
@@ -121,7 +122,9 @@ impl Subscription {
             let mut matched = 0;
             for &(partition, offset, token) in deliveries {
                 let known = match &what {
-                    Settle::Ack => state.ack(partition, offset, token, now, &mut changes),
+                    Settle::Ack => {
+                        state.ack_into(&mut acks, partition, offset, token, now, &mut changes)
+                    }
                     Settle::Nack {
                         reason,
                         delay_ms,
@@ -151,6 +154,7 @@ impl Subscription {
                 response.unknown.push(text.clone());
             }
         }
+        state.finish_acks(acks, &mut changes);
         // Acks wake long polls only when they can unblock deliveries (a
         // key held, a full window); nacks always (retries, dead letters).
         let wake_waiters = match what {

@@ -44,6 +44,7 @@ use weir_protocol::{Mode, Ordering, SubscriptionConfig};
 
 use crate::storage::{EntryState, Parked, SubEntry};
 pub use ranges::RangeSet;
+pub use settle::Acks;
 pub use stats::StatsView;
 
 /// Most unsettled entries a queue subscription tracks; the scan of new

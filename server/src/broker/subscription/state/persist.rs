@@ -109,6 +109,82 @@ impl State {
         true
     }
 
+    /// Marks `offset` settled (its entry already dropped): below the floor
+    /// its stored entry goes, at or above it the floor moves or a run of
+    /// acks records it.
+    pub(super) fn mark_settled(&mut self, p: u32, offset: u64, changes: &mut Vec<Change>) {
+        let Some(part) = self.parts.get(p as usize) else {
+            return;
+        };
+        if offset < part.floor {
+            self.unpersist(p, offset, changes);
+            return;
+        }
+        self.settled_above_floor(p, offset, changes);
+    }
+
+    /// Marks many offsets settled at once (their entries already dropped),
+    /// as [`State::mark_settled`] one by one would leave the state and the
+    /// store, in fewer steps: per partition the runs of consecutive offsets
+    /// join the settled set, the floor moves once, and each run left above
+    /// it is stored as one run of acks.
+    pub(super) fn mark_settled_many(
+        &mut self,
+        mut offsets: Vec<(u32, u64)>,
+        changes: &mut Vec<Change>,
+    ) {
+        if let [(p, offset)] = offsets[..] {
+            self.mark_settled(p, offset, changes);
+            return;
+        }
+        offsets.sort_unstable();
+        offsets.dedup();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut i = 0;
+        while let Some(&(p, _)) = offsets.get(i) {
+            runs.clear();
+            while let Some(&(q, o)) = offsets.get(i) {
+                if q != p {
+                    break;
+                }
+                match runs.last_mut() {
+                    Some((_, end)) if *end == o => *end = o + 1,
+                    _ => runs.push((o, o + 1)),
+                }
+                i += 1;
+            }
+            self.mark_runs_settled(p, &runs, changes);
+        }
+    }
+
+    /// [`State::mark_settled_many`] for the sorted, disjoint runs
+    /// `[start, end)` of one partition.
+    fn mark_runs_settled(&mut self, p: u32, runs: &[(u64, u64)], changes: &mut Vec<Change>) {
+        let Some(part) = self.parts.get_mut(p as usize) else {
+            return;
+        };
+        let floor = part.floor;
+        let mut below = Vec::new();
+        for &(start, end) in runs {
+            below.extend(start..end.min(floor));
+            let start = start.max(floor);
+            if start < end {
+                part.settled.insert(start, end);
+            }
+        }
+        for offset in below {
+            self.unpersist(p, offset, changes);
+        }
+        self.advance_floor(p, changes);
+        let floor = self.floor(p);
+        for &(start, end) in runs {
+            let start = start.max(floor);
+            if start < end {
+                self.store_settled_run(p, start, end, changes);
+            }
+        }
+    }
+
     /// Marks `offset` (at or above the floor) settled: the floor moves over
     /// it when it can, else a run of acks keeps it settled across a
     /// restart.
@@ -161,6 +237,53 @@ impl State {
         part.runs.insert(start, end);
         part.persisted.insert(start);
         changes.push(run_entry(p, start, end));
+    }
+
+    /// [`State::store_settled`] for the consecutive offsets `[start, end)`,
+    /// none of them settled before: one run entry is written (joined with
+    /// the runs ending at `start` and starting at `end`), and the entries of
+    /// redeliveries inside go.
+    fn store_settled_run(&mut self, p: u32, start: u64, end: u64, changes: &mut Vec<Change>) {
+        let Some(part) = self.parts.get_mut(p as usize) else {
+            return;
+        };
+        let overlaps = part
+            .runs
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, &e)| e > start);
+        if !self.ack_runs || end - start == 1 || overlaps {
+            // (A run already inside cannot happen — these offsets were
+            // leased, not settled — but one by one stays right if it does.)
+            for offset in start..end {
+                self.store_settled(p, offset, changes);
+            }
+            return;
+        }
+        let stored: Vec<u64> = part.persisted.range(start..end).copied().collect();
+        for offset in stored {
+            part.persisted.remove(&offset);
+            changes.push(Change::DeleteEntry {
+                partition: p,
+                offset,
+            });
+        }
+        let first = match part.runs.range(..start).next_back() {
+            Some((&s, &e)) if e == start => s,
+            _ => start,
+        };
+        let mut last = end;
+        if let Some(next_end) = part.runs.remove(&end) {
+            part.persisted.remove(&end);
+            changes.push(Change::DeleteEntry {
+                partition: p,
+                offset: end,
+            });
+            last = next_end;
+        }
+        part.runs.insert(first, last);
+        part.persisted.insert(first);
+        changes.push(run_entry(p, first, last));
     }
 
     /// `offset` (at or above the floor) is no longer settled (a message

@@ -5,6 +5,13 @@ use weir_protocol::Mode;
 
 use super::{Change, Delivery, FailKind, Failure, Lessee, State, Status, TimerKind};
 
+/// The offsets one request acked, waiting to be marked settled together
+/// (see [`State::ack_into`]).
+#[derive(Debug, Default)]
+pub struct Acks {
+    offsets: Vec<(u32, u64)>,
+}
+
 impl State {
     /// Leases an entry (ready or freshly scanned) to a consumer. Every
     /// delivery is counted durably with the pull: a first delivery by the
@@ -91,8 +98,16 @@ impl State {
         now: u64,
         changes: &mut Vec<Change>,
     ) {
+        if self.drop_settled(partition, offset, now) {
+            self.mark_settled(partition, offset, changes);
+        }
+    }
+
+    /// Drops a settled message's entry and releases its key; the floor is
+    /// left to [`State::mark_settled`]. False for an unknown partition.
+    fn drop_settled(&mut self, partition: u32, offset: u64, now: u64) -> bool {
         let Some(part) = self.parts.get_mut(partition as usize) else {
-            return;
+            return false;
         };
         let removed = part.entries.remove(&offset);
         self.ready.remove(&(partition, offset));
@@ -102,12 +117,7 @@ impl State {
         if let Some(key) = removed.and_then(|e| e.key) {
             self.release_key(key, (partition, offset), now);
         }
-        let part = &mut self.parts[partition as usize];
-        if offset < part.floor {
-            self.unpersist(partition, offset, changes);
-            return;
-        }
-        self.settled_above_floor(partition, offset, changes);
+        true
     }
 
     pub(super) fn release_key(&mut self, key: u64, who: (u32, u64), now: u64) {
@@ -135,8 +145,28 @@ impl State {
         now: u64,
         changes: &mut Vec<Change>,
     ) -> bool {
+        let mut acks = Acks::default();
+        let known = self.ack_into(&mut acks, partition, offset, token, now, changes);
+        self.finish_acks(acks, changes);
+        known
+    }
+
+    /// Acks one delivery of a request that acks many: its entry and key go
+    /// now, its offset waits in `acks` for [`State::finish_acks`]. False
+    /// when it matches no current lease.
+    pub fn ack_into(
+        &mut self,
+        acks: &mut Acks,
+        partition: u32,
+        offset: u64,
+        token: u64,
+        now: u64,
+        changes: &mut Vec<Change>,
+    ) -> bool {
         if self.is_leased(partition, offset, token) {
-            self.settle(partition, offset, now, changes);
+            if self.drop_settled(partition, offset, now) {
+                acks.offsets.push((partition, offset));
+            }
             self.events.acks += 1;
             return true;
         }
@@ -148,6 +178,13 @@ impl State {
             return acked;
         }
         false
+    }
+
+    /// Marks the offsets acked by [`State::ack_into`] settled, all at once:
+    /// each partition's floor moves once and each run of consecutive
+    /// offsets left above it is stored as one run of acks.
+    pub fn finish_acks(&mut self, acks: Acks, changes: &mut Vec<Change>) {
+        self.mark_settled_many(acks.offsets, changes);
     }
 
     /// Nacks one delivery. False when it matches no current lease.

@@ -360,6 +360,22 @@ impl Harness {
         ok
     }
 
+    /// Acks `ds` as one request does: together. Which of them matched.
+    fn ack_all(&mut self, ds: &[Delivery], now: u64) -> Vec<bool> {
+        let mut changes = Vec::new();
+        let mut acks = Acks::default();
+        let known = ds
+            .iter()
+            .map(|d| {
+                self.state
+                    .ack_into(&mut acks, d.partition, d.offset, d.token, now, &mut changes)
+            })
+            .collect();
+        self.state.finish_acks(acks, &mut changes);
+        self.commit(changes);
+        known
+    }
+
     fn nack(&mut self, d: &Delivery, now: u64, delay: Option<u64>, permanent: bool) -> bool {
         let mut changes = Vec::new();
         let failure = Failure {
@@ -1020,9 +1036,27 @@ enum Op {
     Produce(usize),
     Pull(usize),
     Ack(usize),
+    /// Ack, in one request, the outstanding deliveries whose index plus
+    /// this is not a multiple of three (runs with gaps between).
+    AckMany(usize),
     Nack(usize),
     Advance(u64),
     Restart,
+}
+
+/// The indexes of `len` outstanding deliveries an [`Op::AckMany`] acks.
+fn ack_many_picks(skip: usize, len: usize) -> Vec<usize> {
+    (0..len).filter(|j| !(j + skip).is_multiple_of(3)).collect()
+}
+
+/// Removes the picked deliveries from `outstanding`, in order.
+fn take_picked(outstanding: &mut Vec<Delivery>, skip: usize) -> Vec<Delivery> {
+    let picks = ack_many_picks(skip, outstanding.len());
+    let mut taken = Vec::with_capacity(picks.len());
+    for (removed, j) in picks.into_iter().enumerate() {
+        taken.push(outstanding.remove(j - removed));
+    }
+    taken
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -1030,6 +1064,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0usize..2).prop_map(Op::Produce),
         (1usize..5).prop_map(Op::Pull),
         (0usize..8).prop_map(Op::Ack),
+        (0usize..3).prop_map(Op::AckMany),
         (0usize..8).prop_map(Op::Nack),
         (1u64..3000).prop_map(Op::Advance),
         Just(Op::Restart),
@@ -1098,6 +1133,18 @@ fn run_model_bounded(
                     );
                 }
             }
+            Op::AckMany(skip) => {
+                let ds = take_picked(&mut outstanding, skip);
+                for (d, known) in ds.iter().zip(h.ack_all(&ds, now)) {
+                    if known && mode == Mode::Queue {
+                        prop_assert!(
+                            acked.insert((d.partition, d.offset)),
+                            "acked twice: {:?}",
+                            d
+                        );
+                    }
+                }
+            }
             Op::Nack(i) if !outstanding.is_empty() => {
                 let d = outstanding.remove(i % outstanding.len());
                 h.nack(&d, now, None, false);
@@ -1150,6 +1197,65 @@ fn run_model_bounded(
     Ok(())
 }
 
+/// The same operations on two queue subscriptions, one acking each
+/// [`Op::AckMany`]'s deliveries one by one and the other all together:
+/// after every step both deliver the same messages and both stores hold
+/// the same cursors and entries (runs of acks included).
+fn run_acks_together_vs_one_by_one(ops: Vec<Op>) -> std::result::Result<(), TestCaseError> {
+    let fresh = || Harness::new(config(Mode::Queue, None, Ordering::Key), 2);
+    let (mut single, mut together) = (fresh(), fresh());
+    let (mut out_single, mut out_together): (Vec<Delivery>, Vec<Delivery>) =
+        (Vec::new(), Vec::new());
+    let mut now = 0u64;
+    for op in ops {
+        match op {
+            Op::Produce(p) => {
+                for h in [&mut single, &mut together] {
+                    let key = h.log.parts[p].len() as u64 % 5;
+                    h.log.push(p, Some(key), 0);
+                }
+            }
+            Op::Pull(max) => {
+                let a = single.pull(now, max * 4, "c");
+                let b = together.pull(now, max * 4, "c");
+                prop_assert_eq!(offsets(&a), offsets(&b));
+                out_single.extend(a);
+                out_together.extend(b);
+            }
+            Op::Ack(i) | Op::AckMany(i) => {
+                let a = take_picked(&mut out_single, i);
+                let b = take_picked(&mut out_together, i);
+                let known_single: Vec<bool> = a.iter().map(|d| single.ack(d, now)).collect();
+                prop_assert_eq!(known_single, together.ack_all(&b, now));
+            }
+            Op::Nack(i) if !out_single.is_empty() => {
+                let j = i % out_single.len();
+                single.nack(&out_single.remove(j), now, None, false);
+                together.nack(&out_together.remove(j), now, None, false);
+            }
+            Op::Advance(ms) => {
+                now += ms;
+                single.tick(now);
+                together.tick(now);
+            }
+            Op::Restart => {
+                single.restart(now);
+                together.restart(now);
+                out_single.clear();
+                out_together.clear();
+            }
+            _ => {}
+        }
+        prop_assert_eq!(&single.store.cursors, &together.store.cursors);
+        prop_assert_eq!(&single.store.entries, &together.store.entries);
+        for p in 0..2 {
+            prop_assert_eq!(single.state.floor(p), together.state.floor(p));
+        }
+        prop_assert_eq!(single.stats(now).backlog, together.stats(now).backlog);
+    }
+    Ok(())
+}
+
 /// 200 cases, unless `PROPTEST_CASES` asks for another number (proptest
 /// reads it only for a default config, not for `with_cases`).
 fn model_config() -> ProptestConfig {
@@ -1178,6 +1284,13 @@ proptest! {
         ops in proptest::collection::vec(op(), 0..60)
     ) {
         run_model_bounded(Mode::Queue, Ordering::Key, Some(4), ops)?;
+    }
+
+    #[test]
+    fn acks_together_store_what_acks_one_by_one_store(
+        ops in proptest::collection::vec(op(), 0..80)
+    ) {
+        run_acks_together_vs_one_by_one(ops)?;
     }
 
     #[test]
