@@ -180,7 +180,7 @@ impl State {
         for &(start, end) in runs {
             let start = start.max(floor);
             if start < end {
-                self.store_settled_run(p, start, end, changes);
+                self.store_settled(p, start, end, changes);
             }
         }
     }
@@ -193,57 +193,22 @@ impl State {
             part.settled.insert(offset, offset + 1);
         }
         if !self.advance_floor(p, changes) {
-            self.store_settled(p, offset, changes);
+            self.store_settled(p, offset, offset + 1, changes);
         }
     }
 
-    /// Stores `offset` as settled: it joins the run of acks ending just
-    /// below it (rewriting that run's one entry: consecutive acks in one
-    /// commit are one write) and the run starting just above it, or starts
-    /// a run. Its own entry (a redelivery's attempts), if any, goes.
-    fn store_settled(&mut self, p: u32, offset: u64, changes: &mut Vec<Change>) {
+    /// Stores the consecutive offsets `[start, end)` as settled: they join
+    /// the run of acks ending just below them (rewriting that run's one
+    /// entry: consecutive acks in one commit are one write) and the run
+    /// starting just above them, or start a run. Their own entries (a
+    /// redelivery's attempts), if any, go.
+    fn store_settled(&mut self, p: u32, start: u64, end: u64, changes: &mut Vec<Change>) {
         if !self.ack_runs {
-            self.persist(p, offset, SubEntry::settled(EntryState::Acked), changes);
-            return;
-        }
-        let Some(part) = self.parts.get_mut(p as usize) else {
-            return;
-        };
-        if let Some((_, &end)) = part.runs.range(..=offset).next_back() {
-            if offset < end {
-                // Stored as settled already.
-                return;
+            for offset in start..end {
+                self.persist(p, offset, SubEntry::settled(EntryState::Acked), changes);
             }
+            return;
         }
-        if part.persisted.remove(&offset) {
-            changes.push(Change::DeleteEntry {
-                partition: p,
-                offset,
-            });
-        }
-        let start = match part.runs.range(..offset).next_back() {
-            Some((&s, &e)) if e == offset => s,
-            _ => offset,
-        };
-        let mut end = offset + 1;
-        if let Some(next_end) = part.runs.remove(&end) {
-            part.persisted.remove(&end);
-            changes.push(Change::DeleteEntry {
-                partition: p,
-                offset: end,
-            });
-            end = next_end;
-        }
-        part.runs.insert(start, end);
-        part.persisted.insert(start);
-        changes.push(run_entry(p, start, end));
-    }
-
-    /// [`State::store_settled`] for the consecutive offsets `[start, end)`,
-    /// none of them settled before: one run entry is written (joined with
-    /// the runs ending at `start` and starting at `end`), and the entries of
-    /// redeliveries inside go.
-    fn store_settled_run(&mut self, p: u32, start: u64, end: u64, changes: &mut Vec<Change>) {
         let Some(part) = self.parts.get_mut(p as usize) else {
             return;
         };
@@ -252,11 +217,15 @@ impl State {
             .range(..end)
             .next_back()
             .is_some_and(|(_, &e)| e > start);
-        if !self.ack_runs || end - start == 1 || overlaps {
-            // (A run already inside cannot happen — these offsets were
-            // leased, not settled — but one by one stays right if it does.)
-            for offset in start..end {
-                self.store_settled(p, offset, changes);
+        if overlaps {
+            // One offset inside a run is stored as settled already. (A run
+            // inside a longer range cannot happen — settled together means
+            // leased until then — but offset by offset stays right if it
+            // does.)
+            if end - start > 1 {
+                for offset in start..end {
+                    self.store_settled(p, offset, offset + 1, changes);
+                }
             }
             return;
         }
