@@ -4,7 +4,10 @@
 Starts the release `weir-server` on a free loopback port over a temporary
 data directory (default settings: fsync = always), runs every workload with
 `weir bench ... --output json`, stops the server and prints one summary
-table (Markdown, ready for BENCHMARKS.md). Progress goes to stderr.
+table (Markdown, ready for BENCHMARKS.md). Progress goes to stderr. The
+last column is the server's resident memory right after each workload and,
+in parentheses, its peak so far (node 1's in a cluster): memory is bounded
+by configuration, not by the load, so it levels off.
 
     scripts/bench.py [--bin-dir DIR] [--seconds N] [--only NAME ...] [--cluster N]
 
@@ -105,6 +108,21 @@ def wait_ready(url, proc, timeout=30):
     raise SystemExit("bench: the server did not become ready in 30 s")
 
 
+def rss_mib(proc):
+    """The server's resident memory now and its peak so far, in MiB, from
+    Linux's /proc (None elsewhere)."""
+    try:
+        with open(f"/proc/{proc.pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(fields["VmRSS"].split()[0]) // 1024, int(fields["VmHWM"].split()[0]) // 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+def rss_cell(rss):
+    return "" if rss is None else f"{rss[0]:,} ({rss[1]:,})"
+
+
 def row(name, kind, report):
     if kind == "e2e":
         lat = report["latency_ms"]
@@ -184,7 +202,7 @@ def main():
                 print(out.stderr, file=sys.stderr)
                 raise SystemExit(f"bench: `{name}` failed ({out.returncode})")
             report = last_json(out.stdout)
-            rows.append(row(name, kind, report))
+            rows.append((*row(name, kind, report), rss_cell(rss_mib(servers[0]))))
     finally:
         for each in servers:
             each.send_signal(signal.SIGTERM)
@@ -200,9 +218,10 @@ def main():
             print("bench: the servers' last log lines:\n" + "".join(tail), file=sys.stderr)
         shutil.rmtree(data, ignore_errors=True)
 
-    head = ("workload", "msg/s", "MB/s", "latency ms p50 / p99 / p99.9", "")
+    head = ("workload", "msg/s", "MB/s", "latency ms p50 / p99 / p99.9", "",
+            "server RSS MiB (peak)")
     print("| " + " | ".join(head) + " |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print("| --- | ---: | ---: | ---: | --- | ---: |")
     for r in rows:
         print("| " + " | ".join(r) + " |")
 
