@@ -152,8 +152,8 @@ impl State {
     }
 
     /// Acks one delivery of a request that acks many: its entry and key go
-    /// now, its offset waits in `acks` for [`State::finish_acks`]. False
-    /// when it matches no current lease.
+    /// now, its offset (in queue mode) waits in `acks` for
+    /// [`State::finish_acks`]. False when it matches no current lease.
     pub fn ack_into(
         &mut self,
         acks: &mut Acks,
@@ -165,7 +165,13 @@ impl State {
     ) -> bool {
         if self.is_leased(partition, offset, token) {
             if self.drop_settled(partition, offset, now) {
-                acks.offsets.push((partition, offset));
+                if self.config.mode == Mode::Queue {
+                    acks.offsets.push((partition, offset));
+                } else {
+                    // A stream's acks also move its floor cumulatively
+                    // (below): its settles keep their order.
+                    self.mark_settled(partition, offset, changes);
+                }
             }
             self.events.acks += 1;
             return true;
