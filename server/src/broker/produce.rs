@@ -495,13 +495,11 @@ fn place(
     // turn for each request (as Kafka's sticky partitioner does): a request
     // then costs one batch, however many partitions the topic has.
     let mut sticky = None;
-    // Bytes the messages not placed yet will take: the first record batch
-    // is sized for all of them (a whole unkeyed request lands there), so
-    // building it never grows and copies the buffer.
-    let mut unplaced: usize = batch.iter().map(|p| p.message.encoded_len()).sum();
+    // The first record batch is sized for the whole request (an unkeyed
+    // request lands there whole), so building it never grows and copies
+    // the buffer.
+    let request_bytes: usize = batch.iter().map(|p| p.message.encoded_len()).sum();
     for prepared in batch {
-        let encoded_len = prepared.message.encoded_len();
-        unplaced -= encoded_len;
         if let Some(id) = &prepared.id {
             let seen = match batch_ids.get(id).or_else(|| state.pending_ids.get(id)) {
                 Some(&found) => Some(found),
@@ -548,9 +546,9 @@ fn place(
             Some(i) => &mut slices[i],
             None => {
                 let capacity = if slices.is_empty() {
-                    unplaced + encoded_len
+                    request_bytes
                 } else {
-                    encoded_len
+                    prepared.message.encoded_len()
                 };
                 slices.push(Slice {
                     partition,
