@@ -164,14 +164,12 @@ impl State {
         changes: &mut Vec<Change>,
     ) -> bool {
         if self.is_leased(partition, offset, token) {
-            if self.drop_settled(partition, offset, now) {
-                if self.config.mode == Mode::Queue {
-                    acks.offsets.push((partition, offset));
-                } else {
-                    // A stream's acks also move its floor cumulatively
-                    // (below): its settles keep their order.
-                    self.mark_settled(partition, offset, changes);
-                }
+            if self.config.mode != Mode::Queue {
+                // A stream's acks also move its floor cumulatively
+                // (below): its settles keep their order.
+                self.settle(partition, offset, now, changes);
+            } else if self.drop_settled(partition, offset, now) {
+                acks.offsets.push((partition, offset));
             }
             self.events.acks += 1;
             return true;
